@@ -1,0 +1,15 @@
+//! Descriptors arrive from any peer that publishes to a registry.
+#![no_main]
+
+use errand_core::descriptor::SignedDescriptor;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(d) = SignedDescriptor::decode(data) {
+        // Whatever decodes must re-encode to exactly the same bytes.
+        assert_eq!(d.to_bytes(), data);
+        let _ = d.verify();
+        let _ = d.body().check_fresh(errand_core::UnixMillis(0));
+        let _ = SignedDescriptor::from_json(&d.to_json());
+    }
+});

@@ -1,0 +1,14 @@
+//! Receipts arrive from executors with every invocation result.
+#![no_main]
+
+use errand_core::receipt::SignedReceipt;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(r) = SignedReceipt::decode(data) {
+        assert_eq!(r.to_bytes(), data);
+        let _ = r.verify();
+        let back = SignedReceipt::from_json(&r.to_json()).expect("own JSON parses");
+        assert_eq!(back.to_bytes(), data);
+    }
+});

@@ -1,0 +1,380 @@
+//! Capability descriptors: what a peer offers, signed and soft-state.
+//!
+//! A publisher signs one [`Descriptor`] per capability and pushes it to
+//! registries. It is *soft state*: valid from `issued_at` until
+//! `issued_at + ttl`, after which every registry drops it unless the publisher
+//! has refreshed it with a new signature. A higher `seq` for the same
+//! `(publisher, name)` replaces a lower one, so a changed capability (new
+//! version, drifted latency) wins over the old one at once.
+//!
+//! | field | bound |
+//! |---|---|
+//! | `name` | 1–64 bytes of `a-z 0-9 . _ - /`, starting with a letter or digit |
+//! | `description` | 1024 bytes |
+//! | `intents` | 32 tags of 1–48 bytes |
+//! | `input`, `output` media type | 127 bytes, `type/subtype[; params]` |
+//! | JSON Schema | 16 KiB, must parse as a JSON object |
+//! | `addrs` | 8 addresses |
+//! | `ttl_ms` | 1 s to 24 h |
+//!
+//! **Default TTL: 15 s**, refreshed every 5 s (a third of the TTL, so two lost
+//! refreshes in a row are tolerated). The seed paper found the staleness knee
+//! near 15 s under high drift; a refresh costs one ~500-byte message per
+//! capability per registry, about 100 B/s, and a node that dies drops out of
+//! every index within 15 s. Changes are republished at once regardless, so the
+//! TTL only bounds how long a *silent* failure stays visible.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bounded::{BString, BVec};
+use crate::digest::Digest;
+use crate::identity::PeerId;
+use crate::signed::{Invalid, Kind, Object, Signable, Signed};
+use crate::time::UnixMillis;
+
+/// Default descriptor lifetime: 15 s (see the module docs).
+pub const DEFAULT_TTL_MS: u32 = 15_000;
+/// Default refresh interval: a third of the default TTL.
+pub const DEFAULT_REFRESH_MS: u32 = DEFAULT_TTL_MS / 3;
+/// Shortest TTL a descriptor may declare.
+pub const MIN_TTL_MS: u32 = 1_000;
+/// Longest TTL a descriptor may declare: one day.
+pub const MAX_TTL_MS: u32 = 86_400_000;
+/// How far in the future `issued_at` may be before a descriptor is refused,
+/// to tolerate clock skew between publisher and registry.
+pub const MAX_CLOCK_SKEW_MS: u64 = 30_000;
+
+/// A capability name: `a-z 0-9 . _ - /`, 1–64 bytes, starting alphanumeric.
+pub type Name = BString<64>;
+/// An intent keyword or tag.
+pub type Intent = BString<48>;
+/// A media type such as `image/png` or `application/json; charset=utf-8`.
+pub type MediaType = BString<127>;
+
+/// A semantic version `major.minor.patch`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub struct Version {
+    /// Incompatible changes.
+    pub major: u32,
+    /// Compatible additions.
+    pub minor: u32,
+    /// Fixes.
+    pub patch: u32,
+}
+
+impl Version {
+    /// `major.minor.patch`.
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Version {
+        Version {
+            major,
+            minor,
+            patch,
+        }
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// A version that is not `major.minor.patch`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid version {0:?}: expected major.minor.patch, e.g. 1.4.0")]
+pub struct ParseVersionError(pub String);
+
+impl FromStr for Version {
+    type Err = ParseVersionError;
+    fn from_str(s: &str) -> Result<Version, ParseVersionError> {
+        let err = || ParseVersionError(s.to_owned());
+        let mut it = s.trim().split('.');
+        let mut num = || -> Result<u32, ParseVersionError> {
+            let p = it.next().ok_or_else(err)?;
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(err());
+            }
+            p.parse().map_err(|_| err())
+        };
+        let v = Version::new(num()?, num()?, num()?);
+        if it.next().is_some() {
+            return Err(err());
+        }
+        Ok(v)
+    }
+}
+
+/// A media type plus an optional JSON Schema for its content.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MediaSpec {
+    /// The media type.
+    pub media_type: MediaType,
+    /// A JSON Schema, as JSON text, when the content is JSON.
+    pub schema: Option<BString<16384>>,
+}
+
+impl MediaSpec {
+    /// A media type without a schema.
+    pub fn new(media_type: &str) -> Result<MediaSpec, crate::bounded::BoundViolation> {
+        Ok(MediaSpec {
+            media_type: BString::new(media_type)?,
+            schema: None,
+        })
+    }
+}
+
+/// The quality of service a publisher declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct Qos {
+    /// Expected end-to-end latency of one invocation, in milliseconds.
+    pub latency_ms: u32,
+    /// Price of one invocation, in abstract cost units.
+    pub cost: u32,
+    /// Expected fuel of one invocation.
+    pub fuel: u64,
+    /// Largest input accepted, in bytes.
+    pub max_input_bytes: u64,
+}
+
+/// Which verification tiers a capability supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct Tiers {
+    /// Tier 2: it can be checked with canary inputs whose answers are known.
+    pub canary: bool,
+    /// Tier 3: the executor signs tool receipts.
+    pub receipts: bool,
+    /// Tier 3: runs are deterministic and can be checked by replay.
+    pub replay: bool,
+}
+
+/// An address where a publisher can be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetAddr {
+    /// QUIC over UDP.
+    Quic(SocketAddr),
+}
+
+impl fmt::Display for NetAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetAddr::Quic(a) => write!(f, "quic://{a}"),
+        }
+    }
+}
+
+/// A signed, soft-state capability descriptor (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descriptor {
+    /// The publishing peer, which signs the descriptor.
+    pub publisher: PeerId,
+    /// The capability's name.
+    pub name: Name,
+    /// The capability's version.
+    pub version: Version,
+    /// What it does, in words a matcher can use.
+    pub description: BString<1024>,
+    /// Intent keywords and tags: what it is for.
+    pub intents: BVec<Intent, 32>,
+    /// What it takes.
+    pub input: MediaSpec,
+    /// What it returns.
+    pub output: MediaSpec,
+    /// The SHA-256 of its WebAssembly component, when it is one.
+    pub component: Option<Digest>,
+    /// Declared quality of service.
+    pub qos: Qos,
+    /// Supported verification tiers.
+    pub tiers: Tiers,
+    /// Where the publisher can be reached.
+    pub addrs: BVec<NetAddr, 8>,
+    /// Monotonic per `(publisher, name)`: higher replaces lower.
+    pub seq: u64,
+    /// When it was signed.
+    pub issued_at: UnixMillis,
+    /// How long it stays valid after `issued_at`.
+    pub ttl_ms: u32,
+}
+
+/// A signed descriptor.
+pub type SignedDescriptor = Signed<Descriptor>;
+
+/// Why a descriptor is not live at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Freshness {
+    /// `issued_at + ttl` has passed.
+    #[error("descriptor expired at {expired_at} (now {now})")]
+    Expired {
+        /// When it stopped being valid.
+        expired_at: UnixMillis,
+        /// The time it was checked at.
+        now: UnixMillis,
+    },
+    /// `issued_at` is further in the future than clock skew explains.
+    #[error("descriptor is issued at {issued_at}, in the future (now {now})")]
+    FromTheFuture {
+        /// Its claimed signing time.
+        issued_at: UnixMillis,
+        /// The time it was checked at.
+        now: UnixMillis,
+    },
+}
+
+impl Descriptor {
+    /// When it stops being valid.
+    pub fn expires_at(&self) -> UnixMillis {
+        self.issued_at.plus_ms(u64::from(self.ttl_ms))
+    }
+
+    /// Whether it is valid at `now`.
+    pub fn check_fresh(&self, now: UnixMillis) -> Result<(), Freshness> {
+        if self.issued_at.0 > now.0.saturating_add(MAX_CLOCK_SKEW_MS) {
+            return Err(Freshness::FromTheFuture {
+                issued_at: self.issued_at,
+                now,
+            });
+        }
+        if now >= self.expires_at() {
+            return Err(Freshness::Expired {
+                expired_at: self.expires_at(),
+                now,
+            });
+        }
+        Ok(())
+    }
+
+    /// All the words a matcher may use: name, description and intents.
+    pub fn text(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.name.as_str())
+            .chain(std::iter::once(self.description.as_str()))
+            .chain(self.intents.iter().map(|i| i.as_str()))
+    }
+}
+
+/// Checks a capability name.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let first_ok = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !first_ok {
+        return Err("must start with a lowercase letter or digit".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(*c)))
+    {
+        return Err(format!(
+            "contains {c:?}: only a-z, 0-9, '.', '_', '-' and '/' are allowed"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_media(field: &'static str, m: &MediaSpec) -> Result<(), Invalid> {
+    let essence = m.media_type.split(';').next().unwrap_or("").trim();
+    let ok = essence.split_once('/').is_some_and(|(t, s)| {
+        let tok = |x: &str| {
+            !x.is_empty()
+                && x.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+        };
+        tok(t) && tok(s)
+    });
+    if !ok || m.media_type.chars().any(char::is_control) {
+        return Err(Invalid::new(
+            field,
+            format!(
+                "{:?} is not a media type like `image/png`",
+                m.media_type.as_str()
+            ),
+        ));
+    }
+    if let Some(schema) = &m.schema {
+        match serde_json::from_str::<serde_json::Value>(schema) {
+            Ok(serde_json::Value::Object(_)) => {}
+            _ => {
+                return Err(Invalid::new(
+                    field,
+                    "has a schema that is not a JSON object",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Object for Descriptor {
+    const KIND: Kind = Kind::Descriptor;
+    const VERSION: u8 = 1;
+
+    fn validate(&self) -> Result<(), Invalid> {
+        validate_name(&self.name).map_err(|p| Invalid::new("name", p))?;
+        if self
+            .description
+            .chars()
+            .any(|c| c.is_control() && c != '\n')
+        {
+            return Err(Invalid::new("description", "contains control characters"));
+        }
+        for tag in &self.intents {
+            if tag.trim().is_empty() || tag.chars().any(char::is_control) {
+                return Err(Invalid::new(
+                    "intents",
+                    format!("has an empty or unprintable tag {:?}", tag.as_str()),
+                ));
+            }
+        }
+        validate_media("input", &self.input)?;
+        validate_media("output", &self.output)?;
+        for addr in &self.addrs {
+            let NetAddr::Quic(a) = addr;
+            if a.port() == 0 {
+                return Err(Invalid::new("addrs", format!("has {a} with port 0")));
+            }
+        }
+        if !(MIN_TTL_MS..=MAX_TTL_MS).contains(&self.ttl_ms) {
+            return Err(Invalid::new(
+                "ttl_ms",
+                format!("is {} ms, outside {MIN_TTL_MS}..={MAX_TTL_MS}", self.ttl_ms),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Signable for Descriptor {
+    fn signer(&self) -> PeerId {
+        self.publisher
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_parses_and_prints() {
+        let v: Version = "1.20.3".parse().unwrap();
+        assert_eq!(v, Version::new(1, 20, 3));
+        assert_eq!(v.to_string(), "1.20.3");
+        for bad in ["1.2", "1.2.3.4", "a.b.c", "1..2", "-1.0.0", "1.0.0-beta"] {
+            assert!(bad.parse::<Version>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("image/gen-v2.png_x").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("Image").is_err());
+        assert!(validate_name("-x").is_err());
+        assert!(validate_name("a b").is_err());
+    }
+}

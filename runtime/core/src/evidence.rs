@@ -1,0 +1,390 @@
+//! Evidence packages, traces, and offline verification.
+//!
+//! An [`Evidence`] package is a signed receipt plus whatever an auditor needs
+//! to check it without asking anyone: the input, the output, the full trace and
+//! the component, each either embedded as bytes or left out (its digest is in
+//! the receipt). [`verify`] runs every check that the material at hand allows
+//! and returns a [`Report`] naming each check and its verdict. It does no I/O:
+//! the caller reads files and passes their bytes.
+//!
+//! # The trace
+//!
+//! Every host call a guest makes is a [`TraceEvent`]: the fuel consumed when it
+//! was made, the call's name, and digests of its arguments and results. The
+//! events form a hash chain:
+//!
+//! ```text
+//! h0     = SHA-256("errand/trace/v1")
+//! h(i+1) = SHA-256(h(i) ‖ fuel:u64le ‖ len(call):u8 ‖ call ‖ args ‖ result)
+//! root   = h(n)
+//! ```
+//!
+//! The receipt carries the root and `n`, so one event changed, dropped, added or
+//! reordered changes the root.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::bounded::{BBytes, BString, BVec};
+use crate::digest::Digest;
+use crate::identity::PeerId;
+use crate::receipt::SignedReceipt;
+use crate::signed::{Invalid, Kind, Object};
+
+/// Largest input, output or component an evidence package may embed: 64 MiB.
+pub const MAX_BLOB_BYTES: usize = 64 << 20;
+/// Most trace events an evidence package may embed.
+pub const MAX_TRACE_EVENTS: usize = 1 << 20;
+
+/// One host call, as recorded in the trace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TraceEvent {
+    /// Fuel consumed by the guest when it made the call.
+    pub fuel: u64,
+    /// The call, as `interface#function`, e.g. `wasi:clocks/wall-clock#now`.
+    pub call: BString<96>,
+    /// Digest of the call's arguments.
+    pub args: Digest,
+    /// Digest of what the call returned.
+    pub result: Digest,
+}
+
+/// The running head of a trace's hash chain.
+#[derive(Debug, Clone)]
+pub struct TraceChain {
+    head: [u8; 32],
+    count: u32,
+}
+
+impl Default for TraceChain {
+    fn default() -> Self {
+        TraceChain::new()
+    }
+}
+
+impl TraceChain {
+    /// The chain of no events.
+    pub fn new() -> TraceChain {
+        TraceChain {
+            head: Sha256::digest(b"errand/trace/v1").into(),
+            count: 0,
+        }
+    }
+
+    /// Appends one event.
+    pub fn push(&mut self, e: &TraceEvent) {
+        let mut h = Sha256::new();
+        h.update(self.head);
+        h.update(e.fuel.to_le_bytes());
+        // `call` is bounded to 96 bytes, so its length fits a byte.
+        h.update([e.call.len() as u8]);
+        h.update(e.call.as_bytes());
+        h.update(e.args.0);
+        h.update(e.result.0);
+        self.head = h.finalize().into();
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// The current root.
+    pub fn root(&self) -> Digest {
+        Digest(self.head)
+    }
+
+    /// How many events have been pushed.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The root and count of a whole trace.
+    pub fn of(events: &[TraceEvent]) -> (Digest, u32) {
+        let mut c = TraceChain::new();
+        for e in events {
+            c.push(e);
+        }
+        (c.root(), c.count())
+    }
+}
+
+/// A blob in an evidence package: embedded, or named by digest only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Blob {
+    /// The bytes themselves.
+    Bytes(BBytes<MAX_BLOB_BYTES>),
+    /// Only the digest.
+    Digest(Digest),
+}
+
+impl Blob {
+    /// The bytes, if embedded.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Blob::Bytes(b) => Some(b),
+            Blob::Digest(_) => None,
+        }
+    }
+
+    /// The digest of the blob.
+    pub fn digest(&self) -> Digest {
+        match self {
+            Blob::Bytes(b) => Digest::of(b),
+            Blob::Digest(d) => *d,
+        }
+    }
+
+    /// Embeds `bytes`, or fails if they are over [`MAX_BLOB_BYTES`].
+    pub fn embed(bytes: Vec<u8>) -> Result<Blob, crate::bounded::BoundViolation> {
+        Ok(Blob::Bytes(BBytes::new(bytes)?))
+    }
+}
+
+/// A trace in an evidence package: all its events, or only its root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceBlob {
+    /// Every event.
+    Events(BVec<TraceEvent, MAX_TRACE_EVENTS>),
+    /// Only the root (already in the receipt).
+    Root(Digest),
+}
+
+/// A receipt plus the material to check it offline (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The signed receipt.
+    pub receipt: SignedReceipt,
+    /// The input.
+    pub input: Option<Blob>,
+    /// The output.
+    pub output: Option<Blob>,
+    /// The trace.
+    pub trace: Option<TraceBlob>,
+    /// The WebAssembly component.
+    pub component: Option<Blob>,
+}
+
+impl Evidence {
+    /// A package holding only the receipt.
+    pub fn of_receipt(receipt: SignedReceipt) -> Evidence {
+        Evidence {
+            receipt,
+            input: None,
+            output: None,
+            trace: None,
+            component: None,
+        }
+    }
+}
+
+impl Object for Evidence {
+    const KIND: Kind = Kind::Evidence;
+    const VERSION: u8 = 1;
+
+    fn validate(&self) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
+/// One check's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", content = "detail", rename_all = "lowercase")]
+pub enum Verdict {
+    /// The check passed.
+    Pass(String),
+    /// The check failed.
+    Fail(String),
+    /// The check could not run with the material given.
+    Skip(String),
+}
+
+/// A named check and its verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// The check's name: `format`, `signature`, `executor`, `component`,
+    /// `input`, `output`, `trace`, or (with replay) `replay-*`.
+    pub name: &'static str,
+    /// Its verdict.
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// The result of verifying evidence: every check that ran, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Report {
+    /// The checks.
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// Adds a check.
+    pub fn push(&mut self, name: &'static str, verdict: Verdict) {
+        self.checks.push(Check { name, verdict });
+    }
+
+    /// True when no check failed.
+    pub fn verified(&self) -> bool {
+        !self
+            .checks
+            .iter()
+            .any(|c| matches!(c.verdict, Verdict::Fail(_)))
+    }
+
+    /// The first failed check.
+    pub fn first_failure(&self) -> Option<&Check> {
+        self.checks
+            .iter()
+            .find(|c| matches!(c.verdict, Verdict::Fail(_)))
+    }
+}
+
+/// Material supplied next to the package (for example files on the command
+/// line). Each, when given, must match the receipt.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Supplied<'a> {
+    /// The component bytes.
+    pub component: Option<&'a [u8]>,
+    /// The input bytes.
+    pub input: Option<&'a [u8]>,
+    /// The output bytes.
+    pub output: Option<&'a [u8]>,
+    /// The executor the verifier expects.
+    pub executor: Option<PeerId>,
+}
+
+fn check_blob(
+    report: &mut Report,
+    name: &'static str,
+    expected: &Digest,
+    embedded: Option<&Blob>,
+    supplied: Option<&[u8]>,
+) {
+    let mut sources: Vec<(&str, Digest)> = Vec::new();
+    if let Some(b) = supplied {
+        sources.push(("supplied", Digest::of(b)));
+    }
+    if let Some(Blob::Bytes(b)) = embedded {
+        sources.push(("embedded", Digest::of(b)));
+    }
+    if sources.is_empty() {
+        report.push(
+            name,
+            Verdict::Skip(format!("no {name} given; receipt says sha256:{expected}")),
+        );
+        return;
+    }
+    for (from, got) in &sources {
+        if got != expected {
+            report.push(
+                name,
+                Verdict::Fail(format!(
+                    "{from} {name} has sha256:{got}, receipt says sha256:{expected}"
+                )),
+            );
+            return;
+        }
+    }
+    let from: Vec<&str> = sources.iter().map(|s| s.0).collect();
+    report.push(
+        name,
+        Verdict::Pass(format!(
+            "{} {name} matches sha256:{expected}",
+            from.join(" and ")
+        )),
+    );
+}
+
+/// Runs every check the material allows (see the module docs).
+pub fn verify(evidence: &Evidence, supplied: &Supplied<'_>) -> Report {
+    let mut report = Report::default();
+    let r = evidence.receipt.body();
+    report.push(
+        "format",
+        Verdict::Pass(format!(
+            "well-formed tool receipt v1 ({} bytes); outcome {}",
+            evidence.receipt.encoded_len(),
+            r.outcome
+        )),
+    );
+    match evidence.receipt.verify() {
+        Ok(()) => report.push(
+            "signature",
+            Verdict::Pass(format!("signed by executor {}", r.executor)),
+        ),
+        Err(e) => report.push(
+            "signature",
+            Verdict::Fail(format!("{e} (executor {})", r.executor)),
+        ),
+    }
+    match supplied.executor {
+        Some(want) if want == r.executor => {
+            report.push("executor", Verdict::Pass(format!("executor is {want}")))
+        }
+        Some(want) => report.push(
+            "executor",
+            Verdict::Fail(format!("executor is {}, expected {want}", r.executor)),
+        ),
+        None => report.push(
+            "executor",
+            Verdict::Skip("no expected executor given".into()),
+        ),
+    }
+    check_blob(
+        &mut report,
+        "component",
+        &r.component,
+        evidence.component.as_ref(),
+        supplied.component,
+    );
+    check_blob(
+        &mut report,
+        "input",
+        &r.input,
+        evidence.input.as_ref(),
+        supplied.input,
+    );
+    check_blob(
+        &mut report,
+        "output",
+        &r.output,
+        evidence.output.as_ref(),
+        supplied.output,
+    );
+    match &evidence.trace {
+        Some(TraceBlob::Events(events)) => {
+            let (root, count) = TraceChain::of(events);
+            if root == r.trace_root && count == r.trace_events {
+                report.push(
+                    "trace",
+                    Verdict::Pass(format!("{count} events chain to the receipt's root")),
+                )
+            } else if count != r.trace_events {
+                report.push(
+                    "trace",
+                    Verdict::Fail(format!(
+                        "trace has {count} events, receipt says {}",
+                        r.trace_events
+                    )),
+                )
+            } else {
+                report.push(
+                    "trace",
+                    Verdict::Fail(format!(
+                        "trace chains to {}, receipt says {}",
+                        root.short(),
+                        r.trace_root.short()
+                    )),
+                )
+            }
+        }
+        Some(TraceBlob::Root(root)) if *root != r.trace_root => report.push(
+            "trace",
+            Verdict::Fail(format!(
+                "package names trace root {}, receipt says {}",
+                root.short(),
+                r.trace_root.short()
+            )),
+        ),
+        _ => report.push("trace", Verdict::Skip("no trace events embedded".into())),
+    }
+    report
+}

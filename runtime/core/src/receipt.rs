@@ -1,0 +1,308 @@
+//! Tool receipts: what an executor signs about one run.
+//!
+//! A [`Receipt`] binds together who ran what for whom: the executor and the
+//! requester, the requester's nonce, the capability and the exact component
+//! (by digest), the digests of input and output, the outcome, the fuel used,
+//! the root of the hash-chained trace of every host call, and the platform the
+//! run happened on. Because execution is deterministic, anyone holding the
+//! component and the input can replay the run and compare output digest, fuel
+//! and trace root with the receipt.
+//!
+//! Everything the guest can observe that is not in the input is in the
+//! receipt too: the wall-clock time it saw ([`InvocationContext::time`]), the
+//! request parameters, and the random seed, which is derived from the nonce
+//! and the input digest ([`Receipt::random_seed`]).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::bounded::{BString, BVec, hex_array};
+use crate::descriptor::{Name, Version, validate_name};
+use crate::digest::Digest;
+use crate::identity::PeerId;
+use crate::signed::{Invalid, Kind, Object, Signable, Signed};
+use crate::time::UnixMillis;
+
+/// A requester-chosen nonce naming one request: 16 bytes, hex in text.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct RequestId(pub [u8; 16]);
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestId({self})")
+    }
+}
+
+/// A request id that is not 32 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid request id {0:?}: expected 32 hex digits")]
+pub struct ParseRequestIdError(pub String);
+
+impl FromStr for RequestId {
+    type Err = ParseRequestIdError;
+    fn from_str(s: &str) -> Result<RequestId, ParseRequestIdError> {
+        let mut out = [0u8; 16];
+        hex::decode_to_slice(s.trim(), &mut out).map_err(|_| ParseRequestIdError(s.to_owned()))?;
+        Ok(RequestId(out))
+    }
+}
+
+impl Serialize for RequestId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        hex_array::serialize(&self.0, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RequestId, D::Error> {
+        hex_array::deserialize(d).map(RequestId)
+    }
+}
+
+/// Which published capability a run was for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CapabilityRef {
+    /// The descriptor's name.
+    pub name: Name,
+    /// The descriptor's version.
+    pub version: Version,
+    /// The descriptor's sequence number.
+    pub seq: u64,
+}
+
+/// A request parameter the guest can read (for example a title).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Param {
+    /// The key.
+    pub key: BString<64>,
+    /// The value.
+    pub value: BString<1024>,
+}
+
+/// What the guest observes besides its input.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct InvocationContext {
+    /// The wall-clock time the guest sees, fixed for the whole run.
+    pub time: UnixMillis,
+    /// Request parameters, at most 16.
+    pub params: BVec<Param, 16>,
+}
+
+impl InvocationContext {
+    /// The value of parameter `key`, if given.
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.as_str())
+    }
+}
+
+/// Why the host ended a run early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AbortReason {
+    /// The fuel limit was reached.
+    OutOfFuel,
+    /// The guest tried to grow memory past its limit.
+    MemoryLimit,
+    /// The guest tried to grow a table past its limit.
+    TableLimit,
+    /// The guest created more instances than allowed.
+    InstanceLimit,
+    /// The wall-clock deadline passed (a backstop; not replayable).
+    Deadline,
+    /// The output exceeded its size limit.
+    OutputTooLarge,
+    /// The trace exceeded its event limit.
+    TraceLimit,
+    /// Captured stdout or stderr exceeded its limit.
+    StdioLimit,
+    /// The guest trapped (including a Rust panic or a stack overflow).
+    Trap,
+    /// The guest called an interface it was not granted.
+    CapabilityDenied,
+}
+
+impl AbortReason {
+    /// A short human name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AbortReason::OutOfFuel => "out of fuel",
+            AbortReason::MemoryLimit => "memory limit",
+            AbortReason::TableLimit => "table limit",
+            AbortReason::InstanceLimit => "instance limit",
+            AbortReason::Deadline => "deadline",
+            AbortReason::OutputTooLarge => "output too large",
+            AbortReason::TraceLimit => "trace limit",
+            AbortReason::StdioLimit => "stdio limit",
+            AbortReason::Trap => "trap",
+            AbortReason::CapabilityDenied => "capability denied",
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The tool returned output.
+    Ok,
+    /// The tool refused its input.
+    InvalidInput {
+        /// The tool's message.
+        message: BString<512>,
+    },
+    /// The tool reported a failure (for WASI commands: a non-zero exit).
+    Failed {
+        /// The tool's message.
+        message: BString<512>,
+    },
+    /// The host ended the run.
+    Aborted {
+        /// Why.
+        reason: AbortReason,
+        /// Details.
+        detail: BString<512>,
+    },
+}
+
+impl Outcome {
+    /// Whether the tool returned output.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Ok)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Ok => f.write_str("ok"),
+            Outcome::InvalidInput { message } => write!(f, "invalid input: {message}"),
+            Outcome::Failed { message } => write!(f, "failed: {message}"),
+            Outcome::Aborted { reason, detail } => {
+                write!(f, "aborted ({}): {detail}", reason.as_str())
+            }
+        }
+    }
+}
+
+/// The platform a run happened on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Platform {
+    /// The Errand version.
+    pub errand: BString<32>,
+    /// The wasmtime version.
+    pub wasmtime: BString<32>,
+    /// Digest of the engine settings that make execution deterministic; a
+    /// replay on an engine with another fingerprint may differ in fuel.
+    pub engine: Digest,
+}
+
+/// A tool receipt (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The peer that ran the tool and signs this receipt.
+    pub executor: PeerId,
+    /// The peer that asked for the run.
+    pub requester: PeerId,
+    /// The requester's nonce.
+    pub request_id: RequestId,
+    /// The published capability, when the run was for one.
+    pub capability: Option<CapabilityRef>,
+    /// SHA-256 of the component that ran.
+    pub component: Digest,
+    /// SHA-256 of the input.
+    pub input: Digest,
+    /// What the guest saw besides its input.
+    pub context: InvocationContext,
+    /// How the run ended.
+    pub outcome: Outcome,
+    /// SHA-256 of the output returned (of no bytes, when there was none).
+    pub output: Digest,
+    /// The fuel the run was allowed.
+    pub fuel_limit: u64,
+    /// The fuel it used.
+    pub fuel_consumed: u64,
+    /// The head of the hash chain over the trace ([`crate::evidence::TraceChain`]).
+    pub trace_root: Digest,
+    /// How many events the trace has.
+    pub trace_events: u32,
+    /// When the run started, by the executor's clock.
+    pub started_at: UnixMillis,
+    /// When it finished, by the executor's clock.
+    pub finished_at: UnixMillis,
+    /// What it ran on.
+    pub platform: Platform,
+}
+
+/// A signed tool receipt.
+pub type SignedReceipt = Signed<Receipt>;
+
+impl Receipt {
+    /// The seed of the guest's randomness:
+    /// `SHA-256(len‖"errand/seed/v1" ‖ len‖request_id ‖ len‖input digest)`.
+    /// Replay derives the same seed, so random choices replay exactly.
+    pub fn random_seed(&self) -> [u8; 32] {
+        random_seed(&self.request_id, &self.input)
+    }
+
+    /// How long the run took by the executor's clock, in milliseconds.
+    pub fn elapsed_ms(&self) -> u64 {
+        self.finished_at.since(self.started_at)
+    }
+}
+
+/// The guest's random seed for a request (see [`Receipt::random_seed`]).
+pub fn random_seed(request_id: &RequestId, input: &Digest) -> [u8; 32] {
+    Digest::of_parts(&[b"errand/seed/v1", &request_id.0, &input.0]).0
+}
+
+impl Object for Receipt {
+    const KIND: Kind = Kind::Receipt;
+    const VERSION: u8 = 1;
+
+    fn validate(&self) -> Result<(), Invalid> {
+        if let Some(c) = &self.capability {
+            validate_name(&c.name).map_err(|p| Invalid::new("capability.name", p))?;
+        }
+        if self.fuel_consumed > self.fuel_limit {
+            return Err(Invalid::new(
+                "fuel_consumed",
+                format!(
+                    "is {} but the limit was {}",
+                    self.fuel_consumed, self.fuel_limit
+                ),
+            ));
+        }
+        if self.finished_at < self.started_at {
+            return Err(Invalid::new("finished_at", "is before started_at"));
+        }
+        let mut keys: Vec<&str> = self.context.params.iter().map(|p| p.key.as_str()).collect();
+        keys.sort_unstable();
+        if keys.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Invalid::new("context.params", "repeats a key"));
+        }
+        if !self.outcome.is_ok() && self.output != Digest::of(b"") {
+            return Err(Invalid::new(
+                "output",
+                "must be the digest of no bytes when the outcome is not ok",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Signable for Receipt {
+    fn signer(&self) -> PeerId {
+        self.executor
+    }
+}

@@ -1,0 +1,126 @@
+//! Deterministic sample objects, for tests, benchmarks, fuzzing seeds and
+//! documentation. Keys here come from fixed seeds: never use them for real.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use crate::bounded::{BString, BVec};
+use crate::descriptor::{DEFAULT_TTL_MS, Descriptor, MediaSpec, NetAddr, Qos, Tiers, Version};
+use crate::digest::Digest;
+use crate::evidence::TraceChain;
+use crate::identity::SecretKey;
+use crate::receipt::{
+    CapabilityRef, InvocationContext, Outcome, Param, Platform, Receipt, RequestId,
+};
+use crate::time::UnixMillis;
+
+/// The fixed instant samples are issued at: 2026-03-04T05:06:40Z.
+pub const SAMPLE_TIME: UnixMillis = UnixMillis(1_772_600_800_000);
+
+/// A key from a fixed seed `n`.
+pub fn key(n: u8) -> SecretKey {
+    SecretKey::from_seed([n; 32])
+}
+
+fn s<const N: usize>(v: &str) -> BString<N> {
+    BString::truncate_from(v)
+}
+
+/// A fully populated descriptor published by `key`.
+pub fn descriptor(key: &SecretKey) -> Descriptor {
+    Descriptor {
+        publisher: key.peer_id(),
+        name: s("imagegen"),
+        version: Version::new(1, 2, 0),
+        description: s("Renders a deterministic procedural PNG image from a text prompt"),
+        intents: BVec::new(vec![s("generate image"), s("text to image"), s("png")])
+            .unwrap_or_default(),
+        input: MediaSpec {
+            media_type: s("text/plain; charset=utf-8"),
+            schema: None,
+        },
+        output: MediaSpec {
+            media_type: s("image/png"),
+            schema: Some(s(r#"{"type":"string","contentEncoding":"binary"}"#)),
+        },
+        component: Some(Digest::of(b"imagegen component")),
+        qos: Qos {
+            latency_ms: 40,
+            cost: 3,
+            fuel: 120_000_000,
+            max_input_bytes: 4096,
+        },
+        tiers: Tiers {
+            canary: true,
+            receipts: true,
+            replay: true,
+        },
+        addrs: BVec::new(vec![NetAddr::Quic(SocketAddr::from((
+            Ipv4Addr::LOCALHOST,
+            4433,
+        )))])
+        .unwrap_or_default(),
+        seq: 7,
+        issued_at: SAMPLE_TIME,
+        ttl_ms: DEFAULT_TTL_MS,
+    }
+}
+
+/// A fully populated receipt executed by `executor` for `requester`.
+pub fn receipt(executor: &SecretKey, requester: &SecretKey) -> Receipt {
+    let mut chain = TraceChain::new();
+    for e in trace() {
+        chain.push(&e);
+    }
+    Receipt {
+        executor: executor.peer_id(),
+        requester: requester.peer_id(),
+        request_id: RequestId([0x5a; 16]),
+        capability: Some(CapabilityRef {
+            name: s("imagegen"),
+            version: Version::new(1, 2, 0),
+            seq: 7,
+        }),
+        component: Digest::of(b"imagegen component"),
+        input: Digest::of(b"a red fox at dawn"),
+        context: InvocationContext {
+            time: SAMPLE_TIME,
+            params: BVec::new(vec![Param {
+                key: s("title"),
+                value: s("Fox"),
+            }])
+            .unwrap_or_default(),
+        },
+        outcome: Outcome::Ok,
+        output: Digest::of(b"\x89PNG..."),
+        fuel_limit: 500_000_000,
+        fuel_consumed: 96_123_456,
+        trace_root: chain.root(),
+        trace_events: chain.count(),
+        started_at: SAMPLE_TIME.plus_ms(12),
+        finished_at: SAMPLE_TIME.plus_ms(51),
+        platform: Platform {
+            errand: s("0.1.0"),
+            wasmtime: s("48.0.8"),
+            engine: Digest::of(b"engine settings"),
+        },
+    }
+}
+
+/// A short sample trace.
+pub fn trace() -> Vec<crate::evidence::TraceEvent> {
+    use crate::evidence::TraceEvent;
+    vec![
+        TraceEvent {
+            fuel: 1_024,
+            call: s("wasi:clocks/wall-clock#now"),
+            args: Digest::of(b""),
+            result: Digest::of(&SAMPLE_TIME.0.to_le_bytes()),
+        },
+        TraceEvent {
+            fuel: 88_000,
+            call: s("errand:capability/host#log"),
+            args: Digest::of(b"info rendering"),
+            result: Digest::of(b""),
+        },
+    ]
+}

@@ -1,0 +1,752 @@
+//! Integration tests for errand-core's formats: golden bytes, round trips,
+//! tamper detection and strict decoding.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use errand_core::bounded::{BBytes, BString, BVec, FieldKind};
+use errand_core::descriptor::*;
+use errand_core::evidence::{
+    self, Blob, Evidence, Supplied, TraceBlob, TraceChain, TraceEvent, Verdict,
+};
+use errand_core::receipt::*;
+use errand_core::signed::{self, DecodeError, Kind, OpenError};
+use errand_core::testing::{self, SAMPLE_TIME, key};
+use errand_core::{Digest, PeerId, UnixMillis};
+use proptest::prelude::*;
+
+// ---------------------------------------------------------------- golden bytes
+
+fn golden_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
+/// Compares `bytes` with the checked-in hex snapshot `name`. Run with
+/// `ERRAND_BLESS=1` to rewrite the snapshot after an intended format change
+/// (and bump the object's format version).
+fn assert_golden(name: &str, bytes: &[u8]) {
+    let path = golden_path(name);
+    let hex = hex::encode(bytes)
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    if std::env::var_os("ERRAND_BLESS").is_some() {
+        std::fs::write(&path, &hex).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "missing snapshot {}; run with ERRAND_BLESS=1 to create it",
+            path.display()
+        )
+    });
+    assert!(
+        want == hex,
+        "the encoding of {name} changed. If intended, bump its format version and re-bless with ERRAND_BLESS=1.\nwant:\n{want}\ngot:\n{hex}"
+    );
+}
+
+#[test]
+fn golden_descriptor_signed_bytes_and_encoding() {
+    let d = SignedDescriptor::sign(testing::descriptor(&key(1)), &key(1)).unwrap();
+    assert_golden("descriptor.signed.hex", d.signed_bytes());
+    assert_golden("descriptor.hex", &d.to_bytes());
+    // The signed bytes start with the domain-separation header.
+    assert_eq!(&d.signed_bytes()[..19], b"\x11errand/descriptor\x01");
+}
+
+#[test]
+fn golden_receipt_signed_bytes_and_encoding() {
+    let r = SignedReceipt::sign(testing::receipt(&key(2), &key(3)), &key(2)).unwrap();
+    assert_golden("receipt.signed.hex", r.signed_bytes());
+    assert_golden("receipt.hex", &r.to_bytes());
+    assert_eq!(&r.signed_bytes()[..16], b"\x0eerrand/receipt\x01");
+}
+
+#[test]
+fn golden_evidence_encoding() {
+    let r = SignedReceipt::sign(testing::receipt(&key(2), &key(3)), &key(2)).unwrap();
+    let e = Evidence {
+        receipt: r,
+        input: Some(Blob::embed(b"a red fox at dawn".to_vec()).unwrap()),
+        output: Some(Blob::Digest(Digest::of(b"\x89PNG..."))),
+        trace: Some(TraceBlob::Events(BVec::new(testing::trace()).unwrap())),
+        component: None,
+    };
+    assert_golden("evidence.hex", &signed::encode(&e).unwrap());
+}
+
+#[test]
+fn golden_trace_chain_root() {
+    let (root, n) = TraceChain::of(&testing::trace());
+    assert_eq!(n, 2);
+    assert_golden("trace-root.hex", &root.0);
+    assert_eq!(TraceChain::of(&[]).0, Digest::of(b"errand/trace/v1"));
+}
+
+// ----------------------------------------------------------------- strategies
+
+fn bstring<const N: usize>(max: usize) -> impl Strategy<Value = BString<N>> {
+    proptest::string::string_regex(&format!("[a-z0-9 ]{{1,{}}}", max.min(N)))
+        .unwrap()
+        .prop_filter("non-blank", |s| !s.trim().is_empty())
+        .prop_map(|s| BString::new(s).unwrap())
+}
+
+fn name() -> impl Strategy<Value = Name> {
+    "[a-z0-9][a-z0-9._/-]{0,63}".prop_map(|s| BString::new(s).unwrap())
+}
+
+fn digest() -> impl Strategy<Value = Digest> {
+    any::<[u8; 32]>().prop_map(Digest)
+}
+
+fn version() -> impl Strategy<Value = Version> {
+    (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(a, b, c)| Version::new(a, b, c))
+}
+
+fn media() -> impl Strategy<Value = MediaSpec> {
+    (
+        prop::sample::select(vec![
+            "text/plain",
+            "image/png",
+            "application/json; charset=utf-8",
+        ]),
+        prop::option::of(Just(r#"{"type":"object"}"#)),
+    )
+        .prop_map(|(m, s)| MediaSpec {
+            media_type: BString::new(m).unwrap(),
+            schema: s.map(|s| BString::new(s).unwrap()),
+        })
+}
+
+fn arb_descriptor() -> impl Strategy<Value = (u8, Descriptor)> {
+    (
+        1u8..=255,
+        name(),
+        version(),
+        bstring::<1024>(200),
+        prop::collection::vec(bstring::<48>(48), 0..8),
+        media(),
+        media(),
+        prop::option::of(digest()),
+        (any::<u32>(), any::<u32>(), any::<u64>(), any::<u64>()),
+        (any::<bool>(), any::<bool>(), any::<bool>()),
+        prop::collection::vec((any::<[u8; 4]>(), 1u16..), 0..8),
+        (any::<u64>(), 0u64..u64::MAX / 2, MIN_TTL_MS..=MAX_TTL_MS),
+    )
+        .prop_map(
+            |(
+                k,
+                name,
+                version,
+                description,
+                intents,
+                input,
+                output,
+                component,
+                q,
+                t,
+                addrs,
+                (seq, at, ttl),
+            )| {
+                let publisher = key(k).peer_id();
+                let d = Descriptor {
+                    publisher,
+                    name,
+                    version,
+                    description,
+                    intents: BVec::new(intents).unwrap(),
+                    input,
+                    output,
+                    component,
+                    qos: Qos {
+                        latency_ms: q.0,
+                        cost: q.1,
+                        fuel: q.2,
+                        max_input_bytes: q.3,
+                    },
+                    tiers: Tiers {
+                        canary: t.0,
+                        receipts: t.1,
+                        replay: t.2,
+                    },
+                    addrs: BVec::new(
+                        addrs
+                            .into_iter()
+                            .map(|(ip, port)| NetAddr::Quic(SocketAddr::from((ip, port))))
+                            .collect(),
+                    )
+                    .unwrap(),
+                    seq,
+                    issued_at: UnixMillis(at),
+                    ttl_ms: ttl,
+                };
+                (k, d)
+            },
+        )
+}
+
+fn outcome() -> impl Strategy<Value = Outcome> {
+    prop_oneof![
+        Just(Outcome::Ok),
+        bstring::<512>(100).prop_map(|message| Outcome::InvalidInput { message }),
+        bstring::<512>(100).prop_map(|message| Outcome::Failed { message }),
+        bstring::<512>(100).prop_map(|detail| Outcome::Aborted {
+            reason: AbortReason::OutOfFuel,
+            detail
+        }),
+    ]
+}
+
+fn arb_receipt() -> impl Strategy<Value = (u8, Receipt)> {
+    (
+        1u8..=255,
+        1u8..=255,
+        any::<[u8; 16]>(),
+        prop::option::of((name(), version(), any::<u64>())),
+        (digest(), digest(), digest(), digest()),
+        (
+            any::<u64>(),
+            prop::collection::btree_map("[a-z]{1,8}", "[ -~]{0,40}", 0..4),
+        ),
+        outcome(),
+        (any::<u64>(), any::<u64>()),
+        any::<u32>(),
+        (0u64..u64::MAX / 2, 0u64..1_000_000),
+    )
+        .prop_map(
+            |(
+                e,
+                r,
+                id,
+                cap,
+                (component, input, output, root),
+                (time, params),
+                outcome,
+                (a, b),
+                events,
+                (start, dur),
+            )| {
+                let params = params
+                    .into_iter()
+                    .map(|(k, v)| Param {
+                        key: BString::new(k).unwrap(),
+                        value: BString::new(v).unwrap(),
+                    })
+                    .collect();
+                let receipt = Receipt {
+                    executor: key(e).peer_id(),
+                    requester: key(r).peer_id(),
+                    request_id: RequestId(id),
+                    capability: cap.map(|(name, version, seq)| CapabilityRef {
+                        name,
+                        version,
+                        seq,
+                    }),
+                    component,
+                    input,
+                    context: InvocationContext {
+                        time: UnixMillis(time),
+                        params: BVec::new(params).unwrap(),
+                    },
+                    output: if outcome.is_ok() {
+                        output
+                    } else {
+                        Digest::of(b"")
+                    },
+                    outcome,
+                    fuel_limit: a.max(b),
+                    fuel_consumed: a.min(b),
+                    trace_root: root,
+                    trace_events: events,
+                    started_at: UnixMillis(start),
+                    finished_at: UnixMillis(start + dur),
+                    platform: Platform {
+                        errand: BString::new("0.1.0").unwrap(),
+                        wasmtime: BString::new("48.0.8").unwrap(),
+                        engine: Digest::of(b"e"),
+                    },
+                };
+                (e, receipt)
+            },
+        )
+}
+
+fn arb_trace() -> impl Strategy<Value = Vec<TraceEvent>> {
+    prop::collection::vec(
+        (any::<u64>(), "[a-z:/#-]{1,40}", digest(), digest()).prop_map(
+            |(fuel, call, args, result)| TraceEvent {
+                fuel,
+                call: BString::new(call).unwrap(),
+                args,
+                result,
+            },
+        ),
+        0..20,
+    )
+}
+
+fn blob() -> impl Strategy<Value = Blob> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..256)
+            .prop_map(|b| Blob::Bytes(BBytes::new(b).unwrap())),
+        digest().prop_map(Blob::Digest),
+    ]
+}
+
+// ----------------------------------------------------------------- round trips
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn descriptor_round_trips((k, d) in arb_descriptor()) {
+        let signed = SignedDescriptor::sign(d, &key(k)).unwrap();
+        let bytes = signed.to_bytes();
+        let back = SignedDescriptor::from_bytes(&bytes).unwrap();
+        prop_assert_eq!(&back, &signed);
+        prop_assert_eq!(back.to_bytes(), bytes);
+        let json = signed.to_json();
+        let from_json = SignedDescriptor::from_json(&json).unwrap();
+        prop_assert!(from_json.verify().is_ok());
+        prop_assert_eq!(from_json, signed);
+    }
+
+    #[test]
+    fn receipt_round_trips((k, r) in arb_receipt()) {
+        let signed = SignedReceipt::sign(r, &key(k)).unwrap();
+        let bytes = signed.to_bytes();
+        let back = SignedReceipt::from_bytes(&bytes).unwrap();
+        prop_assert_eq!(&back, &signed);
+        let from_json = SignedReceipt::from_json(&signed.to_json()).unwrap();
+        prop_assert!(from_json.verify().is_ok());
+        prop_assert_eq!(from_json, signed);
+    }
+
+    #[test]
+    fn evidence_round_trips((k, r) in arb_receipt(), input in prop::option::of(blob()), output in prop::option::of(blob()),
+                            component in prop::option::of(blob()), trace in prop::option::of(arb_trace())) {
+        let e = Evidence {
+            receipt: SignedReceipt::sign(r, &key(k)).unwrap(),
+            input, output, component,
+            trace: trace.map(|t| TraceBlob::Events(BVec::new(t).unwrap())),
+        };
+        let bytes = signed::encode(&e).unwrap();
+        prop_assert_eq!(&signed::decode::<Evidence>(&bytes).unwrap(), &e);
+        let json = signed::to_json(&e);
+        prop_assert_eq!(signed::from_json::<Evidence>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn trace_chain_detects_any_change(trace in arb_trace(), idx in any::<prop::sample::Index>(), fuel in any::<u64>()) {
+        prop_assume!(!trace.is_empty());
+        let (root, n) = TraceChain::of(&trace);
+        let i = idx.index(trace.len());
+        let mut changed = trace.clone();
+        prop_assume!(changed[i].fuel != fuel);
+        changed[i].fuel = fuel;
+        prop_assert_ne!(TraceChain::of(&changed).0, root);
+        let mut dropped = trace.clone();
+        dropped.remove(i);
+        prop_assert_ne!(TraceChain::of(&dropped), (root, n));
+    }
+
+    #[test]
+    fn descriptor_past_expiry_is_rejected((k, d) in arb_descriptor(), late in 0u64..10_000_000) {
+        let signed = SignedDescriptor::sign(d, &key(k)).unwrap();
+        let d = signed.body();
+        let expired_at = d.expires_at();
+        let expired = matches!(d.check_fresh(expired_at.plus_ms(late)), Err(Freshness::Expired { .. }));
+        prop_assert!(expired);
+        prop_assert!(d.check_fresh(d.issued_at).is_ok());
+        prop_assert!(d.check_fresh(expired_at.minus_ms(1)).is_ok());
+    }
+
+    #[test]
+    fn signatures_do_not_cross_kinds((kd, d) in arb_descriptor(), (kr, r) in arb_receipt()) {
+        let sd = SignedDescriptor::sign(d, &key(kd)).unwrap();
+        let sr = SignedReceipt::sign(r, &key(kr)).unwrap();
+        // A descriptor's bytes never open as a receipt, nor the other way round.
+        let as_receipt = matches!(SignedReceipt::from_bytes(&sd.to_bytes()),
+            Err(OpenError::Decode(DecodeError::WrongKind { expected: Kind::Receipt, found: Kind::Descriptor })));
+        prop_assert!(as_receipt);
+        let as_descriptor = matches!(SignedDescriptor::from_bytes(&sr.to_bytes()),
+            Err(OpenError::Decode(DecodeError::WrongKind { expected: Kind::Descriptor, found: Kind::Receipt })));
+        prop_assert!(as_descriptor);
+        // A signature by the same key over a descriptor never verifies the
+        // receipt's bytes, and the other way round.
+        let same_key = SignedDescriptor::sign(Descriptor { publisher: key(kr).peer_id(), ..sd.body().clone() }, &key(kr)).unwrap();
+        prop_assert!(key(kr).peer_id().verify(sr.signed_bytes(), same_key.signature()).is_err());
+        prop_assert!(key(kr).peer_id().verify(same_key.signed_bytes(), sr.signature()).is_err());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_single_bit_flip_of_a_signed_receipt_fails((k, r) in arb_receipt()) {
+        let bytes = SignedReceipt::sign(r, &key(k)).unwrap().to_bytes();
+        for bit in 0..bytes.len() * 8 {
+            let mut flipped = bytes.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(SignedReceipt::from_bytes(&flipped).is_err(), "flip of bit {} verified", bit);
+        }
+    }
+}
+
+#[test]
+fn every_single_bit_flip_of_the_sample_receipt_fails() {
+    let bytes = SignedReceipt::sign(testing::receipt(&key(2), &key(3)), &key(2))
+        .unwrap()
+        .to_bytes();
+    let mut decode_errors = 0;
+    let mut signature_errors = 0;
+    for bit in 0..bytes.len() * 8 {
+        let mut flipped = bytes.clone();
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        match SignedReceipt::from_bytes(&flipped) {
+            Ok(_) => panic!("flip of bit {bit} still verifies"),
+            Err(OpenError::Decode(_)) => decode_errors += 1,
+            Err(OpenError::Signature { .. }) => signature_errors += 1,
+        }
+    }
+    // Both layers do work: structure catches some flips, the signature the rest.
+    assert!(
+        decode_errors > 0 && signature_errors > 0,
+        "{decode_errors} {signature_errors}"
+    );
+}
+
+// ------------------------------------------------------------ strict decoding
+
+fn sample_receipt_bytes() -> Vec<u8> {
+    SignedReceipt::sign(testing::receipt(&key(2), &key(3)), &key(2))
+        .unwrap()
+        .to_bytes()
+}
+
+#[test]
+fn decoding_rejects_trailing_bytes() {
+    let mut bytes = sample_receipt_bytes();
+    bytes.push(0);
+    assert_eq!(
+        SignedReceipt::decode(&bytes).unwrap_err(),
+        DecodeError::TrailingBytes {
+            kind: Kind::Receipt,
+            count: 1
+        }
+    );
+    let e = signed::encode(&Evidence::of_receipt(
+        SignedReceipt::decode(&sample_receipt_bytes()).unwrap(),
+    ))
+    .unwrap();
+    let mut e2 = e.clone();
+    e2.extend_from_slice(b"xyz");
+    assert_eq!(
+        signed::decode::<Evidence>(&e2).unwrap_err(),
+        DecodeError::TrailingBytes {
+            kind: Kind::Evidence,
+            count: 3
+        }
+    );
+}
+
+#[test]
+fn decoding_rejects_unknown_versions() {
+    let mut bytes = sample_receipt_bytes();
+    bytes[15] = 2;
+    assert_eq!(
+        SignedReceipt::decode(&bytes).unwrap_err(),
+        DecodeError::UnsupportedVersion {
+            kind: Kind::Receipt,
+            found: 2,
+            supported: 1
+        }
+    );
+}
+
+#[test]
+fn decoding_rejects_truncation_at_every_length() {
+    let bytes = sample_receipt_bytes();
+    for len in 0..bytes.len() {
+        assert!(
+            SignedReceipt::decode(&bytes[..len]).is_err(),
+            "truncated to {len} decoded"
+        );
+    }
+}
+
+#[test]
+fn decoding_rejects_oversized_fields_before_allocating() {
+    // Hand-build a descriptor body whose name claims 65 bytes (bound 64).
+    let d = testing::descriptor(&key(1));
+    let mut bytes = b"\x11errand/descriptor\x01".to_vec();
+    bytes.extend_from_slice(&d.publisher.0);
+    bytes.push(65);
+    bytes.extend(std::iter::repeat_n(b'a', 65));
+    match SignedDescriptor::decode(&bytes).unwrap_err() {
+        DecodeError::OverBound {
+            kind: Kind::Descriptor,
+            violation,
+        } => {
+            assert_eq!(
+                (violation.kind, violation.len, violation.max),
+                (FieldKind::String, 65, 64)
+            );
+        }
+        e => panic!("unexpected {e:?}"),
+    }
+    // A list claiming four billion intents with nothing behind it.
+    let mut bytes = b"\x11errand/descriptor\x01".to_vec();
+    bytes.extend_from_slice(&d.publisher.0);
+    bytes.extend_from_slice(&[1, b'x', 1, 2, 3, 1, b'y', 0xff, 0xff, 0xff, 0xff, 0x0f]);
+    assert!(SignedDescriptor::decode(&bytes).is_err());
+}
+
+#[test]
+fn decoding_rejects_non_canonical_varints() {
+    // The sample descriptor's seq (7) is one byte; spell it as an overlong
+    // two-byte varint and re-sign, so only canonicality is wrong.
+    let k = key(1);
+    let d = testing::descriptor(&k);
+    let canonical = signed::encode(&d).unwrap();
+    let body = postcard::to_allocvec(&d).unwrap();
+    let tail = postcard::to_allocvec(&(d.seq, d.issued_at, d.ttl_ms)).unwrap();
+    assert_eq!(tail[0], 7);
+    let at = canonical.len() - tail.len();
+    let mut overlong = canonical[..at].to_vec();
+    overlong.extend_from_slice(&[0x87, 0x00]);
+    overlong.extend_from_slice(&tail[1..]);
+    let sig = k.sign(&overlong);
+    overlong.extend_from_slice(&sig.0);
+    assert_eq!(body.len() + 19, canonical.len());
+    assert_eq!(
+        SignedDescriptor::decode(&overlong).unwrap_err(),
+        DecodeError::NonCanonical {
+            kind: Kind::Descriptor
+        }
+    );
+}
+
+#[test]
+fn decoding_rejects_semantically_invalid_objects_even_when_signed() {
+    let k = key(1);
+    let mut d = testing::descriptor(&k);
+    d.ttl_ms = 100;
+    // Signing refuses it...
+    assert!(SignedDescriptor::sign(d.clone(), &k).is_err());
+    // ...and so does decoding, when someone signs it by hand.
+    let mut bytes = b"\x11errand/descriptor\x01".to_vec();
+    bytes.extend(postcard::to_allocvec(&d).unwrap());
+    let sig = k.sign(&bytes);
+    bytes.extend_from_slice(&sig.0);
+    assert!(matches!(
+        SignedDescriptor::decode(&bytes).unwrap_err(),
+        DecodeError::Invalid { kind: Kind::Descriptor, invalid } if invalid.field == "ttl_ms"
+    ));
+}
+
+#[test]
+fn sniff_names_the_kind_of_a_file() {
+    assert_eq!(
+        signed::sniff(&sample_receipt_bytes()).unwrap(),
+        (Kind::Receipt, 1)
+    );
+    assert_eq!(signed::sniff(b"").unwrap_err(), DecodeError::Empty);
+    assert_eq!(
+        signed::sniff(b"\x89PNG\r\n").unwrap_err(),
+        DecodeError::NotErrand
+    );
+}
+
+#[test]
+fn signing_with_the_wrong_key_is_refused() {
+    let d = testing::descriptor(&key(1));
+    assert!(matches!(
+        SignedDescriptor::sign(d, &key(2)).unwrap_err(),
+        signed::EncodeError::WrongSigner { .. }
+    ));
+}
+
+// ---------------------------------------------------------------- evidence
+
+fn sample_evidence() -> (Evidence, Vec<u8>, Vec<u8>, Vec<u8>) {
+    let component = b"\0asm fake component".to_vec();
+    let input = b"a red fox at dawn".to_vec();
+    let output = b"\x89PNG fox".to_vec();
+    let trace = testing::trace();
+    let (root, n) = TraceChain::of(&trace);
+    let mut r = testing::receipt(&key(2), &key(3));
+    r.component = Digest::of(&component);
+    r.input = Digest::of(&input);
+    r.output = Digest::of(&output);
+    r.trace_root = root;
+    r.trace_events = n;
+    let e = Evidence {
+        receipt: SignedReceipt::sign(r, &key(2)).unwrap(),
+        input: Some(Blob::embed(input.clone()).unwrap()),
+        output: None,
+        trace: Some(TraceBlob::Events(BVec::new(trace).unwrap())),
+        component: None,
+    };
+    (e, component, input, output)
+}
+
+#[test]
+fn verify_passes_every_check_with_matching_material() {
+    let (e, component, _input, output) = sample_evidence();
+    let report = evidence::verify(
+        &e,
+        &Supplied {
+            component: Some(&component),
+            output: Some(&output),
+            executor: Some(key(2).peer_id()),
+            input: None,
+        },
+    );
+    assert!(report.verified(), "{report:#?}");
+    let names: Vec<_> = report.checks.iter().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        [
+            "format",
+            "signature",
+            "executor",
+            "component",
+            "input",
+            "output",
+            "trace"
+        ]
+    );
+    assert!(
+        report
+            .checks
+            .iter()
+            .all(|c| matches!(c.verdict, Verdict::Pass(_)))
+    );
+}
+
+#[test]
+fn verify_names_the_failing_check() {
+    let (e, component, _input, output) = sample_evidence();
+    let wrong_exec: PeerId = key(9).peer_id();
+    let cases: Vec<(&str, Supplied<'_>)> = vec![
+        (
+            "executor",
+            Supplied {
+                executor: Some(wrong_exec),
+                ..Default::default()
+            },
+        ),
+        (
+            "component",
+            Supplied {
+                component: Some(b"other"),
+                ..Default::default()
+            },
+        ),
+        (
+            "output",
+            Supplied {
+                output: Some(&component),
+                ..Default::default()
+            },
+        ),
+        (
+            "input",
+            Supplied {
+                input: Some(&output),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (name, supplied) in cases {
+        let report = evidence::verify(&e, &supplied);
+        assert!(!report.verified());
+        assert_eq!(report.first_failure().unwrap().name, name);
+    }
+    // A trace with one event altered.
+    let mut e2 = e.clone();
+    if let Some(TraceBlob::Events(ev)) = &mut e2.trace {
+        let mut v = ev.clone().into_vec();
+        v[0].fuel += 1;
+        *ev = BVec::new(v).unwrap();
+    }
+    assert_eq!(
+        evidence::verify(&e2, &Supplied::default())
+            .first_failure()
+            .unwrap()
+            .name,
+        "trace"
+    );
+}
+
+#[test]
+fn batch_verification_accepts_good_batches_and_names_a_bad_item() {
+    let receipts: Vec<SignedReceipt> = (0..50u8)
+        .map(|i| {
+            let mut r = testing::receipt(&key(i % 5 + 1), &key(200));
+            r.request_id = RequestId([i; 16]);
+            SignedReceipt::sign(r, &key(i % 5 + 1)).unwrap()
+        })
+        .collect();
+    let refs: Vec<&SignedReceipt> = receipts.iter().collect();
+    signed::verify_batch(&refs).unwrap();
+    // Forge item 17: same body, another executor's signature.
+    let mut bytes = receipts[17].to_bytes();
+    let n = bytes.len();
+    bytes[n - 64..].copy_from_slice(&receipts[18].signature().0);
+    let forged = SignedReceipt::decode(&bytes).unwrap();
+    let mut refs = refs;
+    refs[17] = &forged;
+    assert_eq!(signed::verify_batch(&refs).unwrap_err().index, 17);
+    assert!(signed::verify_batch::<Receipt>(&[]).is_ok());
+}
+
+#[test]
+fn json_rendering_uses_text_forms() {
+    let r = SignedReceipt::sign(testing::receipt(&key(2), &key(3)), &key(2)).unwrap();
+    let json = r.to_json();
+    assert_eq!(json["kind"], "errand/receipt");
+    assert_eq!(json["body"]["executor"], key(2).peer_id().to_string());
+    assert_eq!(
+        json["body"]["input"],
+        Digest::of(b"a red fox at dawn").to_string()
+    );
+    assert_eq!(json["body"]["outcome"], "ok");
+    assert_eq!(json["signature"].as_str().unwrap().len(), 128);
+    assert_eq!(json["body"]["context"]["time"], SAMPLE_TIME.0);
+}
+
+#[test]
+fn json_of_another_kind_is_refused() {
+    let d = SignedDescriptor::sign(testing::descriptor(&key(1)), &key(1)).unwrap();
+    assert!(matches!(
+        SignedReceipt::from_json(&d.to_json()),
+        Err(signed::JsonError::WrongKind { .. } | signed::JsonError::Syntax(_))
+    ));
+}
+
+#[test]
+fn receipt_with_an_off_curve_requester_round_trips_through_json() {
+    // Found by fuzzing decode_receipt: binary decoding accepts any 32 bytes
+    // as a peer id, so text parsing must too, or the JSON rendering of a
+    // decodable receipt would not parse back.
+    let mut r = testing::receipt(&key(2), &key(3));
+    r.requester = "errand1syuhwr4g05t4744r23nvxnqqqqqqqqqqqxpn0gja7c84hr7fkw2qds3rxs"
+        .parse()
+        .unwrap();
+    assert!(r.requester.verifying_key().is_err());
+    let s = SignedReceipt::sign(r, &key(2)).unwrap();
+    let back = SignedReceipt::from_json(&s.to_json()).unwrap();
+    assert_eq!(back.to_bytes(), s.to_bytes());
+}

@@ -1,0 +1,59 @@
+//! `errand keygen` and `errand id`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use errand::keystore;
+use errand_core::SecretKey;
+
+/// Arguments of `errand keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the key [default: $ERRAND_KEY, else $XDG_CONFIG_HOME/errand/key, else ~/.config/errand/key].
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Replace an existing key file (the old identity is lost).
+    #[arg(long)]
+    force: bool,
+}
+
+/// Arguments of `errand id`.
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// The key file [default: as for keygen].
+    #[arg(long, short)]
+    key: Option<PathBuf>,
+}
+
+/// Resolves `--key`, falling back to the default location.
+pub fn key_path(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match arg {
+        Some(p) => Ok(p),
+        None => Ok(keystore::default_key_path()?),
+    }
+}
+
+/// Loads the key named by `--key` or the default.
+pub fn load_key(arg: Option<PathBuf>) -> anyhow::Result<SecretKey> {
+    let path = key_path(arg)?;
+    Ok(keystore::load(&path)?)
+}
+
+pub fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
+    let path = key_path(args.out)?;
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(seed.as_mut())
+        .map_err(|e| anyhow::anyhow!("reading the system random number generator: {e}"))?;
+    let key = SecretKey::from_seed(*seed);
+    keystore::save(&key, &path, args.force)?;
+    eprintln!("wrote a new secret key to {} (mode 0600)", path.display());
+    println!("{}", key.peer_id());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn id(args: IdArgs) -> anyhow::Result<ExitCode> {
+    let key = load_key(args.key)?;
+    println!("{}", key.peer_id());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,4 @@
+//! Subcommands.
+
+pub mod keys;
+pub mod verify;

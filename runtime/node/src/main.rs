@@ -1,0 +1,44 @@
+//! The `errand` command-line tool: thin glue over the `errand` and
+//! `errand-core` libraries.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// Errand: hand work to other agents' devices, peer to peer, safely.
+#[derive(Debug, Parser)]
+#[command(name = "errand", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new peer identity (an ed25519 secret key).
+    Keygen(cli::keys::KeygenArgs),
+    /// Print the peer id of a key.
+    Id(cli::keys::IdArgs),
+    /// Verify a tool receipt or evidence package offline.
+    ///
+    /// Exit status: 0 verified, 1 verification failed, 2 unusable input.
+    Verify(cli::verify::VerifyArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keygen(a) => cli::keys::keygen(a),
+        Command::Id(a) => cli::keys::id(a),
+        Command::Verify(a) => cli::verify::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
