@@ -70,6 +70,8 @@ pub mod descriptor;
 pub mod digest;
 pub mod evidence;
 pub mod identity;
+pub mod manifest;
+pub mod package;
 pub mod receipt;
 pub mod signed;
 pub mod testing;

@@ -97,6 +97,34 @@ pub struct InvocationContext {
 }
 
 impl InvocationContext {
+    /// A context at `time` with parameters from `(key, value)` pairs.
+    /// Refuses repeated keys and anything over the bounds.
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
+        time: UnixMillis,
+        pairs: &[(K, V)],
+    ) -> Result<InvocationContext, Invalid> {
+        let mut params = Vec::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            let (k, v) = (k.as_ref(), v.as_ref());
+            if params.iter().any(|p: &Param| p.key == k) {
+                return Err(Invalid::new(
+                    "context.params",
+                    format!("repeats the key {k:?}"),
+                ));
+            }
+            params.push(Param {
+                key: BString::new(k)
+                    .map_err(|e| Invalid::new("context.params", format!("key {k:?}: {e}")))?,
+                value: BString::new(v)
+                    .map_err(|e| Invalid::new("context.params", format!("value of {k:?}: {e}")))?,
+            });
+        }
+        Ok(InvocationContext {
+            time,
+            params: BVec::new(params).map_err(|e| Invalid::new("context.params", e.to_string()))?,
+        })
+    }
+
     /// The value of parameter `key`, if given.
     pub fn param(&self, key: &str) -> Option<&str> {
         self.params
@@ -207,6 +235,31 @@ pub struct Platform {
     pub engine: Digest,
 }
 
+/// The limits a run had, beyond fuel. A limit can decide how a run ends
+/// (say, a memory-limit abort), so replay must apply the same ones; the
+/// wall-clock deadline is left out because it cannot be replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct RunLimits {
+    /// Largest linear memory, in bytes.
+    pub memory_bytes: u64,
+    /// Largest table, in elements.
+    pub table_elements: u64,
+    /// Most core instances.
+    pub instances: u32,
+    /// Most tables.
+    pub tables: u32,
+    /// Most linear memories.
+    pub memories: u32,
+    /// Largest output, in bytes.
+    pub max_output: u64,
+    /// Most trace events.
+    pub max_trace_events: u32,
+    /// Most captured stdio bytes.
+    pub max_stdio: u64,
+    /// Most log bytes.
+    pub max_log_bytes: u64,
+}
+
 /// A tool receipt (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
@@ -232,6 +285,8 @@ pub struct Receipt {
     pub fuel_limit: u64,
     /// The fuel it used.
     pub fuel_consumed: u64,
+    /// The other limits it ran under.
+    pub limits: RunLimits,
     /// The head of the hash chain over the trace ([`crate::evidence::TraceChain`]).
     pub trace_root: Digest,
     /// How many events the trace has.

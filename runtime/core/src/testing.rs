@@ -9,7 +9,7 @@ use crate::digest::Digest;
 use crate::evidence::TraceChain;
 use crate::identity::SecretKey;
 use crate::receipt::{
-    CapabilityRef, InvocationContext, Outcome, Param, Platform, Receipt, RequestId,
+    CapabilityRef, InvocationContext, Outcome, Param, Platform, Receipt, RequestId, RunLimits,
 };
 use crate::time::UnixMillis;
 
@@ -94,6 +94,17 @@ pub fn receipt(executor: &SecretKey, requester: &SecretKey) -> Receipt {
         output: Digest::of(b"\x89PNG..."),
         fuel_limit: 500_000_000,
         fuel_consumed: 96_123_456,
+        limits: RunLimits {
+            memory_bytes: 256 << 20,
+            table_elements: 100_000,
+            instances: 64,
+            tables: 64,
+            memories: 16,
+            max_output: 16 << 20,
+            max_trace_events: 65_536,
+            max_stdio: 1 << 20,
+            max_log_bytes: 1 << 20,
+        },
         trace_root: chain.root(),
         trace_events: chain.count(),
         started_at: SAMPLE_TIME.plus_ms(12),

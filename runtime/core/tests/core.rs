@@ -265,6 +265,11 @@ fn arb_receipt() -> impl Strategy<Value = (u8, Receipt)> {
                     outcome,
                     fuel_limit: a.max(b),
                     fuel_consumed: a.min(b),
+                    limits: RunLimits {
+                        memory_bytes: a,
+                        max_trace_events: events,
+                        ..RunLimits::default()
+                    },
                     trace_root: root,
                     trace_events: events,
                     started_at: UnixMillis(start),

@@ -19,3 +19,4 @@
 
 pub mod files;
 pub mod keystore;
+pub mod packaging;

@@ -25,6 +25,14 @@ enum Command {
     ///
     /// Exit status: 0 verified, 1 verification failed, 2 unusable input.
     Verify(cli::verify::VerifyArgs),
+    /// Package a tool: component, manifest and a signed descriptor template.
+    Pack(cli::tools::PackArgs),
+    /// Show what a tool package or component holds.
+    Inspect(cli::tools::InspectArgs),
+    /// Run a tool locally, sign a receipt and write the evidence.
+    ///
+    /// Exit status: 0 if the tool returned output, 1 otherwise.
+    Run(cli::tools::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +41,9 @@ fn main() -> ExitCode {
         Command::Keygen(a) => cli::keys::keygen(a),
         Command::Id(a) => cli::keys::id(a),
         Command::Verify(a) => cli::verify::run(a),
+        Command::Pack(a) => cli::tools::pack(a),
+        Command::Inspect(a) => cli::tools::inspect(a),
+        Command::Run(a) => cli::tools::run(a),
     };
     match result {
         Ok(code) => code,

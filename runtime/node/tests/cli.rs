@@ -285,3 +285,267 @@ fn verify_never_panics_on_hostile_files() {
     let o = errand(&["verify", p(&dir.path().join("missing"))]);
     assert_eq!(code(&o), 2);
 }
+
+// ------------------------------------------------------------- issue 3
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Env { dir };
+        let o = e.errand(&["keygen"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        e
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs errand with this environment's key and compile cache: every
+    /// call is a fresh process, so a second call is "after a restart".
+    fn errand(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_errand"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("ERRAND_KEY", self.dir.path().join("key"))
+            .env("ERRAND_CACHE_DIR", self.dir.path().join("cache"))
+            .output()
+            .expect("run errand")
+    }
+
+    /// Writes an example tool's manifest and component into a folder.
+    fn tool_dir(&self, name: &str) -> (PathBuf, PathBuf) {
+        let t = errand_example_tools::get(name).unwrap();
+        let dir = self.path(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let manifest = dir.join("capability.toml");
+        std::fs::write(&manifest, t.manifest).unwrap();
+        let component = dir.join(format!("{}.wasm", name.replace('-', "_")));
+        std::fs::write(&component, t.component).unwrap();
+        (manifest, component)
+    }
+}
+
+#[test]
+fn pack_inspect_run_and_replay_every_example_tool() {
+    let env = Env::new();
+    for tool in errand_example_tools::ALL {
+        let (manifest, _component) = env.tool_dir(tool.name);
+        let pkg = env.path(&format!("{}.errand", tool.name));
+        // The component is found next to the manifest.
+        let o = env.errand(&["pack", p(&manifest), "-o", p(&pkg)]);
+        assert_eq!(
+            code(&o),
+            0,
+            "pack {}: {}{}",
+            tool.name,
+            stdout(&o),
+            stderr(&o)
+        );
+        assert!(stdout(&o).contains("errand tool"), "{}", stdout(&o));
+
+        let o = env.errand(&["inspect", p(&pkg), "--json"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(v["descriptor"]["body"]["name"], tool.name);
+        assert_eq!(v["descriptor_signature_valid"], true);
+        assert_eq!(
+            v["component"]["digest"],
+            errand_core::Digest::of(tool.component).to_string()
+        );
+
+        // Every example runs, and replays in a new process.
+        let manifest: errand_core::manifest::Manifest = toml::from_str(tool.manifest).unwrap();
+        for ex in &manifest.examples {
+            let input = env.path(&format!("{}-{}.in", tool.name, ex.name));
+            std::fs::write(&input, ex.bytes().unwrap()).unwrap();
+            let out = env.path(&format!("{}-{}.out", tool.name, ex.name));
+            let ev = env.path(&format!("{}-{}.evidence", tool.name, ex.name));
+            let mut args = vec![
+                "run".to_owned(),
+                p(&pkg).into(),
+                "--input".into(),
+                p(&input).into(),
+            ];
+            args.extend([
+                "-o".into(),
+                p(&out).into(),
+                "--evidence".into(),
+                p(&ev).into(),
+            ]);
+            for (k, v) in &ex.params {
+                args.extend(["-p".into(), format!("{k}={v}")]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let o = env.errand(&args);
+            assert_eq!(code(&o), 0, "run {} {}: {}", tool.name, ex.name, stderr(&o));
+            assert!(stderr(&o).contains("fuel"), "{}", stderr(&o));
+            assert!(std::fs::metadata(&out).unwrap().len() > 0);
+
+            let id = stdout(&env.errand(&["id"])).trim().to_owned();
+            let o = env.errand(&[
+                "verify",
+                p(&ev),
+                "--replay",
+                "--component",
+                p(&pkg),
+                "--input",
+                p(&input),
+                "--output",
+                p(&out),
+                "--executor",
+                &id,
+            ]);
+            assert_eq!(
+                code(&o),
+                0,
+                "replay {} {}: {}",
+                tool.name,
+                ex.name,
+                stdout(&o)
+            );
+            for check in ["replay-output", "replay-fuel", "replay-trace"] {
+                assert!(stdout(&o).contains(check), "{}", stdout(&o));
+            }
+        }
+    }
+}
+
+#[test]
+fn replay_names_the_mismatch_when_the_output_is_forged() {
+    let env = Env::new();
+    let (manifest, component) = env.tool_dir("text-stats");
+    let pkg = env.path("ts.errand");
+    assert_eq!(
+        code(&env.errand(&[
+            "pack",
+            p(&manifest),
+            "--component",
+            p(&component),
+            "-o",
+            p(&pkg)
+        ])),
+        0
+    );
+    std::fs::write(env.path("in.txt"), "one two two").unwrap();
+    let o = env.errand(&[
+        "run",
+        p(&pkg),
+        "--input",
+        "in.txt",
+        "-o",
+        "out.json",
+        "--evidence",
+        "run.evidence",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    // An executor that signs a receipt for output it did not compute: forge
+    // the receipt with the executor's own key (so the signature is valid).
+    let key = errand::keystore::load(&env.path("key")).unwrap();
+    let bytes = std::fs::read(env.path("run.evidence")).unwrap();
+    let mut ev: errand_core::evidence::Evidence = errand_core::signed::decode(&bytes).unwrap();
+    let mut body = ev.receipt.body().clone();
+    body.output = errand_core::Digest::of(b"{\"words\":99}");
+    ev.receipt = errand_core::receipt::SignedReceipt::sign(body, &key).unwrap();
+    ev.output = None;
+    std::fs::write(
+        env.path("forged.evidence"),
+        errand_core::signed::encode(&ev).unwrap(),
+    )
+    .unwrap();
+
+    // Offline checks pass (the signature is genuine)...
+    assert_eq!(code(&env.errand(&["verify", "forged.evidence"])), 0);
+    // ...but replay catches it, naming the output.
+    let o = env.errand(&[
+        "verify",
+        "forged.evidence",
+        "--replay",
+        "--component",
+        p(&pkg),
+        "--input",
+        "in.txt",
+    ]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("replay-output    FAIL"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn a_run_that_traps_still_yields_verifiable_replayable_evidence() {
+    let env = Env::new();
+    let hostile = env.path("hostile.wasm");
+    std::fs::write(&hostile, errand_test_guests::HOSTILE).unwrap();
+    std::fs::write(env.path("panic.txt"), "panic").unwrap();
+    let o = env.errand(&[
+        "run",
+        p(&hostile),
+        "--input",
+        "panic.txt",
+        "-o",
+        "out",
+        "--evidence",
+        "p.evidence",
+        "--embed-component",
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("aborted (trap)"), "{}", stderr(&o));
+    // Component and input are embedded: replay needs no other file.
+    let o = env.errand(&["verify", "p.evidence", "--replay"]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("replay-outcome   pass  outcome aborted (trap)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn pack_refuses_a_component_that_is_not_a_tool() {
+    let env = Env::new();
+    let (manifest, _) = env.tool_dir("markdown");
+    let not_a_tool = env.path("empty.wasm");
+    // A valid component that exports nothing.
+    std::fs::write(&not_a_tool, b"\0asm\x0d\0\x01\0").unwrap();
+    let o = env.errand(&["pack", p(&manifest), "--component", p(&not_a_tool)]);
+    assert_eq!(code(&o), 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains("neither accepted world") && err.contains("errand:capability/tool"),
+        "{err}"
+    );
+
+    let core = env.path("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let o = env.errand(&["pack", p(&manifest), "--component", p(&core)]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("core WebAssembly module"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = env.errand(&["pack", p(&env.path("nope.toml"))]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("nope.toml"), "{}", stderr(&o));
+}
+
+#[test]
+fn run_accepts_plain_wasi_commands() {
+    let env = Env::new();
+    let cmd = env.path("upper.wasm");
+    std::fs::write(&cmd, errand_test_guests::UPPER_COMMAND).unwrap();
+    std::fs::write(env.path("in.txt"), "shout this").unwrap();
+    let o = env.errand(&["run", p(&cmd), "--input", "in.txt"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "SHOUT THIS");
+    assert!(stderr(&o).contains("WASI command"));
+}

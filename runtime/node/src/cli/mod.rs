@@ -1,4 +1,5 @@
 //! Subcommands.
 
 pub mod keys;
+pub mod tools;
 pub mod verify;

@@ -31,6 +31,11 @@ pub struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Also re-execute the run (needs the component and input: from
+    /// --component/--input or embedded in the package) and compare output,
+    /// fuel and trace with the receipt.
+    #[arg(long)]
+    replay: bool,
 }
 
 const EXIT_FAILED: u8 = 1;
@@ -67,19 +72,69 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         (Ok(c), Ok(i), Ok(o)) => (c, i, o),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Ok(unusable(e)),
     };
+    // --component may name a tool package: compare its component.
+    let component = match (component, &args.component) {
+        (Some(c), Some(path)) if !c.starts_with(b"\0asm") => {
+            match errand::packaging::decode_package(path, &c) {
+                Ok(p) => Some(p.component.into_vec()),
+                Err(e) => return Ok(unusable(e)),
+            }
+        }
+        (c, _) => c,
+    };
     let supplied = Supplied {
         component: component.as_deref(),
         input: input.as_deref(),
         output: output.as_deref(),
         executor: args.executor,
     };
-    let report = evidence::verify(&evidence, &supplied);
+    let mut report = evidence::verify(&evidence, &supplied);
+    if args.replay {
+        replay(&evidence, &supplied, &mut report);
+    }
     print_report(&args, &report, Some(&evidence));
     Ok(if report.verified() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED)
     })
+}
+
+/// Re-executes the run and appends the `replay-*` checks.
+fn replay(ev: &evidence::Evidence, supplied: &Supplied<'_>, report: &mut Report) {
+    let component = supplied
+        .component
+        .or_else(|| ev.component.as_ref().and_then(|b| b.bytes()));
+    let input = supplied
+        .input
+        .or_else(|| ev.input.as_ref().and_then(|b| b.bytes()));
+    let (Some(component), Some(input)) = (component, input) else {
+        report.push(
+            "replay",
+            Verdict::Fail(
+                "replay needs the component and the input: pass --component and --input".into(),
+            ),
+        );
+        return;
+    };
+    let host = match errand::packaging::default_host() {
+        Ok(h) => h,
+        Err(e) => {
+            report.push(
+                "replay",
+                Verdict::Fail(format!("cannot start the WebAssembly host: {e}")),
+            );
+            return;
+        }
+    };
+    let recorded = match &ev.trace {
+        Some(errand_core::evidence::TraceBlob::Events(t)) => Some(t.as_slice()),
+        _ => None,
+    };
+    match errand_host::replay(&host, ev.receipt.body(), component, input, recorded) {
+        Ok(r) => report.checks.extend(r.report.checks),
+        Err(e) => report.push("replay", Verdict::Fail(e.to_string())),
+    }
 }
 
 fn print_report(args: &VerifyArgs, report: &Report, evidence: Option<&evidence::Evidence>) {
@@ -124,7 +179,7 @@ fn print_report(args: &VerifyArgs, report: &Report, evidence: Option<&evidence::
                 ("skip", d)
             }
         };
-        println!("  {:<10} {word}  {detail}", c.name);
+        println!("  {:<16} {word}  {detail}", c.name);
     }
     println!();
     match report.first_failure() {

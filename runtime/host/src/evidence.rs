@@ -1,0 +1,310 @@
+//! Receipts, evidence packages and replay.
+//!
+//! After a run, the executor signs a [`Receipt`] over the [`Execution`] and
+//! can bundle it with the input, output, trace and component into an
+//! [`Evidence`] package. Anyone holding the component and the input can
+//! [`replay`] the run: execution is deterministic, so the output digest, the
+//! fuel consumed and the trace root must match the receipt exactly.
+
+use errand_core::bounded::BVec;
+use errand_core::evidence::{Blob, Evidence, Report, TraceBlob, TraceEvent, Verdict};
+use errand_core::receipt::{
+    AbortReason, CapabilityRef, InvocationContext, Outcome, Receipt, RequestId, SignedReceipt,
+};
+use errand_core::signed::EncodeError;
+use errand_core::{Digest, PeerId, SecretKey};
+
+use crate::host::{Host, LoadError};
+use crate::run::{Execution, Invocation, Limits, RunError};
+
+/// Who ran what for whom: the parts of a receipt that are not in the
+/// [`Execution`].
+#[derive(Debug, Clone)]
+pub struct ReceiptInfo<'a> {
+    /// The executor's key, which signs.
+    pub executor: &'a SecretKey,
+    /// The requester.
+    pub requester: PeerId,
+    /// The requester's nonce.
+    pub request_id: RequestId,
+    /// The published capability, if the run was for one.
+    pub capability: Option<CapabilityRef>,
+    /// The component's digest.
+    pub component: Digest,
+    /// What the guest saw besides its input.
+    pub context: InvocationContext,
+    /// The limits the run had.
+    pub limits: Limits,
+}
+
+impl Host {
+    /// Builds and signs the receipt for `exec`.
+    pub fn sign_receipt(
+        &self,
+        info: &ReceiptInfo<'_>,
+        exec: &Execution,
+    ) -> Result<SignedReceipt, EncodeError> {
+        let receipt = Receipt {
+            executor: info.executor.peer_id(),
+            requester: info.requester,
+            request_id: info.request_id,
+            capability: info.capability.clone(),
+            component: info.component,
+            input: exec.input_digest,
+            context: info.context.clone(),
+            outcome: exec.outcome.clone(),
+            output: exec.output_digest,
+            fuel_limit: exec.fuel_limit,
+            fuel_consumed: exec.fuel_consumed,
+            limits: info.limits.run_limits(),
+            trace_root: exec.trace_root,
+            trace_events: exec.trace_events,
+            started_at: exec.started_at,
+            finished_at: exec.finished_at.max(exec.started_at),
+            platform: self.platform(),
+        };
+        SignedReceipt::sign(receipt, info.executor)
+    }
+}
+
+/// What to embed in an evidence package besides the receipt.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Embed<'a> {
+    /// The input bytes.
+    pub input: Option<&'a [u8]>,
+    /// The output bytes.
+    pub output: Option<&'a [u8]>,
+    /// The trace events.
+    pub trace: Option<&'a [TraceEvent]>,
+    /// The component bytes.
+    pub component: Option<&'a [u8]>,
+}
+
+/// Assembles an evidence package. Blobs over the package bounds are named
+/// by digest instead of embedded.
+pub fn evidence(receipt: SignedReceipt, embed: Embed<'_>) -> Evidence {
+    let r = receipt.body().clone();
+    let blob = |bytes: Option<&[u8]>, digest: Digest| {
+        Some(match bytes {
+            Some(b) => Blob::embed(b.to_vec()).unwrap_or(Blob::Digest(digest)),
+            None => Blob::Digest(digest),
+        })
+    };
+    Evidence {
+        input: blob(embed.input, r.input),
+        output: blob(embed.output, r.output),
+        component: blob(embed.component, r.component),
+        trace: Some(match embed.trace {
+            Some(t) => BVec::new(t.to_vec())
+                .map(TraceBlob::Events)
+                .unwrap_or(TraceBlob::Root(r.trace_root)),
+            None => TraceBlob::Root(r.trace_root),
+        }),
+        receipt,
+    }
+}
+
+/// Why a replay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The component given is not the one the receipt names.
+    #[error("the component given has sha256:{given}, the receipt names sha256:{expected}")]
+    WrongComponent {
+        /// Digest of what was given.
+        given: Digest,
+        /// What the receipt names.
+        expected: Digest,
+    },
+    /// The input given is not the one the receipt names.
+    #[error("the input given has sha256:{given}, the receipt names sha256:{expected}")]
+    WrongInput {
+        /// Digest of what was given.
+        given: Digest,
+        /// What the receipt names.
+        expected: Digest,
+    },
+    /// The component does not load.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The run could not start.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// The result of a replay: the re-execution and each comparison.
+#[derive(Debug)]
+pub struct Replay {
+    /// The checks, named `replay-*`, to append to a verification report.
+    pub report: Report,
+    /// The re-execution.
+    pub execution: Execution,
+}
+
+impl Replay {
+    /// True when the replay matched the receipt.
+    pub fn matched(&self) -> bool {
+        self.report.verified()
+    }
+}
+
+fn outcome_kind(o: &Outcome) -> String {
+    match o {
+        Outcome::Ok => "ok".into(),
+        Outcome::InvalidInput { .. } => "invalid input".into(),
+        Outcome::Failed { .. } => "failed".into(),
+        Outcome::Aborted { reason, .. } => format!("aborted ({})", reason.as_str()),
+    }
+}
+
+/// Re-executes the run a receipt describes and compares the outcome, the
+/// output digest, the fuel consumed and the trace. With `recorded_trace`
+/// (from an evidence package), a trace mismatch names the first event that
+/// differs.
+pub fn replay(
+    host: &Host,
+    receipt: &Receipt,
+    component: &[u8],
+    input: &[u8],
+    recorded_trace: Option<&[TraceEvent]>,
+) -> Result<Replay, ReplayError> {
+    let given = Digest::of(component);
+    if given != receipt.component {
+        return Err(ReplayError::WrongComponent {
+            given,
+            expected: receipt.component,
+        });
+    }
+    let given = Digest::of(input);
+    if given != receipt.input {
+        return Err(ReplayError::WrongInput {
+            given,
+            expected: receipt.input,
+        });
+    }
+    let prepared = host.prepare(component)?;
+    let base = Limits {
+        max_input: input.len().max(Limits::default().max_input),
+        ..Limits::default()
+    };
+    let inv = Invocation {
+        input,
+        request_id: receipt.request_id,
+        context: receipt.context.clone(),
+        limits: Limits::for_replay(receipt.fuel_limit, &receipt.limits, &base),
+        keep_trace: recorded_trace.is_some(),
+    };
+    let exec = host.run(&prepared, &inv)?;
+    let mut report = Report::default();
+
+    let platform = host.platform();
+    if platform.engine == receipt.platform.engine {
+        report.push(
+            "replay-platform",
+            Verdict::Pass(format!(
+                "same engine settings ({})",
+                platform.engine.short()
+            )),
+        );
+    } else {
+        report.push(
+            "replay-platform",
+            Verdict::Skip(format!(
+                "receipt ran on engine {} (wasmtime {}), this host is {} (wasmtime {}): fuel may differ",
+                receipt.platform.engine.short(),
+                receipt.platform.wasmtime,
+                platform.engine.short(),
+                platform.wasmtime
+            )),
+        );
+    }
+    if let Outcome::Aborted {
+        reason: AbortReason::Deadline,
+        ..
+    } = receipt.outcome
+    {
+        report.push(
+            "replay-outcome",
+            Verdict::Skip("the run hit its wall-clock deadline, which cannot be replayed".into()),
+        );
+        return Ok(Replay {
+            report,
+            execution: exec,
+        });
+    }
+
+    let (want, got) = (outcome_kind(&receipt.outcome), outcome_kind(&exec.outcome));
+    report.push(
+        "replay-outcome",
+        if want == got {
+            Verdict::Pass(format!("outcome {got}"))
+        } else {
+            Verdict::Fail(format!("replay ended {got}, receipt says {want}"))
+        },
+    );
+    report.push(
+        "replay-output",
+        if exec.output_digest == receipt.output {
+            Verdict::Pass(format!("output sha256:{}", exec.output_digest))
+        } else {
+            Verdict::Fail(format!(
+                "replay output has sha256:{}, receipt says sha256:{}",
+                exec.output_digest, receipt.output
+            ))
+        },
+    );
+    report.push(
+        "replay-fuel",
+        if exec.fuel_consumed == receipt.fuel_consumed {
+            Verdict::Pass(format!("{} fuel", exec.fuel_consumed))
+        } else {
+            Verdict::Fail(format!(
+                "replay consumed {} fuel, receipt says {}",
+                exec.fuel_consumed, receipt.fuel_consumed
+            ))
+        },
+    );
+    let trace_verdict = if exec.trace_root == receipt.trace_root
+        && exec.trace_events == receipt.trace_events
+    {
+        Verdict::Pass(format!(
+            "{} events, root {}",
+            exec.trace_events,
+            exec.trace_root.short()
+        ))
+    } else {
+        let mut why = format!(
+            "replay trace has {} events and root {}, receipt says {} and {}",
+            exec.trace_events,
+            exec.trace_root.short(),
+            receipt.trace_events,
+            receipt.trace_root.short()
+        );
+        if let (Some(recorded), Some(replayed)) = (recorded_trace, &exec.trace) {
+            let first = recorded
+                .iter()
+                .zip(replayed.iter())
+                .position(|(a, b)| a != b)
+                .or_else(|| {
+                    (recorded.len() != replayed.len()).then(|| recorded.len().min(replayed.len()))
+                });
+            if let Some(i) = first {
+                let name = |t: &[TraceEvent]| {
+                    t.get(i)
+                        .map(|e| e.call.to_string())
+                        .unwrap_or_else(|| "(none)".into())
+                };
+                why.push_str(&format!(
+                    "; first difference at event {i}: recorded {}, replayed {}",
+                    name(recorded),
+                    name(replayed)
+                ));
+            }
+        }
+        Verdict::Fail(why)
+    };
+    report.push("replay-trace", trace_verdict);
+    Ok(Replay {
+        report,
+        execution: exec,
+    })
+}

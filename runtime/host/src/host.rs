@@ -1,0 +1,847 @@
+//! The engine, the compile cache and the run loop.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use errand_core::bounded::BString;
+use errand_core::receipt::{Outcome, Platform, RunLimits, random_seed};
+use errand_core::{Digest, UnixMillis};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{
+    Component, ComponentExportIndex, HasSelf, InstancePre, Linker, ResourceType,
+};
+use wasmtime::{
+    CallHook, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+};
+
+use crate::bindings::{Sandbox, SandboxPre};
+use crate::run::{Abort, Execution, Invocation, Limiter, Limits, RunError, WorldKind, classify};
+use crate::sandbox::{GuestState, NS_PER_FUEL, SandboxLimits};
+
+/// The wasmtime version this crate is pinned to (see the workspace manifest).
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// Largest component accepted: 64 MiB.
+pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+/// Interfaces the sandbox implements, without versions. Imports of these
+/// are served by [`crate::sandbox`]; other `wasi:` imports are denied at
+/// call time; anything else is refused at load time.
+const IMPLEMENTED: &[&str] = &[
+    "errand:capability/host",
+    "errand:capability/types",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:clocks/wall-clock",
+    "wasi:clocks/monotonic-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+];
+
+/// How to build a [`Host`].
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Where compiled components are kept across restarts; `None` keeps them
+    /// in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// Most runs at once; sizes the pooling allocator.
+    pub max_concurrent: u32,
+    /// Largest linear memory any run may get; per-run [`Limits`] may only
+    /// lower it.
+    pub max_memory_bytes: usize,
+    /// Compiled components kept in memory.
+    pub memory_cache_entries: usize,
+    /// Epoch tick for wall-clock deadlines.
+    pub epoch_tick: Duration,
+    /// Maximum WebAssembly stack. Part of the engine fingerprint, because it
+    /// decides where deep recursion traps.
+    pub max_wasm_stack: usize,
+}
+
+impl Default for HostConfig {
+    fn default() -> HostConfig {
+        HostConfig {
+            cache_dir: None,
+            max_concurrent: 16,
+            max_memory_bytes: Limits::default().memory_bytes,
+            memory_cache_entries: 64,
+            epoch_tick: Duration::from_millis(5),
+            max_wasm_stack: 512 << 10,
+        }
+    }
+}
+
+/// Why a host could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// wasmtime refused the configuration.
+    #[error("cannot configure the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The cache directory cannot be created.
+    #[error("cannot use cache directory {path}: {source}")]
+    CacheDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Why a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Larger than [`MAX_COMPONENT_BYTES`].
+    #[error("component is {len} bytes, over the limit of {max}")]
+    TooLarge {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A core WebAssembly module rather than a component.
+    #[error(
+        "this is a core WebAssembly module, not a component: build for the wasm32-wasip2 target \
+         (cargo build --target wasm32-wasip2) or wrap it with `wasm-tools component new`"
+    )]
+    CoreModule,
+    /// Not WebAssembly at all.
+    #[error("not a WebAssembly component (bad magic number)")]
+    NotWasm,
+    /// WebAssembly that does not validate or compile.
+    #[error("invalid component: {0}")]
+    Invalid(String),
+    /// Exports neither accepted world.
+    #[error(
+        "component implements neither accepted world: it lacks the export `errand:capability/tool@0.1.x` \
+         (an errand tool, see the errand-guest crate) and the export `wasi:cli/run@0.2.x` (a WASI command); \
+         it exports: {exports}"
+    )]
+    NotATool {
+        /// What it does export.
+        exports: String,
+    },
+    /// Exports the world but with the wrong types.
+    #[error("component exports {export} with the wrong signature: {reason}")]
+    BadExport {
+        /// The export.
+        export: String,
+        /// What wasmtime said.
+        reason: String,
+    },
+    /// Imports something the sandbox does not provide.
+    #[error(
+        "component imports `{0}`, which errand does not provide (tools may import errand:capability/host and WASI)"
+    )]
+    UnsupportedImport(String),
+    /// Imports a provided interface at an incompatible version.
+    #[error("cannot link component: {0}")]
+    Link(String),
+}
+
+/// What a component is, as found by [`Host::inspect`].
+#[derive(Debug, Clone)]
+pub struct ComponentInfo {
+    /// SHA-256 of the component.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: usize,
+    /// Which world it implements.
+    pub world: WorldKind,
+    /// Everything it imports.
+    pub imports: Vec<String>,
+    /// The imports that will be denied if called.
+    pub denied: Vec<String>,
+    /// Everything it exports.
+    pub exports: Vec<String>,
+}
+
+/// A component compiled, linked and ready to instantiate.
+pub struct Prepared {
+    info: ComponentInfo,
+    pre: InstancePre<GuestState>,
+    sandbox: Option<SandboxPre<GuestState>>,
+    run_export: Option<ComponentExportIndex>,
+    last_used: AtomicU64,
+}
+
+impl Prepared {
+    /// What the component is.
+    pub fn info(&self) -> &ComponentInfo {
+        &self.info
+    }
+
+    /// SHA-256 of the component.
+    pub fn digest(&self) -> Digest {
+        self.info.digest
+    }
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    config: HostConfig,
+    fingerprint: Digest,
+    cache: Mutex<HashMap<Digest, Arc<Prepared>>>,
+    clock: AtomicU64,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The execution host: compiles components once per digest and runs them
+/// deterministically under limits. Cheap to clone; clones share the engine
+/// and caches.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("fingerprint", &self.inner.fingerprint)
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+/// The engine settings that decide what a run computes, as text. Their
+/// digest is the engine fingerprint in receipts.
+fn settings(config: &HostConfig) -> String {
+    format!(
+        "errand-engine/v1;wasmtime={WASMTIME_VERSION};arch={};nan-canonicalization=1;\
+         relaxed-simd-deterministic=1;threads=0;shared-memory=0;fuel=1;\
+         max-wasm-stack={};ns-per-fuel={NS_PER_FUEL};sandbox=errand-sandbox/v1",
+        std::env::consts::ARCH,
+        config.max_wasm_stack,
+    )
+}
+
+fn engine_config(config: &HostConfig) -> Config {
+    let mut c = Config::new();
+    c.wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .cranelift_nan_canonicalization(true)
+        .wasm_relaxed_simd(true)
+        .relaxed_simd_deterministic(true)
+        // Threads are not compiled into this wasmtime build at all (no
+        // `threads` feature), so there is no shared state to race on.
+        .shared_memory(false)
+        .max_wasm_stack(config.max_wasm_stack)
+        .parallel_compilation(true);
+    let n = config.max_concurrent.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        .total_core_instances(n * 8)
+        .total_memories(n * 2)
+        .total_tables(n * 8)
+        .max_memories_per_component(4)
+        .max_tables_per_component(8)
+        .max_core_instances_per_component(32)
+        .max_component_instance_size(1 << 20)
+        .max_core_instance_size(1 << 20)
+        .table_elements(100_000)
+        .max_memory_size(config.max_memory_bytes);
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    c
+}
+
+fn unix_now() -> UnixMillis {
+    UnixMillis(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    )
+}
+
+fn base_name(import: &str) -> &str {
+    import.split('@').next().unwrap_or(import)
+}
+
+impl Host {
+    /// A host with default settings and no disk cache.
+    pub fn new() -> Result<Host, HostError> {
+        Host::with_config(HostConfig::default())
+    }
+
+    /// A host with `config`.
+    pub fn with_config(config: HostConfig) -> Result<Host, HostError> {
+        if let Some(dir) = &config.cache_dir {
+            std::fs::create_dir_all(dir).map_err(|source| HostError::CacheDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let engine = Engine::new(&engine_config(&config))
+            .map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        Sandbox::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)
+            .map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), config.epoch_tick, stop.clone());
+        let fingerprint = Digest::of(settings(&config).as_bytes());
+        Ok(Host {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                config,
+                fingerprint,
+                cache: Mutex::new(HashMap::new()),
+                clock: AtomicU64::new(0),
+                stop,
+            }),
+        })
+    }
+
+    /// The platform claim receipts carry.
+    pub fn platform(&self) -> Platform {
+        Platform {
+            errand: BString::truncate_from(errand_core::ERRAND_VERSION),
+            wasmtime: BString::truncate_from(WASMTIME_VERSION),
+            engine: self.inner.fingerprint,
+        }
+    }
+
+    /// The engine settings behind the fingerprint, for people.
+    pub fn settings(&self) -> String {
+        settings(&self.inner.config)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HostConfig {
+        &self.inner.config
+    }
+
+    fn cache_path(&self, digest: &Digest) -> Option<PathBuf> {
+        let dir = self.inner.config.cache_dir.as_ref()?;
+        Some(dir.join(format!("{digest}-{}.cwasm", self.inner.fingerprint.short())))
+    }
+
+    /// A component already compiled, from memory or the disk cache.
+    pub fn cached(&self, digest: &Digest) -> Option<Arc<Prepared>> {
+        if let Some(p) = self.lock_cache().get(digest) {
+            p.last_used.store(self.tick(), Ordering::Relaxed);
+            return Some(p.clone());
+        }
+        let path = self.cache_path(digest)?;
+        let component = self.load_cached(&path)?;
+        let prepared = self.link(*digest, component, 0).ok()?;
+        Some(self.remember(prepared))
+    }
+
+    fn tick(&self) -> u64 {
+        self.inner.clock.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<Prepared>>> {
+        // A panic while holding this lock cannot leave the map inconsistent
+        // (every operation is a single insert or remove), so recover.
+        self.inner.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remember(&self, prepared: Prepared) -> Arc<Prepared> {
+        prepared.last_used.store(self.tick(), Ordering::Relaxed);
+        let prepared = Arc::new(prepared);
+        let mut cache = self.lock_cache();
+        while cache.len() >= self.inner.config.memory_cache_entries.max(1) {
+            let oldest = cache
+                .iter()
+                .min_by_key(|(_, p)| p.last_used.load(Ordering::Relaxed))
+                .map(|(d, _)| *d);
+            match oldest {
+                Some(d) => cache.remove(&d),
+                None => break,
+            };
+        }
+        cache.insert(prepared.info.digest, prepared.clone());
+        prepared
+    }
+
+    /// Reads a serialized component from the disk cache. The file starts
+    /// with the SHA-256 of the rest; a mismatch (a torn write, a corrupted
+    /// disk) discards the file and the component is compiled again.
+    fn load_cached(&self, path: &Path) -> Option<Component> {
+        let bytes = std::fs::read(path).ok()?;
+        if bytes.len() < 32 || Digest::of(&bytes[32..]).0 != bytes[..32] {
+            tracing::warn!(path = %path.display(), "discarding corrupt compiled-component cache entry");
+            let _ = std::fs::remove_file(path);
+            return None;
+        }
+        // SAFETY: `deserialize` trusts its input to be a component this
+        // engine serialized. The file lives in our own cache directory, is
+        // named after this engine's fingerprint, and its integrity digest
+        // has just been checked over exactly these bytes, which we hold in
+        // memory (no window for the file to change underneath us).
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize(&self.inner.engine, &bytes[32..]) };
+        match component {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "discarding incompatible cache entry");
+                let _ = std::fs::remove_file(path);
+                None
+            }
+        }
+    }
+
+    fn store_cached(&self, digest: &Digest, component: &Component) {
+        let Some(path) = self.cache_path(digest) else {
+            return;
+        };
+        let Ok(serialized) = component.serialize() else {
+            return;
+        };
+        let mut bytes = Digest::of(&serialized).0.to_vec();
+        bytes.extend_from_slice(&serialized);
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let written = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!(path = %path.display(), error = %e, "cannot write compiled-component cache");
+        }
+    }
+
+    /// Compiles (or fetches from cache) and links a component. Compilation
+    /// is paid once per digest: in memory, and across restarts through the
+    /// disk cache.
+    pub fn prepare(&self, component: &[u8]) -> Result<Arc<Prepared>, LoadError> {
+        let digest = Digest::of(component);
+        if let Some(p) = self.cached(&digest) {
+            return Ok(p);
+        }
+        let compiled = self.compile(component)?;
+        self.store_cached(&digest, &compiled);
+        let prepared = self.link(digest, compiled, component.len())?;
+        Ok(self.remember(prepared))
+    }
+
+    /// Checks a component without keeping it: what world it implements and
+    /// what it imports and exports.
+    pub fn inspect(&self, component: &[u8]) -> Result<ComponentInfo, LoadError> {
+        let compiled = self.compile(component)?;
+        Ok(self
+            .link(Digest::of(component), compiled, component.len())?
+            .info)
+    }
+
+    fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
+        if bytes.len() > MAX_COMPONENT_BYTES {
+            return Err(LoadError::TooLarge {
+                len: bytes.len(),
+                max: MAX_COMPONENT_BYTES,
+            });
+        }
+        match bytes.get(..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(LoadError::CoreModule),
+            Some([0, b'a', b's', b'm', ..]) => {}
+            _ => return Err(LoadError::NotWasm),
+        }
+        Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))
+    }
+
+    fn link(
+        &self,
+        digest: Digest,
+        component: Component,
+        size: usize,
+    ) -> Result<Prepared, LoadError> {
+        let engine = &self.inner.engine;
+        let ty = component.component_type();
+        let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
+        let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_owned()).collect();
+        let world = if let Some(e) = exports
+            .iter()
+            .find(|e| e.starts_with("errand:capability/tool@0.1."))
+        {
+            WorldKind::Errand { export: e.clone() }
+        } else if let Some(e) = exports.iter().find(|e| e.starts_with("wasi:cli/run@0.2.")) {
+            WorldKind::Command { export: e.clone() }
+        } else {
+            return Err(LoadError::NotATool {
+                exports: if exports.is_empty() {
+                    "nothing".into()
+                } else {
+                    exports.join(", ")
+                },
+            });
+        };
+
+        // Every import the sandbox does not implement: refused outright, or
+        // (for WASI) linked to stubs that end the run as "denied".
+        let mut linker = self.inner.linker.clone();
+        let mut denied = Vec::new();
+        // Resources of implemented interfaces, as this component sees them,
+        // paired with the sandbox's types: a denied interface that re-uses
+        // one (`wasi:filesystem/types` uses `wasi:io/streams.input-stream`)
+        // must link it to the real type.
+        let mut shared = Vec::new();
+        for (name, item) in ty.imports(engine) {
+            if let ComponentItem::ComponentInstance(inst) = &item.ty {
+                for (rname, ritem) in inst.exports(engine) {
+                    if let (ComponentItem::Resource(abstract_ty), Some(host_ty)) =
+                        (&ritem.ty, sandbox_resource(base_name(name), rname))
+                    {
+                        shared.push((*abstract_ty, host_ty));
+                    }
+                }
+            }
+        }
+        for (name, item) in ty.imports(engine) {
+            if IMPLEMENTED.contains(&base_name(name)) {
+                continue;
+            }
+            if !name.starts_with("wasi:") {
+                return Err(LoadError::UnsupportedImport(name.to_owned()));
+            }
+            denied.push(name.to_owned());
+            stub_denied(&mut linker, engine, name, item.ty, &shared)
+                .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        }
+
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let (sandbox, run_export) = match &world {
+            WorldKind::Errand { export } => {
+                let s = SandboxPre::new(pre.clone()).map_err(|e| LoadError::BadExport {
+                    export: export.clone(),
+                    reason: format!("{e:#}"),
+                })?;
+                (Some(s), None)
+            }
+            WorldKind::Command { export } => {
+                let bad = |reason: String| LoadError::BadExport {
+                    export: export.clone(),
+                    reason,
+                };
+                let inst = component
+                    .get_export_index(None, export)
+                    .ok_or_else(|| bad("missing".into()))?;
+                let run = component
+                    .get_export_index(Some(&inst), "run")
+                    .ok_or_else(|| bad("it has no `run` function".into()))?;
+                (None, Some(run))
+            }
+        };
+        Ok(Prepared {
+            info: ComponentInfo {
+                digest,
+                size,
+                world,
+                imports,
+                denied,
+                exports,
+            },
+            pre,
+            sandbox,
+            run_export,
+            last_used: AtomicU64::new(0),
+        })
+    }
+
+    /// Runs a prepared component (see [`Invocation`] and [`Execution`]).
+    pub fn run(&self, prepared: &Prepared, inv: &Invocation<'_>) -> Result<Execution, RunError> {
+        let limits = inv.limits;
+        if inv.input.len() > limits.max_input {
+            return Err(RunError::InputTooLarge {
+                len: inv.input.len(),
+                max: limits.max_input,
+            });
+        }
+        let is_command = matches!(prepared.info.world, WorldKind::Command { .. });
+        let input_digest = Digest::of(inv.input);
+        let state = GuestState::new(
+            SandboxLimits {
+                max_stdout: if is_command {
+                    limits.max_output
+                } else {
+                    limits.max_stdio
+                },
+                max_stderr: limits.max_stdio,
+                max_trace_events: limits.max_trace_events,
+                max_log_bytes: limits.max_log_bytes,
+                stdout_is_output: is_command,
+            },
+            Limiter::new(&Limits {
+                memory_bytes: limits.memory_bytes.min(self.inner.config.max_memory_bytes),
+                ..limits
+            }),
+            if is_command {
+                inv.input.to_vec()
+            } else {
+                Vec::new()
+            },
+            inv.context.time,
+            random_seed(&inv.request_id, &input_digest),
+            limits.fuel,
+            inv.keep_trace,
+        );
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store
+            .set_fuel(limits.fuel)
+            .map_err(|e| RunError::Host(format!("{e:#}")))?;
+        let tick = self.inner.config.epoch_tick.as_nanos().max(1);
+        store.set_epoch_deadline((limits.deadline.as_nanos() / tick) as u64 + 1);
+        store.epoch_deadline_trap();
+        store.call_hook(|mut ctx, hook| {
+            if let CallHook::CallingHost = hook {
+                let remaining = ctx.get_fuel()?;
+                let s = ctx.data_mut();
+                s.fuel_at_call = s.fuel_limit.saturating_sub(remaining);
+            }
+            Ok(())
+        });
+
+        let started_at = unix_now();
+        let t0 = Instant::now();
+        let result: Result<Result<Vec<u8>, Outcome>, wasmtime::Error> =
+            match (&prepared.sandbox, prepared.run_export) {
+                (Some(pre), _) => {
+                    let ctx = crate::bindings::errand::capability::types::RequestContext {
+                        request_id: inv.request_id.0.to_vec(),
+                        time_ms: inv.context.time.0,
+                        params: inv
+                            .context
+                            .params
+                            .iter()
+                            .map(|p| crate::bindings::errand::capability::types::Param {
+                                key: p.key.to_string(),
+                                value: p.value.to_string(),
+                            })
+                            .collect(),
+                    };
+                    match pre.instantiate(&mut store) {
+                        Err(e) => Err(e),
+                        Ok(sandbox) => sandbox
+                            .errand_capability_tool()
+                            .call_invoke(&mut store, inv.input, &ctx)
+                            .map(|r| {
+                                use crate::bindings::errand::capability::types::ToolError;
+                                r.map_err(|e| match e {
+                                    ToolError::InvalidInput(m) => Outcome::InvalidInput {
+                                        message: BString::truncate_from(&m),
+                                    },
+                                    ToolError::Failed(m) => Outcome::Failed {
+                                        message: BString::truncate_from(&m),
+                                    },
+                                })
+                            }),
+                    }
+                }
+                (None, Some(run)) => match prepared.pre.instantiate(&mut store) {
+                    Err(e) => Err(e),
+                    Ok(instance) => instance
+                        .get_typed_func::<(), (Result<(), ()>,)>(&mut store, run)
+                        .and_then(|f| f.call(&mut store, ()))
+                        .map(|(r,)| match r {
+                            Ok(()) => Ok(Vec::new()),
+                            Err(()) => Err(Outcome::Failed {
+                                message: BString::truncate_from("exited with status 1"),
+                            }),
+                        }),
+                },
+                (None, None) => {
+                    return Err(RunError::Host(
+                        "prepared component has no entry point".into(),
+                    ));
+                }
+            };
+        let elapsed = t0.elapsed();
+        let finished_at = unix_now();
+
+        if let Err(e) = &result
+            && e.is::<wasmtime::PoolConcurrencyLimitError>()
+        {
+            return Err(RunError::Busy(e.to_string()));
+        }
+        let fuel_consumed = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let state = store.into_data();
+        let (outcome, mut output) = match result {
+            Ok(Ok(out)) => (Outcome::Ok, out),
+            Ok(Err(outcome)) => (outcome, Vec::new()),
+            Err(e) => (classify(&e, &state.stderr), Vec::new()),
+        };
+        let (mut stdout, stderr) = (state.stdout, state.stderr);
+        let outcome = match outcome {
+            Outcome::Ok if is_command => {
+                output = std::mem::take(&mut stdout);
+                Outcome::Ok
+            }
+            Outcome::Ok if output.len() > limits.max_output => {
+                output.clear();
+                classify(&Abort::OutputTooLarge(limits.max_output).into(), &[])
+            }
+            other => other,
+        };
+        if !outcome.is_ok() {
+            output.clear();
+        }
+        Ok(Execution {
+            output_digest: Digest::of(&output),
+            outcome,
+            output,
+            input_digest,
+            fuel_limit: limits.fuel,
+            fuel_consumed,
+            trace_root: state.chain.root(),
+            trace_events: state.chain.count(),
+            trace: state.events,
+            stdout,
+            stderr,
+            logs: state.logs,
+            started_at,
+            finished_at,
+            elapsed,
+        })
+    }
+}
+
+impl Limits {
+    /// The part of the limits a receipt records (all but the input size
+    /// and the deadline).
+    pub fn run_limits(&self) -> RunLimits {
+        RunLimits {
+            memory_bytes: self.memory_bytes as u64,
+            table_elements: self.table_elements as u64,
+            instances: self.instances as u32,
+            tables: self.tables as u32,
+            memories: self.memories as u32,
+            max_output: self.max_output as u64,
+            max_trace_events: self.max_trace_events,
+            max_stdio: self.max_stdio as u64,
+            max_log_bytes: self.max_log_bytes as u64,
+        }
+    }
+
+    /// Limits that reproduce a receipt's run: its fuel and recorded limits,
+    /// with `base`'s input size and deadline.
+    pub fn for_replay(fuel: u64, r: &RunLimits, base: &Limits) -> Limits {
+        let to = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        Limits {
+            fuel,
+            memory_bytes: to(r.memory_bytes),
+            table_elements: to(r.table_elements),
+            instances: r.instances as usize,
+            tables: r.tables as usize,
+            memories: r.memories as usize,
+            max_output: to(r.max_output),
+            max_trace_events: r.max_trace_events,
+            max_stdio: to(r.max_stdio),
+            max_log_bytes: to(r.max_log_bytes),
+            ..*base
+        }
+    }
+}
+
+/// Resource type of every resource in a denied interface.
+struct DeniedResource;
+
+/// The sandbox's own type for a resource of an implemented interface.
+fn sandbox_resource(interface: &str, name: &str) -> Option<ResourceType> {
+    use crate::sandbox::{InputStream, IoError, OutputStream, Pollable, Terminal};
+    Some(match (interface, name) {
+        ("wasi:io/streams", "input-stream") => ResourceType::host::<InputStream>(),
+        ("wasi:io/streams", "output-stream") => ResourceType::host::<OutputStream>(),
+        ("wasi:io/poll", "pollable") => ResourceType::host::<Pollable>(),
+        ("wasi:io/error", "error") => ResourceType::host::<IoError>(),
+        ("wasi:cli/terminal-input", "terminal-input")
+        | ("wasi:cli/terminal-output", "terminal-output") => ResourceType::host::<Terminal>(),
+        _ => return None,
+    })
+}
+
+/// Links every function of an ungranted import to a stub that ends the run
+/// with [`Abort::Denied`] naming the call.
+fn stub_denied(
+    linker: &mut Linker<GuestState>,
+    engine: &Engine,
+    name: &str,
+    item: ComponentItem,
+    shared: &[(ResourceType, ResourceType)],
+) -> wasmtime::Result<()> {
+    let resource_for = |abstract_ty: &ResourceType| {
+        shared
+            .iter()
+            .find(|(a, _)| a == abstract_ty)
+            .map(|(_, host)| *host)
+            .unwrap_or_else(ResourceType::host::<DeniedResource>)
+    };
+    match item {
+        ComponentItem::ComponentInstance(inst) => {
+            let mut li = linker.instance(name)?;
+            for (fname, fitem) in inst.exports(engine) {
+                let call = format!("{name}#{fname}");
+                match fitem.ty {
+                    ComponentItem::ComponentFunc(_) => {
+                        li.func_new(fname, move |_, _, _, _| {
+                            Err(Abort::Denied(call.clone()).into())
+                        })?;
+                    }
+                    ComponentItem::Resource(r) => {
+                        li.resource(fname, resource_for(&r), |_, _| Ok(()))?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        ComponentItem::ComponentFunc(_) => {
+            let call = name.to_owned();
+            linker.root().func_new(name, move |_, _, _, _| {
+                Err(Abort::Denied(call.clone()).into())
+            })?;
+        }
+        ComponentItem::Resource(r) => {
+            linker
+                .root()
+                .resource(name, resource_for(&r), |_, _| Ok(()))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("errand-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                engine.increment_epoch();
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the ticker, deadlines never fire; fuel still bounds
+        // every run, so this degrades the backstop only.
+        tracing::error!(error = %e, "cannot start the epoch ticker; wall-clock deadlines disabled");
+    }
+}

@@ -1,0 +1,359 @@
+//! One invocation: its inputs, its limits, and what came out.
+
+use std::time::Duration;
+
+use errand_core::bounded::BString;
+use errand_core::evidence::TraceEvent;
+use errand_core::receipt::{AbortReason, InvocationContext, Outcome, RequestId};
+use errand_core::{Digest, UnixMillis};
+
+use crate::sandbox::LogLine;
+
+/// Per-invocation limits. Every run has all of them: they can be changed but
+/// not switched off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel: roughly one unit per WebAssembly instruction.
+    pub fuel: u64,
+    /// Largest linear memory, in bytes.
+    pub memory_bytes: usize,
+    /// Largest table, in elements.
+    pub table_elements: usize,
+    /// Most core instances a component may create.
+    pub instances: usize,
+    /// Most tables.
+    pub tables: usize,
+    /// Most linear memories.
+    pub memories: usize,
+    /// Wall-clock backstop; fuel is the real limit.
+    pub deadline: Duration,
+    /// Largest input accepted, in bytes.
+    pub max_input: usize,
+    /// Largest output returned, in bytes.
+    pub max_output: usize,
+    /// Most trace events (host calls) per run.
+    pub max_trace_events: u32,
+    /// Most bytes captured from stderr (and from stdout for Errand tools,
+    /// whose output is their return value).
+    pub max_stdio: usize,
+    /// Most bytes of log messages and fields.
+    pub max_log_bytes: usize,
+}
+
+impl Default for Limits {
+    /// Generous for real tools, small enough that a node can run many at once:
+    /// 2 billion fuel (about a second of compute), 256 MiB of memory, a 10 s
+    /// backstop, 16 MiB in and out, 65,536 trace events, 1 MiB of stdio and logs.
+    fn default() -> Limits {
+        Limits {
+            fuel: 2_000_000_000,
+            memory_bytes: 256 << 20,
+            table_elements: 100_000,
+            instances: 64,
+            tables: 64,
+            memories: 16,
+            deadline: Duration::from_secs(10),
+            max_input: 16 << 20,
+            max_output: 16 << 20,
+            max_trace_events: 65_536,
+            max_stdio: 1 << 20,
+            max_log_bytes: 1 << 20,
+        }
+    }
+}
+
+/// What to run a prepared component on.
+#[derive(Debug, Clone)]
+pub struct Invocation<'a> {
+    /// The input bytes.
+    pub input: &'a [u8],
+    /// The requester's nonce; also seeds the guest's randomness.
+    pub request_id: RequestId,
+    /// The time and parameters the guest sees.
+    pub context: InvocationContext,
+    /// The limits.
+    pub limits: Limits,
+    /// Keep every trace event (for evidence), not only the chain's root.
+    pub keep_trace: bool,
+}
+
+/// Which world a component implements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorldKind {
+    /// `errand:capability/capability`: exports `tool.invoke`.
+    Errand {
+        /// The exported interface, e.g. `errand:capability/tool@0.1.0`.
+        export: String,
+    },
+    /// `wasi:cli/command`: exports `wasi:cli/run`; input on stdin, output on
+    /// stdout, outcome from the exit status.
+    Command {
+        /// The exported interface, e.g. `wasi:cli/run@0.2.6`.
+        export: String,
+    },
+}
+
+impl std::fmt::Display for WorldKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorldKind::Errand { export } => write!(f, "errand tool ({export})"),
+            WorldKind::Command { export } => write!(f, "WASI command ({export})"),
+        }
+    }
+}
+
+/// The record of one run. Every run that started yields one, whatever the
+/// guest did; [`Execution::outcome`] says how it ended.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    /// How the run ended.
+    pub outcome: Outcome,
+    /// The output: the tool's return value, or a command's stdout. Empty
+    /// unless the outcome is ok.
+    pub output: Vec<u8>,
+    /// SHA-256 of the input.
+    pub input_digest: Digest,
+    /// SHA-256 of [`Execution::output`].
+    pub output_digest: Digest,
+    /// Fuel allowed.
+    pub fuel_limit: u64,
+    /// Fuel used.
+    pub fuel_consumed: u64,
+    /// Root of the trace's hash chain.
+    pub trace_root: Digest,
+    /// Number of trace events.
+    pub trace_events: u32,
+    /// Every trace event, when [`Invocation::keep_trace`] was set.
+    pub trace: Option<Vec<TraceEvent>>,
+    /// Captured stderr (and, for Errand tools, stdout).
+    pub stdout: Vec<u8>,
+    /// Captured stderr.
+    pub stderr: Vec<u8>,
+    /// What the guest logged.
+    pub logs: Vec<LogLine>,
+    /// Wall-clock start, by the host's clock.
+    pub started_at: UnixMillis,
+    /// Wall-clock end, by the host's clock.
+    pub finished_at: UnixMillis,
+    /// Elapsed time, instantiation included.
+    pub elapsed: Duration,
+}
+
+/// A run that could not happen at all. A guest that misbehaves does *not*
+/// produce one of these: it produces an [`Execution`] whose outcome says how
+/// it was stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The input is larger than [`Limits::max_input`].
+    #[error("input is {len} bytes, over the limit of {max}")]
+    InputTooLarge {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Every instance slot is in use; retry later.
+    #[error("the host is at its concurrency limit ({0}); retry later")]
+    Busy(String),
+    /// The engine failed in a way that is not the guest's doing.
+    #[error("host error: {0}")]
+    Host(String),
+}
+
+/// Why the host stopped a guest: the payload of our own traps.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Abort {
+    /// The guest exited through `wasi:cli/exit`.
+    #[error("exited with status {0}")]
+    Exit(u8),
+    /// The trace reached its event limit.
+    #[error("more than {0} host calls")]
+    TraceLimit(u32),
+    /// A captured stream or the log exceeded its limit.
+    #[error("{0} exceeded {1} bytes")]
+    StdioLimit(&'static str, usize),
+    /// The output exceeded its limit.
+    #[error("output exceeded {0} bytes")]
+    OutputTooLarge(usize),
+    /// Memory growth past the limit.
+    #[error("memory growth to {desired} bytes refused (limit {limit})")]
+    MemoryLimit {
+        /// Requested size.
+        desired: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Table growth past the limit.
+    #[error("table growth to {desired} elements refused (limit {limit})")]
+    TableLimit {
+        /// Requested size.
+        desired: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A call to an interface the guest was not granted.
+    #[error("call to `{0}`, which is not granted to tools")]
+    Denied(String),
+    /// A host-detected protocol violation by the guest.
+    #[error("{0}")]
+    Trap(String),
+}
+
+/// The store's resource limiter: refuses growth past the limits with an
+/// [`Abort`], so the run ends with a typed reason instead of an allocation
+/// failure inside the guest.
+#[derive(Debug, Clone)]
+pub struct Limiter {
+    pub(crate) memory_bytes: usize,
+    pub(crate) table_elements: usize,
+    pub(crate) instances: usize,
+    pub(crate) tables: usize,
+    pub(crate) memories: usize,
+}
+
+impl Limiter {
+    pub(crate) fn new(l: &Limits) -> Limiter {
+        Limiter {
+            memory_bytes: l.memory_bytes,
+            table_elements: l.table_elements,
+            instances: l.instances,
+            tables: l.tables,
+            memories: l.memories,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            return Err(Abort::MemoryLimit {
+                desired,
+                limit: self.memory_bytes,
+            }
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            return Err(Abort::TableLimit {
+                desired,
+                limit: self.table_elements,
+            }
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.tables
+    }
+
+    fn memories(&self) -> usize {
+        self.memories
+    }
+}
+
+fn msg(s: impl std::fmt::Display) -> BString<512> {
+    BString::truncate_from(&s.to_string())
+}
+
+fn aborted(reason: AbortReason, detail: impl std::fmt::Display) -> Outcome {
+    Outcome::Aborted {
+        reason,
+        detail: msg(detail),
+    }
+}
+
+/// The most telling line of captured stderr: a Rust panic's location and
+/// message when there is one, else the last line that is not a `note:`.
+fn last_line(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if let Some(i) = lines.iter().rposition(|l| l.contains("panicked at")) {
+        let at = lines[i];
+        return Some(match lines.get(i + 1).filter(|m| !m.starts_with("note:")) {
+            Some(msg) => format!("{at} {msg}"),
+            None => at.to_owned(),
+        });
+    }
+    lines
+        .iter()
+        .rev()
+        .find(|l| !l.starts_with("note:"))
+        .map(|l| (*l).to_owned())
+}
+
+/// Maps an error raised out of the guest to how the run ended.
+pub(crate) fn classify(err: &wasmtime::Error, stderr: &[u8]) -> Outcome {
+    if let Some(a) = err.downcast_ref::<Abort>() {
+        return match a {
+            Abort::Exit(0) => Outcome::Ok,
+            Abort::Exit(code) => Outcome::Failed {
+                message: msg(format_args!(
+                    "exited with status {code}{}",
+                    last_line(stderr)
+                        .map(|l| format!(": {l}"))
+                        .unwrap_or_default()
+                )),
+            },
+            Abort::TraceLimit(_) => aborted(AbortReason::TraceLimit, a),
+            Abort::StdioLimit(..) => aborted(AbortReason::StdioLimit, a),
+            Abort::OutputTooLarge(_) => aborted(AbortReason::OutputTooLarge, a),
+            Abort::MemoryLimit { .. } => aborted(AbortReason::MemoryLimit, a),
+            Abort::TableLimit { .. } => aborted(AbortReason::TableLimit, a),
+            Abort::Denied(_) => aborted(AbortReason::CapabilityDenied, a),
+            Abort::Trap(_) => aborted(AbortReason::Trap, a),
+        };
+    }
+    if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+        return match trap {
+            wasmtime::Trap::OutOfFuel => aborted(AbortReason::OutOfFuel, "all fuel consumed"),
+            wasmtime::Trap::Interrupt => {
+                aborted(AbortReason::Deadline, "wall-clock deadline passed")
+            }
+            wasmtime::Trap::StackOverflow => {
+                aborted(AbortReason::Trap, "stack overflow (call stack exhausted)")
+            }
+            other => {
+                let detail = match last_line(stderr) {
+                    Some(line) => format!("{other}; stderr: {line}"),
+                    None => other.to_string(),
+                };
+                aborted(AbortReason::Trap, detail)
+            }
+        };
+    }
+    // Limits wasmtime enforces itself at instantiation.
+    let text = err.to_string();
+    if text.contains("resource limit exceeded") {
+        let reason = if text.contains("table") {
+            AbortReason::TableLimit
+        } else if text.contains("memor") {
+            AbortReason::MemoryLimit
+        } else {
+            AbortReason::InstanceLimit
+        };
+        return aborted(reason, text);
+    }
+    aborted(AbortReason::Trap, format!("{err:#}"))
+}

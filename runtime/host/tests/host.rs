@@ -1,0 +1,900 @@
+//! Integration tests for errand-host: real components, real limits, real
+//! receipts and replays.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use errand_core::evidence::{self, Supplied};
+use errand_core::manifest::Manifest;
+use errand_core::receipt::{AbortReason, InvocationContext, Outcome, RequestId};
+use errand_core::{Digest, SecretKey, UnixMillis};
+use errand_host::{
+    Embed, Execution, Host, HostConfig, Invocation, Limits, LoadError, ReceiptInfo, WorldKind,
+};
+
+const T0: UnixMillis = UnixMillis(1_772_600_767_089);
+
+fn host() -> Host {
+    Host::new().unwrap()
+}
+
+fn ctx(params: &[(&str, &str)]) -> InvocationContext {
+    InvocationContext::from_pairs(T0, params).unwrap()
+}
+
+/// Asserts the run was stopped for `reason`, with `needle` in the detail.
+fn assert_aborted(e: &Execution, reason: AbortReason, needle: &str) {
+    match &e.outcome {
+        Outcome::Aborted { reason: r, detail } if *r == reason => {
+            assert!(
+                detail.contains(needle),
+                "{reason:?} detail lacks {needle:?}: {detail}"
+            )
+        }
+        o => panic!("expected {reason:?}, got {o:?}"),
+    }
+}
+
+fn inv<'a>(input: &'a [u8], params: &[(&str, &str)], limits: Limits) -> Invocation<'a> {
+    Invocation {
+        input,
+        request_id: RequestId([7; 16]),
+        context: ctx(params),
+        limits,
+        keep_trace: true,
+    }
+}
+
+fn run(
+    host: &Host,
+    component: &[u8],
+    input: &[u8],
+    params: &[(&str, &str)],
+    limits: Limits,
+) -> Execution {
+    let p = host.prepare(component).unwrap();
+    host.run(&p, &inv(input, params, limits)).unwrap()
+}
+
+fn abort_reason(e: &Execution) -> Option<AbortReason> {
+    match &e.outcome {
+        Outcome::Aborted { reason, .. } => Some(*reason),
+        _ => None,
+    }
+}
+
+fn tool(name: &str) -> &'static [u8] {
+    errand_example_tools::get(name).unwrap().component
+}
+
+// ---------------------------------------------------------- example tools
+
+#[test]
+fn example_tools_match_their_native_implementations() {
+    let h = host();
+    let l = Limits::default();
+
+    let text = "the cat saw the dog.\nThe dog ran";
+    let e = run(&h, tool("text-stats"), text.as_bytes(), &[("top", "2")], l);
+    assert!(e.outcome.is_ok(), "{:?}", e.outcome);
+    assert_eq!(
+        e.output,
+        serde_json::to_vec(&text_stats::stats(text, 2)).unwrap()
+    );
+
+    let e = run(
+        &h,
+        tool("imagegen"),
+        b"a red fox at dawn",
+        &[("size", "64"), ("iterations", "32")],
+        l,
+    );
+    assert!(e.outcome.is_ok(), "{:?}", e.outcome);
+    assert_eq!(
+        e.output,
+        imagegen::encode_png(&imagegen::render("a red fox at dawn", 64, 32)).unwrap()
+    );
+
+    let md = "# Title\n\n| a | b |\n|---|---|\n| 1 | 2 |\n";
+    let e = run(&h, tool("markdown"), md.as_bytes(), &[], l);
+    assert_eq!(String::from_utf8(e.output).unwrap(), markdown::to_html(md));
+
+    let e = run(&h, tool("publish"), b"hello", &[("title", "Greeting")], l);
+    let want = publish::record(b"hello", "Greeting", None, T0.0);
+    assert_eq!(e.output, serde_json::to_vec(&want).unwrap());
+    let json: serde_json::Value = serde_json::from_slice(&e.output).unwrap();
+    assert_eq!(json["published_at"], "2026-03-04T05:06:07.089Z");
+
+    let png = imagegen::encode_png(&imagegen::render("x", 100, 8)).unwrap();
+    let e = run(&h, tool("thumbnail"), &png, &[("max", "25")], l);
+    assert!(e.outcome.is_ok(), "{:?}", e.outcome);
+    assert_eq!(&e.output[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(e.output.len() < png.len());
+}
+
+#[test]
+fn tool_errors_are_typed_and_distinct_from_traps() {
+    let h = host();
+    let e = run(
+        &h,
+        tool("text-stats"),
+        &[0xff, 0xfe],
+        &[],
+        Limits::default(),
+    );
+    match &e.outcome {
+        Outcome::InvalidInput { message } => assert!(message.contains("UTF-8"), "{message}"),
+        o => panic!("expected invalid input, got {o:?}"),
+    }
+    assert!(e.output.is_empty());
+    assert_eq!(e.output_digest, Digest::of(b""));
+    let e = run(
+        &h,
+        tool("imagegen"),
+        b"fox",
+        &[("size", "99999")],
+        Limits::default(),
+    );
+    assert!(
+        matches!(e.outcome, Outcome::InvalidInput { .. }),
+        "{:?}",
+        e.outcome
+    );
+}
+
+/// Every example in every manifest runs, and runs identically twice.
+#[test]
+fn every_manifest_example_runs_deterministically() {
+    let h = host();
+    for t in errand_example_tools::ALL {
+        let manifest: Manifest = toml::from_str(t.manifest).unwrap();
+        manifest.validate().unwrap();
+        assert!(!manifest.examples.is_empty(), "{} has no examples", t.name);
+        for ex in &manifest.examples {
+            let input = ex.bytes().unwrap();
+            let params: Vec<(&str, &str)> = ex
+                .params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let a = run(&h, t.component, &input, &params, Limits::default());
+            let b = run(&h, t.component, &input, &params, Limits::default());
+            assert!(
+                a.outcome.is_ok(),
+                "{} example {}: {:?}",
+                t.name,
+                ex.name,
+                a.outcome
+            );
+            assert_eq!(
+                (
+                    a.output_digest,
+                    a.fuel_consumed,
+                    a.trace_root,
+                    a.trace_events
+                ),
+                (
+                    b.output_digest,
+                    b.fuel_consumed,
+                    b.trace_root,
+                    b.trace_events
+                ),
+                "{} example {} is not deterministic",
+                t.name,
+                ex.name
+            );
+            assert!(a.fuel_consumed > 0);
+        }
+    }
+}
+
+// ------------------------------------------------------ receipts and replay
+
+fn sign(
+    h: &Host,
+    key: &SecretKey,
+    component: &[u8],
+    i: &Invocation<'_>,
+    e: &Execution,
+) -> errand_core::receipt::SignedReceipt {
+    h.sign_receipt(
+        &ReceiptInfo {
+            executor: key,
+            requester: SecretKey::from_seed([8; 32]).peer_id(),
+            request_id: i.request_id,
+            capability: None,
+            component: Digest::of(component),
+            context: i.context.clone(),
+            limits: i.limits,
+        },
+        e,
+    )
+    .unwrap()
+}
+
+#[test]
+fn receipt_and_evidence_verify_offline_and_replay_matches_for_every_example_tool() {
+    let h = host();
+    let key = SecretKey::from_seed([3; 32]);
+    for t in errand_example_tools::ALL {
+        let manifest: Manifest = toml::from_str(t.manifest).unwrap();
+        let ex = &manifest.examples[0];
+        let input = ex.bytes().unwrap();
+        let params: Vec<(&str, &str)> = ex
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let i = inv(&input, &params, Limits::default());
+        let p = h.prepare(t.component).unwrap();
+        let e = h.run(&p, &i).unwrap();
+        let receipt = sign(&h, &key, t.component, &i, &e);
+        let ev = errand_host::evidence(
+            receipt.clone(),
+            Embed {
+                input: Some(&input),
+                output: Some(&e.output),
+                trace: e.trace.as_deref(),
+                component: None,
+            },
+        );
+        let report = evidence::verify(
+            &ev,
+            &Supplied {
+                component: Some(t.component),
+                executor: Some(key.peer_id()),
+                ..Default::default()
+            },
+        );
+        assert!(report.verified(), "{}: {report:#?}", t.name);
+        let replay =
+            errand_host::replay(&h, receipt.body(), t.component, &input, e.trace.as_deref())
+                .unwrap();
+        assert!(replay.matched(), "{}: {:#?}", t.name, replay.report);
+    }
+}
+
+#[test]
+fn replay_after_restart_uses_the_disk_cache_and_still_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = HostConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..HostConfig::default()
+    };
+    let key = SecretKey::from_seed([3; 32]);
+    let component = tool("imagegen");
+    let input = b"a lighthouse in fog";
+    let (receipt, digest) = {
+        let h = Host::with_config(cfg.clone()).unwrap();
+        let i = inv(input, &[("size", "48")], Limits::default());
+        let p = h.prepare(component).unwrap();
+        let e = h.run(&p, &i).unwrap();
+        (sign(&h, &key, component, &i, &e), p.digest())
+    };
+    // A new host (a restart): the compiled component is found on disk by
+    // digest alone, without the component's bytes.
+    let h2 = Host::with_config(cfg.clone()).unwrap();
+    assert!(
+        h2.cached(&digest).is_some(),
+        "compiled component not found on disk"
+    );
+    let replay = errand_host::replay(&h2, receipt.body(), component, input, None).unwrap();
+    assert!(replay.matched(), "{:#?}", replay.report);
+
+    // A corrupted cache entry is discarded and the component recompiled.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let h3 = Host::with_config(cfg).unwrap();
+    assert!(h3.cached(&digest).is_none());
+    let replay = errand_host::replay(&h3, receipt.body(), component, input, None).unwrap();
+    assert!(replay.matched());
+}
+
+#[test]
+fn replay_names_what_differs() {
+    let h = host();
+    let key = SecretKey::from_seed([3; 32]);
+    let component = tool("text-stats");
+    let input = b"one two two three three three";
+    let i = inv(input, &[], Limits::default());
+    let p = h.prepare(component).unwrap();
+    let e = h.run(&p, &i).unwrap();
+
+    // A receipt claiming another output.
+    let mut forged = sign(&h, &key, component, &i, &e).body().clone();
+    forged.output = Digest::of(b"{\"words\":1}");
+    let r = errand_host::replay(&h, &forged, component, input, None).unwrap();
+    assert!(!r.matched());
+    assert_eq!(r.report.first_failure().unwrap().name, "replay-output");
+
+    // A receipt claiming less fuel.
+    let mut forged = sign(&h, &key, component, &i, &e).body().clone();
+    forged.fuel_consumed -= 1;
+    let r = errand_host::replay(&h, &forged, component, input, None).unwrap();
+    assert_eq!(r.report.first_failure().unwrap().name, "replay-fuel");
+
+    // A receipt whose trace was tampered with: the first differing event is named.
+    let mut trace = e.trace.clone().unwrap();
+    trace[0].fuel += 1;
+    let (root, n) = errand_core::evidence::TraceChain::of(&trace);
+    let mut forged = sign(&h, &key, component, &i, &e).body().clone();
+    (forged.trace_root, forged.trace_events) = (root, n);
+    let r = errand_host::replay(&h, &forged, component, input, Some(&trace)).unwrap();
+    let fail = r.report.first_failure().unwrap();
+    assert_eq!(fail.name, "replay-trace");
+    assert!(
+        format!("{:?}", fail.verdict).contains("first difference at event 0"),
+        "{fail:?}"
+    );
+
+    // Replay refuses a different component or input outright.
+    let other = tool("markdown");
+    assert!(matches!(
+        errand_host::replay(&h, &forged, other, input, None),
+        Err(errand_host::ReplayError::WrongComponent { .. })
+    ));
+    assert!(matches!(
+        errand_host::replay(&h, &forged, component, b"x", None),
+        Err(errand_host::ReplayError::WrongInput { .. })
+    ));
+}
+
+#[test]
+fn trace_records_every_host_call_with_fuel() {
+    let h = host();
+    let e = run(
+        &h,
+        tool("imagegen"),
+        b"a fox",
+        &[("size", "16")],
+        Limits::default(),
+    );
+    let trace = e.trace.unwrap();
+    assert_eq!(trace.len() as u32, e.trace_events);
+    let logs: Vec<_> = trace
+        .iter()
+        .filter(|t| t.call == "errand:capability/host#log")
+        .collect();
+    assert_eq!(logs.len(), 1, "imagegen logs once");
+    assert_eq!(e.logs.len(), 1);
+    assert_eq!(e.logs[0].message, "rendering");
+    assert!(
+        trace.windows(2).all(|w| w[0].fuel <= w[1].fuel),
+        "fuel stamps must not decrease"
+    );
+    assert!(logs[0].fuel > 0 && logs[0].fuel <= e.fuel_consumed);
+    assert_eq!(
+        errand_core::evidence::TraceChain::of(&trace),
+        (e.trace_root, e.trace_events)
+    );
+}
+
+// ----------------------------------------------------------- WASI commands
+
+#[test]
+fn plain_wasi_command_reads_stdin_writes_stdout_and_reports_exit_status() {
+    let h = host();
+    let c = errand_test_guests::UPPER_COMMAND;
+    let info = h.inspect(c).unwrap();
+    assert!(
+        matches!(info.world, WorldKind::Command { .. }),
+        "{:?}",
+        info.world
+    );
+    let e = run(&h, c, b"hello, errand", &[], Limits::default());
+    assert!(e.outcome.is_ok(), "{:?}", e.outcome);
+    assert_eq!(e.output, b"HELLO, ERRAND");
+    let e = run(&h, c, b"fail", &[], Limits::default());
+    match &e.outcome {
+        // WASI 0.2.0-0.2.11 `exit` carries only ok or err, so status 3
+        // arrives as a failure (status 1) with the command's stderr.
+        Outcome::Failed { message } => {
+            assert!(
+                message.contains("exited with status 1") && message.contains("asked to fail"),
+                "{message}"
+            )
+        }
+        o => panic!("{o:?}"),
+    }
+    assert!(e.output.is_empty());
+    // Replay works for commands too.
+    let key = SecretKey::from_seed([1; 32]);
+    let i = inv(b"abc", &[], Limits::default());
+    let p = h.prepare(c).unwrap();
+    let e = h.run(&p, &i).unwrap();
+    let receipt = sign(&h, &key, c, &i, &e);
+    assert!(
+        errand_host::replay(&h, receipt.body(), c, b"abc", None)
+            .unwrap()
+            .matched()
+    );
+}
+
+#[test]
+fn wat_command_runs() {
+    let h = host();
+    let c = wat::parse_str(errand_host::testing::ECHO_COMMAND_WAT).unwrap();
+    let e = run(&h, &c, b"", &[], Limits::default());
+    assert!(e.outcome.is_ok());
+    let c = wat::parse_str(errand_host::testing::spin_command_wat(100_000)).unwrap();
+    let e = run(&h, &c, b"", &[], Limits::default());
+    assert!(e.outcome.is_ok());
+    assert!(e.fuel_consumed > 100_000, "{}", e.fuel_consumed);
+}
+
+// ---------------------------------------------------------- loading errors
+
+#[test]
+fn components_that_are_not_tools_are_refused_with_a_clear_error() {
+    let h = host();
+    let no_exports = wat::parse_str("(component)").unwrap();
+    let err = h.prepare(&no_exports).unwrap_err();
+    assert!(matches!(err, LoadError::NotATool { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("errand:capability/tool") && msg.contains("wasi:cli/run"),
+        "{msg}"
+    );
+
+    let core = wat::parse_str("(module)").unwrap();
+    assert!(matches!(
+        h.prepare(&core).unwrap_err(),
+        LoadError::CoreModule
+    ));
+    assert!(matches!(
+        h.prepare(b"hello world").unwrap_err(),
+        LoadError::NotWasm
+    ));
+    let mut truncated = tool("markdown").to_vec();
+    truncated.truncate(truncated.len() / 2);
+    assert!(matches!(
+        h.prepare(&truncated).unwrap_err(),
+        LoadError::Invalid(_)
+    ));
+
+    let foreign = wat::parse_str(
+        r#"(component
+            (import "acme:evil/api" (instance (export "f" (func))))
+            (core module $m (func (export "run") (result i32) i32.const 0))
+            (core instance $i (instantiate $m))
+            (func $run (result (result)) (canon lift (core func $i "run")))
+            (instance $inst (export "run" (func $run)))
+            (export "wasi:cli/run@0.2.6" (instance $inst)))"#,
+    )
+    .unwrap();
+    let err = h.prepare(&foreign).unwrap_err();
+    assert!(
+        matches!(&err, LoadError::UnsupportedImport(i) if i == "acme:evil/api"),
+        "{err}"
+    );
+}
+
+// -------------------------------------------------------- hostile guests
+
+fn hostile(h: &Host, attack: &str, limits: Limits) -> Execution {
+    run(
+        h,
+        errand_test_guests::HOSTILE,
+        attack.as_bytes(),
+        &[],
+        limits,
+    )
+}
+
+fn small() -> Limits {
+    Limits {
+        fuel: 20_000_000,
+        memory_bytes: 32 << 20,
+        max_output: 1 << 20,
+        max_trace_events: 1_000,
+        max_stdio: 64 << 10,
+        max_log_bytes: 64 << 10,
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn infinite_loop_runs_out_of_fuel() {
+    let e = hostile(&host(), "loop", small());
+    assert_eq!(abort_reason(&e), Some(AbortReason::OutOfFuel));
+    assert_eq!(e.fuel_consumed, e.fuel_limit);
+}
+
+#[test]
+fn infinite_loop_with_unbounded_fuel_hits_the_deadline() {
+    let l = Limits {
+        fuel: u64::MAX / 2,
+        deadline: Duration::from_millis(200),
+        ..small()
+    };
+    let e = hostile(&host(), "loop", l);
+    assert_eq!(abort_reason(&e), Some(AbortReason::Deadline));
+    assert!(e.elapsed < Duration::from_secs(5), "{:?}", e.elapsed);
+}
+
+#[test]
+fn unbounded_memory_growth_hits_the_memory_limit() {
+    let e = hostile(
+        &host(),
+        "alloc",
+        Limits {
+            fuel: 2_000_000_000,
+            ..small()
+        },
+    );
+    assert_eq!(
+        abort_reason(&e),
+        Some(AbortReason::MemoryLimit),
+        "{:?}",
+        e.outcome
+    );
+}
+
+#[test]
+fn deep_recursion_traps_as_stack_overflow() {
+    let e = hostile(
+        &host(),
+        "recurse",
+        Limits {
+            fuel: 2_000_000_000,
+            ..small()
+        },
+    );
+    assert_aborted(&e, AbortReason::Trap, "stack overflow");
+}
+
+#[test]
+fn huge_output_is_refused() {
+    let e = hostile(
+        &host(),
+        "big-output",
+        Limits {
+            memory_bytes: 256 << 20,
+            fuel: 2_000_000_000,
+            ..small()
+        },
+    );
+    assert_eq!(
+        abort_reason(&e),
+        Some(AbortReason::OutputTooLarge),
+        "{:?}",
+        e.outcome
+    );
+    assert!(e.output.is_empty());
+}
+
+#[test]
+fn panic_is_a_trap_carrying_the_panic_message() {
+    let e = hostile(&host(), "panic", small());
+    match &e.outcome {
+        Outcome::Aborted {
+            reason: AbortReason::Trap,
+            detail,
+        } => {
+            assert!(
+                detail.contains("hostile guest panics on purpose"),
+                "{detail}"
+            )
+        }
+        o => panic!("{o:?}"),
+    }
+}
+
+#[test]
+fn log_flood_hits_the_trace_limit() {
+    let e = hostile(&host(), "log-flood", small());
+    assert_eq!(
+        abort_reason(&e),
+        Some(AbortReason::TraceLimit),
+        "{:?}",
+        e.outcome
+    );
+    assert_eq!(e.trace_events, small().max_trace_events);
+}
+
+#[test]
+fn stdout_flood_hits_the_stdio_limit() {
+    let e = hostile(
+        &host(),
+        "stdout-flood",
+        Limits {
+            max_trace_events: 1_000_000,
+            ..small()
+        },
+    );
+    assert_eq!(
+        abort_reason(&e),
+        Some(AbortReason::StdioLimit),
+        "{:?}",
+        e.outcome
+    );
+    assert!(e.stdout.len() <= small().max_stdio);
+}
+
+#[test]
+fn reading_files_is_denied() {
+    let e = hostile(&host(), "read-file", small());
+    assert_aborted(&e, AbortReason::CapabilityDenied, "wasi:filesystem");
+}
+
+#[test]
+fn network_is_denied() {
+    let e = hostile(&host(), "net", small());
+    assert_aborted(&e, AbortReason::CapabilityDenied, "wasi:sockets");
+}
+
+#[test]
+fn environment_and_arguments_are_empty() {
+    let e = hostile(&host(), "read-env", small());
+    assert!(e.outcome.is_ok(), "{:?}", e.outcome);
+    assert_eq!(e.output, b"vars=[] args=[]");
+}
+
+#[test]
+fn clocks_are_virtual_and_replay_exactly() {
+    let h = host();
+    let a = hostile(&h, "clock", small());
+    let b = hostile(&h, "clock", small());
+    assert!(a.outcome.is_ok(), "{:?}", a.outcome);
+    let text = String::from_utf8(a.output.clone()).unwrap();
+    let wall: u64 = text.split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(
+        wall, T0.0,
+        "the wall clock reads the invocation time, not the real one"
+    );
+    let mono: u64 = text.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(mono > 0, "the monotonic clock advances with fuel");
+    assert_eq!(a.output, b.output);
+}
+
+#[test]
+fn randomness_is_seeded_from_the_request() {
+    let h = host();
+    let p = h.prepare(errand_test_guests::HOSTILE).unwrap();
+    let mut i = inv(b"random", &[], small());
+    let a = h.run(&p, &i).unwrap().output;
+    let b = h.run(&p, &i).unwrap().output;
+    i.request_id = RequestId([8; 16]);
+    let c = h.run(&p, &i).unwrap().output;
+    assert_eq!(a.len(), 16);
+    assert_eq!(a, b, "same request, same randomness");
+    assert_ne!(a, c, "another request, other randomness");
+}
+
+#[test]
+fn sleeping_passes_virtual_time_instantly() {
+    let e = hostile(&host(), "sleep", small());
+    assert!(e.outcome.is_ok(), "{:?}", e.outcome);
+    assert_eq!(e.output, b"slept");
+    assert!(e.elapsed < Duration::from_secs(5));
+}
+
+#[test]
+fn oversized_input_is_refused_before_running() {
+    let h = host();
+    let p = h.prepare(errand_test_guests::HOSTILE).unwrap();
+    let big = vec![0u8; 2 << 20];
+    let err = h
+        .run(
+            &p,
+            &inv(
+                &big,
+                &[],
+                Limits {
+                    max_input: 1 << 20,
+                    ..small()
+                },
+            ),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, errand_host::RunError::InputTooLarge { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn wat_guests_cannot_escape_their_limits() {
+    let h = host();
+    // Memory growth in a loop.
+    let grow = wat::parse_str(errand_host::testing::command_wat(
+        r#"(memory 1) (func (export "run") (result i32)
+              (loop $l (drop (memory.grow (i32.const 16))) (br $l)) i32.const 0)"#,
+    ))
+    .unwrap();
+    let e = run(&h, &grow, b"", &[], small());
+    assert_eq!(
+        abort_reason(&e),
+        Some(AbortReason::MemoryLimit),
+        "{:?}",
+        e.outcome
+    );
+    // An explicit trap.
+    let trap = wat::parse_str(errand_host::testing::command_wat(
+        r#"(func (export "run") (result i32) unreachable)"#,
+    ))
+    .unwrap();
+    let e = run(&h, &trap, b"", &[], small());
+    assert_eq!(abort_reason(&e), Some(AbortReason::Trap));
+}
+
+/// While hostile guests run on other threads, honest work is still served.
+#[test]
+fn the_host_keeps_serving_while_hostile_guests_run() {
+    let h = Arc::new(host());
+    let attackers: Vec<_> = ["loop", "alloc", "log-flood", "panic", "recurse"]
+        .into_iter()
+        .map(|attack| {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                for _ in 0..5 {
+                    let e = hostile(
+                        &h,
+                        attack,
+                        Limits {
+                            fuel: 200_000_000,
+                            ..small()
+                        },
+                    );
+                    assert!(!e.outcome.is_ok());
+                }
+            })
+        })
+        .collect();
+    for _ in 0..20 {
+        let e = hostile(&h, "echo", small());
+        assert_eq!(e.output, b"echo");
+    }
+    for a in attackers {
+        a.join().unwrap();
+    }
+}
+
+// ------------------------------------------------------------ soak (RSS)
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Runs in its own process (see `hostile_guests_1000_times_each_keep_rss_flat`)
+/// so other tests' allocations do not disturb the measurement.
+#[test]
+#[ignore = "run as a child process by hostile_guests_1000_times_each_keep_rss_flat"]
+fn soak_child() {
+    if std::env::var_os("ERRAND_SOAK_CHILD").is_none() {
+        return;
+    }
+    let h = host();
+    let attacks = [
+        (
+            "loop",
+            Limits {
+                fuel: 2_000_000,
+                ..small()
+            },
+        ),
+        (
+            "alloc",
+            Limits {
+                fuel: 500_000_000,
+                memory_bytes: 8 << 20,
+                ..small()
+            },
+        ),
+        (
+            "recurse",
+            Limits {
+                fuel: 500_000_000,
+                ..small()
+            },
+        ),
+        (
+            "big-output",
+            Limits {
+                max_output: 64 << 10,
+                ..small()
+            },
+        ),
+        ("panic", small()),
+        (
+            "log-flood",
+            Limits {
+                max_trace_events: 200,
+                ..small()
+            },
+        ),
+        (
+            "stdout-flood",
+            Limits {
+                max_stdio: 16 << 10,
+                ..small()
+            },
+        ),
+        ("read-file", small()),
+        ("net", small()),
+        ("read-env", small()),
+    ];
+    let wat_loop = wat::parse_str(errand_host::testing::spin_command_wat(u32::MAX)).unwrap();
+    let p = h.prepare(errand_test_guests::HOSTILE).unwrap();
+    let pw = h.prepare(&wat_loop).unwrap();
+    let mut samples = Vec::new();
+    const ROUNDS: usize = 1_000;
+    for round in 0..ROUNDS {
+        for (attack, limits) in &attacks {
+            let params: &[(&str, &str)] = if *attack == "big-output" {
+                &[("bytes", "131072")]
+            } else {
+                &[]
+            };
+            let e = h.run(&p, &inv(attack.as_bytes(), params, *limits)).unwrap();
+            if *attack != "read-env" {
+                assert!(!e.outcome.is_ok(), "{attack} succeeded");
+            }
+        }
+        let e = h
+            .run(
+                &pw,
+                &inv(
+                    b"",
+                    &[],
+                    Limits {
+                        fuel: 1_000_000,
+                        ..small()
+                    },
+                ),
+            )
+            .unwrap();
+        assert_eq!(abort_reason(&e), Some(AbortReason::OutOfFuel));
+        if round % 100 == 99 {
+            samples.push(rss_bytes());
+        }
+    }
+    // After warm-up (the first 300 rounds), resident memory must be flat.
+    let base = samples[2];
+    let last = *samples.last().unwrap();
+    println!(
+        "rss samples (MiB): {:?}",
+        samples.iter().map(|s| s >> 20).collect::<Vec<_>>()
+    );
+    assert!(
+        last <= base + (16 << 20),
+        "RSS grew from {} MiB to {} MiB over {} rounds",
+        base >> 20,
+        last >> 20,
+        ROUNDS
+    );
+}
+
+#[test]
+fn hostile_guests_1000_times_each_keep_rss_flat() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "soak_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("ERRAND_SOAK_CHILD", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "soak failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("rss samples"),
+        "the soak did not run:\n{stdout}"
+    );
+}

@@ -1,0 +1,396 @@
+//! `errand pack`, `errand inspect` and `errand run`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use errand::packaging::{self, LoadedTool};
+use errand_core::receipt::{InvocationContext, Outcome, RequestId};
+use errand_core::signed;
+use errand_core::{Digest, UnixMillis};
+use errand_host::{Embed, Invocation, ReceiptInfo, WorldKind};
+
+use super::keys;
+
+/// The current time, as data for the I/O-free core.
+pub fn now() -> UnixMillis {
+    UnixMillis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    )
+}
+
+/// 16 random bytes for a request id.
+pub fn random_request_id() -> anyhow::Result<RequestId> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id)
+        .map_err(|e| anyhow::anyhow!("reading the system random number generator: {e}"))?;
+    Ok(RequestId(id))
+}
+
+fn host() -> anyhow::Result<errand_host::Host> {
+    packaging::default_host().context("starting the WebAssembly host")
+}
+
+/// Arguments of `errand pack`.
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// The tool's capability.toml.
+    manifest: PathBuf,
+    /// The component [default: found next to the manifest or under target/wasm32-wasip2/].
+    #[arg(long)]
+    component: Option<PathBuf>,
+    /// The packer's key, which signs the descriptor template.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Where to write the package [default: NAME-VERSION.errand].
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+}
+
+pub fn pack(args: PackArgs) -> anyhow::Result<ExitCode> {
+    let key = keys::load_key(args.key)?;
+    let host = host()?;
+    let report = packaging::pack(
+        &host,
+        &args.manifest,
+        args.component.as_deref(),
+        &key,
+        now(),
+    )?;
+    let d = report.package.descriptor.body();
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("{}-{}.errand", d.name, d.version)));
+    let bytes = signed::encode(&report.package)?;
+    errand::files::write_atomic(&out, &bytes)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "packed {} {} → {} ({} bytes)",
+        d.name,
+        d.version,
+        out.display(),
+        bytes.len()
+    );
+    println!(
+        "  component  {} ({} bytes)",
+        report.component_path.display(),
+        report.info.size
+    );
+    println!("  digest     sha256:{}", report.info.digest);
+    println!("  world      {}", report.info.world);
+    if !report.info.denied.is_empty() {
+        println!(
+            "  denied     {} (imported; calls end the run)",
+            report.info.denied.join(", ")
+        );
+    }
+    println!("  signed by  {}", d.publisher);
+    for ex in &report.examples {
+        println!(
+            "  example    {:<16} ok, {} fuel, {} output bytes",
+            ex.name, ex.fuel, ex.output_bytes
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `errand inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A tool package or a bare component.
+    package: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let tool = packaging::load_tool(&args.package)?;
+    let host = host()?;
+    let info = host
+        .inspect(&tool.component)
+        .map_err(|source| packaging::PackError::Component {
+            path: args.package.clone(),
+            source,
+        })?;
+    let sig_ok = tool.descriptor.as_ref().map(|d| d.verify().is_ok());
+    if args.json {
+        let json = serde_json::json!({
+            "file": args.package.display().to_string(),
+            "component": {
+                "digest": info.digest.to_string(),
+                "size": info.size,
+                "world": info.world.to_string(),
+                "imports": info.imports,
+                "denied": info.denied,
+                "exports": info.exports,
+            },
+            "descriptor": tool.descriptor.as_ref().map(|d| d.to_json()),
+            "descriptor_signature_valid": sig_ok,
+            "manifest": tool.manifest,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}", args.package.display());
+    if let (Some(d), Some(m)) = (&tool.descriptor, &tool.manifest) {
+        let b = d.body();
+        println!("  tool package: {} {}", b.name, b.version);
+        println!("  description   {}", b.description);
+        println!(
+            "  intents       {}",
+            b.intents
+                .iter()
+                .map(|i| i.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!("  input         {}", b.input.media_type);
+        println!("  output        {}", b.output.media_type);
+        println!(
+            "  qos           {} ms, {} cost units, fuel limit {}, max input {} bytes",
+            b.qos.latency_ms, b.qos.cost, b.qos.fuel, b.qos.max_input_bytes
+        );
+        println!(
+            "  tiers         canary={} receipts={} replay={}",
+            b.tiers.canary, b.tiers.receipts, b.tiers.replay
+        );
+        println!(
+            "  signed by     {} ({})",
+            b.publisher,
+            if sig_ok == Some(true) {
+                "signature valid"
+            } else {
+                "SIGNATURE INVALID"
+            }
+        );
+        println!(
+            "  examples      {}",
+            m.examples
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    } else {
+        println!("  bare component (no manifest)");
+    }
+    println!(
+        "  component     sha256:{} ({} bytes)",
+        info.digest, info.size
+    );
+    println!("  world         {}", info.world);
+    println!("  imports");
+    for i in &info.imports {
+        let note = if info.denied.contains(i) {
+            "  (denied: calls end the run)"
+        } else {
+            ""
+        };
+        println!("    {i}{note}");
+    }
+    println!("  exports");
+    for e in &info.exports {
+        println!("    {e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `errand run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A tool package or a bare component.
+    tool: PathBuf,
+    /// The input file (`-` for stdin).
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write the output [default: stdout].
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Fuel limit [default: the manifest's, else 2,000,000,000].
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// A request parameter, `key=value` (repeatable).
+    #[arg(long = "param", short = 'p', value_parser = parse_param)]
+    params: Vec<(String, String)>,
+    /// The time the tool sees, in ms since the Unix epoch [default: now].
+    #[arg(long)]
+    time: Option<u64>,
+    /// The executor's key, which signs the receipt.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Where to write the evidence package [default: TOOL-NAME.evidence].
+    #[arg(long)]
+    evidence: Option<PathBuf>,
+    /// Embed the component in the evidence, for replay with no other files.
+    #[arg(long)]
+    embed_component: bool,
+    /// Print the receipt summary as JSON on stdout (the output must then go to --output).
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("parameter {s:?} must be key=value"))?;
+    if k.is_empty() || k.len() > 64 || v.len() > 1024 {
+        return Err(format!(
+            "parameter {s:?}: key must be 1-64 bytes and value at most 1024"
+        ));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+/// Reads `path`, or stdin for `-`.
+pub fn read_input(path: &Path, max: usize) -> anyhow::Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(std::io::stdin(), max as u64 + 1),
+            &mut buf,
+        )?;
+        if buf.len() > max {
+            bail!("stdin is larger than the input limit of {max} bytes");
+        }
+        return Ok(buf);
+    }
+    Ok(errand::files::read_bounded(path, max as u64)?)
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.json && args.output.is_none() {
+        bail!("--json prints the receipt on stdout, so give the output a file with --output");
+    }
+    let key = keys::load_key(args.key.clone())?;
+    let LoadedTool {
+        component,
+        manifest,
+        descriptor,
+    } = packaging::load_tool(&args.tool)?;
+    let mut limits = manifest
+        .as_ref()
+        .map(packaging::manifest_limits)
+        .unwrap_or_default();
+    if let Some(f) = args.fuel {
+        limits.fuel = f;
+    }
+    let input = read_input(&args.input, limits.max_input)?;
+    let host = host()?;
+    let prepared = host
+        .prepare(&component)
+        .map_err(|source| packaging::PackError::Component {
+            path: args.tool.clone(),
+            source,
+        })?;
+    let inv = Invocation {
+        input: &input,
+        request_id: random_request_id()?,
+        context: InvocationContext::from_pairs(
+            args.time.map(UnixMillis).unwrap_or_else(now),
+            &args.params,
+        )
+        .map_err(|e| anyhow::anyhow!("--param: {e}"))?,
+        limits,
+        keep_trace: true,
+    };
+    let exec = host.run(&prepared, &inv)?;
+    let capability = descriptor
+        .as_ref()
+        .map(|d| errand_core::receipt::CapabilityRef {
+            name: d.body().name.clone(),
+            version: d.body().version,
+            seq: d.body().seq,
+        });
+    let receipt = host.sign_receipt(
+        &ReceiptInfo {
+            executor: &key,
+            requester: key.peer_id(),
+            request_id: inv.request_id,
+            capability,
+            component: Digest::of(&component),
+            context: inv.context.clone(),
+            limits,
+        },
+        &exec,
+    )?;
+    let name = descriptor
+        .as_ref()
+        .map(|d| d.body().name.to_string())
+        .or_else(|| {
+            args.tool
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "run".into());
+    let evidence_path = args
+        .evidence
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{name}.evidence")));
+    let evidence = errand_host::evidence(
+        receipt.clone(),
+        Embed {
+            input: Some(&input),
+            output: Some(&exec.output),
+            trace: exec.trace.as_deref(),
+            component: args.embed_component.then_some(component.as_slice()),
+        },
+    );
+    errand::files::write_atomic(&evidence_path, &signed::encode(&evidence)?)
+        .with_context(|| format!("writing {}", evidence_path.display()))?;
+
+    match &args.output {
+        Some(p) => errand::files::write_atomic(p, &exec.output)
+            .with_context(|| format!("writing {}", p.display()))?,
+        None => std::io::stdout().write_all(&exec.output)?,
+    }
+    for line in &exec.logs {
+        eprintln!("[{} guest] {} {:?}", line.level, line.message, line.fields);
+    }
+    if !exec.stderr.is_empty() {
+        eprintln!(
+            "[guest stderr] {}",
+            String::from_utf8_lossy(&exec.stderr).trim_end()
+        );
+    }
+    let kind = match prepared.info().world {
+        WorldKind::Errand { .. } => "errand tool",
+        WorldKind::Command { .. } => "WASI command",
+    };
+    eprintln!(
+        "{} {} ({kind}): {} · fuel {} of {} · {:.1} ms · output {} bytes{} · evidence {}",
+        name,
+        receipt.body().request_id,
+        exec.outcome,
+        exec.fuel_consumed,
+        exec.fuel_limit,
+        exec.elapsed.as_secs_f64() * 1e3,
+        exec.output.len(),
+        args.output
+            .as_ref()
+            .map(|p| format!(" → {}", p.display()))
+            .unwrap_or_default(),
+        evidence_path.display()
+    );
+    if args.json {
+        let json = serde_json::json!({
+            "outcome": exec.outcome.to_string(),
+            "fuel_consumed": exec.fuel_consumed,
+            "fuel_limit": exec.fuel_limit,
+            "elapsed_ms": exec.elapsed.as_secs_f64() * 1e3,
+            "evidence": evidence_path.display().to_string(),
+            "receipt": receipt.to_json(),
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    }
+    Ok(if matches!(exec.outcome, Outcome::Ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
