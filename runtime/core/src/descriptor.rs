@@ -23,6 +23,10 @@
 //! capability per registry, about 100 B/s, and a node that dies drops out of
 //! every index within 15 s. Changes are republished at once regardless, so the
 //! TTL only bounds how long a *silent* failure stays visible.
+//!
+//! A publisher that stops offering a capability signs a *withdrawn*
+//! descriptor (a tombstone) with a higher `seq`; registries drop the entry
+//! at once instead of waiting for it to expire.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -200,6 +204,10 @@ pub struct Descriptor {
     pub issued_at: UnixMillis,
     /// How long it stays valid after `issued_at`.
     pub ttl_ms: u32,
+    /// A tombstone: the publisher no longer offers this capability. It
+    /// replaces older descriptors like any higher `seq`, and is never
+    /// returned by queries.
+    pub withdrawn: bool,
 }
 
 /// A signed descriptor.

@@ -13,6 +13,9 @@
 //! | [`descriptor`] | discovery | signed soft-state capability descriptors |
 //! | [`receipt`] | execution / trust | signed tool receipts |
 //! | [`evidence`] | trust | evidence packages, traces, offline verification |
+//! | [`manifest`], [`package`] | execution | capability manifests and tool packages |
+//! | [`discovery`] | discovery | the registry index, intent matching, merging answers |
+//! | [`wire`] | connectivity | request and response messages and their flows |
 //!
 //! ## Signing and checking a descriptor
 //!
@@ -37,6 +40,7 @@
 //!     seq: 1,
 //!     issued_at: now,
 //!     ttl_ms: DEFAULT_TTL_MS,
+//!     withdrawn: false,
 //! };
 //! let signed = SignedDescriptor::sign(descriptor, &key)?;
 //! let bytes = signed.to_bytes();
@@ -68,6 +72,7 @@
 pub mod bounded;
 pub mod descriptor;
 pub mod digest;
+pub mod discovery;
 pub mod evidence;
 pub mod identity;
 pub mod manifest;
@@ -76,6 +81,7 @@ pub mod receipt;
 pub mod signed;
 pub mod testing;
 pub mod time;
+pub mod wire;
 
 pub use digest::Digest;
 pub use identity::{PeerId, SecretKey, Signature};

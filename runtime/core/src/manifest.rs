@@ -308,6 +308,7 @@ impl Manifest {
             seq: p.seq,
             issued_at: p.issued_at,
             ttl_ms: p.ttl_ms,
+            withdrawn: false,
         };
         d.validate().map_err(|i| ManifestError::Field {
             field: i.field,

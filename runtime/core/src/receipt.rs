@@ -361,3 +361,127 @@ impl Signable for Receipt {
         self.executor
     }
 }
+
+/// How a receipt fails to bind an invocation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BindingError {
+    /// The executor's signature does not verify.
+    #[error("receipt signature invalid: {0}")]
+    Signature(crate::identity::SignatureError),
+    /// Signed by someone other than the peer that was dialled.
+    #[error("receipt is signed by {found}, but the request went to {expected}")]
+    Executor {
+        /// The dialled peer.
+        expected: PeerId,
+        /// The receipt's executor.
+        found: PeerId,
+    },
+    /// For another request.
+    #[error("receipt is for request {found}, not {expected}")]
+    RequestId {
+        /// Our nonce.
+        expected: RequestId,
+        /// The receipt's.
+        found: RequestId,
+    },
+    /// Names another requester.
+    #[error("receipt names requester {found}, not us ({expected})")]
+    Requester {
+        /// Us.
+        expected: PeerId,
+        /// The receipt's.
+        found: PeerId,
+    },
+    /// Ran another component than the descriptor promised.
+    #[error("receipt says component sha256:{found}, the descriptor promised sha256:{expected}")]
+    Component {
+        /// The descriptor's digest.
+        expected: Digest,
+        /// The receipt's.
+        found: Digest,
+    },
+    /// Names another input.
+    #[error("receipt says input sha256:{found}, but we sent sha256:{expected}")]
+    Input {
+        /// Digest of what we sent.
+        expected: Digest,
+        /// The receipt's.
+        found: Digest,
+    },
+    /// Names another output than the one returned.
+    #[error("receipt says output sha256:{found}, but the returned output is sha256:{expected}")]
+    Output {
+        /// Digest of what we got.
+        expected: Digest,
+        /// The receipt's.
+        found: Digest,
+    },
+}
+
+/// What a requester expects a receipt to bind.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    /// The peer dialled.
+    pub executor: PeerId,
+    /// Us.
+    pub requester: PeerId,
+    /// Our nonce.
+    pub request_id: RequestId,
+    /// The component digest from the descriptor, if it names one.
+    pub component: Option<Digest>,
+    /// The input we sent.
+    pub input: &'a [u8],
+    /// The output we got back.
+    pub output: &'a [u8],
+}
+
+impl SignedReceipt {
+    /// Checks that this receipt is a valid signature by the dialled executor
+    /// over exactly this invocation: our nonce, the promised component, the
+    /// input we sent and the output we received.
+    pub fn check_binding(&self, e: &Expected<'_>) -> Result<(), BindingError> {
+        let r = self.body();
+        if r.executor != e.executor {
+            return Err(BindingError::Executor {
+                expected: e.executor,
+                found: r.executor,
+            });
+        }
+        self.verify().map_err(BindingError::Signature)?;
+        if r.request_id != e.request_id {
+            return Err(BindingError::RequestId {
+                expected: e.request_id,
+                found: r.request_id,
+            });
+        }
+        if r.requester != e.requester {
+            return Err(BindingError::Requester {
+                expected: e.requester,
+                found: r.requester,
+            });
+        }
+        if let Some(c) = e.component
+            && c != r.component
+        {
+            return Err(BindingError::Component {
+                expected: c,
+                found: r.component,
+            });
+        }
+        let input = Digest::of(e.input);
+        if input != r.input {
+            return Err(BindingError::Input {
+                expected: input,
+                found: r.input,
+            });
+        }
+        let output = Digest::of(e.output);
+        if output != r.output {
+            return Err(BindingError::Output {
+                expected: output,
+                found: r.output,
+            });
+        }
+        Ok(())
+    }
+}

@@ -62,6 +62,7 @@ pub fn descriptor(key: &SecretKey) -> Descriptor {
         seq: 7,
         issued_at: SAMPLE_TIME,
         ttl_ms: DEFAULT_TTL_MS,
+        withdrawn: false,
     }
 }
 

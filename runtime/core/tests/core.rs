@@ -140,7 +140,12 @@ fn arb_descriptor() -> impl Strategy<Value = (u8, Descriptor)> {
         (any::<u32>(), any::<u32>(), any::<u64>(), any::<u64>()),
         (any::<bool>(), any::<bool>(), any::<bool>()),
         prop::collection::vec((any::<[u8; 4]>(), 1u16..), 0..8),
-        (any::<u64>(), 0u64..u64::MAX / 2, MIN_TTL_MS..=MAX_TTL_MS),
+        (
+            any::<u64>(),
+            0u64..u64::MAX / 2,
+            MIN_TTL_MS..=MAX_TTL_MS,
+            any::<bool>(),
+        ),
     )
         .prop_map(
             |(
@@ -155,7 +160,7 @@ fn arb_descriptor() -> impl Strategy<Value = (u8, Descriptor)> {
                 q,
                 t,
                 addrs,
-                (seq, at, ttl),
+                (seq, at, ttl, withdrawn),
             )| {
                 let publisher = key(k).peer_id();
                 let d = Descriptor {
@@ -188,6 +193,7 @@ fn arb_descriptor() -> impl Strategy<Value = (u8, Descriptor)> {
                     seq,
                     issued_at: UnixMillis(at),
                     ttl_ms: ttl,
+                    withdrawn,
                 };
                 (k, d)
             },
@@ -525,7 +531,7 @@ fn decoding_rejects_non_canonical_varints() {
     let d = testing::descriptor(&k);
     let canonical = signed::encode(&d).unwrap();
     let body = postcard::to_allocvec(&d).unwrap();
-    let tail = postcard::to_allocvec(&(d.seq, d.issued_at, d.ttl_ms)).unwrap();
+    let tail = postcard::to_allocvec(&(d.seq, d.issued_at, d.ttl_ms, d.withdrawn)).unwrap();
     assert_eq!(tail[0], 7);
     let at = canonical.len() - tail.len();
     let mut overlong = canonical[..at].to_vec();
@@ -754,4 +760,383 @@ fn receipt_with_an_off_curve_requester_round_trips_through_json() {
     let s = SignedReceipt::sign(r, &key(2)).unwrap();
     let back = SignedReceipt::from_json(&s.to_json()).unwrap();
     assert_eq!(back.to_bytes(), s.to_bytes());
+}
+
+// ---------------------------------------------------------------- discovery
+
+mod discovery {
+    use super::*;
+    use errand_core::discovery::{Index, RegistryLimits, merge};
+    use errand_core::wire::{PublishOutcome, Query};
+    use std::sync::Arc;
+
+    const NOW: UnixMillis = SAMPLE_TIME;
+
+    fn desc(k: u8, name: &str, description: &str, intents: &[&str], seq: u64) -> SignedDescriptor {
+        let mut d = testing::descriptor(&key(k));
+        d.name = BString::new(name).unwrap();
+        d.description = BString::new(description).unwrap();
+        d.intents = BVec::new(intents.iter().map(|i| BString::new(*i).unwrap()).collect()).unwrap();
+        d.seq = seq;
+        d.issued_at = NOW;
+        SignedDescriptor::sign(d, &key(k)).unwrap()
+    }
+
+    fn names(c: &[errand_core::discovery::Candidate]) -> Vec<String> {
+        c.iter()
+            .map(|c| c.descriptor.body().name.to_string())
+            .collect()
+    }
+
+    fn index() -> Index {
+        Index::new(RegistryLimits::default())
+    }
+
+    #[test]
+    fn ranks_by_relevance_not_substring() {
+        let mut ix = index();
+        ix.publish(
+            desc(
+                1,
+                "imagegen",
+                "Generates a PNG picture from a text prompt",
+                &["text to image", "generate image"],
+                1,
+            ),
+            NOW,
+        );
+        ix.publish(
+            desc(
+                2,
+                "thumbnail",
+                "Resizes an image to a thumbnail",
+                &["resize image"],
+                1,
+            ),
+            NOW,
+        );
+        ix.publish(
+            desc(
+                3,
+                "markdown",
+                "Converts Markdown to HTML",
+                &["render markdown"],
+                1,
+            ),
+            NOW,
+        );
+        ix.publish(
+            desc(4, "text-stats", "Counts words in text", &["word count"], 1),
+            NOW,
+        );
+        let r = ix.query(&Query::intent("generate an image from my prompt", 10), NOW);
+        assert_eq!(names(&r)[0], "imagegen");
+        assert!(
+            names(&r).contains(&"thumbnail".to_string()),
+            "image also matches thumbnail"
+        );
+        assert!(!names(&r).contains(&"markdown".to_string()));
+        // Word forms meet through stemming.
+        let r = ix.query(&Query::intent("image generation", 10), NOW);
+        assert_eq!(names(&r)[0], "imagegen");
+        // Substrings do not: "age" is not "image".
+        assert!(ix.query(&Query::intent("age", 10), NOW).is_empty());
+        assert_eq!(
+            names(&ix.query(&Query::intent("resizing pictures", 10), NOW))[0],
+            "thumbnail"
+        );
+    }
+
+    #[test]
+    fn qos_breaks_ties_among_equal_matches() {
+        let mut ix = index();
+        let mut fast = testing::descriptor(&key(1));
+        fast.qos.latency_ms = 10;
+        let mut slow = testing::descriptor(&key(2));
+        slow.qos.latency_ms = 2_000;
+        ix.publish(SignedDescriptor::sign(slow, &key(2)).unwrap(), NOW);
+        ix.publish(SignedDescriptor::sign(fast, &key(1)).unwrap(), NOW);
+        let r = ix.query(&Query::intent("generate image", 10), NOW);
+        assert_eq!(r[0].descriptor.body().publisher, key(1).peer_id());
+        assert!(r[0].score > r[1].score);
+    }
+
+    #[test]
+    fn constraints_filter() {
+        let mut ix = index();
+        let mut d = testing::descriptor(&key(1));
+        d.qos.latency_ms = 500;
+        d.qos.cost = 9;
+        d.tiers.replay = false;
+        ix.publish(SignedDescriptor::sign(d, &key(1)).unwrap(), NOW);
+        let q = |f: &dyn Fn(&mut Query)| {
+            let mut q = Query::intent("generate image", 10);
+            f(&mut q);
+            ix.query(&q, NOW).len()
+        };
+        assert_eq!(q(&|_| {}), 1);
+        assert_eq!(q(&|q| q.max_latency_ms = Some(100)), 0);
+        assert_eq!(q(&|q| q.max_cost = Some(5)), 0);
+        assert_eq!(q(&|q| q.tiers.replay = true), 0);
+        assert_eq!(q(&|q| q.tiers.canary = true), 1);
+        assert_eq!(
+            q(&|q| q.output = Some(BString::new("image/png").unwrap())),
+            1
+        );
+        assert_eq!(
+            q(&|q| q.output = Some(BString::new("text/html").unwrap())),
+            0
+        );
+        assert_eq!(
+            q(&|q| q.input = Some(BString::new("TEXT/PLAIN").unwrap())),
+            1,
+            "media types ignore case and parameters"
+        );
+        assert_eq!(q(&|q| q.version = Some(Version::new(1, 0, 0))), 1);
+        assert_eq!(q(&|q| q.version = Some(Version::new(1, 3, 0))), 0);
+        assert_eq!(q(&|q| q.version = Some(Version::new(2, 0, 0))), 0);
+        // Name only, no intent words.
+        let mut by_name = Query::intent("", 10);
+        by_name.name = Some(BString::new("imagegen").unwrap());
+        assert_eq!(ix.query(&by_name, NOW).len(), 1);
+    }
+
+    #[test]
+    fn sequence_numbers_replace_and_stale_ones_are_refused() {
+        let mut ix = index();
+        assert_eq!(
+            ix.publish(desc(1, "t", "old words", &[], 5), NOW),
+            PublishOutcome::Accepted
+        );
+        assert_eq!(
+            ix.publish(desc(1, "t", "older", &[], 4), NOW),
+            PublishOutcome::Stale { held: 5 }
+        );
+        assert_eq!(
+            ix.publish(desc(1, "t", "same seq", &[], 5), NOW),
+            PublishOutcome::Stale { held: 5 }
+        );
+        assert_eq!(
+            ix.publish(desc(1, "t", "fresh words", &[], 6), NOW),
+            PublishOutcome::Accepted
+        );
+        assert!(
+            ix.query(&Query::intent("old", 10), NOW).is_empty(),
+            "replaced text is unindexed"
+        );
+        assert_eq!(ix.query(&Query::intent("fresh", 10), NOW).len(), 1);
+        assert_eq!(ix.len(), 1);
+    }
+
+    #[test]
+    fn forged_and_expired_descriptors_are_refused() {
+        let mut ix = index();
+        let good = desc(1, "t", "x", &[], 1);
+        let mut bytes = good.to_bytes();
+        let n = bytes.len();
+        bytes[n - 1] ^= 1;
+        let forged = SignedDescriptor::decode(&bytes).unwrap();
+        assert_eq!(ix.publish(forged, NOW), PublishOutcome::BadSignature);
+        let late = NOW.plus_ms(u64::from(DEFAULT_TTL_MS));
+        assert_eq!(ix.publish(good, late), PublishOutcome::Expired);
+        assert!(ix.is_empty());
+    }
+
+    #[test]
+    fn unrefreshed_entries_expire_after_their_ttl() {
+        let mut ix = index();
+        ix.publish(desc(1, "a", "alpha tool", &[], 1), NOW);
+        ix.publish(desc(2, "b", "alpha tool", &[], 1), NOW);
+        // b is refreshed half-way through its TTL.
+        let mut b2 = testing::descriptor(&key(2));
+        (b2.name, b2.description, b2.intents, b2.seq) = (
+            BString::new("b").unwrap(),
+            BString::new("alpha tool").unwrap(),
+            BVec::empty(),
+            2,
+        );
+        b2.issued_at = NOW.plus_ms(7_000);
+        let b2 = SignedDescriptor::sign(b2, &key(2)).unwrap();
+        assert_eq!(ix.publish(b2, NOW.plus_ms(7_000)), PublishOutcome::Accepted);
+        let t = NOW.plus_ms(u64::from(DEFAULT_TTL_MS));
+        // Even before expire() runs, queries never return expired entries.
+        assert_eq!(names(&ix.query(&Query::intent("alpha", 10), t)), vec!["b"]);
+        assert_eq!(ix.expire(t), 1);
+        assert_eq!(ix.len(), 1);
+        assert_eq!(ix.expire(t.plus_ms(7_000)), 1);
+        assert!(ix.is_empty());
+    }
+
+    #[test]
+    fn withdrawal_removes_at_once_and_blocks_older_copies() {
+        let mut ix = index();
+        ix.publish(desc(1, "t", "withdrawable tool", &[], 1), NOW);
+        let mut w = testing::descriptor(&key(1));
+        (w.name, w.seq, w.withdrawn) = (BString::new("t").unwrap(), 2, true);
+        assert_eq!(
+            ix.publish(SignedDescriptor::sign(w, &key(1)).unwrap(), NOW),
+            PublishOutcome::Withdrawn
+        );
+        assert!(ix.query(&Query::intent("withdrawable", 10), NOW).is_empty());
+        assert_eq!(ix.len(), 0);
+        assert_eq!(
+            ix.publish(desc(1, "t", "withdrawable tool", &[], 1), NOW),
+            PublishOutcome::Stale { held: 2 }
+        );
+    }
+
+    #[test]
+    fn quotas_limit_count_and_rate_per_publisher() {
+        let mut ix = Index::new(RegistryLimits {
+            max_per_publisher: 3,
+            publish_rate: 1.0,
+            publish_burst: 5.0,
+            ..RegistryLimits::default()
+        });
+        for i in 0..3 {
+            assert_eq!(
+                ix.publish(desc(1, &format!("t{i}"), "x", &[], 1), NOW),
+                PublishOutcome::Accepted
+            );
+        }
+        assert!(matches!(
+            ix.publish(desc(1, "t3", "x", &[], 1), NOW),
+            PublishOutcome::OverQuota(_)
+        ));
+        // Another publisher is unaffected.
+        assert_eq!(
+            ix.publish(desc(2, "t3", "x", &[], 1), NOW),
+            PublishOutcome::Accepted
+        );
+        // Rate: publisher 1 has used 4 of its 5-token burst.
+        assert_eq!(
+            ix.publish(desc(1, "t0", "x", &[], 2), NOW),
+            PublishOutcome::Accepted
+        );
+        assert!(matches!(
+            ix.publish(desc(1, "t0", "x", &[], 3), NOW),
+            PublishOutcome::OverQuota(_)
+        ));
+        assert_eq!(
+            ix.publish(desc(1, "t0", "x", &[], 3), NOW.plus_ms(1_000)),
+            PublishOutcome::Accepted
+        );
+    }
+
+    #[test]
+    fn merge_dedupes_by_publisher_and_name_keeping_the_highest_seq() {
+        let a = vec![desc(1, "x", "d", &[], 3), desc(2, "y", "d", &[], 1)];
+        let b = vec![
+            desc(2, "y", "d", &[], 9),
+            desc(1, "x", "d", &[], 2),
+            desc(3, "z", "d", &[], 1),
+        ];
+        let m = merge(vec![a, b]);
+        let got: Vec<(String, u64)> = m
+            .iter()
+            .map(|d| (d.body().name.to_string(), d.body().seq))
+            .collect();
+        assert_eq!(got, vec![("x".into(), 3), ("y".into(), 9), ("z".into(), 1)]);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Publish {
+            k: u8,
+            name: u8,
+            words: Vec<u8>,
+            withdrawn: bool,
+        },
+        Advance(u64),
+        Expire,
+    }
+
+    const WORDS: [&str; 8] = [
+        "image",
+        "text",
+        "audio",
+        "resize",
+        "count",
+        "render",
+        "publish",
+        "translate",
+    ];
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (1u8..5, 0u8..4, prop::collection::vec(0u8..8, 1..4), prop::bool::weighted(0.1))
+                .prop_map(|(k, name, words, withdrawn)| Op::Publish { k, name, words, withdrawn }),
+            2 => (0u64..8_000).prop_map(Op::Advance),
+            1 => Just(Op::Expire),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// The index agrees with a brute-force model: after any sequence of
+        /// publications, refreshes, withdrawals and expiries, a query for a
+        /// word returns exactly the live, newest, non-withdrawn descriptors
+        /// containing it.
+        #[test]
+        fn index_matches_a_brute_force_model(ops in prop::collection::vec(op(), 1..60)) {
+            let mut ix = Index::new(RegistryLimits::default());
+            // (publisher, name) -> (seq, words, withdrawn, expires)
+            type Model = std::collections::HashMap<(u8, u8), (u64, Vec<u8>, bool, UnixMillis)>;
+            let mut model = Model::default();
+            let mut now = NOW;
+            let mut seq = 0u64;
+            for o in ops {
+                match o {
+                    Op::Publish { k, name, words, withdrawn } => {
+                        seq += 1;
+                        let mut d = testing::descriptor(&key(k));
+                        d.name = BString::new(format!("tool{name}")).unwrap();
+                        d.description = BString::new(words.iter().map(|w| WORDS[*w as usize]).collect::<Vec<_>>().join(" ")).unwrap();
+                        d.intents = BVec::empty();
+                        d.seq = seq;
+                        d.issued_at = now;
+                        d.withdrawn = withdrawn;
+                        let expires = d.expires_at();
+                        let out = ix.publish(SignedDescriptor::sign(d, &key(k)).unwrap(), now);
+                        prop_assert!(matches!(out, PublishOutcome::Accepted | PublishOutcome::Withdrawn), "{:?}", out);
+                        model.insert((k, name), (seq, words, withdrawn, expires));
+                    }
+                    Op::Advance(ms) => now = now.plus_ms(ms),
+                    Op::Expire => { ix.expire(now); }
+                }
+                for (w, word) in WORDS.iter().enumerate() {
+                    let got: std::collections::BTreeSet<(PeerId, String)> = ix
+                        .query(&Query::intent(word, 100), now)
+                        .iter()
+                        .map(|c| (c.descriptor.body().publisher, c.descriptor.body().name.to_string()))
+                        .collect();
+                    let want: std::collections::BTreeSet<(PeerId, String)> = model
+                        .iter()
+                        .filter(|(_, (_, words, withdrawn, exp))| !withdrawn && *exp > now && words.contains(&(w as u8)))
+                        .map(|((k, name), _)| (key(*k).peer_id(), format!("tool{name}")))
+                        .collect();
+                    prop_assert_eq!(got, want, "word {} at {}", word, now.0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn query_results_are_shared_not_copied() {
+        let mut ix = index();
+        ix.publish(desc(1, "t", "shared", &[], 1), NOW);
+        let a = ix.query(&Query::intent("shared", 1), NOW);
+        let b = ix.query(&Query::intent("shared", 1), NOW);
+        assert!(Arc::ptr_eq(&a[0].descriptor, &b[0].descriptor));
+    }
+}
+
+#[test]
+fn wire_messages_round_trip() {
+    use errand_core::wire::{Request, Response};
+    let b = signed::encode(&Response::Pong).unwrap();
+    assert_eq!(signed::decode::<Response>(&b).unwrap(), Response::Pong);
+    let b = signed::encode(&Request::Ping).unwrap();
+    assert_eq!(signed::decode::<Request>(&b).unwrap(), Request::Ping);
 }

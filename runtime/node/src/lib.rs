@@ -17,6 +17,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod client;
+pub mod config;
 pub mod files;
 pub mod keystore;
+pub mod node;
 pub mod packaging;
+pub mod store;

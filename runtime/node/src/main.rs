@@ -33,6 +33,17 @@ enum Command {
     ///
     /// Exit status: 0 if the tool returned output, 1 otherwise.
     Run(cli::tools::RunArgs),
+    /// Run a node: host packages, serve invocations, publish descriptors,
+    /// and (with [registry]) act as a registry. Logs follow RUST_LOG.
+    Node(cli::network::NodeArgs),
+    /// Find capabilities by intent and constraints across registries.
+    Find(cli::network::FindArgs),
+    /// Invoke a capability on a peer, verify the receipt, write the evidence.
+    ///
+    /// Exit status: 0 if the tool returned output, 1 otherwise.
+    Invoke(cli::network::InvokeArgs),
+    /// Report on a running node (asks with the node's own key).
+    Status(cli::network::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +55,10 @@ fn main() -> ExitCode {
         Command::Pack(a) => cli::tools::pack(a),
         Command::Inspect(a) => cli::tools::inspect(a),
         Command::Run(a) => cli::tools::run(a),
+        Command::Node(a) => cli::network::node(a),
+        Command::Find(a) => cli::network::find(a),
+        Command::Invoke(a) => cli::network::invoke(a),
+        Command::Status(a) => cli::network::status(a),
     };
     match result {
         Ok(code) => code,
@@ -51,5 +66,17 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks argument names and the like only at run time; this makes
+    /// a malformed command fail the build's tests instead of a user's run.
+    #[test]
+    fn cli_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -133,3 +133,36 @@ pub fn single(rounds: usize, iters: usize, mut f: impl FnMut()) -> (f64, f64, f6
 pub fn header() -> &'static str {
     "| comparison | baseline | ours | ours/baseline median (p10–p90) |\n|---|---|---|---|"
 }
+
+/// Interleaves blocks of `iters` calls of every function in `fns`, for
+/// `rounds` rounds (rotating the order each round). Returns, per function,
+/// the nanoseconds per call of each round, in round order.
+pub fn interleaved(rounds: usize, iters: usize, fns: &mut [&mut dyn FnMut()]) -> Vec<Vec<f64>> {
+    for f in fns.iter_mut() {
+        time_block(iters.div_ceil(4).max(1), f);
+    }
+    let n = fns.len();
+    let mut out = vec![Vec::with_capacity(rounds); n];
+    for round in 0..rounds {
+        for k in 0..n {
+            let i = (round + k) % n;
+            let t = time_block(iters, &mut fns[i]);
+            out[i].push(t);
+        }
+    }
+    out
+}
+
+/// The median of `v`.
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    percentile(&s, 0.5)
+}
+
+/// The `p` quantile (0..=1) of `v`.
+pub fn quantile(v: &[f64], p: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    percentile(&s, p)
+}

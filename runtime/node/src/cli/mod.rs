@@ -1,5 +1,6 @@
 //! Subcommands.
 
 pub mod keys;
+pub mod network;
 pub mod tools;
 pub mod verify;

@@ -1,9 +1,10 @@
-//! Tests of the `errand` binary, run as a user would run it.
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Tests of the `errand` binary in one process at a time: keys, offline
+//! verification, packing, running and replay.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use crate::support::{Sandbox, code, p, stderr, stdout};
 
 use errand_core::bounded::BVec;
 use errand_core::evidence::{Blob, Evidence, TraceBlob, TraceChain};
@@ -16,22 +17,6 @@ fn errand(args: &[&str]) -> Output {
         .env_remove("ERRAND_KEY")
         .output()
         .expect("run errand")
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited normally, not by a signal")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// Writes an evidence package signed by the key at `key_path`, with input
@@ -288,51 +273,9 @@ fn verify_never_panics_on_hostile_files() {
 
 // ------------------------------------------------------------- issue 3
 
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let e = Env { dir };
-        let o = e.errand(&["keygen"]);
-        assert_eq!(code(&o), 0, "{}", stderr(&o));
-        e
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Runs errand with this environment's key and compile cache: every
-    /// call is a fresh process, so a second call is "after a restart".
-    fn errand(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_errand"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("ERRAND_KEY", self.dir.path().join("key"))
-            .env("ERRAND_CACHE_DIR", self.dir.path().join("cache"))
-            .output()
-            .expect("run errand")
-    }
-
-    /// Writes an example tool's manifest and component into a folder.
-    fn tool_dir(&self, name: &str) -> (PathBuf, PathBuf) {
-        let t = errand_example_tools::get(name).unwrap();
-        let dir = self.path(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let manifest = dir.join("capability.toml");
-        std::fs::write(&manifest, t.manifest).unwrap();
-        let component = dir.join(format!("{}.wasm", name.replace('-', "_")));
-        std::fs::write(&component, t.component).unwrap();
-        (manifest, component)
-    }
-}
-
 #[test]
 fn pack_inspect_run_and_replay_every_example_tool() {
-    let env = Env::new();
+    let env = Sandbox::new();
     for tool in errand_example_tools::ALL {
         let (manifest, _component) = env.tool_dir(tool.name);
         let pkg = env.path(&format!("{}.errand", tool.name));
@@ -417,7 +360,7 @@ fn pack_inspect_run_and_replay_every_example_tool() {
 
 #[test]
 fn replay_names_the_mismatch_when_the_output_is_forged() {
-    let env = Env::new();
+    let env = Sandbox::new();
     let (manifest, component) = env.tool_dir("text-stats");
     let pkg = env.path("ts.errand");
     assert_eq!(
@@ -481,7 +424,7 @@ fn replay_names_the_mismatch_when_the_output_is_forged() {
 
 #[test]
 fn a_run_that_traps_still_yields_verifiable_replayable_evidence() {
-    let env = Env::new();
+    let env = Sandbox::new();
     let hostile = env.path("hostile.wasm");
     std::fs::write(&hostile, errand_test_guests::HOSTILE).unwrap();
     std::fs::write(env.path("panic.txt"), "panic").unwrap();
@@ -510,7 +453,7 @@ fn a_run_that_traps_still_yields_verifiable_replayable_evidence() {
 
 #[test]
 fn pack_refuses_a_component_that_is_not_a_tool() {
-    let env = Env::new();
+    let env = Sandbox::new();
     let (manifest, _) = env.tool_dir("markdown");
     let not_a_tool = env.path("empty.wasm");
     // A valid component that exports nothing.
@@ -540,7 +483,7 @@ fn pack_refuses_a_component_that_is_not_a_tool() {
 
 #[test]
 fn run_accepts_plain_wasi_commands() {
-    let env = Env::new();
+    let env = Sandbox::new();
     let cmd = env.path("upper.wasm");
     std::fs::write(&cmd, errand_test_guests::UPPER_COMMAND).unwrap();
     std::fs::write(env.path("in.txt"), "shout this").unwrap();

@@ -1,0 +1,792 @@
+//! Discovery: the registry's index of soft-state descriptors, intent
+//! matching, and merging answers from several registries.
+//!
+//! [`Index`] is the registry, minus the network. It holds only descriptors
+//! that are fresh, newest per `(publisher, name)`, and within the
+//! publisher's quotas; [`Index::expire`] drops what was not refreshed in
+//! time. Its caller verifies signatures first (so it can batch them).
+//!
+//! ## Matching
+//!
+//! A [`Query`] gives intent text plus constraints. Constraints filter:
+//! declared latency and cost at most the bounds, every required tier
+//! supported, input and output media types equal (parameters ignored), the
+//! exact name, a compatible version (same major, at least the one asked).
+//! The intent is ranked with **BM25** over each descriptor's words: the
+//! name counts three times, each intent tag twice, the description once.
+//! Words are lower-cased, stop words dropped, and suffixes stripped so that
+//! "generate", "generated" and "generation" meet. The final score folds in
+//! the declared QoS, so among equally good matches faster and cheaper wins:
+//!
+//! ```text
+//! score = bm25 × (0.5 + 0.5 × qos),   qos = 1 / ((1 + latency_ms/1000) × (1 + cost/100))
+//! ```
+//!
+//! An empty intent matches everything that passes the constraints, ranked by
+//! QoS alone. Equal scores are ordered by a stable per-entry key, a hash of
+//! the publisher and the name, so answers are deterministic.
+//!
+//! ## Complexity
+//!
+//! Inserting is `O(words)`; a refresh whose words did not change touches no
+//! postings. A query costs `O(Σ postings of its terms)`. Postings of
+//! replaced or expired entries are dropped lazily and compacted once they
+//! outnumber the live ones.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use crate::descriptor::{Descriptor, Name, SignedDescriptor, Tiers, Version};
+use crate::identity::PeerId;
+use crate::time::UnixMillis;
+use crate::wire::{PublishOutcome, Query};
+
+/// Words too common to rank by.
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "into", "is", "it",
+    "its", "me", "my", "of", "on", "or", "please", "some", "that", "the", "this", "to", "with",
+    "i", "want", "need", "can", "you",
+];
+
+/// A light suffix stripper (see the module docs). It errs on the side of
+/// leaving words alone: stems shorter than four letters are not cut.
+pub fn stem(word: &str) -> String {
+    let w = word;
+    let cut = |suffix: &str, repl: &str| -> Option<String> {
+        let base = w.strip_suffix(suffix)?;
+        (base.len() >= 4 || (repl.is_empty() && base.len() >= 3)).then(|| format!("{base}{repl}"))
+    };
+    if let Some(s) = cut("ies", "y") {
+        return s;
+    }
+    if let Some(s) = cut("sses", "ss") {
+        return s;
+    }
+    for (suffix, repl) in [
+        ("ations", "at"),
+        ("ation", "at"),
+        ("ings", ""),
+        ("ing", ""),
+        ("ers", ""),
+        ("er", ""),
+        ("ed", ""),
+        ("es", ""),
+    ] {
+        if let Some(s) = cut(suffix, repl) {
+            return s;
+        }
+    }
+    if w.ends_with('s')
+        && !w.ends_with("ss")
+        && !w.ends_with("us")
+        && !w.ends_with("is")
+        && let Some(s) = cut("s", "")
+    {
+        return s;
+    }
+    if let Some(s) = cut("e", "") {
+        return s;
+    }
+    w.to_owned()
+}
+
+/// Splits text into matchable terms: lower-cased alphanumeric words, stop
+/// words dropped, stemmed.
+pub fn terms(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .filter(|w| !STOP_WORDS.contains(&w.as_str()))
+        .map(|w| stem(&w))
+}
+
+/// Calls `f` with each term of `text`, as [`terms`] yields them, reusing
+/// two buffers instead of allocating per word.
+fn for_each_term(text: &str, lower: &mut String, stemmed: &mut String, mut f: impl FnMut(&str)) {
+    for w in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        lower.clear();
+        if w.is_ascii() {
+            lower.push_str(w);
+            lower.make_ascii_lowercase();
+        } else {
+            lower.extend(w.chars().flat_map(char::to_lowercase));
+        }
+        if STOP_WORDS.contains(&lower.as_str()) {
+            continue;
+        }
+        stemmed.clear();
+        stemmed.push_str(&stem(lower));
+        f(stemmed);
+    }
+}
+
+/// The part of a media type before any parameters, lower-cased.
+fn essence(media: &str) -> String {
+    media
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn tiers_cover(have: &Tiers, need: &Tiers) -> bool {
+    (!need.canary || have.canary)
+        && (!need.receipts || have.receipts)
+        && (!need.replay || have.replay)
+}
+
+fn version_compatible(have: Version, want: Version) -> bool {
+    have.major == want.major && have >= want
+}
+
+impl Query {
+    /// A query for `intent` with no constraints, asking for `limit` candidates.
+    pub fn intent(intent: &str, limit: u16) -> Query {
+        Query {
+            intent: crate::bounded::BString::truncate_from(intent),
+            limit,
+            ..Query::default()
+        }
+    }
+
+    /// Whether `d` satisfies every constraint (not the intent). Requesters
+    /// re-check registry answers with this.
+    pub fn admits(&self, d: &Descriptor) -> bool {
+        !d.withdrawn
+            && self.max_latency_ms.is_none_or(|m| d.qos.latency_ms <= m)
+            && self.max_cost.is_none_or(|m| d.qos.cost <= m)
+            && tiers_cover(&d.tiers, &self.tiers)
+            && self
+                .input
+                .as_ref()
+                .is_none_or(|m| essence(m) == essence(&d.input.media_type))
+            && self
+                .output
+                .as_ref()
+                .is_none_or(|m| essence(m) == essence(&d.output.media_type))
+            && self.name.as_ref().is_none_or(|n| *n == d.name)
+            && self
+                .version
+                .is_none_or(|v| version_compatible(d.version, v))
+            && self.publisher.is_none_or(|p| p == d.publisher)
+    }
+}
+
+/// The QoS factor of the ranking (see the module docs).
+pub fn qos_factor(d: &Descriptor) -> f32 {
+    1.0 / ((1.0 + d.qos.latency_ms as f32 / 1000.0) * (1.0 + d.qos.cost as f32 / 100.0))
+}
+
+/// Registry quotas and bounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RegistryLimits {
+    /// Most live entries in the index.
+    pub max_entries: usize,
+    /// Most live capabilities per publisher.
+    pub max_per_publisher: u32,
+    /// Sustained descriptors per second per publisher.
+    pub publish_rate: f64,
+    /// Burst allowance per publisher.
+    pub publish_burst: f64,
+}
+
+impl Default for RegistryLimits {
+    /// One million entries; 256 capabilities per publisher, each refreshed
+    /// every 5 s comfortably within 100 descriptors/s, with a burst of 1,000
+    /// for a node that (re)starts.
+    fn default() -> RegistryLimits {
+        RegistryLimits {
+            max_entries: 1_000_000,
+            max_per_publisher: 256,
+            publish_rate: 100.0,
+            publish_burst: 1_000.0,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    generation: u32,
+    descriptor: Arc<SignedDescriptor>,
+    expires: UnixMillis,
+    seq: u64,
+    /// Weighted term count (document length for BM25); 0 for tombstones.
+    len: u32,
+    terms: Vec<(u32, u16)>,
+    text_key: u64,
+    withdrawn: bool,
+}
+
+/// What the query loops need about a slot, packed densely so scoring and
+/// filtering tens of thousands of candidates stays in cache.
+#[derive(Debug, Clone, Copy, Default)]
+struct SlotMeta {
+    generation: u32,
+    /// Present, not a tombstone.
+    live: bool,
+    tiers: u8,
+    /// Weighted term count.
+    len: u32,
+    latency_ms: u32,
+    cost: u32,
+    expires: u64,
+    qos: f32,
+    /// Tie-break among equal scores: a hash of publisher and name.
+    key: u64,
+}
+
+fn tie_key(publisher: &PeerId, name: &Name) -> u64 {
+    let d = crate::digest::Digest::of_parts(&[&publisher.0, name.as_bytes()]);
+    u64::from_be_bytes([
+        d.0[0], d.0[1], d.0[2], d.0[3], d.0[4], d.0[5], d.0[6], d.0[7],
+    ])
+}
+
+fn tier_bits(t: &Tiers) -> u8 {
+    u8::from(t.canary) | (u8::from(t.receipts) << 1) | (u8::from(t.replay) << 2)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Posting {
+    slot: u32,
+    generation: u32,
+    tf: u16,
+}
+
+#[derive(Debug, Default)]
+struct TermState {
+    postings: Vec<Posting>,
+    df: u32,
+}
+
+#[derive(Debug)]
+struct Publisher {
+    live: u32,
+    tokens: f64,
+    last: UnixMillis,
+}
+
+/// A candidate with its score.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The descriptor.
+    pub descriptor: Arc<SignedDescriptor>,
+    /// Its ranking score (higher is better).
+    pub score: f32,
+}
+
+/// The registry's index (see the module docs).
+#[derive(Debug)]
+pub struct Index {
+    limits: RegistryLimits,
+    slots: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    meta: Vec<SlotMeta>,
+    by_key: HashMap<(PeerId, Name), u32>,
+    by_name: HashMap<Name, Vec<u32>>,
+    term_ids: HashMap<Box<str>, u32>,
+    term_state: Vec<TermState>,
+    live: u32,
+    total_len: u64,
+    expiry: BinaryHeap<Reverse<(UnixMillis, u32, u32)>>,
+    publishers: HashMap<PeerId, Publisher>,
+}
+
+fn text_key(d: &Descriptor) -> u64 {
+    let mut h = crate::digest::Hasher::new();
+    h.update(d.name.as_bytes())
+        .update(&[0])
+        .update(d.description.as_bytes());
+    for i in &d.intents {
+        h.update(&[0]).update(i.as_bytes());
+    }
+    let dg = h.finish();
+    u64::from_le_bytes([
+        dg.0[0], dg.0[1], dg.0[2], dg.0[3], dg.0[4], dg.0[5], dg.0[6], dg.0[7],
+    ])
+}
+
+impl Index {
+    /// An empty index.
+    pub fn new(limits: RegistryLimits) -> Index {
+        Index {
+            limits,
+            slots: Vec::new(),
+            free: Vec::new(),
+            meta: Vec::new(),
+            by_key: HashMap::new(),
+            by_name: HashMap::new(),
+            term_ids: HashMap::new(),
+            term_state: Vec::new(),
+            live: 0,
+            total_len: 0,
+            expiry: BinaryHeap::new(),
+            publishers: HashMap::new(),
+        }
+    }
+
+    /// Live (indexed, not withdrawn) entries.
+    pub fn len(&self) -> usize {
+        self.live as usize
+    }
+
+    /// Whether there are no live entries.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// The held descriptor for `(publisher, name)`, tombstones included.
+    pub fn get(&self, publisher: &PeerId, name: &Name) -> Option<&Arc<SignedDescriptor>> {
+        let slot = *self.by_key.get(&(*publisher, name.clone()))?;
+        self.slots[slot as usize].as_ref().map(|e| &e.descriptor)
+    }
+
+    /// Verifies the signature, then [`Index::insert_verified`].
+    pub fn publish(&mut self, d: SignedDescriptor, now: UnixMillis) -> PublishOutcome {
+        if d.verify().is_err() {
+            return PublishOutcome::BadSignature;
+        }
+        self.insert_verified(Arc::new(d), now)
+    }
+
+    fn take_token(&mut self, publisher: PeerId, now: UnixMillis) -> bool {
+        let l = self.limits;
+        let p = self.publishers.entry(publisher).or_insert(Publisher {
+            live: 0,
+            tokens: l.publish_burst,
+            last: now,
+        });
+        let elapsed = now.since(p.last) as f64 / 1000.0;
+        p.tokens = (p.tokens + elapsed * l.publish_rate).min(l.publish_burst);
+        p.last = p.last.max(now);
+        if p.tokens < 1.0 {
+            return false;
+        }
+        p.tokens -= 1.0;
+        true
+    }
+
+    /// Indexes a descriptor whose signature the caller has verified.
+    pub fn insert_verified(&mut self, d: Arc<SignedDescriptor>, now: UnixMillis) -> PublishOutcome {
+        let body = d.body();
+        if body.check_fresh(now).is_err() {
+            return PublishOutcome::Expired;
+        }
+        let key = (body.publisher, body.name.clone());
+        let existing = self.by_key.get(&key).copied();
+        if let Some(slot) = existing
+            && let Some(e) = &self.slots[slot as usize]
+            && e.seq >= body.seq
+        {
+            return PublishOutcome::Stale { held: e.seq };
+        }
+        if !self.take_token(body.publisher, now) {
+            return PublishOutcome::OverQuota(crate::bounded::BString::truncate_from(&format!(
+                "publishing faster than {} descriptors/s",
+                self.limits.publish_rate
+            )));
+        }
+        let was_live = existing
+            .and_then(|s| self.slots[s as usize].as_ref())
+            .is_some_and(|e| !e.withdrawn);
+        if !body.withdrawn && !was_live {
+            let p = self.publishers.get(&body.publisher).map_or(0, |p| p.live);
+            if p >= self.limits.max_per_publisher {
+                return PublishOutcome::OverQuota(crate::bounded::BString::truncate_from(
+                    &format!(
+                        "publisher already has {p} live capabilities (limit {})",
+                        self.limits.max_per_publisher
+                    ),
+                ));
+            }
+            if self.live as usize >= self.limits.max_entries {
+                return PublishOutcome::Full;
+            }
+        }
+        // Tombstones are not live but still take memory: bound all slots.
+        if existing.is_none() && self.slots.len() - self.free.len() >= 2 * self.limits.max_entries {
+            return PublishOutcome::Full;
+        }
+
+        // A refresh whose words are unchanged keeps its postings.
+        let new_key = text_key(body);
+        if let Some(slot) = existing
+            && !body.withdrawn
+            && let Some(e) = self.slots[slot as usize].as_mut()
+            && !e.withdrawn
+            && e.text_key == new_key
+        {
+            e.descriptor = d.clone();
+            e.seq = body.seq;
+            e.expires = body.expires_at();
+            let (expires, generation) = (e.expires, e.generation);
+            let m = &mut self.meta[slot as usize];
+            m.expires = expires.0;
+            m.latency_ms = body.qos.latency_ms;
+            m.cost = body.qos.cost;
+            m.tiers = tier_bits(&body.tiers);
+            m.qos = qos_factor(body);
+            self.expiry.push(Reverse((expires, slot, generation)));
+            return PublishOutcome::Accepted;
+        }
+
+        if let Some(slot) = existing {
+            self.remove_slot(slot);
+        }
+        let slot = self.alloc_slot();
+        let generation = self.meta[slot as usize].generation;
+        let expires = body.expires_at();
+        let mut entry = Entry {
+            generation,
+            descriptor: d.clone(),
+            expires,
+            seq: body.seq,
+            len: 0,
+            terms: Vec::new(),
+            text_key: new_key,
+            withdrawn: body.withdrawn,
+        };
+        if !body.withdrawn {
+            let terms = self.weighted_terms(body);
+            for &(id, n) in &terms {
+                let st = &mut self.term_state[id as usize];
+                st.postings.push(Posting {
+                    slot,
+                    generation,
+                    tf: n,
+                });
+                st.df += 1;
+                entry.len += u32::from(n);
+            }
+            entry.terms = terms;
+            self.total_len += u64::from(entry.len);
+            self.live += 1;
+            if let Some(p) = self.publishers.get_mut(&body.publisher) {
+                p.live += 1;
+            }
+        }
+        self.meta[slot as usize] = SlotMeta {
+            generation,
+            live: !body.withdrawn,
+            tiers: tier_bits(&body.tiers),
+            len: entry.len,
+            latency_ms: body.qos.latency_ms,
+            cost: body.qos.cost,
+            expires: expires.0,
+            qos: qos_factor(body),
+            key: tie_key(&body.publisher, &body.name),
+        };
+        self.by_name
+            .entry(body.name.clone())
+            .or_default()
+            .push(slot);
+        self.by_key.insert(key, slot);
+        self.slots[slot as usize] = Some(entry);
+        self.expiry.push(Reverse((expires, slot, generation)));
+        if body.withdrawn {
+            PublishOutcome::Withdrawn
+        } else {
+            PublishOutcome::Accepted
+        }
+    }
+
+    fn term_id(&mut self, t: &str) -> u32 {
+        if let Some(id) = self.term_ids.get(t) {
+            return *id;
+        }
+        let id = self.term_state.len() as u32;
+        self.term_ids.insert(t.into(), id);
+        self.term_state.push(TermState::default());
+        id
+    }
+
+    /// A descriptor's terms and weights: the name counts three times, each
+    /// intent twice, the description once.
+    fn weighted_terms(&mut self, d: &Descriptor) -> Vec<(u32, u16)> {
+        let mut tf: Vec<(u32, u16)> = Vec::with_capacity(24);
+        let (mut lower, mut stemmed) = (String::new(), String::new());
+        let mut add = |ix: &mut Index, text: &str, weight: u16| {
+            for_each_term(text, &mut lower, &mut stemmed, |t| {
+                let id = ix.term_id(t);
+                match tf.iter_mut().find(|(i, _)| *i == id) {
+                    Some((_, n)) => *n = n.saturating_add(weight),
+                    None => tf.push((id, weight)),
+                }
+            });
+        };
+        add(self, &d.name, 3);
+        for i in &d.intents {
+            add(self, i, 2);
+        }
+        add(self, &d.description, 1);
+        tf
+    }
+
+    fn alloc_slot(&mut self) -> u32 {
+        match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                self.meta.push(SlotMeta::default());
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    fn remove_slot(&mut self, slot: u32) {
+        let Some(e) = self.slots[slot as usize].take() else {
+            return;
+        };
+        let m = &mut self.meta[slot as usize];
+        m.generation = m.generation.wrapping_add(1);
+        m.live = false;
+        self.free.push(slot);
+        let body = e.descriptor.body();
+        if self.by_key.get(&(body.publisher, body.name.clone())) == Some(&slot) {
+            self.by_key.remove(&(body.publisher, body.name.clone()));
+        }
+        if let Some(v) = self.by_name.get_mut(&body.name) {
+            v.retain(|s| *s != slot);
+            if v.is_empty() {
+                self.by_name.remove(&body.name);
+            }
+        }
+        if !e.withdrawn {
+            self.live -= 1;
+            self.total_len -= u64::from(e.len);
+            if let Some(p) = self.publishers.get_mut(&body.publisher) {
+                p.live = p.live.saturating_sub(1);
+            }
+            for (t, _) in e.terms {
+                let st = &mut self.term_state[t as usize];
+                st.df -= 1;
+                // Postings are dropped lazily; compact once the dead ones
+                // outnumber the live ones.
+                if st.postings.len() > 2 * st.df as usize + 8 {
+                    let meta = &self.meta;
+                    st.postings.retain(|p| {
+                        meta[p.slot as usize].generation == p.generation
+                            && meta[p.slot as usize].live
+                    });
+                }
+            }
+        }
+    }
+
+    /// Drops every entry whose TTL has passed. Returns how many.
+    pub fn expire(&mut self, now: UnixMillis) -> usize {
+        let mut n = 0;
+        while let Some(Reverse((at, slot, generation))) = self.expiry.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.expiry.pop();
+            let current = self.slots[slot as usize]
+                .as_ref()
+                .is_some_and(|e| e.generation == generation && e.expires <= now);
+            if current {
+                self.remove_slot(slot);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The best live candidates for `q` at `now`, best first.
+    pub fn query(&self, q: &Query, now: UnixMillis) -> Vec<Candidate> {
+        let limit = usize::from(q.limit.max(1));
+        let need_tiers = tier_bits(&q.tiers);
+        // Constraints the packed metadata answers; the rest need the
+        // descriptor, so they are checked only for would-be winners.
+        let cheap = |m: &SlotMeta| {
+            m.live
+                && m.expires > now.0
+                && q.max_latency_ms.is_none_or(|l| m.latency_ms <= l)
+                && q.max_cost.is_none_or(|c| m.cost <= c)
+                && m.tiers & need_tiers == need_tiers
+        };
+        let needs_descriptor = q.input.is_some()
+            || q.output.is_some()
+            || q.name.is_some()
+            || q.version.is_some()
+            || q.publisher.is_some();
+        let mut top: BinaryHeap<Reverse<Rank>> = BinaryHeap::with_capacity(limit + 1);
+        let mut offer = |slot: u32, bm25: f32| {
+            let m = &self.meta[slot as usize];
+            if !cheap(m) {
+                return;
+            }
+            let rank = Rank {
+                score: bm25 * (0.5 + 0.5 * m.qos),
+                key: m.key,
+                slot,
+            };
+            if top.len() == limit
+                && let Some(Reverse(worst)) = top.peek()
+                && rank <= *worst
+            {
+                return;
+            }
+            if needs_descriptor {
+                let Some(e) = &self.slots[slot as usize] else {
+                    return;
+                };
+                if !q.admits(e.descriptor.body()) {
+                    return;
+                }
+            }
+            top.push(Reverse(rank));
+            if top.len() > limit {
+                top.pop();
+            }
+        };
+
+        let mut qterms: Vec<u32> = terms(&q.intent)
+            .filter_map(|t| self.term_ids.get(t.as_str()).copied())
+            .collect();
+        qterms.sort_unstable();
+        qterms.dedup();
+        let has_words = terms(&q.intent).next().is_some();
+
+        if let Some(name) = q.name.as_ref().filter(|_| !has_words) {
+            for slot in self.by_name.get(name).into_iter().flatten() {
+                offer(*slot, 1.0);
+            }
+        } else if !has_words {
+            for slot in 0..self.slots.len() as u32 {
+                offer(slot, 1.0);
+            }
+        } else if !qterms.is_empty() {
+            let n = self.live.max(1) as f32;
+            let avg = (self.total_len as f32 / n).max(1.0);
+            let (k1, b) = (1.2f32, 0.75f32);
+            let mut acc = vec![0f32; self.slots.len()];
+            let mut touched = Vec::new();
+            for t in qterms {
+                let st = &self.term_state[t as usize];
+                if st.df == 0 {
+                    continue;
+                }
+                let df = st.df as f32;
+                let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+                for p in &st.postings {
+                    let m = &self.meta[p.slot as usize];
+                    if m.generation != p.generation || !m.live {
+                        continue;
+                    }
+                    let tf = f32::from(p.tf);
+                    let norm = tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * m.len as f32 / avg));
+                    let a = &mut acc[p.slot as usize];
+                    if *a == 0.0 {
+                        touched.push(p.slot);
+                    }
+                    *a += idf * norm;
+                }
+            }
+            for slot in touched {
+                offer(slot, acc[slot as usize]);
+            }
+        }
+        let mut ranked: Vec<Rank> = top.into_iter().map(|Reverse(r)| r).collect();
+        ranked.sort_by(|a, b| b.cmp(a));
+        ranked
+            .into_iter()
+            .filter_map(|r| {
+                self.slots[r.slot as usize].as_ref().map(|e| Candidate {
+                    descriptor: e.descriptor.clone(),
+                    score: r.score,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A candidate's place in the ranking; greater is better.
+#[derive(Debug, Clone, Copy)]
+struct Rank {
+    score: f32,
+    key: u64,
+    slot: u32,
+}
+
+impl PartialEq for Rank {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Rank {}
+
+impl PartialOrd for Rank {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Rank {
+    /// Higher score first; among equal scores, the smaller key.
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score
+            .total_cmp(&other.score)
+            .then_with(|| other.key.cmp(&self.key))
+            .then_with(|| other.slot.cmp(&self.slot))
+    }
+}
+
+/// Merges answers from several registries: interleaves them by rank, and
+/// keeps one descriptor per `(publisher, name)`, the one with the highest
+/// sequence number, at the best position any registry gave it.
+pub fn merge(answers: Vec<Vec<SignedDescriptor>>) -> Vec<SignedDescriptor> {
+    let mut out: Vec<SignedDescriptor> = Vec::new();
+    let mut pos: HashMap<(PeerId, Name), usize> = HashMap::new();
+    let longest = answers.iter().map(Vec::len).max().unwrap_or(0);
+    for rank in 0..longest {
+        for list in &answers {
+            let Some(d) = list.get(rank) else { continue };
+            let key = (d.body().publisher, d.body().name.clone());
+            match pos.get(&key) {
+                Some(&i) => {
+                    if d.body().seq > out[i].body().seq {
+                        out[i] = d.clone();
+                    }
+                }
+                None => {
+                    pos.insert(key, out.len());
+                    out.push(d.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stemming_joins_word_forms() {
+        let s = |w: &str| stem(w);
+        assert_eq!(s("generate"), s("generated"));
+        assert_eq!(s("generate"), s("generation"));
+        assert_eq!(s("generate"), s("generating"));
+        assert_eq!(s("image"), s("images"));
+        assert_eq!(s("thumbnail"), s("thumbnails"));
+        assert_eq!(s("resize"), s("resizing"));
+        assert_eq!(s("publish"), s("publishing"));
+        assert_eq!(s("word"), s("words"));
+        assert_eq!(s("png"), "png");
+        assert_eq!(s("status"), "status");
+    }
+
+    #[test]
+    fn terms_drop_stop_words_and_case() {
+        let t: Vec<String> = terms("Generate an IMAGE of the sea, please!").collect();
+        assert_eq!(t, vec![stem("generate"), stem("image"), stem("sea")]);
+    }
+}

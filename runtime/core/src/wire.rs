@@ -1,0 +1,329 @@
+//! Wire messages between peers.
+//!
+//! Peers talk over QUIC (see `errand-net`). Every exchange is one request
+//! and one response on a fresh bidirectional stream; each message is one
+//! length-prefixed frame holding a [`Request`] or [`Response`], encoded like
+//! every Errand object (type tag, format version, canonical postcard, bounds
+//! checked before allocating; see [`crate::signed`]).
+//!
+//! ## Message flows
+//!
+//! **Publishing** (publisher → registry):
+//!
+//! ```text
+//! Publish([signed descriptor, …])  →  Published([outcome per descriptor])
+//! ```
+//! The registry checks each signature, freshness and sequence number, and
+//! answers per descriptor: accepted, stale, expired, withdrawn, over quota,
+//! or invalid. Publishers refresh before the TTL runs out and republish at
+//! once, with a higher `seq`, when a capability changes or goes away.
+//!
+//! **Discovery** (requester → registry):
+//!
+//! ```text
+//! Query{intent, constraints, limit}  →  Candidates([signed descriptor, …])
+//! ```
+//! Candidates are full signed descriptors, best first, so the requester
+//! verifies each itself and trusts the registry for nothing but recall.
+//!
+//! **Invocation** (requester → executor):
+//!
+//! ```text
+//! Invoke{request id, capability, input, context, fuel}  →  Invoked{output, receipt, trace?}
+//! ```
+//! The executor runs the capability, stores the receipt durably, then
+//! answers. The requester checks that the receipt is signed by the peer it
+//! dialled and binds its nonce, the component digest it expected, the input
+//! it sent and the output it got.
+//!
+//! **Action shipping** (requester → executor, if the executor's policy
+//! allows it for this requester):
+//!
+//! ```text
+//! Invoke{target: Component{digest, no bytes}, …}  →  Error(NeedComponent)   // only if not held
+//! Invoke{target: Component{digest, bytes}, …}     →  Invoked{…}
+//! ```
+//!
+//! **Auditing and canaries**:
+//!
+//! ```text
+//! GetReceipt(request id)  →  Receipt(signed receipt, if stored)
+//! FetchPackage(digest)    →  Package(tool package, if hosted)
+//! Status                  →  Status(report)            // the node's own key only
+//! Ping                    →  Pong
+//! ```
+//!
+//! Any request may instead get `Error{code, message}`. A peer that sends a
+//! frame that does not decode, or one over the size limit, gets a
+//! `BadRequest`/`TooLarge` error and is disconnected.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bounded::{BBytes, BString, BVec};
+use crate::descriptor::{MediaType, Name, SignedDescriptor, Tiers, Version};
+use crate::digest::Digest;
+use crate::evidence::{MAX_BLOB_BYTES, MAX_TRACE_EVENTS, TraceEvent};
+use crate::identity::PeerId;
+use crate::package::Package;
+use crate::receipt::{InvocationContext, RequestId, SignedReceipt};
+use crate::signed::{Invalid, Kind, Object};
+
+/// Most descriptors in one `Publish`.
+pub const MAX_PUBLISH_BATCH: usize = 512;
+/// Most candidates in one answer.
+pub const MAX_CANDIDATES: usize = 100;
+
+/// What a requester is looking for (see [`crate::discovery`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Query {
+    /// Free text: what the requester wants done.
+    pub intent: BString<512>,
+    /// Only capabilities declaring at most this latency.
+    pub max_latency_ms: Option<u32>,
+    /// Only capabilities declaring at most this cost.
+    pub max_cost: Option<u32>,
+    /// Tiers the capability must support.
+    pub tiers: Tiers,
+    /// Required input media type (parameters ignored).
+    pub input: Option<MediaType>,
+    /// Required output media type (parameters ignored).
+    pub output: Option<MediaType>,
+    /// Exact capability name.
+    pub name: Option<Name>,
+    /// A version the capability must be compatible with: same major
+    /// version, and at least this one.
+    pub version: Option<Version>,
+    /// Only this publisher's capabilities.
+    pub publisher: Option<PeerId>,
+    /// Most candidates wanted (1..=100).
+    pub limit: u16,
+}
+
+/// Which code an invocation runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    /// A capability the executor hosts and publishes.
+    Capability {
+        /// Its name.
+        name: Name,
+        /// Its version, if the requester cares.
+        version: Option<Version>,
+    },
+    /// A component shipped by the requester (action shipping).
+    Component {
+        /// The component's digest.
+        digest: Digest,
+        /// The bytes, sent only when the executor does not hold them.
+        bytes: Option<BBytes<MAX_BLOB_BYTES>>,
+    },
+}
+
+/// An invocation request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvokeRequest {
+    /// The requester's nonce; must be fresh.
+    pub request_id: RequestId,
+    /// What to run.
+    pub target: Target,
+    /// The input.
+    pub input: BBytes<MAX_BLOB_BYTES>,
+    /// The time and parameters the tool sees.
+    pub context: InvocationContext,
+    /// Fuel asked for; the executor caps it by policy.
+    pub fuel: Option<u64>,
+    /// Whether to return the full trace.
+    pub want_trace: bool,
+}
+
+/// An invocation's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvokeResponse {
+    /// The output (empty unless the receipt's outcome is ok).
+    pub output: BBytes<MAX_BLOB_BYTES>,
+    /// The executor's signed receipt.
+    pub receipt: SignedReceipt,
+    /// The trace, when asked for.
+    pub trace: Option<BVec<TraceEvent, MAX_TRACE_EVENTS>>,
+}
+
+/// A registry's verdict on one published descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PublishOutcome {
+    /// Indexed.
+    Accepted,
+    /// A tombstone: the entry was removed.
+    Withdrawn,
+    /// The registry holds this or a newer sequence number.
+    Stale {
+        /// The sequence number held.
+        held: u64,
+    },
+    /// Past its TTL, or issued in the future.
+    Expired,
+    /// The signature does not verify.
+    BadSignature,
+    /// The publisher is over its count or rate quota.
+    OverQuota(BString<128>),
+    /// The registry is full.
+    Full,
+}
+
+/// Error classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The request is malformed or inconsistent.
+    BadRequest,
+    /// A frame or field is over the size limit.
+    TooLarge,
+    /// No such capability, receipt or package.
+    NotFound,
+    /// Action shipping: send the component's bytes.
+    NeedComponent,
+    /// Policy forbids it (action shipping, status).
+    Forbidden,
+    /// At a concurrency limit; retry later.
+    Busy,
+    /// This node does not serve that role (e.g. not a registry).
+    Unsupported,
+    /// A nonce was reused.
+    Replay,
+    /// Something failed on the node.
+    Internal,
+}
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    /// The class.
+    pub code: ErrorCode,
+    /// What went wrong.
+    pub message: BString<1024>,
+}
+
+impl WireError {
+    /// An error of class `code`.
+    pub fn new(code: ErrorCode, message: impl std::fmt::Display) -> WireError {
+        WireError {
+            code,
+            message: BString::truncate_from(&message.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+/// A hosted capability, in a status report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostedCapability {
+    /// Name.
+    pub name: Name,
+    /// Version.
+    pub version: Version,
+    /// Component digest.
+    pub component: Digest,
+    /// Current descriptor sequence number.
+    pub seq: u64,
+    /// Measured latency (EWMA), if any run happened.
+    pub measured_latency_ms: Option<u32>,
+}
+
+/// A node's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The node.
+    pub peer: PeerId,
+    /// Its Errand version.
+    pub version: BString<32>,
+    /// Milliseconds since it started.
+    pub uptime_ms: u64,
+    /// Peers with an open connection.
+    pub peers: BVec<PeerId, 4096>,
+    /// What it hosts.
+    pub capabilities: BVec<HostedCapability, 4096>,
+    /// Live registry entries, if it is a registry.
+    pub registry_entries: Option<u64>,
+    /// Receipts in its durable store.
+    pub receipts_stored: u64,
+    /// Invocations served since start.
+    pub invocations_served: u64,
+}
+
+/// A request (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Liveness.
+    Ping,
+    /// Publish descriptors to a registry.
+    Publish(BVec<SignedDescriptor, MAX_PUBLISH_BATCH>),
+    /// Ask a registry for candidates.
+    Query(Query),
+    /// Run something.
+    Invoke(Box<InvokeRequest>),
+    /// Fetch a stored receipt.
+    GetReceipt(RequestId),
+    /// Fetch a hosted tool package by component digest.
+    FetchPackage(Digest),
+    /// The node's status (its own key only).
+    Status,
+}
+
+/// A response (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Liveness.
+    Pong,
+    /// Per-descriptor outcomes, in order.
+    Published(BVec<PublishOutcome, MAX_PUBLISH_BATCH>),
+    /// Candidates, best first.
+    Candidates(BVec<SignedDescriptor, MAX_CANDIDATES>),
+    /// An invocation's result.
+    Invoked(Box<InvokeResponse>),
+    /// A stored receipt, if any.
+    Receipt(Option<Box<SignedReceipt>>),
+    /// A hosted package, if any.
+    Package(Option<Box<Package>>),
+    /// Status.
+    Status(Box<StatusReport>),
+    /// An error.
+    Error(WireError),
+}
+
+impl Object for Request {
+    const KIND: Kind = Kind::Request;
+    const VERSION: u8 = 1;
+
+    fn validate(&self) -> Result<(), Invalid> {
+        match self {
+            Request::Query(q) if q.limit == 0 || usize::from(q.limit) > MAX_CANDIDATES => {
+                Err(Invalid::new(
+                    "query.limit",
+                    format!("is {}, must be 1..={MAX_CANDIDATES}", q.limit),
+                ))
+            }
+            Request::Invoke(inv) => match &inv.target {
+                Target::Component {
+                    digest,
+                    bytes: Some(b),
+                } if Digest::of(b) != *digest => Err(Invalid::new(
+                    "target.bytes",
+                    "do not match the target digest",
+                )),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Object for Response {
+    const KIND: Kind = Kind::Response;
+    const VERSION: u8 = 1;
+
+    fn validate(&self) -> Result<(), Invalid> {
+        Ok(())
+    }
+}

@@ -1,0 +1,468 @@
+//! Connectivity and discovery benchmarks, side by side in one run:
+//!
+//! 1. Remote invocation of a trivial tool over an established connection,
+//!    against a raw quinn request/response of the same sizes (same TLS) plus
+//!    the local invocation cost; and throughput with 64 requests in flight.
+//! 2. A registry node process with 100,000 descriptors: ingest over the
+//!    network, query latency over the network, resident memory.
+//! 3. Resident memory of idle nodes.
+//!
+//! `cargo bench -p errand --bench network`
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use errand::client::Client;
+use errand::config::{NodeConfig, PeerAddr};
+use errand::node::Node;
+use errand::store::Store;
+use errand_core::bounded::{BBytes, BString, BVec};
+use errand_core::descriptor::SignedDescriptor;
+use errand_core::receipt::{InvocationContext, RequestId};
+use errand_core::wire::{InvokeRequest, Query, Request, Response, Target};
+use errand_core::{SecretKey, UnixMillis, signed, testing};
+use errand_host::{Host, Invocation, Limits, ReceiptInfo};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+
+fn key(n: u64) -> SecretKey {
+    SecretKey::from_seed(*errand_core::Digest::of(&n.to_le_bytes()).as_bytes())
+}
+
+fn now() -> UnixMillis {
+    errand::node::now()
+}
+
+fn invoke_request(id: u128, input: &[u8]) -> InvokeRequest {
+    InvokeRequest {
+        request_id: RequestId(id.to_le_bytes()),
+        target: Target::Capability {
+            name: BString::new("text-stats").unwrap(),
+            version: None,
+        },
+        input: BBytes::new(input.to_vec()).unwrap(),
+        context: InvocationContext::default(),
+        fuel: None,
+        want_trace: false,
+    }
+}
+
+/// A raw quinn server answering every stream with `reply_len` bytes.
+async fn echo_server(k: &SecretKey, reply_len: usize) -> SocketAddr {
+    let cfg = quinn::ServerConfig::with_crypto(Arc::new(
+        QuicServerConfig::try_from(errand_net::tls::server_config(k).unwrap()).unwrap(),
+    ));
+    let ep = quinn::Endpoint::server(cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = ep.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Some(inc) = ep.accept().await {
+            tokio::spawn(async move {
+                let conn = inc.await.unwrap();
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        let req = recv.read_to_end(1 << 24).await.unwrap();
+                        std::hint::black_box(req);
+                        send.write_all(&vec![7u8; reply_len]).await.unwrap();
+                        send.finish().unwrap();
+                    });
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn echo_client(k: &SecretKey, server: &SecretKey, addr: SocketAddr) -> quinn::Connection {
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+        QuicClientConfig::try_from(errand_net::tls::client_config(k, server.peer_id()).unwrap())
+            .unwrap(),
+    )));
+    ep.connect(addr, "errand.invalid").unwrap().await.unwrap()
+}
+
+async fn echo_call(conn: &quinn::Connection, payload: &[u8]) -> usize {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(payload).await.unwrap();
+    send.finish().unwrap();
+    recv.read_to_end(1 << 24).await.unwrap().len()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Starts the real `errand node` binary in `dir` and returns it with its address.
+fn spawn_node(dir: &std::path::Path) -> (std::process::Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_errand"))
+        .args(["node", "--config", "node.toml"])
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let (_, addr) = errand::node::parse_ready_line(&line).unwrap();
+    (child, addr)
+}
+
+fn node_dir(extra: &str, tools: &[&str]) -> (tempfile::TempDir, SecretKey) {
+    let dir = tempfile::tempdir().unwrap();
+    let k = SecretKey::from_seed(
+        *errand_core::Digest::of(dir.path().to_str().unwrap().as_bytes()).as_bytes(),
+    );
+    errand::keystore::save(&k, &dir.path().join("key"), false).unwrap();
+    let mut cfg = "key = \"key\"\nlisten = \"127.0.0.1:0\"\nstorage = \"data\"\n".to_owned();
+    if !tools.is_empty() {
+        let packages = dir.path().join("packages");
+        std::fs::create_dir_all(&packages).unwrap();
+        let host = Host::new().unwrap();
+        for t in tools {
+            let tool = errand_example_tools::get(t).unwrap();
+            let work = tempfile::tempdir().unwrap();
+            std::fs::write(work.path().join("capability.toml"), tool.manifest).unwrap();
+            std::fs::write(work.path().join("c.wasm"), tool.component).unwrap();
+            let r = errand::packaging::pack(
+                &host,
+                &work.path().join("capability.toml"),
+                Some(&work.path().join("c.wasm")),
+                &k,
+                now(),
+            )
+            .unwrap();
+            std::fs::write(
+                packages.join(format!("{t}.errand")),
+                signed::encode(&r.package).unwrap(),
+            )
+            .unwrap();
+        }
+        cfg.push_str("packages = \"packages\"\n");
+    }
+    cfg.push_str(extra);
+    std::fs::write(dir.path().join("node.toml"), cfg).unwrap();
+    (dir, k)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // ------------------------------------------------ remote invocation
+    let (dir, node_key) = node_dir(
+        "[limits]\nmax_concurrent_invocations = 16\n",
+        &["text-stats"],
+    );
+    let node = rt
+        .block_on(Node::start(
+            NodeConfig::load(&dir.path().join("node.toml")).unwrap(),
+        ))
+        .unwrap();
+    let target = PeerAddr {
+        peer: node.peer_id(),
+        addr: node.local_addr(),
+    };
+    let client = rt.block_on(async { Client::new(key(7)).unwrap() });
+    let input = b"hi".to_vec();
+    let mut next_id: u128 = 1;
+    let first = rt
+        .block_on(client.invoke(target, None, invoke_request(0, &input)))
+        .unwrap();
+    let req_len = signed::encode(&Request::Invoke(Box::new(invoke_request(0, &input))))
+        .unwrap()
+        .len()
+        + 4;
+    let resp_len = signed::encode(&Response::Invoked(Box::new(first.response.clone())))
+        .unwrap()
+        .len()
+        + 4;
+
+    let echo_addr = rt.block_on(echo_server(&node_key, resp_len));
+    let echo_conn = rt.block_on(echo_client(&key(8), &node_key, echo_addr));
+    let req_payload = vec![1u8; req_len];
+
+    // Local invocation cost: the same component, host, receipt signing.
+    let host = Host::new().unwrap();
+    let prepared = host.prepare(errand_example_tools::TEXT_STATS).unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = Store::open(store_dir.path()).unwrap();
+    let mut local_id: u128 = 1 << 100;
+    let mut local = |durable: bool| {
+        local_id += 1;
+        let inv = Invocation {
+            input: &input,
+            request_id: RequestId(local_id.to_le_bytes()),
+            context: InvocationContext::default(),
+            limits: Limits::default(),
+            keep_trace: false,
+        };
+        let exec = host.run(&prepared, &inv).unwrap();
+        let r = host
+            .sign_receipt(
+                &ReceiptInfo {
+                    executor: &node_key,
+                    requester: key(7).peer_id(),
+                    request_id: inv.request_id,
+                    capability: None,
+                    component: prepared.digest(),
+                    context: inv.context.clone(),
+                    limits: inv.limits,
+                },
+                &exec,
+            )
+            .unwrap();
+        if durable {
+            rt.block_on(store.put_receipt(&r)).unwrap();
+        }
+        std::hint::black_box(r);
+    };
+    let mut remote = || {
+        next_id += 1;
+        rt.block_on(client.invoke(target, None, invoke_request(next_id, &input)))
+            .unwrap();
+    };
+    let mut echo = || {
+        rt.block_on(echo_call(&echo_conn, &req_payload));
+    };
+    let mut local_plain = || local(false);
+    // Reborrow `local` for the second closure through a RefCell-free split:
+    // durable runs go through the same closure with a flag.
+    let times = benchkit::interleaved(30, 40, &mut [&mut remote, &mut echo, &mut local_plain]);
+    let (remote_t, echo_t, local_t) = (&times[0], &times[1], &times[2]);
+    let mut local_d = Vec::new();
+    {
+        let mut durable = || local(true);
+        for _ in 0..30 {
+            let t = Instant::now();
+            for _ in 0..40 {
+                durable();
+            }
+            local_d.push(t.elapsed().as_nanos() as f64 / 40.0);
+        }
+    }
+    let ratios: Vec<f64> = (0..remote_t.len())
+        .map(|i| remote_t[i] / (echo_t[i] + local_t[i]))
+        .collect();
+    let ratios_d: Vec<f64> = (0..remote_t.len())
+        .map(|i| remote_t[i] / (echo_t[i] + local_d[i.min(local_d.len() - 1)]))
+        .collect();
+    println!(
+        "## Remote invocation vs the floor (text-stats on {:?}, request {req_len} B, response {resp_len} B)\n",
+        "hi"
+    );
+    println!("| what | p50 per call |\n|---|---|");
+    println!(
+        "| raw quinn request/response, same sizes, same TLS | {} |",
+        benchkit::fmt_ns(benchkit::median(echo_t))
+    );
+    println!(
+        "| local invocation (instantiate, invoke, trace, sign) | {} |",
+        benchkit::fmt_ns(benchkit::median(local_t))
+    );
+    println!(
+        "| local invocation + durable receipt (redb, fsync) | {} |",
+        benchkit::fmt_ns(benchkit::median(&local_d))
+    );
+    println!(
+        "| **errand remote invocation** (verified receipt, durable store) | {} |",
+        benchkit::fmt_ns(benchkit::median(remote_t))
+    );
+    println!(
+        "\nremote / (echo + local) = {:.2} (p10 {:.2}, p90 {:.2}); remote / (echo + local + durable store) = {:.2} (target <= 1.5)",
+        benchkit::median(&ratios),
+        benchkit::quantile(&ratios, 0.1),
+        benchkit::quantile(&ratios, 0.9),
+        benchkit::median(&ratios_d),
+    );
+
+    // Throughput with 64 requests in flight.
+    let run_concurrent = |n_tasks: usize, per_task: usize, echo_mode: bool| -> f64 {
+        let t0 = Instant::now();
+        rt.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            for t in 0..n_tasks {
+                let client = client.clone();
+                let conn = echo_conn.clone();
+                let payload = req_payload.clone();
+                let input = input.clone();
+                set.spawn(async move {
+                    for i in 0..per_task {
+                        if echo_mode {
+                            echo_call(&conn, &payload).await;
+                        } else {
+                            let id = (1u128 << 64)
+                                + (t as u128) * 1_000_000
+                                + i as u128
+                                + (rand_salt() << 80);
+                            client
+                                .invoke(target, None, invoke_request(id, &input))
+                                .await
+                                .unwrap();
+                        }
+                    }
+                });
+            }
+            while set.join_next().await.is_some() {}
+        });
+        (n_tasks * per_task) as f64 / t0.elapsed().as_secs_f64()
+    };
+    let echo_tp = run_concurrent(64, 50, true);
+    let invoke_tp = run_concurrent(64, 25, false);
+    let seq_tp = 1e9 / benchkit::median(remote_t);
+    println!(
+        "\n## Throughput with 64 requests in flight (one connection, node with 16 invocation slots, 2 cores)\n"
+    );
+    println!("| what | requests/s |\n|---|---|");
+    println!("| raw quinn request/response | {echo_tp:.0} |");
+    println!("| errand remote invocation, one at a time | {seq_tp:.0} |");
+    println!("| **errand remote invocation, 64 in flight** | {invoke_tp:.0} |");
+    println!(
+        "\nconcurrency speed-up {:.2}x over one at a time",
+        invoke_tp / seq_tp
+    );
+    rt.block_on(node.shutdown());
+
+    // ------------------------------------------------ memory: idle nodes
+    let (bare_dir, _) = node_dir("", &[]);
+    let (mut bare, _) = spawn_node(bare_dir.path());
+    let (tools_dir, _) = node_dir(
+        "",
+        &["imagegen", "publish", "thumbnail", "markdown", "text-stats"],
+    );
+    let (mut tools, _) = spawn_node(tools_dir.path());
+    std::thread::sleep(Duration::from_secs(2));
+    let (bare_rss, tools_rss) = (rss_kib(bare.id()), rss_kib(tools.id()));
+    let _ = bare.kill();
+    let _ = tools.kill();
+
+    // ------------------------------------------------ registry with 100,000 descriptors
+    let (reg_dir, reg_key) = node_dir("[registry]\n", &[]);
+    let (mut reg, reg_addr) = spawn_node(reg_dir.path());
+    let reg_target = PeerAddr {
+        peer: reg_key.peer_id(),
+        addr: reg_addr,
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let reg_empty = rss_kib(reg.id());
+    const N: usize = 100_000;
+    const PER_PUBLISHER: usize = 100;
+    let issued = now();
+    let publishers: Vec<SecretKey> = (0..(N / PER_PUBLISHER) as u64)
+        .map(|i| key(1_000 + i))
+        .collect();
+    let batches: Vec<Vec<SignedDescriptor>> = publishers
+        .iter()
+        .map(|k| {
+            (0..PER_PUBLISHER)
+                .map(|j| {
+                    let mut d = testing::descriptor(k);
+                    d.name = BString::new(format!("cap-{j}")).unwrap();
+                    d.description = BString::new(format!(
+                        "capability {j} of its publisher: {}",
+                        [
+                            "renders images",
+                            "translates text",
+                            "counts words",
+                            "resizes pictures",
+                            "publishes posts"
+                        ][j % 5]
+                    ))
+                    .unwrap();
+                    d.issued_at = issued;
+                    d.ttl_ms = 3_600_000;
+                    SignedDescriptor::sign(d, k).unwrap()
+                })
+                .collect()
+        })
+        .collect();
+    let t0 = Instant::now();
+    rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, b) in batches.into_iter().enumerate() {
+            let client = client.clone();
+            set.spawn(async move {
+                let r = client
+                    .request(reg_target, &Request::Publish(BVec::new(b).unwrap()))
+                    .await
+                    .unwrap();
+                assert!(matches!(r, Response::Published(_)), "{r:?}");
+                i
+            });
+            if set.len() >= 8 {
+                set.join_next().await;
+            }
+        }
+        while set.join_next().await.is_some() {}
+    });
+    let ingest = N as f64 / t0.elapsed().as_secs_f64();
+    let mut lat = Vec::new();
+    let queries = [
+        "render an image",
+        "translate my text",
+        "count words",
+        "resize a picture",
+        "publish a post",
+    ];
+    for round in 0..40 {
+        let q = Query::intent(queries[round % queries.len()], 10);
+        let t = Instant::now();
+        let f = rt.block_on(client.find(&[reg_target], &q, now())).unwrap();
+        lat.push(t.elapsed().as_nanos() as f64);
+        assert_eq!(f.candidates.len(), 10);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let reg_full = rss_kib(reg.id());
+    let _ = reg.kill();
+
+    println!("\n## Registry node with {N} descriptors (real process, over QUIC)\n");
+    println!("| what | figure |\n|---|---|");
+    println!(
+        "| ingest, {PER_PUBLISHER} per publish message, 8 in flight | {ingest:.0} descriptors/s |"
+    );
+    println!(
+        "| query over the network, p50 (incl. round trip) | {} |",
+        benchkit::fmt_ns(benchkit::median(&lat))
+    );
+    println!(
+        "| RSS, empty registry | {:.1} MiB |",
+        reg_empty as f64 / 1024.0
+    );
+    println!(
+        "| RSS, {N} descriptors | {:.1} MiB ({:.0} bytes per descriptor) |",
+        reg_full as f64 / 1024.0,
+        (reg_full - reg_empty) as f64 * 1024.0 / N as f64
+    );
+    println!("\n## Idle node memory (real process)\n");
+    println!("| node | RSS |\n|---|---|");
+    println!(
+        "| bare node (no packages, not a registry) | {:.1} MiB |",
+        bare_rss as f64 / 1024.0
+    );
+    println!(
+        "| node hosting the 5 example tools (compiled) | {:.1} MiB |",
+        tools_rss as f64 / 1024.0
+    );
+    drop((dir, bare_dir, tools_dir, reg_dir, store_dir));
+}
+
+fn rand_salt() -> u128 {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    u64::from_le_bytes(b) as u128
+}

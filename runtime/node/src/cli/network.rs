@@ -1,0 +1,609 @@
+//! `errand node`, `errand find`, `errand invoke` and `errand status`.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use errand::client::{Client, ClientError};
+use errand::config::{NodeConfig, PeerAddr};
+use errand::node::Node;
+use errand_core::bounded::{BBytes, BString};
+use errand_core::descriptor::{SignedDescriptor, Tiers};
+use errand_core::receipt::{InvocationContext, Outcome};
+use errand_core::signed;
+use errand_core::wire::{InvokeRequest, Query, Target};
+use errand_host::Embed;
+
+use super::keys;
+use super::tools::{now, random_request_id, read_input};
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Arguments of `errand node`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node configuration.
+    #[arg(long, short, default_value = "node.toml")]
+    config: PathBuf,
+}
+
+pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let config = NodeConfig::load(&args.config)?;
+    runtime()?.block_on(async move {
+        let node = Node::start(config).await?;
+        println!("{}", errand::node::ready_line(&node));
+        std::io::stdout().flush()?;
+        wait_for_shutdown().await;
+        tracing::info!("shutting down: withdrawing descriptors");
+        node.shutdown().await;
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Where to find registries.
+#[derive(Debug, Args, Clone)]
+pub struct RegistryArgs {
+    /// A registry to ask, `PEERID@ADDR` (repeatable; also $ERRAND_REGISTRIES, comma-separated).
+    #[arg(long = "registry", value_name = "PEERID@ADDR")]
+    registries: Vec<PeerAddr>,
+    /// Use the registries listed in this node configuration.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    /// Every registry named by flags, environment and configuration.
+    pub fn resolve(&self) -> anyhow::Result<Vec<PeerAddr>> {
+        let mut out = self.registries.clone();
+        if let Ok(env) = std::env::var("ERRAND_REGISTRIES") {
+            for part in env.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                out.push(part.parse().context("in $ERRAND_REGISTRIES")?);
+            }
+        }
+        if let Some(c) = &self.config {
+            out.extend(NodeConfig::load(c)?.registries);
+        }
+        out.dedup();
+        Ok(out)
+    }
+}
+
+/// Constraints shared by `find` and `invoke --intent`.
+#[derive(Debug, Args, Clone)]
+pub struct Constraints {
+    /// Only capabilities declaring at most this latency, in ms.
+    #[arg(long)]
+    max_latency: Option<u32>,
+    /// Only capabilities declaring at most this cost.
+    #[arg(long)]
+    max_cost: Option<u32>,
+    /// Required verification tier: canary, receipts or replay (repeatable).
+    #[arg(long = "tier", value_parser = ["canary", "receipts", "replay"])]
+    tiers: Vec<String>,
+    /// Required input media type.
+    #[arg(long)]
+    input_type: Option<String>,
+    /// Required output media type.
+    #[arg(long)]
+    output_type: Option<String>,
+    /// Exact capability name.
+    #[arg(long)]
+    name: Option<String>,
+    /// A version the capability must be compatible with (same major, at least this).
+    #[arg(long, value_name = "VERSION")]
+    compatible: Option<errand_core::descriptor::Version>,
+}
+
+impl Constraints {
+    fn query(&self, intent: &str, limit: u16) -> anyhow::Result<Query> {
+        let mut q = Query::intent(intent, limit);
+        q.max_latency_ms = self.max_latency;
+        q.max_cost = self.max_cost;
+        q.tiers = Tiers {
+            canary: self.tiers.iter().any(|t| t == "canary"),
+            receipts: self.tiers.iter().any(|t| t == "receipts"),
+            replay: self.tiers.iter().any(|t| t == "replay"),
+        };
+        q.input = self.input_type.as_deref().map(BString::new).transpose()?;
+        q.output = self.output_type.as_deref().map(BString::new).transpose()?;
+        q.name = self.name.as_deref().map(BString::new).transpose()?;
+        q.version = self.compatible;
+        Ok(q)
+    }
+}
+
+/// Arguments of `errand find`.
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// What you want done, in words.
+    intent: String,
+    #[command(flatten)]
+    constraints: Constraints,
+    /// Most candidates to list.
+    #[arg(long, default_value_t = 10)]
+    limit: u16,
+    #[command(flatten)]
+    registries: RegistryArgs,
+    /// Your key (identifies you to registries).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn tiers_text(t: &Tiers) -> String {
+    let mut v = Vec::new();
+    if t.canary {
+        v.push("canary");
+    }
+    if t.receipts {
+        v.push("receipts");
+    }
+    if t.replay {
+        v.push("replay");
+    }
+    v.join(",")
+}
+
+pub fn find(args: FindArgs) -> anyhow::Result<ExitCode> {
+    if !(1..=100).contains(&args.limit) {
+        bail!("--limit must be 1..=100");
+    }
+    let registries = args.registries.resolve()?;
+    let query = args.constraints.query(&args.intent, args.limit)?;
+    let key = keys::load_key(args.key.clone())?;
+    let found = runtime()?.block_on(async {
+        let c = Client::new(key)?;
+        let found = c.find(&registries, &query, now()).await;
+        c.close().await;
+        found
+    })?;
+    if args.json {
+        let json = serde_json::json!({
+            "intent": args.intent,
+            "elapsed_ms": found.elapsed.as_secs_f64() * 1e3,
+            "registries": registries.len(),
+            "failures": found.failures.iter().map(|(r, e)| serde_json::json!({"registry": r.to_string(), "error": e})).collect::<Vec<_>>(),
+            "rejected": found.rejected,
+            "candidates": found.candidates.iter().map(|d| d.to_json()).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (r, e) in &found.failures {
+        eprintln!("warning: registry {r} failed: {e}");
+    }
+    if found.candidates.is_empty() {
+        println!(
+            "no capability matches {:?} ({:.1} ms)",
+            args.intent,
+            found.elapsed.as_secs_f64() * 1e3
+        );
+        return Ok(ExitCode::from(1));
+    }
+    println!(
+        "{:>2}  {:<14} {:<8} {:<12} {:>7} {:>5}  {:<22} ADDRESS",
+        "#", "NAME", "VERSION", "PUBLISHER", "LAT ms", "COST", "TIERS"
+    );
+    for (i, d) in found.candidates.iter().enumerate() {
+        let b = d.body();
+        println!(
+            "{:>2}  {:<14} {:<8} {:<12} {:>7} {:>5}  {:<22} {}",
+            i + 1,
+            b.name.as_str(),
+            b.version.to_string(),
+            b.publisher.short(),
+            b.qos.latency_ms,
+            b.qos.cost,
+            tiers_text(&b.tiers),
+            b.addrs.first().map(|a| a.to_string()).unwrap_or_default(),
+        );
+    }
+    println!(
+        "{} candidates from {} registries in {:.1} ms",
+        found.candidates.len(),
+        registries.len() - found.failures.len(),
+        found.elapsed.as_secs_f64() * 1e3
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `errand invoke`.
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// The executor: PEERID (looked up in the registries) or PEERID@ADDR.
+    #[arg(required_unless_present = "intent", conflicts_with = "intent")]
+    target: Option<String>,
+    /// Discover the executor by intent instead.
+    #[arg(long)]
+    intent: Option<String>,
+    /// The capability to run on the executor (needed with PEERID@ADDR, or
+    /// when the executor hosts several).
+    #[arg(long)]
+    capability: Option<String>,
+    /// Action shipping: run this component (or package) on the executor
+    /// instead of a hosted capability (the executor's policy must allow you).
+    #[arg(long, value_name = "COMPONENT", conflicts_with_all = ["intent", "capability"])]
+    ship: Option<PathBuf>,
+    /// The input file (`-` for stdin).
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write the output [default: stdout].
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Where to write the evidence [default: CAPABILITY.evidence].
+    #[arg(long)]
+    evidence: Option<PathBuf>,
+    /// A request parameter, `key=value` (repeatable).
+    #[arg(long = "param", short = 'p')]
+    params: Vec<String>,
+    /// Fuel to ask for (the executor caps it).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Ask for the full trace and keep it in the evidence.
+    #[arg(long)]
+    trace: bool,
+    #[command(flatten)]
+    constraints: Constraints,
+    #[command(flatten)]
+    registries: RegistryArgs,
+    /// Your key (the requester's identity).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Print a JSON summary on stdout (the output must then go to --output).
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_params(list: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    list.iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("parameter {p:?} must be key=value"))
+        })
+        .collect()
+}
+
+pub fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {
+    if args.json && args.output.is_none() {
+        bail!("--json prints a summary on stdout, so give the output a file with --output");
+    }
+    let key = keys::load_key(args.key.clone())?;
+    let input = read_input(&args.input, 64 << 20)?;
+    let params = parse_params(&args.params)?;
+    runtime()?.block_on(async move {
+        let client = Client::new(key)?;
+        let result = invoke_async(args, client.clone(), input, params).await;
+        client.close().await;
+        result
+    })
+}
+
+async fn invoke_async(
+    args: InvokeArgs,
+    client: Client,
+    input: Vec<u8>,
+    params: Vec<(String, String)>,
+) -> anyhow::Result<ExitCode> {
+    let now = now();
+    if let Some(path) = &args.ship {
+        let Some(target) = args.target.as_deref().filter(|t| t.contains('@')) else {
+            bail!("--ship needs the executor as PEERID@ADDR");
+        };
+        let to: PeerAddr = target.parse()?;
+        let tool = errand::packaging::load_tool(path)?;
+        let req = InvokeRequest {
+            request_id: random_request_id()?,
+            target: Target::Component {
+                digest: errand_core::Digest::of(&tool.component),
+                bytes: None,
+            },
+            input: BBytes::new(input.clone())?,
+            context: InvocationContext::from_pairs(now, &params)
+                .map_err(|e| anyhow::anyhow!("--param: {e}"))?,
+            fuel: args.fuel,
+            want_trace: args.trace,
+        };
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "shipped".into());
+        let done = client.ship(to, &tool.component, req).await?;
+        return finish(&args, &input, &name, to, 0.0, done);
+    }
+    // Who to ask, and which descriptor promised what.
+    let mut constraints = args.constraints.clone();
+    if let Some(c) = &args.capability {
+        constraints.name = Some(c.clone());
+    }
+    let mut discovery_ms = 0.0;
+    let (targets, descriptors): (Vec<PeerAddr>, Vec<Option<SignedDescriptor>>) =
+        match (&args.intent, &args.target) {
+            (Some(intent), _) => {
+                let registries = args.registries.resolve()?;
+                let found = client
+                    .find(&registries, &constraints.query(intent, 5)?, now)
+                    .await?;
+                discovery_ms = found.elapsed.as_secs_f64() * 1e3;
+                if found.candidates.is_empty() {
+                    bail!("no capability matches {intent:?}");
+                }
+                let mut t = Vec::new();
+                let mut d = Vec::new();
+                for c in found.candidates {
+                    if let Ok(a) = Client::address_of(&c) {
+                        t.push(a);
+                        d.push(Some(c));
+                    }
+                }
+                (t, d)
+            }
+            (None, Some(target)) if target.contains('@') => {
+                let pa: PeerAddr = target.parse()?;
+                let Some(name) = &args.capability else {
+                    bail!("with PEERID@ADDR, name the capability with --capability NAME");
+                };
+                // The descriptor (for the promised component) if a registry has it.
+                let registries = args.registries.resolve().unwrap_or_default();
+                let mut q = constraints.query("", 1)?;
+                q.publisher = Some(pa.peer);
+                q.name = Some(BString::new(name.as_str())?);
+                let d = if registries.is_empty() {
+                    None
+                } else {
+                    client
+                        .find(&registries, &q, now)
+                        .await
+                        .ok()
+                        .and_then(|f| f.candidates.into_iter().next())
+                };
+                (vec![pa], vec![d])
+            }
+            (None, Some(target)) => {
+                let peer: errand_core::PeerId = target.parse()?;
+                let registries = args.registries.resolve()?;
+                let mut q = constraints.query("", 100)?;
+                q.publisher = Some(peer);
+                let found = client.find(&registries, &q, now).await?;
+                discovery_ms = found.elapsed.as_secs_f64() * 1e3;
+                match found.candidates.len() {
+                    0 => bail!("no registry lists a capability from {peer}"),
+                    1 => {}
+                    _ => bail!(
+                        "{peer} hosts several capabilities ({}); pick one with --capability NAME",
+                        found
+                            .candidates
+                            .iter()
+                            .map(|d| d.body().name.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+                let d = found.candidates.into_iter().next();
+                let a = Client::address_of(d.as_ref().context("no candidate")?)?;
+                (vec![a], vec![d])
+            }
+            (None, None) => bail!("give a target PEERID or --intent"),
+        };
+
+    let mut last_err = None;
+    for (to, descriptor) in targets.into_iter().zip(descriptors).take(3) {
+        let name = descriptor
+            .as_ref()
+            .map(|d| d.body().name.to_string())
+            .or(args.capability.clone())
+            .unwrap_or_default();
+        let req = InvokeRequest {
+            request_id: random_request_id()?,
+            target: Target::Capability {
+                name: BString::new(name.as_str())?,
+                version: descriptor.as_ref().map(|d| d.body().version),
+            },
+            input: BBytes::new(input.clone())?,
+            context: InvocationContext::from_pairs(now, &params)
+                .map_err(|e| anyhow::anyhow!("--param: {e}"))?,
+            fuel: args.fuel,
+            want_trace: args.trace,
+        };
+        let component = descriptor.as_ref().and_then(|d| d.body().component);
+        match client.invoke(to, component, req).await {
+            Ok(done) => return finish(&args, &input, &name, to, discovery_ms, done),
+            Err(
+                e
+                @ (ClientError::Receipt { .. } | ClientError::Remote { .. } | ClientError::Net(_)),
+            ) => {
+                eprintln!("warning: {to} failed: {e}");
+                last_err = Some(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last_err
+        .map(anyhow::Error::from)
+        .unwrap_or_else(|| anyhow::anyhow!("no candidate could be invoked")))
+}
+
+fn finish(
+    args: &InvokeArgs,
+    input: &[u8],
+    name: &str,
+    to: PeerAddr,
+    discovery_ms: f64,
+    done: errand::client::Invoked,
+) -> anyhow::Result<ExitCode> {
+    let r = &done.response;
+    let body = r.receipt.body();
+    let evidence_path = args
+        .evidence
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{name}.evidence")));
+    let trace: Option<Vec<_>> = r.trace.as_ref().map(|t| t.as_slice().to_vec());
+    let ev = errand_host::evidence(
+        r.receipt.clone(),
+        Embed {
+            input: Some(input),
+            output: Some(&r.output),
+            trace: trace.as_deref(),
+            component: None,
+        },
+    );
+    errand::files::write_atomic(&evidence_path, &signed::encode(&ev)?)
+        .with_context(|| format!("writing {}", evidence_path.display()))?;
+    match &args.output {
+        Some(p) => errand::files::write_atomic(p, &r.output)
+            .with_context(|| format!("writing {}", p.display()))?,
+        None => std::io::stdout().write_all(&r.output)?,
+    }
+    eprintln!(
+        "{name} on {}: {} · fuel {} · {:.1} ms{} · receipt verified (executor, nonce, component, input, output) · evidence {}",
+        to,
+        body.outcome,
+        body.fuel_consumed,
+        done.elapsed.as_secs_f64() * 1e3,
+        if discovery_ms > 0.0 {
+            format!(" (+{discovery_ms:.1} ms discovery)")
+        } else {
+            String::new()
+        },
+        evidence_path.display()
+    );
+    if args.json {
+        let json = serde_json::json!({
+            "executor": to.to_string(),
+            "capability": name,
+            "outcome": body.outcome.to_string(),
+            "fuel_consumed": body.fuel_consumed,
+            "elapsed_ms": done.elapsed.as_secs_f64() * 1e3,
+            "discovery_ms": discovery_ms,
+            "evidence": evidence_path.display().to_string(),
+            "receipt": r.receipt.to_json(),
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    }
+    Ok(if matches!(body.outcome, Outcome::Ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Arguments of `errand status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The node, `PEERID@ADDR` [default: the node of --config].
+    target: Option<PeerAddr>,
+    /// The node's configuration: its key and listen address.
+    #[arg(long, short, default_value = "node.toml")]
+    config: PathBuf,
+    /// The key to ask with (status answers only the node's own key).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let (target, key_path) = match args.target {
+        Some(t) => (t, args.key.clone()),
+        None => {
+            let c = NodeConfig::load(&args.config)?;
+            let key_path = args.key.clone().or(c.key.clone());
+            let key = keys::load_key(key_path.clone())?;
+            let mut addr = errand::node::recorded_addr(&c.storage).unwrap_or(c.listen);
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+            }
+            (
+                PeerAddr {
+                    peer: key.peer_id(),
+                    addr,
+                },
+                key_path,
+            )
+        }
+    };
+    let key = keys::load_key(key_path)?;
+    let s = runtime()?.block_on(async move {
+        let c = Client::new(key)?;
+        let s = c.status(target).await;
+        c.close().await;
+        s
+    })?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::to_value(&s)?)?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("node       {}", s.peer);
+    println!("version    {}", s.version);
+    println!("uptime     {:.1} s", s.uptime_ms as f64 / 1e3);
+    println!("peers      {} connected", s.peers.len());
+    for p in s.peers.iter() {
+        println!("           {p}");
+    }
+    println!("hosting    {} capabilities", s.capabilities.len());
+    for c in s.capabilities.iter() {
+        println!(
+            "           {} {} seq {} component {}{}",
+            c.name,
+            c.version,
+            c.seq,
+            c.component.short(),
+            c.measured_latency_ms
+                .map(|l| format!(" measured {l} ms"))
+                .unwrap_or_default()
+        );
+    }
+    match s.registry_entries {
+        Some(n) => println!("registry   {n} live descriptors"),
+        None => println!("registry   not a registry"),
+    }
+    println!("receipts   {} stored", s.receipts_stored);
+    println!("served     {} invocations", s.invocations_served);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,423 @@
+//! `node.toml`: what a node hosts, where it publishes, and its limits.
+//!
+//! ```toml
+//! key = "node.key"                 # default: the default key location
+//! listen = "0.0.0.0:4433"
+//! packages = "packages"            # folder of .errand packages to host
+//! storage = "data"                 # receipts, reputation, compiled cache
+//! advertise = ["203.0.113.7:4433"] # addresses put in descriptors (default: the listen address, if specific)
+//!
+//! [[registries]]                   # where to publish, and whom `errand find` asks
+//! peer = "errand1…"
+//! addr = "198.51.100.2:4433"
+//!
+//! [publish]
+//! ttl_ms = 15000                   # descriptor lifetime
+//! refresh_ms = 5000                # re-sign and re-publish this often
+//! scan_ms = 2000                   # look for package changes this often
+//! drift_ratio = 0.5                # republish when measured latency strays this far from declared
+//!
+//! [limits]
+//! max_connections_per_peer = 4
+//! max_streams_per_connection = 64
+//! max_concurrent_invocations = 8
+//! max_fuel = 5000000000
+//! max_frame_bytes = 100663296
+//! request_timeout_ms = 30000
+//!
+//! [policy]                         # action shipping: running components requesters send
+//! action_shipping = false
+//! shipping_allow = ["errand1…"]    # requesters allowed to ship, when enabled
+//! shipping_max_fuel = 1000000000
+//! shipping_max_memory = 67108864
+//!
+//! [registry]                       # present: this node is also a registry
+//! max_entries = 1000000
+//! max_per_publisher = 256
+//! publish_rate = 100.0
+//! publish_burst = 1000.0
+//! ```
+//!
+//! Relative paths are relative to the folder holding `node.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use errand_core::PeerId;
+use errand_core::descriptor::{DEFAULT_REFRESH_MS, DEFAULT_TTL_MS, MAX_TTL_MS, MIN_TTL_MS};
+use errand_core::discovery::RegistryLimits;
+use serde::{Deserialize, Serialize};
+
+/// A peer and its address: `errand1…@host:port` in text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PeerAddr {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its UDP address.
+    pub addr: SocketAddr,
+}
+
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.peer, self.addr)
+    }
+}
+
+/// A `PEERID@ADDR` that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid peer address {0:?}: expected errand1…@host:port ({1})")]
+pub struct ParsePeerAddrError(pub String, pub String);
+
+impl FromStr for PeerAddr {
+    type Err = ParsePeerAddrError;
+    fn from_str(s: &str) -> Result<PeerAddr, ParsePeerAddrError> {
+        let err = |why: String| ParsePeerAddrError(s.to_owned(), why);
+        let (peer, addr) = s
+            .trim()
+            .split_once('@')
+            .ok_or_else(|| err("missing `@`".into()))?;
+        Ok(PeerAddr {
+            peer: peer
+                .parse()
+                .map_err(|e: errand_core::identity::ParsePeerIdError| err(e.to_string()))?,
+            addr: addr
+                .parse()
+                .map_err(|e: std::net::AddrParseError| err(format!("address: {e}")))?,
+        })
+    }
+}
+
+/// Publishing settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    /// Descriptor lifetime, in milliseconds.
+    pub ttl_ms: u32,
+    /// Refresh interval, in milliseconds.
+    pub refresh_ms: u32,
+    /// Package folder scan interval, in milliseconds.
+    pub scan_ms: u32,
+    /// Relative drift of measured latency that triggers a republish.
+    pub drift_ratio: f64,
+}
+
+impl Default for PublishConfig {
+    fn default() -> PublishConfig {
+        PublishConfig {
+            ttl_ms: DEFAULT_TTL_MS,
+            refresh_ms: DEFAULT_REFRESH_MS,
+            scan_ms: 2_000,
+            drift_ratio: 0.5,
+        }
+    }
+}
+
+/// Resource limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Connections per peer.
+    pub max_connections_per_peer: usize,
+    /// Concurrent requests per connection.
+    pub max_streams_per_connection: u32,
+    /// Invocations running at once; more wait briefly, then get `Busy`.
+    pub max_concurrent_invocations: usize,
+    /// The most fuel any invocation may have.
+    pub max_fuel: u64,
+    /// Largest frame, in bytes.
+    pub max_frame_bytes: usize,
+    /// How long a peer may take to send a request.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            max_connections_per_peer: 4,
+            max_streams_per_connection: 64,
+            max_concurrent_invocations: 8,
+            max_fuel: 5_000_000_000,
+            max_frame_bytes: 96 << 20,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Action-shipping policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Whether to run components requesters send at all.
+    pub action_shipping: bool,
+    /// Requesters allowed to ship components.
+    pub shipping_allow: Vec<PeerId>,
+    /// Fuel cap for shipped components.
+    pub shipping_max_fuel: u64,
+    /// Memory cap for shipped components, in bytes.
+    pub shipping_max_memory: usize,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> PolicyConfig {
+        PolicyConfig {
+            action_shipping: false,
+            shipping_allow: Vec::new(),
+            shipping_max_fuel: 1_000_000_000,
+            shipping_max_memory: 64 << 20,
+        }
+    }
+}
+
+/// The registry role.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Most live entries.
+    pub max_entries: usize,
+    /// Most live capabilities per publisher.
+    pub max_per_publisher: u32,
+    /// Sustained descriptors per second per publisher.
+    pub publish_rate: f64,
+    /// Burst per publisher.
+    pub publish_burst: f64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> RegistryConfig {
+        let d = RegistryLimits::default();
+        RegistryConfig {
+            max_entries: d.max_entries,
+            max_per_publisher: d.max_per_publisher,
+            publish_rate: d.publish_rate,
+            publish_burst: d.publish_burst,
+        }
+    }
+}
+
+impl RegistryConfig {
+    /// As index limits.
+    pub fn limits(&self) -> RegistryLimits {
+        RegistryLimits {
+            max_entries: self.max_entries,
+            max_per_publisher: self.max_per_publisher,
+            publish_rate: self.publish_rate,
+            publish_burst: self.publish_burst,
+        }
+    }
+}
+
+/// A node's configuration (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The key file.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// UDP listen address.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Folder of packages to host.
+    #[serde(default)]
+    pub packages: Option<PathBuf>,
+    /// Storage folder.
+    #[serde(default = "default_storage")]
+    pub storage: PathBuf,
+    /// Addresses to advertise.
+    #[serde(default)]
+    pub advertise: Vec<SocketAddr>,
+    /// Registries to publish to.
+    #[serde(default)]
+    pub registries: Vec<PeerAddr>,
+    /// Publishing.
+    #[serde(default)]
+    pub publish: PublishConfig,
+    /// Limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Action-shipping policy.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// The registry role, if enabled.
+    #[serde(default)]
+    pub registry: Option<RegistryConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 4433))
+}
+
+fn default_storage() -> PathBuf {
+    PathBuf::from("data")
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown fields.
+    #[error("{path}: {reason}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// A value is out of range.
+    #[error("{path}: `{field}` {problem}")]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl NodeConfig {
+    /// Reads and checks `path`, resolving relative paths against its folder.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut c: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(k) = c.key.as_mut() {
+            resolve(k);
+        }
+        if let Some(p) = c.packages.as_mut() {
+            resolve(p);
+        }
+        resolve(&mut c.storage);
+        c.check(path)?;
+        Ok(c)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |field: &'static str, problem: String| ConfigError::Value {
+            path: path.to_owned(),
+            field,
+            problem,
+        };
+        let p = &self.publish;
+        if !(MIN_TTL_MS..=MAX_TTL_MS).contains(&p.ttl_ms) {
+            return Err(bad(
+                "publish.ttl_ms",
+                format!("must be {MIN_TTL_MS}..={MAX_TTL_MS}"),
+            ));
+        }
+        if p.refresh_ms == 0 || p.refresh_ms >= p.ttl_ms {
+            return Err(bad(
+                "publish.refresh_ms",
+                format!(
+                    "must be above 0 and below ttl_ms ({}), or descriptors expire between refreshes",
+                    p.ttl_ms
+                ),
+            ));
+        }
+        if p.scan_ms == 0 {
+            return Err(bad("publish.scan_ms", "must be above 0".into()));
+        }
+        // Written to reject NaN as well as values at or below zero.
+        if !p.drift_ratio.is_finite() || p.drift_ratio <= 0.0 {
+            return Err(bad("publish.drift_ratio", "must be above 0".into()));
+        }
+        let l = &self.limits;
+        for (field, v) in [
+            (
+                "limits.max_connections_per_peer",
+                l.max_connections_per_peer,
+            ),
+            (
+                "limits.max_concurrent_invocations",
+                l.max_concurrent_invocations,
+            ),
+            ("limits.max_frame_bytes", l.max_frame_bytes),
+        ] {
+            if v == 0 {
+                return Err(bad(field, "must be above 0".into()));
+            }
+        }
+        if l.max_streams_per_connection == 0 {
+            return Err(bad(
+                "limits.max_streams_per_connection",
+                "must be above 0".into(),
+            ));
+        }
+        if let Some(r) = &self.registry
+            && (r.max_entries == 0
+                || r.max_per_publisher == 0
+                || !r.publish_rate.is_finite()
+                || r.publish_rate <= 0.0)
+        {
+            return Err(bad("registry", "limits must be above 0".into()));
+        }
+        Ok(())
+    }
+
+    /// The addresses to put in descriptors.
+    pub fn advertised(&self, bound: SocketAddr) -> Vec<SocketAddr> {
+        if !self.advertise.is_empty() {
+            return self.advertise.clone();
+        }
+        if bound.ip().is_unspecified() {
+            // Listening on every interface: advertise loopback, the one
+            // address sure to reach us; set `advertise` for anything else.
+            let ip = match bound {
+                SocketAddr::V4(_) => std::net::IpAddr::from([127, 0, 0, 1]),
+                SocketAddr::V6(_) => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            };
+            return vec![SocketAddr::new(ip, bound.port())];
+        }
+        vec![bound]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_addr_parses_and_prints() {
+        let id = errand_core::SecretKey::from_seed([1; 32]).peer_id();
+        let s = format!("{id}@127.0.0.1:4433");
+        let pa: PeerAddr = s.parse().unwrap();
+        assert_eq!(pa.to_string(), s);
+        assert!("nope".parse::<PeerAddr>().is_err());
+        assert!(format!("{id}@nowhere").parse::<PeerAddr>().is_err());
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("node.toml");
+        std::fs::write(&p, "listen = \"127.0.0.1:0\"\n").unwrap();
+        let c = NodeConfig::load(&p).unwrap();
+        assert_eq!(c.publish.ttl_ms, DEFAULT_TTL_MS);
+        assert_eq!(c.storage, dir.path().join("data"));
+        assert!(c.registry.is_none());
+        std::fs::write(&p, "[publish]\nttl_ms = 5000\nrefresh_ms = 6000\n").unwrap();
+        let e = NodeConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("publish.refresh_ms"), "{e}");
+        std::fs::write(&p, "colour = \"blue\"\n").unwrap();
+        let e = NodeConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+}

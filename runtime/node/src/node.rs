@@ -1,0 +1,851 @@
+//! The runtime node: hosts packages, serves invocations, publishes
+//! descriptors, and optionally acts as a registry.
+//!
+//! ## What runs
+//!
+//! * **Serving** (see [`errand_net::serve`]): every request from every peer,
+//!   concurrently; invocations are limited to
+//!   `limits.max_concurrent_invocations` at once.
+//! * **Package scanner**: every `publish.scan_ms`, the packages folder is
+//!   compared with what is hosted. Added, updated and removed packages take
+//!   effect at once and trigger a republish (removed ones as tombstones).
+//! * **Publisher**: every `publish.refresh_ms`, and at once on any change,
+//!   one freshly signed descriptor per hosted capability goes to every
+//!   configured registry, with a new sequence number each time.
+//! * **Drift**: the node measures each capability's latency (an EWMA over
+//!   its runs) and republishes with the measured figure when it strays from
+//!   the declared one by more than `publish.drift_ratio`.
+//! * **Registry** (with `[registry]`): checks and indexes published
+//!   descriptors, answers queries, and drops expired entries every second.
+//!
+//! An invocation's receipt is stored durably before the result is returned.
+//! On SIGINT or SIGTERM the node withdraws its descriptors (best effort),
+//! stops accepting, and exits.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use errand_core::bounded::{BBytes, BString, BVec};
+use errand_core::descriptor::{Descriptor, Name, NetAddr, SignedDescriptor};
+use errand_core::discovery::Index;
+use errand_core::manifest::Manifest;
+use errand_core::package::Package;
+use errand_core::receipt::{CapabilityRef, RequestId};
+use errand_core::signed;
+use errand_core::wire::{
+    ErrorCode, HostedCapability, InvokeRequest, InvokeResponse, PublishOutcome, Request, Response,
+    StatusReport, Target, WireError,
+};
+use errand_core::{Digest, PeerId, SecretKey, UnixMillis};
+use errand_host::{Host, HostConfig, Invocation, Limits, Prepared, ReceiptInfo};
+use errand_net::{Endpoint, Handler, NetConfig};
+
+use crate::config::NodeConfig;
+use crate::packaging;
+use crate::store::{Store, StoreError};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] crate::keystore::KeyError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The WebAssembly host could not start.
+    #[error(transparent)]
+    Host(#[from] errand_host::HostError),
+    /// The network endpoint could not start.
+    #[error(transparent)]
+    Net(#[from] errand_net::NetError),
+    /// The packages folder cannot be read.
+    #[error("cannot read packages folder {path}: {source}")]
+    Packages {
+        /// The folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// The current time, as data for the I/O-free core.
+pub fn now() -> UnixMillis {
+    UnixMillis(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Critical sections here never leave state half-updated on panic.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A capability this node hosts.
+struct Hosted {
+    path: PathBuf,
+    file_key: (SystemTime, u64),
+    package: Package,
+    manifest: Manifest,
+    prepared: Arc<Prepared>,
+    limits: Limits,
+    template: Descriptor,
+    declared_latency: AtomicU32,
+    latency: Mutex<(f64, u32)>,
+    seq: AtomicU64,
+}
+
+impl Hosted {
+    fn name(&self) -> &Name {
+        &self.template.name
+    }
+}
+
+struct Inner {
+    config: NodeConfig,
+    key: SecretKey,
+    endpoint: Endpoint,
+    host: Host,
+    store: Store,
+    registry: Option<Mutex<Index>>,
+    hosted: std::sync::RwLock<HashMap<Name, Arc<Hosted>>>,
+    tombstones: Mutex<Vec<Descriptor>>,
+    started: Instant,
+    invocations: AtomicU64,
+    invocation_slots: tokio::sync::Semaphore,
+    in_flight: Mutex<HashSet<RequestId>>,
+    changed: tokio::sync::Notify,
+    advertised: Vec<SocketAddr>,
+}
+
+/// A running node. Dropping it does not stop it: call [`Node::shutdown`].
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl Node {
+    /// Starts a node from `config`: loads the key, opens the store, loads
+    /// the packages, binds the endpoint and starts serving and publishing.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let key_path = match &config.key {
+            Some(k) => k.clone(),
+            None => crate::keystore::default_key_path()?,
+        };
+        let key = crate::keystore::load(&key_path)?;
+        let store = Store::open(&config.storage)?;
+        let host = Host::with_config(HostConfig {
+            cache_dir: Some(config.storage.join("compiled")),
+            max_concurrent: (config.limits.max_concurrent_invocations as u32)
+                .saturating_mul(2)
+                .max(4),
+            ..HostConfig::default()
+        })?;
+        let l = &config.limits;
+        let endpoint = Endpoint::bind(
+            config.listen,
+            key.clone(),
+            NetConfig {
+                max_frame_bytes: l.max_frame_bytes,
+                request_timeout: Duration::from_millis(l.request_timeout_ms),
+                max_streams_per_connection: l.max_streams_per_connection,
+                max_connections_per_peer: l.max_connections_per_peer,
+                ..NetConfig::default()
+            },
+        )?;
+        let bound = endpoint
+            .local_addr()
+            .map_err(|source| errand_net::NetError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let registry = config.registry.map(|r| Mutex::new(Index::new(r.limits())));
+        let inner = Arc::new(Inner {
+            advertised: config.advertised(bound),
+            invocation_slots: tokio::sync::Semaphore::new(config.limits.max_concurrent_invocations),
+            config,
+            key,
+            endpoint,
+            host,
+            store,
+            registry,
+            hosted: std::sync::RwLock::new(HashMap::new()),
+            tombstones: Mutex::new(Vec::new()),
+            started: Instant::now(),
+            invocations: AtomicU64::new(0),
+            in_flight: Mutex::new(HashSet::new()),
+            changed: tokio::sync::Notify::new(),
+        });
+        let node = Node { inner };
+        node.write_runtime_file();
+        node.scan().await?;
+        tokio::spawn(errand_net::serve(
+            node.inner.endpoint.clone(),
+            node.inner.clone(),
+        ));
+        tokio::spawn(publisher(node.inner.clone()));
+        tokio::spawn(scanner(node.inner.clone()));
+        if node.inner.registry.is_some() {
+            tokio::spawn(expirer(node.inner.clone()));
+        }
+        Ok(node)
+    }
+
+    /// Records where the node actually listens in `storage/node.json`, so
+    /// local tools (`errand status --config`) find it even when the
+    /// configured port is 0.
+    fn write_runtime_file(&self) {
+        let info = serde_json::json!({
+            "peer": self.peer_id().to_string(),
+            "addr": self.local_addr().to_string(),
+            "advertised": self.inner.advertised.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "pid": std::process::id(),
+        });
+        let path = runtime_file(&self.inner.config.storage);
+        if let Err(e) = crate::files::write_atomic(&path, info.to_string().as_bytes()) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the runtime file");
+        }
+    }
+
+    /// The node's identity.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.key.peer_id()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner
+            .endpoint
+            .local_addr()
+            .unwrap_or(self.inner.config.listen)
+    }
+
+    /// The addresses it advertises.
+    pub fn advertised(&self) -> &[SocketAddr] {
+        &self.inner.advertised
+    }
+
+    /// Names of the hosted capabilities.
+    pub fn hosted(&self) -> Vec<String> {
+        let mut v: Vec<String> = read(&self.inner.hosted)
+            .keys()
+            .map(|n| n.to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The node's status.
+    pub fn status(&self) -> StatusReport {
+        self.inner.status()
+    }
+
+    /// Rescans the packages folder now (also runs periodically).
+    pub async fn scan(&self) -> Result<bool, NodeError> {
+        let inner = self.inner.clone();
+        let changed = tokio::task::spawn_blocking(move || inner.scan_packages())
+            .await
+            .map_err(|e| NodeError::Packages {
+                path: PathBuf::new(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        if changed {
+            self.inner.changed.notify_one();
+        }
+        Ok(changed)
+    }
+
+    /// Withdraws every descriptor from the registries (best effort, bounded
+    /// in time), then closes the endpoint.
+    pub async fn shutdown(&self) {
+        let withdrawn: Vec<Descriptor> = read(&self.inner.hosted)
+            .values()
+            .map(|h| h.template.clone())
+            .collect();
+        lock(&self.inner.tombstones).extend(withdrawn);
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), publish_once(&self.inner, false)).await;
+        self.inner.endpoint.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.endpoint.wait_idle()).await;
+    }
+}
+
+fn read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn err(code: ErrorCode, msg: impl std::fmt::Display) -> Response {
+    Response::Error(WireError::new(code, msg))
+}
+
+impl Inner {
+    /// Compares the packages folder with what is hosted and applies the
+    /// difference. Returns whether anything changed.
+    fn scan_packages(&self) -> Result<bool, NodeError> {
+        let Some(dir) = &self.config.packages else {
+            return Ok(false);
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(source) => {
+                return Err(NodeError::Packages {
+                    path: dir.clone(),
+                    source,
+                });
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "errand"))
+            .collect();
+        files.sort();
+        let current: HashMap<Name, Arc<Hosted>> = read(&self.hosted).clone();
+        let by_path: HashMap<&Path, &Arc<Hosted>> =
+            current.values().map(|h| (h.path.as_path(), h)).collect();
+        let mut next: HashMap<Name, Arc<Hosted>> = HashMap::new();
+        for path in files {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let file_key = (meta.modified().unwrap_or(UNIX_EPOCH), meta.len());
+            let hosted = match by_path.get(path.as_path()) {
+                Some(h) if h.file_key == file_key => (*h).clone(),
+                _ => match self.load_package(&path, file_key) {
+                    Ok(h) => Arc::new(h),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "skipping package");
+                        continue;
+                    }
+                },
+            };
+            if let Some(other) = next.get(hosted.name()) {
+                tracing::warn!(
+                    name = %hosted.name(), kept = %other.path.display(), skipped = %path.display(),
+                    "two packages with the same capability name"
+                );
+                continue;
+            }
+            next.insert(hosted.name().clone(), hosted);
+        }
+        let mut changed = false;
+        for (name, old) in &current {
+            match next.get(name) {
+                None => {
+                    tracing::info!(%name, "package removed; withdrawing");
+                    lock(&self.tombstones).push(old.template.clone());
+                    changed = true;
+                }
+                Some(new) if !Arc::ptr_eq(new, old) => {
+                    tracing::info!(%name, version = %new.template.version, "package updated");
+                    changed = true;
+                }
+                _ => {}
+            }
+        }
+        for name in next.keys() {
+            if !current.contains_key(name) {
+                tracing::info!(%name, "hosting package");
+                changed = true;
+            }
+        }
+        *write(&self.hosted) = next;
+        Ok(changed)
+    }
+
+    fn load_package(&self, path: &Path, file_key: (SystemTime, u64)) -> Result<Hosted, String> {
+        let bytes = crate::files::read_bounded(path, 128 << 20).map_err(|e| e.to_string())?;
+        let package = packaging::decode_package(path, &bytes).map_err(|e| e.to_string())?;
+        package
+            .descriptor
+            .verify()
+            .map_err(|e| format!("descriptor template signature: {e}"))?;
+        let manifest =
+            packaging::parse_manifest(path, &package.manifest).map_err(|e| e.to_string())?;
+        let prepared = self
+            .host
+            .prepare(&package.component)
+            .map_err(|e| e.to_string())?;
+        let limits = packaging::manifest_limits(&manifest);
+        let template = package.descriptor.body().clone();
+        Ok(Hosted {
+            path: path.to_owned(),
+            file_key,
+            declared_latency: AtomicU32::new(template.qos.latency_ms),
+            latency: Mutex::new((0.0, 0)),
+            seq: AtomicU64::new(0),
+            template,
+            package,
+            manifest,
+            prepared,
+            limits,
+        })
+    }
+
+    fn status(&self) -> StatusReport {
+        let capabilities: Vec<HostedCapability> = {
+            let hosted = read(&self.hosted);
+            let mut v: Vec<HostedCapability> = hosted
+                .values()
+                .map(|h| HostedCapability {
+                    name: h.template.name.clone(),
+                    version: h.template.version,
+                    component: h.prepared.digest(),
+                    seq: h.seq.load(Ordering::Relaxed),
+                    measured_latency_ms: {
+                        let (v, n) = *lock(&h.latency);
+                        (n > 0).then_some(v.round() as u32)
+                    },
+                })
+                .collect();
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            v
+        };
+        let mut peers = self.endpoint.connected_peers();
+        peers.truncate(4096);
+        StatusReport {
+            peer: self.key.peer_id(),
+            version: BString::truncate_from(errand_core::ERRAND_VERSION),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            peers: BVec::new(peers).unwrap_or_default(),
+            capabilities: BVec::new(capabilities).unwrap_or_default(),
+            registry_entries: self.registry.as_ref().map(|r| lock(r).len() as u64),
+            receipts_stored: self.store.receipt_count().unwrap_or(0),
+            invocations_served: self.invocations.load(Ordering::Relaxed),
+        }
+    }
+
+    fn publish_to_index(&self, list: Vec<SignedDescriptor>) -> Response {
+        let Some(index) = &self.registry else {
+            return err(ErrorCode::Unsupported, "this node is not a registry");
+        };
+        // One batch verification for the common all-valid case.
+        let refs: Vec<&SignedDescriptor> = list.iter().collect();
+        let all_valid = signed::verify_batch(&refs).is_ok();
+        let now = now();
+        let mut index = lock(index);
+        let outcomes: Vec<PublishOutcome> = list
+            .into_iter()
+            .map(|d| {
+                if all_valid || d.verify().is_ok() {
+                    index.insert_verified(Arc::new(d), now)
+                } else {
+                    PublishOutcome::BadSignature
+                }
+            })
+            .collect();
+        Response::Published(BVec::new(outcomes).unwrap_or_default())
+    }
+
+    fn query(&self, q: &errand_core::wire::Query) -> Response {
+        let Some(index) = &self.registry else {
+            return err(ErrorCode::Unsupported, "this node is not a registry");
+        };
+        let found = lock(index).query(q, now());
+        let list: Vec<SignedDescriptor> =
+            found.into_iter().map(|c| (*c.descriptor).clone()).collect();
+        Response::Candidates(BVec::new(list).unwrap_or_default())
+    }
+
+    async fn invoke(&self, peer: PeerId, inv: InvokeRequest) -> Response {
+        let id = inv.request_id;
+        match self.store.has_receipt(&id) {
+            Ok(false) => {}
+            Ok(true) => {
+                return err(
+                    ErrorCode::Replay,
+                    format!("request id {id} was already used"),
+                );
+            }
+            Err(e) => return err(ErrorCode::Internal, e),
+        }
+        if !lock(&self.in_flight).insert(id) {
+            return err(
+                ErrorCode::Replay,
+                format!("request id {id} is already running"),
+            );
+        }
+        let resp = self.invoke_inner(peer, inv).await;
+        lock(&self.in_flight).remove(&id);
+        resp
+    }
+
+    async fn invoke_inner(&self, peer: PeerId, inv: InvokeRequest) -> Response {
+        let (prepared, mut limits, capability, hosted, component) = match &inv.target {
+            Target::Capability { name, version } => {
+                let Some(h) = read(&self.hosted).get(name).cloned() else {
+                    return err(ErrorCode::NotFound, format!("no capability `{name}` here"));
+                };
+                if let Some(v) = version
+                    && !(h.template.version.major == v.major && h.template.version >= *v)
+                {
+                    return err(
+                        ErrorCode::NotFound,
+                        format!(
+                            "this node hosts {name} {}, not compatible with {v}",
+                            h.template.version
+                        ),
+                    );
+                }
+                let capability = CapabilityRef {
+                    name: name.clone(),
+                    version: h.template.version,
+                    seq: h.seq.load(Ordering::Relaxed),
+                };
+                let digest = h.prepared.digest();
+                (
+                    h.prepared.clone(),
+                    h.limits,
+                    Some(capability),
+                    Some(h),
+                    digest,
+                )
+            }
+            Target::Component { digest, bytes } => {
+                let p = &self.config.policy;
+                if !p.action_shipping || !p.shipping_allow.contains(&peer) {
+                    return err(
+                        ErrorCode::Forbidden,
+                        "this node does not run components shipped by this peer (see [policy] action_shipping)",
+                    );
+                }
+                let prepared = match (self.host.cached(digest), bytes) {
+                    (Some(p), _) => p,
+                    (None, None) => {
+                        return err(
+                            ErrorCode::NeedComponent,
+                            format!("send component sha256:{digest}"),
+                        );
+                    }
+                    (None, Some(b)) => match self.host.prepare(b) {
+                        Ok(p) => p,
+                        Err(e) => return err(ErrorCode::BadRequest, e),
+                    },
+                };
+                let limits = Limits {
+                    fuel: p.shipping_max_fuel,
+                    memory_bytes: p.shipping_max_memory,
+                    ..Limits::default()
+                };
+                (prepared, limits, None, None, *digest)
+            }
+        };
+        let fuel_cap = match (&hosted, &inv.target) {
+            (None, _) => limits.fuel,
+            _ => self.config.limits.max_fuel,
+        };
+        limits.fuel = inv.fuel.unwrap_or(limits.fuel).min(fuel_cap);
+        if inv.input.len() > limits.max_input {
+            return err(
+                ErrorCode::TooLarge,
+                format!(
+                    "input is {} bytes, over this capability's limit of {}",
+                    inv.input.len(),
+                    limits.max_input
+                ),
+            );
+        }
+        let Ok(_permit) =
+            tokio::time::timeout(Duration::from_secs(5), self.invocation_slots.acquire()).await
+        else {
+            return err(
+                ErrorCode::Busy,
+                "all invocation slots are busy; retry later",
+            );
+        };
+        let host = self.host.clone();
+        let context = inv.context.clone();
+        let want_trace = inv.want_trace;
+        let request_id = inv.request_id;
+        let input = inv.input;
+        let run = tokio::task::spawn_blocking(move || {
+            let exec = host.run(
+                &prepared,
+                &Invocation {
+                    input: &input,
+                    request_id,
+                    context,
+                    limits,
+                    keep_trace: want_trace,
+                },
+            );
+            (exec, input)
+        })
+        .await;
+        let (exec, input) = match run {
+            Ok((Ok(e), input)) => (e, input),
+            Ok((Err(e), _)) => return err(ErrorCode::Busy, e),
+            Err(e) => return err(ErrorCode::Internal, format!("invocation task failed: {e}")),
+        };
+        drop(input);
+        let receipt = match self.host.sign_receipt(
+            &ReceiptInfo {
+                executor: &self.key,
+                requester: peer,
+                request_id,
+                capability,
+                component,
+                context: inv.context,
+                limits,
+            },
+            &exec,
+        ) {
+            Ok(r) => r,
+            Err(e) => return err(ErrorCode::Internal, e),
+        };
+        if let Err(e) = self.store.put_receipt(&receipt).await {
+            tracing::error!(error = %e, "cannot store receipt; withholding the result");
+            return err(ErrorCode::Internal, "could not store the receipt durably");
+        }
+        self.invocations.fetch_add(1, Ordering::Relaxed);
+        if let Some(h) = hosted {
+            self.observe_latency(&h, exec.elapsed);
+        }
+        Response::Invoked(Box::new(InvokeResponse {
+            output: BBytes::new(exec.output).unwrap_or_default(),
+            receipt,
+            trace: exec.trace.and_then(|t| BVec::new(t).ok()),
+        }))
+    }
+
+    /// Updates the capability's latency EWMA and republishes on drift.
+    fn observe_latency(&self, h: &Hosted, elapsed: Duration) {
+        let sample = elapsed.as_secs_f64() * 1e3;
+        let (ewma, n) = {
+            let mut l = lock(&h.latency);
+            l.0 = if l.1 == 0 {
+                sample
+            } else {
+                0.8 * l.0 + 0.2 * sample
+            };
+            l.1 = l.1.saturating_add(1);
+            *l
+        };
+        let declared = f64::from(h.declared_latency.load(Ordering::Relaxed));
+        let drifted = (ewma - declared).abs() > self.config.publish.drift_ratio * declared.max(1.0)
+            && (ewma - declared).abs() > 2.0;
+        if n >= 5 && drifted {
+            let measured = ewma.round().max(1.0) as u32;
+            tracing::info!(name = %h.name(), declared, measured, "latency drifted; republishing");
+            h.declared_latency.store(measured, Ordering::Relaxed);
+            self.changed.notify_one();
+        }
+    }
+}
+
+impl Handler for Inner {
+    async fn handle(&self, peer: PeerId, req: Request) -> Response {
+        match req {
+            Request::Ping => Response::Pong,
+            Request::Publish(list) => self.publish_to_index(list.into_vec()),
+            Request::Query(q) => self.query(&q),
+            Request::Invoke(inv) => self.invoke(peer, *inv).await,
+            Request::GetReceipt(id) => match self.store.get_receipt(&id) {
+                Ok(r) => Response::Receipt(r.map(Box::new)),
+                Err(e) => err(ErrorCode::Internal, e),
+            },
+            Request::FetchPackage(digest) => {
+                let found = read(&self.hosted)
+                    .values()
+                    .find(|h| h.prepared.digest() == digest)
+                    .map(|h| Box::new(h.package.clone()));
+                Response::Package(found)
+            }
+            Request::Status if peer == self.key.peer_id() => {
+                Response::Status(Box::new(self.status()))
+            }
+            Request::Status => err(
+                ErrorCode::Forbidden,
+                "status is only for the node's own key",
+            ),
+        }
+    }
+}
+
+/// Signs the current descriptors (and pending tombstones) and sends them to
+/// every registry. With `live = false`, only tombstones are sent.
+async fn publish_once(inner: &Arc<Inner>, live: bool) {
+    let now = now();
+    let hosted: Vec<Arc<Hosted>> = if live {
+        read(&inner.hosted).values().cloned().collect()
+    } else {
+        Vec::new()
+    };
+    let tombstones: Vec<Descriptor> = std::mem::take(&mut *lock(&inner.tombstones));
+    let n = (hosted.len() + tombstones.len()) as u64;
+    if n == 0 || inner.config.registries.is_empty() {
+        return;
+    }
+    let seqs = match inner.store.reserve_seqs(n, now.0) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot reserve sequence numbers; not publishing");
+            lock(&inner.tombstones).extend(tombstones);
+            return;
+        }
+    };
+    let addrs: Vec<NetAddr> = inner.advertised.iter().map(|a| NetAddr::Quic(*a)).collect();
+    let mut seq = seqs.start;
+    let mut batch = Vec::new();
+    let sign = |mut d: Descriptor, seq: u64, withdrawn: bool| {
+        d.publisher = inner.key.peer_id();
+        d.addrs = BVec::new(addrs.clone()).unwrap_or_default();
+        d.seq = seq;
+        d.issued_at = now;
+        d.ttl_ms = inner.config.publish.ttl_ms;
+        d.withdrawn = withdrawn;
+        SignedDescriptor::sign(d, &inner.key)
+    };
+    for h in &hosted {
+        let mut d = h.template.clone();
+        d.qos.latency_ms = h.declared_latency.load(Ordering::Relaxed);
+        match sign(d, seq, false) {
+            Ok(s) => {
+                h.seq.store(seq, Ordering::Relaxed);
+                batch.push(s);
+            }
+            Err(e) => tracing::error!(name = %h.name(), error = %e, "cannot sign descriptor"),
+        }
+        seq += 1;
+    }
+    for t in tombstones {
+        if let Ok(s) = sign(t, seq, true) {
+            batch.push(s);
+        }
+        seq += 1;
+    }
+    let Ok(list) = BVec::new(batch) else {
+        tracing::error!("more capabilities than one publish message holds");
+        return;
+    };
+    let req = Arc::new(Request::Publish(list));
+    let mut sends = tokio::task::JoinSet::new();
+    for r in inner.config.registries.clone() {
+        let req = req.clone();
+        let endpoint = inner.endpoint.clone();
+        sends.spawn(async move {
+            let res = tokio::time::timeout(Duration::from_secs(5), endpoint.request(r.addr, r.peer, &req)).await;
+            match res {
+                Ok(Ok(Response::Published(outcomes))) => {
+                    for o in outcomes.iter() {
+                        if !matches!(o, PublishOutcome::Accepted | PublishOutcome::Withdrawn) {
+                            tracing::warn!(registry = %r, outcome = ?o, "registry refused a descriptor");
+                        }
+                    }
+                    tracing::debug!(registry = %r, n = outcomes.len(), "published");
+                }
+                Ok(Ok(other)) => tracing::warn!(registry = %r, response = ?other, "unexpected answer to publish"),
+                Ok(Err(e)) => tracing::warn!(registry = %r, error = %e, "cannot publish"),
+                Err(_) => tracing::warn!(registry = %r, "publish timed out"),
+            }
+        });
+    }
+    while sends.join_next().await.is_some() {}
+}
+
+async fn publisher(inner: Arc<Inner>) {
+    let refresh = Duration::from_millis(u64::from(inner.config.publish.refresh_ms));
+    loop {
+        publish_once(&inner, true).await;
+        tokio::select! {
+            _ = tokio::time::sleep(refresh) => {}
+            _ = inner.changed.notified() => {}
+        }
+    }
+}
+
+async fn scanner(inner: Arc<Inner>) {
+    let every = Duration::from_millis(u64::from(inner.config.publish.scan_ms));
+    loop {
+        tokio::time::sleep(every).await;
+        let i = inner.clone();
+        match tokio::task::spawn_blocking(move || i.scan_packages()).await {
+            Ok(Ok(true)) => inner.changed.notify_one(),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "package scan failed"),
+            Err(e) => tracing::warn!(error = %e, "package scan task failed"),
+        }
+    }
+}
+
+async fn expirer(inner: Arc<Inner>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Some(index) = &inner.registry {
+            let n = lock(index).expire(now());
+            if n > 0 {
+                tracing::debug!(expired = n, "registry entries expired");
+            }
+        }
+    }
+}
+
+/// Digest of the hosted component named `name`, for tests and tools.
+pub fn hosted_digest(node: &Node, name: &str) -> Option<Digest> {
+    read(&node.inner.hosted)
+        .iter()
+        .find(|(n, _)| n.as_str() == name)
+        .map(|(_, h)| h.prepared.digest())
+}
+
+/// The manifest of a hosted capability.
+pub fn hosted_manifest(node: &Node, name: &str) -> Option<Manifest> {
+    read(&node.inner.hosted)
+        .iter()
+        .find(|(n, _)| n.as_str() == name)
+        .map(|(_, h)| h.manifest.clone())
+}
+
+/// Where a node records its bound address: `storage/node.json`.
+pub fn runtime_file(storage: &Path) -> PathBuf {
+    storage.join("node.json")
+}
+
+/// The address a node with this storage folder last bound, if recorded.
+pub fn recorded_addr(storage: &Path) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string(runtime_file(storage)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("addr")?.as_str()?.parse().ok()
+}
+
+/// The line `errand node` prints on stdout once it is serving:
+/// `errand node PEERID listening on ADDR (hosting: …; registry: yes|no)`.
+/// Scripts and tests read the peer and address from it with
+/// [`parse_ready_line`].
+pub fn ready_line(node: &Node) -> String {
+    let status = node.status();
+    format!(
+        "errand node {} listening on {} (hosting: {}; registry: {})",
+        node.peer_id(),
+        node.local_addr(),
+        if status.capabilities.is_empty() {
+            "nothing".to_owned()
+        } else {
+            node.hosted().join(", ")
+        },
+        if status.registry_entries.is_some() {
+            "yes"
+        } else {
+            "no"
+        },
+    )
+}
+
+/// The peer and address in a [`ready_line`].
+pub fn parse_ready_line(line: &str) -> Option<(PeerId, SocketAddr)> {
+    let rest = line.trim().strip_prefix("errand node ")?;
+    let (peer, rest) = rest.split_once(" listening on ")?;
+    let addr = rest.split(' ').next()?;
+    Some((peer.parse().ok()?, addr.parse().ok()?))
+}

@@ -1,0 +1,299 @@
+//! The node's durable store (redb): receipts it has signed, its descriptor
+//! sequence counter, and (for the trust plane) reputation.
+//!
+//! Receipts are written by one writer thread that commits in groups: every
+//! caller of [`Store::put_receipt`] waits until a commit that includes its
+//! receipt has been made durable (fsync), but concurrent callers share one
+//! commit. So a receipt the node has returned to a requester survives a
+//! crash, and throughput under load does not pay one fsync per request.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use errand_core::receipt::{RequestId, SignedReceipt};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+
+const RECEIPTS: TableDefinition<'_, &[u8; 16], &[u8]> = TableDefinition::new("receipts");
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+const BLOBS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("blobs");
+
+/// Most receipts committed in one group.
+const MAX_GROUP: usize = 256;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened.
+    #[error("cannot open store {path}: {reason}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A read or write failed.
+    #[error("store: {0}")]
+    Db(String),
+    /// The writer thread is gone (the node is shutting down).
+    #[error("store writer has stopped")]
+    Stopped,
+    /// A stored receipt no longer decodes (disk corruption).
+    #[error("stored receipt {0} is corrupt")]
+    Corrupt(RequestId),
+}
+
+fn db<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+type Job = (
+    RequestId,
+    Vec<u8>,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+);
+
+/// The writer thread and its queue. Dropping the last handle closes the
+/// queue and waits for the thread, which holds the database, to finish:
+/// after a `Store` is dropped the database can be reopened at once.
+struct Writer {
+    queue: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer's loop.
+        drop(self.queue.get_mut().map(Option::take));
+        if let Ok(Some(t)) = self.thread.get_mut().map(Option::take) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The node's store (see the module docs). Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: Arc<Writer>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) `dir/errand.redb`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let path = dir.join("errand.redb");
+        let open_err = |reason: String| StoreError::Open {
+            path: path.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        let db = Arc::new(Database::create(&path).map_err(|e| open_err(e.to_string()))?);
+        {
+            let tx = db.begin_write().map_err(|e| open_err(e.to_string()))?;
+            tx.open_table(RECEIPTS)
+                .map_err(|e| open_err(e.to_string()))?;
+            tx.open_table(META).map_err(|e| open_err(e.to_string()))?;
+            tx.open_table(BLOBS).map_err(|e| open_err(e.to_string()))?;
+            tx.commit().map_err(|e| open_err(e.to_string()))?;
+        }
+        let (tx, rx) = mpsc::channel::<Job>();
+        let wdb = db.clone();
+        let thread = std::thread::Builder::new()
+            .name("errand-store".into())
+            .spawn(move || writer(wdb, rx))
+            .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;
+        Ok(Store {
+            db,
+            writer: Arc::new(Writer {
+                queue: std::sync::Mutex::new(Some(tx)),
+                thread: std::sync::Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// Stores a receipt durably; returns once it is on disk.
+    pub async fn put_receipt(&self, r: &SignedReceipt) -> Result<(), StoreError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let queue = self
+            .writer
+            .queue
+            .lock()
+            .map_err(|_| StoreError::Stopped)?
+            .clone()
+            .ok_or(StoreError::Stopped)?;
+        queue
+            .send((r.body().request_id, r.to_bytes(), done))
+            .map_err(|_| StoreError::Stopped)?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Db(e)),
+            Err(_) => Err(StoreError::Stopped),
+        }
+    }
+
+    /// The receipt for `id`, if stored.
+    pub fn get_receipt(&self, id: &RequestId) -> Result<Option<SignedReceipt>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(RECEIPTS).map_err(db)?;
+        match t.get(&id.0).map_err(db)? {
+            None => Ok(None),
+            Some(v) => SignedReceipt::decode(v.value())
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt(*id)),
+        }
+    }
+
+    /// Whether a receipt for `id` is stored.
+    pub fn has_receipt(&self, id: &RequestId) -> Result<bool, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(RECEIPTS).map_err(db)?;
+        Ok(t.get(&id.0).map_err(db)?.is_some())
+    }
+
+    /// How many receipts are stored.
+    pub fn receipt_count(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(RECEIPTS).map_err(db)?;
+        t.len().map_err(db)
+    }
+
+    /// Reserves `n` descriptor sequence numbers, strictly above every one
+    /// handed out before (also across restarts) and at least `floor` (the
+    /// current time in ms, so a wiped store still moves forward).
+    pub fn reserve_seqs(&self, n: u64, floor: u64) -> Result<std::ops::Range<u64>, StoreError> {
+        let mut tx = self.db.begin_write().map_err(db)?;
+        tx.set_durability(Durability::Immediate).map_err(db)?;
+        let start = {
+            let mut t = tx.open_table(META).map_err(db)?;
+            let last = t
+                .get("last_seq")
+                .map_err(db)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            let start = last.saturating_add(1).max(floor);
+            t.insert("last_seq", start.saturating_add(n).saturating_sub(1))
+                .map_err(db)?;
+            start
+        };
+        tx.commit().map_err(db)?;
+        Ok(start..start.saturating_add(n))
+    }
+
+    /// Stores a small blob durably (e.g. serialized reputation).
+    pub fn put_blob(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write().map_err(db)?;
+        tx.set_durability(Durability::Immediate).map_err(db)?;
+        tx.open_table(BLOBS)
+            .map_err(db)?
+            .insert(name, value)
+            .map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    /// A stored blob.
+    pub fn get_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(BLOBS).map_err(db)?;
+        Ok(t.get(name).map_err(db)?.map(|v| v.value().to_vec()))
+    }
+}
+
+/// The group-commit loop: take one job, sweep up every job already queued,
+/// commit them together durably, then answer every waiter.
+fn writer(db: Arc<Database>, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => group.push(j),
+                Err(_) => break,
+            }
+        }
+        let result = (|| -> Result<(), String> {
+            let mut tx = db.begin_write().map_err(|e| e.to_string())?;
+            tx.set_durability(Durability::Immediate)
+                .map_err(|e| e.to_string())?;
+            {
+                let mut t = tx.open_table(RECEIPTS).map_err(|e| e.to_string())?;
+                for (id, bytes, _) in &group {
+                    t.insert(&id.0, bytes.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            tx.commit().map_err(|e| e.to_string())
+        })();
+        if let Err(e) = &result {
+            tracing::error!(error = %e, receipts = group.len(), "failed to store receipts");
+        }
+        for (_, _, done) in group {
+            let _ = done.send(result.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use errand_core::testing;
+
+    #[tokio::test]
+    async fn receipts_persist_across_reopen_and_seqs_only_grow() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = SignedReceipt::sign(
+            testing::receipt(&testing::key(1), &testing::key(2)),
+            &testing::key(1),
+        )
+        .unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.put_receipt(&r).await.unwrap();
+            assert_eq!(s.receipt_count().unwrap(), 1);
+            assert_eq!(s.reserve_seqs(3, 10).unwrap(), 10..13);
+            assert_eq!(s.reserve_seqs(1, 5).unwrap(), 13..14);
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.get_receipt(&r.body().request_id).unwrap().unwrap(), r);
+        assert!(s.has_receipt(&r.body().request_id).unwrap());
+        assert_eq!(s.reserve_seqs(1, 0).unwrap(), 14..15);
+        assert_eq!(s.reserve_seqs(1, 1000).unwrap(), 1000..1001);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_store_can_be_reopened_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..20 {
+            let s = Store::open(dir.path()).unwrap();
+            let s2 = s.clone();
+            drop(s);
+            drop(s2);
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_puts_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..100u8 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut body = testing::receipt(&testing::key(1), &testing::key(2));
+                body.request_id = RequestId([i; 16]);
+                let r = SignedReceipt::sign(body, &testing::key(1)).unwrap();
+                s.put_receipt(&r).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(s.receipt_count().unwrap(), 100);
+    }
+}

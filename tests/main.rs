@@ -1,0 +1,8 @@
+//! End-to-end tests of the `errand` binary: single commands, and real nodes
+//! talking QUIC on loopback (and across network namespaces when allowed).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod cli;
+mod network;
+mod support;

@@ -1,0 +1,669 @@
+//! Multi-node tests: real `errand node` processes on loopback.
+
+use std::time::Duration;
+
+use errand::client::Client;
+use errand::config::PeerAddr;
+use errand_core::bounded::{BBytes, BString, BVec};
+use errand_core::descriptor::SignedDescriptor;
+use errand_core::receipt::{InvocationContext, RequestId};
+use errand_core::wire::{
+    ErrorCode, InvokeRequest, PublishOutcome, Query, Request, Response, Target,
+};
+use errand_core::{SecretKey, testing};
+
+use crate::support::{
+    NodeProc, NodeSpec, Sandbox, code, eventually, p, pack_example, stderr, stdout,
+};
+
+/// One runtime for the whole test process: clients' QUIC endpoints live on
+/// it, so it must outlive every call.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+    .block_on(f)
+}
+
+fn registry() -> NodeProc {
+    NodeProc::start(&NodeSpec {
+        registry: true,
+        ..NodeSpec::default()
+    })
+}
+
+fn executor(reg: &NodeProc, tools: &[&str], ttl_ms: u32, refresh_ms: u32) -> NodeProc {
+    let spec = NodeSpec {
+        packages: true,
+        registries: vec![reg.peer_addr()],
+        ttl_ms: Some(ttl_ms),
+        refresh_ms: Some(refresh_ms),
+        ..NodeSpec::default()
+    };
+    // Packages go in before the node starts, so it publishes them at once.
+    let tmp = tempfile::tempdir().unwrap();
+    let key = SecretKey::from_seed(crate::support::rand_seed());
+    for t in tools {
+        pack_example(t, tmp.path(), &key, None);
+    }
+    let mut n = NodeProc::start(&spec);
+    for t in tools {
+        std::fs::copy(
+            tmp.path().join(format!("{t}.errand")),
+            n.packages().join(format!("{t}.errand")),
+        )
+        .unwrap();
+    }
+    // The scanner (every 200 ms) picks them up and publishes at once.
+    let _ = &mut n;
+    n
+}
+
+/// Names the registry returns for `intent`, asked with `client`.
+fn find_names(client: &Client, reg: &NodeProc, intent: &str) -> Vec<(String, String)> {
+    let q = Query::intent(intent, 20);
+    block_on(client.find(&[reg.peer_addr()], &q, errand::node::now()))
+        .map(|f| {
+            f.candidates
+                .iter()
+                .map(|d| (d.body().name.to_string(), d.body().version.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An invocation of the hosted text-stats capability.
+fn text_stats_request(id: RequestId, input: &[u8]) -> InvokeRequest {
+    InvokeRequest {
+        request_id: id,
+        target: Target::Capability {
+            name: BString::new("text-stats").unwrap(),
+            version: None,
+        },
+        input: BBytes::new(input.to_vec()).unwrap(),
+        context: InvocationContext::default(),
+        fuel: None,
+        want_trace: false,
+    }
+}
+
+/// Waits until the registry lists something for `intent`.
+fn wait_until_listed(client: &Client, reg: &NodeProc, intent: &str) {
+    let listed = eventually(Duration::from_secs(10), || {
+        !find_names(client, reg, intent).is_empty()
+    });
+    assert!(listed.is_some(), "nothing was listed for {intent:?}");
+}
+
+fn new_client() -> Client {
+    block_on(async { Client::new(SecretKey::from_seed(crate::support::rand_seed())).unwrap() })
+}
+
+#[test]
+fn full_path_publish_find_invoke_verify_offline() {
+    let reg = registry();
+    let exec = executor(&reg, &["text-stats", "markdown"], 15_000, 5_000);
+    let user = Sandbox::new();
+    let registry = reg.peer_addr().to_string();
+
+    // Published: the registry finds it by intent.
+    let mut last = String::new();
+    let found = eventually(Duration::from_secs(10), || {
+        let o = user.errand(&["find", "count the words in a text", "--registry", &registry]);
+        last = format!("{}{}", stdout(&o), stderr(&o));
+        code(&o) == 0 && stdout(&o).contains("text-stats")
+    });
+    assert!(found.is_some(), "never published: {last}\n{}", exec.log());
+    let o = user.errand(&[
+        "find",
+        "count the words in a text",
+        "--registry",
+        &registry,
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["candidates"][0]["body"]["name"], "text-stats");
+    assert_eq!(
+        v["candidates"][0]["body"]["publisher"],
+        exec.peer.to_string()
+    );
+
+    // Invoked by intent, receipt checked, evidence written.
+    std::fs::write(user.path("in.txt"), "one fish two fish red fish blue fish").unwrap();
+    let o = user.errand(&[
+        "invoke",
+        "--intent",
+        "word frequency",
+        "--registry",
+        &registry,
+        "--input",
+        "in.txt",
+        "-o",
+        "out.json",
+        "--evidence",
+        "run.evidence",
+        "--trace",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("receipt verified"), "{}", stderr(&o));
+    let out: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(user.path("out.json")).unwrap()).unwrap();
+    assert_eq!(out["words"], 8);
+    assert_eq!(out["top_terms"][0]["term"], "fish");
+
+    // Verified offline, and by replay against the published component.
+    let o = user.errand(&[
+        "verify",
+        "run.evidence",
+        "--executor",
+        &exec.peer.to_string(),
+        "--output",
+        "out.json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("trace            pass"),
+        "{}",
+        stdout(&o)
+    );
+    let pkg = exec.packages().join("text-stats.errand");
+    let o = user.errand(&[
+        "verify",
+        "run.evidence",
+        "--replay",
+        "--component",
+        p(&pkg),
+        "--input",
+        "in.txt",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+
+    // Invoked by PEERID (looked up in the registry), several capabilities:
+    // the CLI asks which one.
+    let o = user.errand(&[
+        "invoke",
+        &exec.peer.to_string(),
+        "--registry",
+        &registry,
+        "--input",
+        "in.txt",
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("--capability"), "{}", stderr(&o));
+    let o = user.errand(&[
+        "invoke",
+        &exec.peer.to_string(),
+        "--capability",
+        "markdown",
+        "--registry",
+        &registry,
+        "--input",
+        "in.txt",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "<p>one fish two fish red fish blue fish</p>\n");
+
+    // The node's status, asked with its own key.
+    let o = user.errand(&["status", "--config", p(&exec.dir.join("node.toml"))]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("receipts   2 stored"), "{}", stdout(&o));
+    // Anyone else is refused.
+    let o = user.errand(&["status", &exec.peer_addr().to_string()]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("Forbidden"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_dead_node_disappears_from_the_registry_when_its_ttl_passes() {
+    let reg = registry();
+    let mut exec = executor(&reg, &["text-stats"], 2_000, 600);
+    let client = new_client();
+    wait_until_listed(&client, &reg, "word count");
+    exec.kill();
+    // Gone within TTL plus one expiry sweep.
+    let gone = eventually(Duration::from_secs(6), || {
+        find_names(&client, &reg, "word count").is_empty()
+    });
+    let took = gone.expect("entries of a dead node never expired");
+    assert!(took <= Duration::from_millis(3_500), "took {took:?}");
+}
+
+#[test]
+fn a_swapped_version_reaches_the_registry_within_one_refresh() {
+    let reg = registry();
+    let exec = executor(&reg, &["text-stats"], 15_000, 3_000);
+    let client = new_client();
+    assert!(
+        eventually(Duration::from_secs(10), || find_names(
+            &client,
+            &reg,
+            "word count"
+        ) == vec![(
+            "text-stats".into(),
+            "1.0.0".into()
+        )])
+        .is_some()
+    );
+    // The operator swaps the package for a new version.
+    pack_example("text-stats", &exec.packages(), &exec.key(), Some("1.1.0"));
+    let seen = eventually(Duration::from_secs(10), || {
+        find_names(&client, &reg, "word count") == vec![("text-stats".into(), "1.1.0".into())]
+    });
+    let took = seen.expect("the new version never reached the registry");
+    assert!(
+        took < Duration::from_millis(3_000),
+        "took {took:?}, more than one refresh"
+    );
+}
+
+#[test]
+fn removing_a_package_withdraws_it_at_once_and_sigterm_withdraws_everything() {
+    let reg = registry();
+    let mut exec = executor(&reg, &["text-stats", "markdown"], 15_000, 5_000);
+    let client = new_client();
+    assert!(
+        eventually(Duration::from_secs(10), || find_names(
+            &client,
+            &reg,
+            "markdown html"
+        )
+        .len()
+            == 1)
+        .is_some()
+    );
+    std::fs::remove_file(exec.packages().join("markdown.errand")).unwrap();
+    let gone = eventually(Duration::from_secs(5), || {
+        find_names(&client, &reg, "markdown html").is_empty()
+    });
+    assert!(gone.expect("not withdrawn") < Duration::from_secs(2));
+    assert_eq!(find_names(&client, &reg, "word count").len(), 1);
+    // Graceful shutdown withdraws the rest, long before the 15 s TTL.
+    assert!(exec.terminate().success(), "{}", exec.log());
+    assert!(find_names(&client, &reg, "word count").is_empty());
+}
+
+fn descriptor_for(key: &SecretKey, seq: u64, issued: errand_core::UnixMillis) -> SignedDescriptor {
+    let mut d = testing::descriptor(key);
+    d.seq = seq;
+    d.issued_at = issued;
+    SignedDescriptor::sign(d, key).unwrap()
+}
+
+#[test]
+fn the_registry_refuses_forged_and_expired_descriptors() {
+    let reg = registry();
+    let client = new_client();
+    let key = SecretKey::from_seed([42; 32]);
+    let now = errand::node::now();
+    let good = descriptor_for(&key, 1, now);
+    let mut bytes = good.to_bytes();
+    let n = bytes.len();
+    bytes[n - 10] ^= 0x40; // inside the signature
+    let forged = SignedDescriptor::decode(&bytes).unwrap();
+    let expired = descriptor_for(&key, 2, now.minus_ms(60_000));
+    // Someone else's key, claiming our identity: signature fails.
+    let mut impostor = testing::descriptor(&SecretKey::from_seed([43; 32]));
+    impostor.publisher = key.peer_id();
+    let impostor_bytes = {
+        let signed = SignedDescriptor::sign(
+            testing::descriptor(&SecretKey::from_seed([43; 32])),
+            &SecretKey::from_seed([43; 32]),
+        )
+        .unwrap();
+        let mut b = errand_core::signed::encode(&impostor).unwrap();
+        b.extend_from_slice(&signed.signature().0);
+        b
+    };
+    let impostor = SignedDescriptor::decode(&impostor_bytes).unwrap();
+    let req = Request::Publish(BVec::new(vec![forged, expired, impostor, good]).unwrap());
+    let resp = block_on(client.request(reg.peer_addr(), &req)).unwrap();
+    match resp {
+        Response::Published(o) => assert_eq!(
+            o.as_slice(),
+            &[
+                PublishOutcome::BadSignature,
+                PublishOutcome::Expired,
+                PublishOutcome::BadSignature,
+                PublishOutcome::Accepted
+            ]
+        ),
+        r => panic!("{r:?}"),
+    }
+    // Only the good one is findable.
+    assert_eq!(find_names(&client, &reg, "generate image").len(), 1);
+}
+
+#[test]
+fn a_peer_presenting_the_wrong_key_is_refused() {
+    let reg = registry();
+    let exec = executor(&reg, &["text-stats"], 15_000, 5_000);
+    let user = Sandbox::new();
+    std::fs::write(user.path("in.txt"), "hello").unwrap();
+    // Dial the executor's address, expecting the registry's key.
+    let wrong = PeerAddr {
+        peer: reg.peer,
+        addr: exec.addr,
+    };
+    let o = user.errand(&[
+        "invoke",
+        &wrong.to_string(),
+        "--capability",
+        "text-stats",
+        "--input",
+        "in.txt",
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains(&format!("expected {}", reg.peer)),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn malformed_and_oversized_frames_do_not_stop_the_node_serving_others() {
+    let reg = registry();
+    let exec = executor(&reg, &["text-stats"], 15_000, 5_000);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            std::fs::read_dir(exec.dir.join("data/compiled")).is_ok_and(|d| d.count() > 0)
+        })
+        .is_some()
+    );
+    block_on(async {
+        let bad = Client::new(SecretKey::from_seed([50; 32])).unwrap();
+        let conn = bad.endpoint().connect(exec.addr, exec.peer).await.unwrap();
+        match conn
+            .request_raw(b"\x0eerrand/request\x01\x03garbage")
+            .await
+            .unwrap()
+        {
+            Response::Error(e) => assert_eq!(e.code, ErrorCode::BadRequest),
+            r => panic!("{r:?}"),
+        }
+        let conn = bad.endpoint().connect(exec.addr, exec.peer).await.unwrap();
+        let huge = vec![7u8; 97 << 20];
+        match conn.request_raw(&huge).await {
+            Ok(Response::Error(e)) => assert_eq!(e.code, ErrorCode::TooLarge),
+            Ok(r) => panic!("{r:?}"),
+            // The node may cut the connection before the whole frame is sent.
+            Err(_) => {}
+        }
+        // An honest peer is served.
+        let good = Client::new(SecretKey::from_seed([51; 32])).unwrap();
+        let inv = text_stats_request(RequestId([9; 16]), b"still here");
+        let done = good.invoke(exec.peer_addr(), None, inv).await.unwrap();
+        assert!(done.response.receipt.body().outcome.is_ok());
+    });
+    assert!(exec.log().contains("protocol violation"), "{}", exec.log());
+}
+
+#[test]
+fn receipts_survive_sigkill_and_restart() {
+    let reg = registry();
+    let mut exec = executor(&reg, &["text-stats"], 15_000, 5_000);
+    let client = new_client();
+    wait_until_listed(&client, &reg, "word count");
+    let ids: Vec<RequestId> = (0..20u8).map(|i| RequestId([i; 16])).collect();
+    let receipts: Vec<_> = block_on(async {
+        let mut out = Vec::new();
+        for id in &ids {
+            let inv = text_stats_request(*id, b"durable words");
+            out.push(
+                client
+                    .invoke(exec.peer_addr(), None, inv)
+                    .await
+                    .unwrap()
+                    .response
+                    .receipt,
+            );
+        }
+        out
+    });
+    exec.kill();
+    exec.spawn();
+    block_on(async {
+        for (id, r) in ids.iter().zip(&receipts) {
+            match client
+                .request(exec.peer_addr(), &Request::GetReceipt(*id))
+                .await
+                .unwrap()
+            {
+                Response::Receipt(Some(stored)) => assert_eq!(&*stored, r),
+                other => panic!("receipt {id} lost after SIGKILL: {other:?}"),
+            }
+        }
+        // A reused nonce is refused: receipts are also replay protection.
+        let inv = text_stats_request(ids[0], b"again");
+        match client.invoke(exec.peer_addr(), None, inv).await {
+            Err(errand::client::ClientError::Remote { error, .. }) => {
+                assert_eq!(error.code, ErrorCode::Replay)
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+#[test]
+fn action_shipping_is_off_by_default_and_follows_the_allowlist() {
+    let shipper = SecretKey::from_seed([61; 32]);
+    let spec = NodeSpec {
+        extra: format!(
+            "[policy]\naction_shipping = true\nshipping_allow = [\"{}\"]\nshipping_max_fuel = 50000000\n",
+            shipper.peer_id()
+        ),
+        ..NodeSpec::default()
+    };
+    let open = NodeProc::start(&spec);
+    let closed = NodeProc::start(&NodeSpec::default());
+    let component = errand_example_tools::TEXT_STATS;
+    let digest = errand_core::Digest::of(component);
+    let req = |id: u8, bytes: Option<&[u8]>| InvokeRequest {
+        request_id: RequestId([id; 16]),
+        target: Target::Component {
+            digest,
+            bytes: bytes.map(|b| BBytes::new(b.to_vec()).unwrap()),
+        },
+        input: BBytes::new(b"shipped action".to_vec()).unwrap(),
+        context: InvocationContext::default(),
+        fuel: Some(u64::MAX),
+        want_trace: false,
+    };
+    block_on(async {
+        let allowed = Client::new(shipper.clone()).unwrap();
+        let other = Client::new(SecretKey::from_seed([62; 32])).unwrap();
+        let code_of = |r: Result<errand::client::Invoked, errand::client::ClientError>| match r {
+            Err(errand::client::ClientError::Remote { error, .. }) => Some(error.code),
+            Ok(_) => None,
+            Err(e) => panic!("{e}"),
+        };
+        // Off by default.
+        assert_eq!(
+            code_of(
+                allowed
+                    .invoke(closed.peer_addr(), None, req(1, Some(component)))
+                    .await
+            ),
+            Some(ErrorCode::Forbidden)
+        );
+        // On, but not for this peer.
+        assert_eq!(
+            code_of(
+                other
+                    .invoke(open.peer_addr(), None, req(2, Some(component)))
+                    .await
+            ),
+            Some(ErrorCode::Forbidden)
+        );
+        // Allowed: by digest first; the node asks for the bytes once.
+        assert_eq!(
+            code_of(allowed.invoke(open.peer_addr(), None, req(3, None)).await),
+            Some(ErrorCode::NeedComponent)
+        );
+        let done = allowed
+            .invoke(open.peer_addr(), None, req(4, Some(component)))
+            .await
+            .unwrap();
+        let r = done.response.receipt.body();
+        assert!(r.outcome.is_ok());
+        assert_eq!(
+            r.fuel_limit, 50_000_000,
+            "fuel is capped by the shipping policy"
+        );
+        assert_eq!(r.component, digest);
+        // Now held: the digest alone suffices.
+        let done = allowed
+            .invoke(open.peer_addr(), None, req(5, None))
+            .await
+            .unwrap();
+        assert!(done.response.receipt.body().outcome.is_ok());
+    });
+    // From the CLI, as the allowed shipper, with a component the node has
+    // not seen: digest first, then the upload.
+    let user = Sandbox::new();
+    errand::keystore::save(&shipper, &user.path("key"), true).unwrap();
+    std::fs::write(user.path("md.wasm"), errand_example_tools::MARKDOWN).unwrap();
+    std::fs::write(user.path("in.md"), "*shipped*").unwrap();
+    let o = user.errand(&[
+        "invoke",
+        &open.peer_addr().to_string(),
+        "--ship",
+        "md.wasm",
+        "--input",
+        "in.md",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "<p><em>shipped</em></p>\n");
+}
+
+/// Traffic across a real network stack: two network namespaces joined by a
+/// veth pair, the registry and executor in one, the client in the other.
+#[test]
+fn nodes_in_separate_network_namespaces() {
+    let Some(net) = Netns::create() else {
+        return;
+    };
+    let mut reg = NodeProc::prepare(&NodeSpec {
+        registry: true,
+        listen: Some("10.77.0.1:4433".into()),
+        ..NodeSpec::default()
+    });
+    reg.spawn_with(Some(&net.a));
+    let tmp = tempfile::tempdir().unwrap();
+    let key = SecretKey::from_seed(crate::support::rand_seed());
+    pack_example("text-stats", tmp.path(), &key, None);
+    let mut exec = NodeProc::prepare(&NodeSpec {
+        packages: true,
+        registries: vec![reg.peer_addr()],
+        listen: Some("10.77.0.1:4434".into()),
+        ..NodeSpec::default()
+    });
+    std::fs::copy(
+        tmp.path().join("text-stats.errand"),
+        exec.packages().join("text-stats.errand"),
+    )
+    .unwrap();
+    exec.spawn_with(Some(&net.a));
+    let user = Sandbox::new();
+    std::fs::write(user.path("in.txt"), "across namespaces").unwrap();
+    let registry = reg.peer_addr().to_string();
+    let run = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &net.b, crate::support::bin()])
+            .args(args)
+            .current_dir(user.dir.path())
+            .env("ERRAND_KEY", user.path("key"))
+            .output()
+            .unwrap()
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let o = run(&["find", "word count", "--registry", &registry]);
+            code(&o) == 0 && stdout(&o).contains("text-stats")
+        })
+        .is_some(),
+        "{}",
+        exec.log()
+    );
+    let o = run(&[
+        "invoke",
+        "--intent",
+        "word count",
+        "--registry",
+        &registry,
+        "--input",
+        "in.txt",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("\"words\":2"), "{}", stdout(&o));
+}
+
+/// Two network namespaces `a` (10.77.0.1) and `b` (10.77.0.2) joined by veth.
+struct Netns {
+    a: String,
+    b: String,
+}
+
+impl Netns {
+    /// Creates them, or prints why not and returns `None`.
+    fn create() -> Option<Netns> {
+        let tag = std::process::id();
+        let n = Netns {
+            a: format!("errand-a-{tag}"),
+            b: format!("errand-b-{tag}"),
+        };
+        let ip = |args: &[&str]| {
+            std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .map(|o| {
+                    o.status
+                        .success()
+                        .then_some(())
+                        .ok_or(String::from_utf8_lossy(&o.stderr).into_owned())
+                })
+                .unwrap_or_else(|e| Err(e.to_string()))
+        };
+        let (va, vb) = (format!("ea{tag}"), format!("eb{tag}"));
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["netns", "add", &n.a],
+            vec!["netns", "add", &n.b],
+            vec!["link", "add", &va, "type", "veth", "peer", "name", &vb],
+            vec!["link", "set", &va, "netns", &n.a],
+            vec!["link", "set", &vb, "netns", &n.b],
+            vec!["-n", &n.a, "addr", "add", "10.77.0.1/24", "dev", &va],
+            vec!["-n", &n.b, "addr", "add", "10.77.0.2/24", "dev", &vb],
+            vec!["-n", &n.a, "link", "set", &va, "up"],
+            vec!["-n", &n.b, "link", "set", &vb, "up"],
+            vec!["-n", &n.a, "link", "set", "lo", "up"],
+            vec!["-n", &n.b, "link", "set", "lo", "up"],
+        ];
+        for s in steps {
+            if let Err(why) = ip(&s) {
+                println!(
+                    "SKIPPED nodes_in_separate_network_namespaces: `ip {}` failed ({}); needs root and iproute2",
+                    s.join(" "),
+                    why.trim()
+                );
+                drop(n);
+                return None;
+            }
+        }
+        Some(n)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .output();
+        }
+    }
+}
