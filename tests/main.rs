@@ -6,3 +6,4 @@
 mod cli;
 mod network;
 mod support;
+mod trust;

@@ -16,18 +16,8 @@ use crate::support::{
     NodeProc, NodeSpec, Sandbox, code, eventually, p, pack_example, stderr, stdout,
 };
 
-/// One runtime for the whole test process: clients' QUIC endpoints live on
-/// it, so it must outlive every call.
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-    })
-    .block_on(f)
+    crate::support::rt().block_on(f)
 }
 
 fn registry() -> NodeProc {

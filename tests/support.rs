@@ -264,3 +264,16 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> Option<Durat
     }
     None
 }
+
+/// One runtime for the whole test process: clients' QUIC endpoints and
+/// in-process nodes live on it, so it must outlive every call.
+pub fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}

@@ -16,6 +16,7 @@
 //! | [`manifest`], [`package`] | execution | capability manifests and tool packages |
 //! | [`discovery`] | discovery | the registry index, intent matching, merging answers |
 //! | [`wire`] | connectivity | request and response messages and their flows |
+//! | [`trust`] | trust | reputation, canaries, evidence checks, risk policy, the delegation state machine |
 //!
 //! ## Signing and checking a descriptor
 //!
@@ -81,6 +82,7 @@ pub mod receipt;
 pub mod signed;
 pub mod testing;
 pub mod time;
+pub mod trust;
 pub mod wire;
 
 pub use digest::Digest;

@@ -228,6 +228,23 @@ impl Client {
         component: Option<errand_core::Digest>,
         req: InvokeRequest,
     ) -> Result<Invoked, ClientError> {
+        let (done, binding) = self.invoke_raw(to, component, req).await?;
+        binding.map_err(|error| ClientError::Receipt {
+            peer: to.peer,
+            error,
+        })?;
+        Ok(done)
+    }
+
+    /// Sends `req` to `to` and returns the response together with the
+    /// verdict on its receipt, without acting on the verdict: for callers
+    /// whose policy decides whether a bad receipt matters.
+    pub async fn invoke_raw(
+        &self,
+        to: PeerAddr,
+        component: Option<errand_core::Digest>,
+        req: InvokeRequest,
+    ) -> Result<(Invoked, Result<(), BindingError>), ClientError> {
         let t0 = Instant::now();
         let input = req.input.clone();
         let request_id = req.request_id;
@@ -248,26 +265,23 @@ impl Client {
             }
             _ => return Err(ClientError::Unexpected { peer: to.peer }),
         };
-        response
-            .receipt
-            .check_binding(&Expected {
-                executor: to.peer,
-                requester: self.peer_id(),
-                request_id,
-                component,
-                input: &input,
-                output: &response.output,
-            })
-            .map_err(|error| ClientError::Receipt {
-                peer: to.peer,
-                error,
-            })?;
+        let binding = response.receipt.check_binding(&Expected {
+            executor: to.peer,
+            requester: self.peer_id(),
+            request_id,
+            component,
+            input: &input,
+            output: &response.output,
+        });
         let bytes = sent + encoded_len(&Response::Invoked(Box::new(response.clone())));
-        Ok(Invoked {
-            response,
-            elapsed: t0.elapsed(),
-            bytes,
-        })
+        Ok((
+            Invoked {
+                response,
+                elapsed: t0.elapsed(),
+                bytes,
+            },
+            binding,
+        ))
     }
 
     /// Action shipping: runs `component` on `to`. Sends only its digest
@@ -308,6 +322,28 @@ impl Client {
     pub async fn close(&self) {
         self.endpoint.close();
         let _ = tokio::time::timeout(Duration::from_millis(500), self.endpoint.wait_idle()).await;
+    }
+
+    /// Fetches the tool package for component `digest` from `from`, and
+    /// checks that it really holds that component.
+    pub async fn fetch_package(
+        &self,
+        from: PeerAddr,
+        digest: errand_core::Digest,
+    ) -> Result<Option<errand_core::package::Package>, ClientError> {
+        match self.request(from, &Request::FetchPackage(digest)).await? {
+            Response::Package(Some(p))
+                if p.component_digest() == digest && p.descriptor.verify().is_ok() =>
+            {
+                Ok(Some(*p))
+            }
+            Response::Package(_) => Ok(None),
+            Response::Error(error) => Err(ClientError::Remote {
+                peer: from.peer,
+                error,
+            }),
+            _ => Err(ClientError::Unexpected { peer: from.peer }),
+        }
     }
 
     /// A node's status (only its own key may ask).

@@ -31,6 +31,21 @@
 //! shipping_max_fuel = 1000000000
 //! shipping_max_memory = 67108864
 //!
+//! [trust]                          # as a requester (errand workflow run --config)
+//! low = "t1"                       # tiers per risk level: none, t1, t2 or t3
+//! medium = "t2"
+//! high = "t3"
+//! replay = 1.0                     # replay probability for t3
+//! fallbacks = 4                    # most fallbacks per step
+//! exploration = 0.1                # chance of trying a newcomer first
+//!
+//! [adversary]                      # FOR DEMOS AND TESTS ONLY: makes the node cheat
+//! behaviour = "wrong-output"       # wrong-output | forge-receipt | lazy | different-component | silent | drift
+//! advertise_latency_ms = 1         # lie about QoS to attract requests
+//! advertise_cost = 0
+//! impostor = "other.wasm"          # for different-component: what really runs
+//! drift_period_ms = 2000           # for drift: alternately serve and refuse
+//!
 //! [registry]                       # present: this node is also a registry
 //! max_entries = 1000000
 //! max_per_publisher = 256
@@ -207,6 +222,104 @@ impl RegistryConfig {
     }
 }
 
+/// Requester-side trust settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustConfig {
+    /// Tiers for low-risk steps.
+    pub low: String,
+    /// Tiers for medium-risk steps.
+    pub medium: String,
+    /// Tiers for high-risk steps.
+    pub high: String,
+    /// Replay probability for `t3`.
+    pub replay: f64,
+    /// Most fallbacks per step.
+    pub fallbacks: usize,
+    /// Chance of trying a newcomer first.
+    pub exploration: f64,
+}
+
+impl Default for TrustConfig {
+    fn default() -> TrustConfig {
+        TrustConfig {
+            low: "t1".into(),
+            medium: "t2".into(),
+            high: "t3".into(),
+            replay: 1.0,
+            fallbacks: 4,
+            exploration: 0.1,
+        }
+    }
+}
+
+impl TrustConfig {
+    /// The risk policy this describes.
+    pub fn risk_policy(&self) -> Result<errand_core::trust::RiskPolicy, String> {
+        use errand_core::trust::{Policy, RiskPolicy};
+        let tiers =
+            |field: &str, v: &str| match Policy::parse(v, RiskPolicy::default(), self.replay) {
+                Some(Policy::Fixed(t)) => Ok(t),
+                _ => Err(format!("trust.{field} = {v:?}: use none, t1, t2 or t3")),
+            };
+        let p = RiskPolicy {
+            low: tiers("low", &self.low)?,
+            medium: tiers("medium", &self.medium)?,
+            high: tiers("high", &self.high)?,
+        };
+        Ok(p)
+    }
+}
+
+/// How an adversarial node cheats (demos and tests only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Behaviour {
+    /// Runs the tool, then corrupts the output and signs a receipt for the
+    /// corrupted output (a consistent lie: only canaries and replay see it).
+    WrongOutput,
+    /// Runs the tool correctly but returns a receipt signed by another key.
+    ForgeReceipt,
+    /// Saves work: runs with cheaper parameters but claims the requested
+    /// ones in the receipt (only canaries and replay see it).
+    Lazy,
+    /// Runs `impostor` instead of the advertised component, and claims the
+    /// advertised component's digest in its receipts.
+    DifferentComponent,
+    /// Accepts requests and never answers.
+    Silent,
+    /// Capability drift: alternately serves and refuses (`NotFound`) every
+    /// `drift_period_ms`, while its descriptors stay published.
+    Drift,
+}
+
+/// Adversarial behaviour (demos and tests only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdversaryConfig {
+    /// How it cheats.
+    pub behaviour: Behaviour,
+    /// Latency to advertise instead of the true one.
+    #[serde(default)]
+    pub advertise_latency_ms: Option<u32>,
+    /// Cost to advertise instead of the true one.
+    #[serde(default)]
+    pub advertise_cost: Option<u32>,
+    /// Extra intent tags to advertise, to match more queries.
+    #[serde(default)]
+    pub extra_intents: Vec<String>,
+    /// The component that really runs, for `different-component`.
+    #[serde(default)]
+    pub impostor: Option<PathBuf>,
+    /// Half-period of `drift`, in milliseconds.
+    #[serde(default = "default_drift_period")]
+    pub drift_period_ms: u64,
+}
+
+fn default_drift_period() -> u64 {
+    2_000
+}
+
 /// A node's configuration (see the module docs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -241,6 +354,12 @@ pub struct NodeConfig {
     /// The registry role, if enabled.
     #[serde(default)]
     pub registry: Option<RegistryConfig>,
+    /// Requester-side trust settings.
+    #[serde(default)]
+    pub trust: TrustConfig,
+    /// Adversarial behaviour, for demos and tests only.
+    #[serde(default)]
+    pub adversary: Option<AdversaryConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -305,6 +424,9 @@ impl NodeConfig {
         if let Some(p) = c.packages.as_mut() {
             resolve(p);
         }
+        if let Some(i) = c.adversary.as_mut().and_then(|a| a.impostor.as_mut()) {
+            resolve(i);
+        }
         resolve(&mut c.storage);
         c.check(path)?;
         Ok(c)
@@ -359,6 +481,24 @@ impl NodeConfig {
             return Err(bad(
                 "limits.max_streams_per_connection",
                 "must be above 0".into(),
+            ));
+        }
+        self.trust.risk_policy().map_err(|e| bad("trust", e))?;
+        if !(0.0..=1.0).contains(&self.trust.replay)
+            || !(0.0..=1.0).contains(&self.trust.exploration)
+        {
+            return Err(bad(
+                "trust",
+                "replay and exploration are probabilities, 0 to 1".into(),
+            ));
+        }
+        if let Some(a) = &self.adversary
+            && a.behaviour == Behaviour::DifferentComponent
+            && a.impostor.is_none()
+        {
+            return Err(bad(
+                "adversary.impostor",
+                "is required for behaviour different-component".into(),
             ));
         }
         if let Some(r) = &self.registry

@@ -19,8 +19,10 @@
 
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod files;
 pub mod keystore;
 pub mod node;
 pub mod packaging;
 pub mod store;
+pub mod workflow;

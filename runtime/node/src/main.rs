@@ -44,6 +44,12 @@ enum Command {
     Invoke(cli::network::InvokeArgs),
     /// Report on a running node (asks with the node's own key).
     Status(cli::network::StatusArgs),
+    /// Workflows: multi-step delegation with tiered verification.
+    #[command(subcommand)]
+    Workflow(cli::trust::WorkflowCommand),
+    /// Start a local network with honest, Sybil and drifting executors and
+    /// compare verification policies on the two-step workflow.
+    Demo(cli::trust::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +65,8 @@ fn main() -> ExitCode {
         Command::Find(a) => cli::network::find(a),
         Command::Invoke(a) => cli::network::invoke(a),
         Command::Status(a) => cli::network::status(a),
+        Command::Workflow(c) => cli::trust::workflow(c),
+        Command::Demo(a) => cli::trust::demo(a),
     };
     match result {
         Ok(code) => code,

@@ -44,7 +44,7 @@ use errand_core::{Digest, PeerId, SecretKey, UnixMillis};
 use errand_host::{Host, HostConfig, Invocation, Limits, Prepared, ReceiptInfo};
 use errand_net::{Endpoint, Handler, NetConfig};
 
-use crate::config::NodeConfig;
+use crate::config::{Behaviour, NodeConfig};
 use crate::packaging;
 use crate::store::{Store, StoreError};
 
@@ -123,6 +123,10 @@ struct Inner {
     in_flight: Mutex<HashSet<RequestId>>,
     changed: tokio::sync::Notify,
     advertised: Vec<SocketAddr>,
+    /// The component an adversary really runs (`different-component`).
+    impostor: Option<Arc<Prepared>>,
+    /// Publish messages and bytes received as a registry.
+    publish_traffic: (AtomicU64, AtomicU64),
 }
 
 /// A running node. Dropping it does not stop it: call [`Node::shutdown`].
@@ -167,6 +171,25 @@ impl Node {
                 source,
             })?;
         let registry = config.registry.map(|r| Mutex::new(Index::new(r.limits())));
+        let impostor = match config.adversary.as_ref().and_then(|a| a.impostor.as_ref()) {
+            Some(path) => {
+                let tool = packaging::load_tool(path).map_err(|e| NodeError::Packages {
+                    path: path.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                Some(
+                    host.prepare(&tool.component)
+                        .map_err(|e| NodeError::Packages {
+                            path: path.clone(),
+                            source: std::io::Error::other(e.to_string()),
+                        })?,
+                )
+            }
+            None => None,
+        };
+        if let Some(a) = &config.adversary {
+            tracing::warn!(behaviour = ?a.behaviour, "ADVERSARY MODE: this node cheats on purpose (demos and tests only)");
+        }
         let inner = Arc::new(Inner {
             advertised: config.advertised(bound),
             invocation_slots: tokio::sync::Semaphore::new(config.limits.max_concurrent_invocations),
@@ -182,6 +205,8 @@ impl Node {
             invocations: AtomicU64::new(0),
             in_flight: Mutex::new(HashSet::new()),
             changed: tokio::sync::Notify::new(),
+            impostor,
+            publish_traffic: (AtomicU64::new(0), AtomicU64::new(0)),
         });
         let node = Node { inner };
         node.write_runtime_file();
@@ -240,6 +265,14 @@ impl Node {
             .collect();
         v.sort();
         v
+    }
+
+    /// Publish messages and bytes this node has received as a registry.
+    pub fn publish_traffic(&self) -> (u64, u64) {
+        (
+            self.inner.publish_traffic.0.load(Ordering::Relaxed),
+            self.inner.publish_traffic.1.load(Ordering::Relaxed),
+        )
     }
 
     /// The node's status.
@@ -430,6 +463,11 @@ impl Inner {
         let Some(index) = &self.registry else {
             return err(ErrorCode::Unsupported, "this node is not a registry");
         };
+        self.publish_traffic.0.fetch_add(1, Ordering::Relaxed);
+        let bytes: usize = list.iter().map(|d| d.encoded_len() + 2).sum();
+        self.publish_traffic
+            .1
+            .fetch_add(bytes as u64 + 20, Ordering::Relaxed);
         // One batch verification for the common all-valid case.
         let refs: Vec<&SignedDescriptor> = list.iter().collect();
         let all_valid = signed::verify_batch(&refs).is_ok();
@@ -482,6 +520,21 @@ impl Inner {
     }
 
     async fn invoke_inner(&self, peer: PeerId, inv: InvokeRequest) -> Response {
+        let behaviour = self.config.adversary.as_ref().map(|a| a.behaviour);
+        match (behaviour, &self.config.adversary) {
+            (Some(Behaviour::Silent), _) => {
+                // Never answer; the requester's timeout decides.
+                tokio::time::sleep(Duration::from_secs(3_600)).await;
+                return err(ErrorCode::Internal, "silent");
+            }
+            (Some(Behaviour::Drift), Some(a)) if (now().0 / a.drift_period_ms.max(1)) % 2 == 1 => {
+                return err(
+                    ErrorCode::NotFound,
+                    "capability not available right now (drifted)",
+                );
+            }
+            _ => {}
+        }
         let (prepared, mut limits, capability, hosted, component) = match &inv.target {
             Target::Capability { name, version } => {
                 let Some(h) = read(&self.hosted).get(name).cloned() else {
@@ -569,11 +622,22 @@ impl Inner {
         let want_trace = inv.want_trace;
         let request_id = inv.request_id;
         let input = inv.input;
+        let prepared = match (behaviour, &self.impostor) {
+            (Some(Behaviour::DifferentComponent), Some(imp)) => imp.clone(),
+            _ => prepared,
+        };
+        let lazy = behaviour == Some(Behaviour::Lazy);
         let run = tokio::task::spawn_blocking(move || {
+            // A lazy adversary does half the work and claims all of it.
+            let used: &[u8] = if lazy {
+                &input[..input.len() / 2]
+            } else {
+                &input
+            };
             let exec = host.run(
                 &prepared,
                 &Invocation {
-                    input: &input,
+                    input: used,
                     request_id,
                     context,
                     limits,
@@ -583,15 +647,35 @@ impl Inner {
             (exec, input)
         })
         .await;
-        let (exec, input) = match run {
+        let (mut exec, input) = match run {
             Ok((Ok(e), input)) => (e, input),
             Ok((Err(e), _)) => return err(ErrorCode::Busy, e),
             Err(e) => return err(ErrorCode::Internal, format!("invocation task failed: {e}")),
         };
+        match behaviour {
+            Some(Behaviour::Lazy) => exec.input_digest = Digest::of(&input),
+            Some(Behaviour::WrongOutput) if exec.outcome.is_ok() => {
+                match exec.output.last_mut() {
+                    Some(b) => *b ^= 0x5a,
+                    None => exec.output.push(b'?'),
+                }
+                exec.output_digest = Digest::of(&exec.output);
+            }
+            _ => {}
+        }
         drop(input);
+        let forger;
+        let signer = if behaviour == Some(Behaviour::ForgeReceipt) {
+            let mut seed = [0u8; 32];
+            let _ = getrandom::fill(&mut seed);
+            forger = SecretKey::from_seed(seed);
+            &forger
+        } else {
+            &self.key
+        };
         let receipt = match self.host.sign_receipt(
             &ReceiptInfo {
-                executor: &self.key,
+                executor: signer,
                 requester: peer,
                 request_id,
                 capability,
@@ -710,6 +794,19 @@ async fn publish_once(inner: &Arc<Inner>, live: bool) {
     for h in &hosted {
         let mut d = h.template.clone();
         d.qos.latency_ms = h.declared_latency.load(Ordering::Relaxed);
+        if let Some(a) = &inner.config.adversary {
+            if let Some(l) = a.advertise_latency_ms {
+                d.qos.latency_ms = l;
+            }
+            if let Some(c) = a.advertise_cost {
+                d.qos.cost = c;
+            }
+            for tag in &a.extra_intents {
+                if let Ok(t) = BString::new(tag.as_str()) {
+                    let _ = d.intents.push(t);
+                }
+            }
+        }
         match sign(d, seq, false) {
             Ok(s) => {
                 h.seq.store(seq, Ordering::Relaxed);

@@ -365,18 +365,23 @@ pub fn decode_package(path: &Path, bytes: &[u8]) -> Result<Package, PackError> {
     }
 }
 
+/// A per-user folder: `$override_var` if set, else `$xdg_var/errand`, else
+/// `~/home_rel/errand`.
+pub fn user_dir(override_var: &str, xdg_var: &str, home_rel: &str) -> Option<PathBuf> {
+    let set = |v: &str| std::env::var_os(v).filter(|p| !p.is_empty());
+    if let Some(p) = set(override_var) {
+        return Some(PathBuf::from(p));
+    }
+    if let Some(x) = set(xdg_var) {
+        return Some(PathBuf::from(x).join("errand"));
+    }
+    set("HOME").map(|h| PathBuf::from(h).join(home_rel).join("errand"))
+}
+
 /// Errand's cache directory: `$ERRAND_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/errand`, else `~/.cache/errand`.
 pub fn cache_dir() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ERRAND_CACHE_DIR").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(x).join("errand"));
-    }
-    std::env::var_os("HOME")
-        .filter(|p| !p.is_empty())
-        .map(|h| PathBuf::from(h).join(".cache").join("errand"))
+    user_dir("ERRAND_CACHE_DIR", "XDG_CACHE_HOME", ".cache")
 }
 
 /// A host with the compiled-component cache in [`cache_dir`] (if any).

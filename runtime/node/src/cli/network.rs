@@ -19,13 +19,6 @@ use errand_host::Embed;
 use super::keys;
 use super::tools::{now, random_request_id, read_input};
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -47,7 +40,7 @@ pub struct NodeArgs {
 pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let config = NodeConfig::load(&args.config)?;
-    runtime()?.block_on(async move {
+    super::runtime()?.block_on(async move {
         let node = Node::start(config).await?;
         println!("{}", errand::node::ready_line(&node));
         std::io::stdout().flush()?;
@@ -92,6 +85,11 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
+    /// The node configuration named by `--config`, if any.
+    pub fn node_config(&self) -> anyhow::Result<Option<NodeConfig>> {
+        Ok(self.config.as_deref().map(NodeConfig::load).transpose()?)
+    }
+
     /// Every registry named by flags, environment and configuration.
     pub fn resolve(&self) -> anyhow::Result<Vec<PeerAddr>> {
         let mut out = self.registries.clone();
@@ -193,7 +191,7 @@ pub fn find(args: FindArgs) -> anyhow::Result<ExitCode> {
     let registries = args.registries.resolve()?;
     let query = args.constraints.query(&args.intent, args.limit)?;
     let key = keys::load_key(args.key.clone())?;
-    let found = runtime()?.block_on(async {
+    let found = super::runtime()?.block_on(async {
         let c = Client::new(key)?;
         let found = c.find(&registries, &query, now()).await;
         c.close().await;
@@ -313,7 +311,7 @@ pub fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {
     let key = keys::load_key(args.key.clone())?;
     let input = read_input(&args.input, 64 << 20)?;
     let params = parse_params(&args.params)?;
-    runtime()?.block_on(async move {
+    super::runtime()?.block_on(async move {
         let client = Client::new(key)?;
         let result = invoke_async(args, client.clone(), input, params).await;
         client.close().await;
@@ -566,7 +564,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let key = keys::load_key(key_path)?;
-    let s = runtime()?.block_on(async move {
+    let s = super::runtime()?.block_on(async move {
         let c = Client::new(key)?;
         let s = c.status(target).await;
         c.close().await;

@@ -1,0 +1,478 @@
+//! `errand demo`: a whole Errand network on loopback, under attack.
+//!
+//! One command starts, in one process, real nodes talking QUIC on loopback:
+//!
+//! * a **registry**;
+//! * **honest** executors hosting `imagegen` and `publish`;
+//! * **Sybil** executors hosting the same tools but advertising irresistible
+//!   QoS (1 ms, free), then cheating in turn: corrupted output with a
+//!   matching receipt, forged receipts, or lazy work that claims the full job;
+//! * **drifting** executors whose capability comes and goes while their
+//!   descriptors stay listed.
+//!
+//! A requester then runs the seed paper's two-step workflow (generate an
+//! image from a prompt, publish it) `runs` times under each policy: none,
+//! T1, T1+T2, T1+T2+T3, and risk-tiered, with a fresh reputation for each.
+//! Success is judged against ground truth: the demo computes the right
+//! outputs itself, so an undetected wrong answer counts as a failure. It
+//! finally verifies every receipt it collected, offline, and leaves the
+//! evidence (and any fraud proofs) in the output folder.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use errand_core::receipt::InvocationContext;
+use errand_core::signed;
+use errand_core::trust::{Policy, RiskPolicy, TierSet};
+use errand_core::{SecretKey, UnixMillis};
+use errand_host::{Host, HostConfig};
+
+use crate::client::Client;
+use crate::config::{NodeConfig, PeerAddr};
+use crate::node::Node;
+use crate::workflow::{InputSpec, Runner, RunnerConfig, StepSpec, WorkflowFile, run_locally};
+
+/// Fallbacks allowed per step in the demo: enough to get past every
+/// attractive Sybil and drifting executor on a cold start.
+pub const FALLBACK_BUDGET: usize = 8;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// Honest executors.
+    pub honest: usize,
+    /// Sybil executors.
+    pub sybil: usize,
+    /// Drifting executors.
+    pub drifting: usize,
+    /// Workflow runs per policy.
+    pub runs: usize,
+    /// Output folder.
+    pub out: PathBuf,
+}
+
+/// One policy's results.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PolicyResult {
+    /// The policy.
+    pub policy: String,
+    /// Runs.
+    pub runs: usize,
+    /// Runs whose outputs were right.
+    pub successes: usize,
+    /// Mean end-to-end latency (ms).
+    pub mean_ms: f64,
+    /// 95th percentile latency (ms).
+    pub p95_ms: f64,
+    /// Mean discovery latency per step (ms).
+    pub discovery_ms: f64,
+    /// Control-plane messages (discovery, canaries, fetches, publishing).
+    pub control_messages: u64,
+    /// Control-plane bytes.
+    pub control_bytes: u64,
+    /// Fallbacks used, in total.
+    pub fallbacks: usize,
+    /// Fraud proofs kept.
+    pub fraud_proofs: usize,
+}
+
+impl PolicyResult {
+    /// Share of runs that succeeded.
+    pub fn success_rate(&self) -> f64 {
+        self.successes as f64 / self.runs.max(1) as f64
+    }
+}
+
+/// The demo's results.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoReport {
+    /// Per policy.
+    pub policies: Vec<PolicyResult>,
+    /// Evidence files verified offline.
+    pub evidence_verified: usize,
+    /// Evidence files that failed offline verification.
+    pub evidence_failed: usize,
+    /// Where the evidence is.
+    pub evidence_dir: PathBuf,
+}
+
+/// Why the demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// Setting up a node or the requester failed.
+    #[error("demo setup: {0}")]
+    Setup(String),
+}
+
+fn setup<E: std::fmt::Display>(e: E) -> DemoError {
+    DemoError::Setup(e.to_string())
+}
+
+fn seed_key(tag: &str) -> SecretKey {
+    let mut seed = [0u8; 32];
+    let _ = getrandom::fill(&mut seed);
+    let mix = errand_core::Digest::of_parts(&[&seed, tag.as_bytes()]);
+    SecretKey::from_seed(mix.0)
+}
+
+fn write_package(dir: &Path, host: &Host, tool: &str, author: &SecretKey) -> Result<(), DemoError> {
+    let t =
+        errand_example_tools::get(tool).ok_or_else(|| setup(format!("no example tool {tool}")))?;
+    let work = dir.join(format!(".{tool}"));
+    std::fs::create_dir_all(&work).map_err(setup)?;
+    std::fs::write(work.join("capability.toml"), t.manifest).map_err(setup)?;
+    std::fs::write(work.join("c.wasm"), t.component).map_err(setup)?;
+    let r = crate::packaging::pack(
+        host,
+        &work.join("capability.toml"),
+        Some(&work.join("c.wasm")),
+        author,
+        crate::node::now(),
+    )
+    .map_err(setup)?;
+    std::fs::write(
+        dir.join(format!("{tool}.errand")),
+        signed::encode(&r.package).map_err(setup)?,
+    )
+    .map_err(setup)?;
+    Ok(())
+}
+
+struct Network {
+    registry: Node,
+    nodes: Vec<Node>,
+}
+
+async fn start_node(dir: &Path, toml: &str) -> Result<Node, DemoError> {
+    std::fs::create_dir_all(dir).map_err(setup)?;
+    let key = seed_key(&dir.display().to_string());
+    crate::keystore::save(&key, &dir.join("key"), true).map_err(setup)?;
+    std::fs::write(dir.join("node.toml"), toml).map_err(setup)?;
+    let config = NodeConfig::load(&dir.join("node.toml")).map_err(setup)?;
+    Node::start(config).await.map_err(setup)
+}
+
+async fn start_network(
+    cfg: &DemoConfig,
+    host: &Host,
+    progress: &dyn Fn(&str),
+) -> Result<Network, DemoError> {
+    let nodes_dir = cfg.out.join("nodes");
+    let packages = nodes_dir.join("packages");
+    std::fs::create_dir_all(&packages).map_err(setup)?;
+    let author = seed_key("tool-author");
+    for tool in ["imagegen", "publish"] {
+        write_package(&packages, host, tool, &author)?;
+    }
+    let base = "key = \"key\"\nlisten = \"127.0.0.1:0\"\nstorage = \"data\"\n";
+    let registry = start_node(&nodes_dir.join("registry"), &format!("{base}[registry]\n")).await?;
+    let reg = PeerAddr {
+        peer: registry.peer_id(),
+        addr: registry.local_addr(),
+    };
+    let executor = |extra: &str, pkgs: &Path| {
+        format!(
+            "{base}packages = {:?}\n[[registries]]\npeer = \"{}\"\naddr = \"{}\"\n[publish]\nttl_ms = 6000\nrefresh_ms = 2000\nscan_ms = 60000\n[limits]\nmax_concurrent_invocations = 4\n{extra}",
+            pkgs.display().to_string(),
+            reg.peer,
+            reg.addr
+        )
+    };
+    let mut nodes = Vec::new();
+    for i in 0..cfg.honest {
+        nodes.push(
+            start_node(
+                &nodes_dir.join(format!("honest-{i}")),
+                &executor("", &packages),
+            )
+            .await?,
+        );
+    }
+    // The most attractive Sybils (lowest advertised latency) lie in their
+    // output; then lazy ones; then receipt forgers, whose outputs are right.
+    // Distinct latencies make the registry's ranking, and so the demo,
+    // deterministic.
+    let cheats = ["wrong-output", "lazy", "forge-receipt"];
+    for i in 0..cfg.sybil {
+        let adv = format!(
+            "[adversary]\nbehaviour = \"{}\"\nadvertise_latency_ms = {}\nadvertise_cost = 0\nextra_intents = [\"fast\", \"best quality\", \"image generation\", \"publish\"]\n",
+            cheats[i % cheats.len()],
+            1 + i
+        );
+        nodes.push(
+            start_node(
+                &nodes_dir.join(format!("sybil-{i}")),
+                &executor(&adv, &packages),
+            )
+            .await?,
+        );
+    }
+    for i in 0..cfg.drifting {
+        let adv = format!(
+            "[adversary]\nbehaviour = \"drift\"\ndrift_period_ms = {}\n",
+            700 + 300 * i
+        );
+        nodes.push(
+            start_node(
+                &nodes_dir.join(format!("drifting-{i}")),
+                &executor(&adv, &packages),
+            )
+            .await?,
+        );
+    }
+    progress(&format!(
+        "started a registry, {} honest, {} Sybil and {} drifting executors on loopback",
+        cfg.honest, cfg.sybil, cfg.drifting
+    ));
+    Ok(Network { registry, nodes })
+}
+
+fn workflow(run: usize) -> WorkflowFile {
+    let prompts = [
+        "a lighthouse in a storm",
+        "a red fox at dawn",
+        "moss on an old stone wall",
+        "a harbour under a violet sky",
+        "a paper boat on a river",
+    ];
+    let mut gen_params = std::collections::BTreeMap::new();
+    gen_params.insert("size".to_owned(), "96".to_owned());
+    gen_params.insert("iterations".to_owned(), "48".to_owned());
+    let mut pub_params = std::collections::BTreeMap::new();
+    pub_params.insert("title".to_owned(), format!("Picture {run}"));
+    WorkflowFile {
+        name: "generate-and-publish".into(),
+        description: None,
+        steps: vec![
+            StepSpec {
+                name: "generate".into(),
+                intent: "generate an image from a text prompt".into(),
+                input: InputSpec::Text(format!("{} #{run}", prompts[run % prompts.len()])),
+                params: gen_params,
+                risk: errand_core::trust::Risk::Medium,
+                tiers: None,
+                max_latency_ms: None,
+                max_cost: None,
+                input_type: None,
+                output_type: Some("image/png".into()),
+                capability: None,
+                fuel: None,
+            },
+            StepSpec {
+                name: "publish".into(),
+                intent: "publish content".into(),
+                input: InputSpec::From("previous".into()),
+                params: pub_params,
+                risk: errand_core::trust::Risk::High,
+                tiers: None,
+                max_latency_ms: None,
+                max_cost: None,
+                input_type: None,
+                output_type: Some("application/json".into()),
+                capability: None,
+                fuel: None,
+            },
+        ],
+    }
+}
+
+/// The right outputs of a run, computed locally from the published tools.
+fn ground_truth(
+    host: &Host,
+    wf: &WorkflowFile,
+    time: UnixMillis,
+    pkg_dir: &Path,
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let load = |name: &str| {
+        let bytes = std::fs::read(pkg_dir.join(format!("{name}.errand"))).ok()?;
+        signed::decode::<errand_core::package::Package>(&bytes).ok()
+    };
+    let (gen_pkg, pub_pkg) = (load("imagegen")?, load("publish")?);
+    let ctx = |s: &StepSpec| {
+        InvocationContext::from_pairs(time, &s.params.iter().collect::<Vec<_>>()).ok()
+    };
+    let InputSpec::Text(prompt) = &wf.steps[0].input else {
+        return None;
+    };
+    let png = run_locally(host, &gen_pkg, prompt.as_bytes(), &ctx(&wf.steps[0])?)?;
+    let record = run_locally(host, &pub_pkg, &png, &ctx(&wf.steps[1])?)?;
+    Some((png, record))
+}
+
+/// The policies compared, in table order.
+pub fn policies(replay: f64) -> Vec<(&'static str, Policy)> {
+    vec![
+        ("none", Policy::Fixed(TierSet::NONE)),
+        ("T1", Policy::Fixed(TierSet::T1)),
+        ("T1+T2", Policy::Fixed(TierSet::T2)),
+        ("T1+T2+T3", Policy::Fixed(TierSet::t3(replay))),
+        ("risk-tiered", Policy::Risk(RiskPolicy::default())),
+    ]
+}
+
+/// Runs the demo (see the module docs).
+pub async fn run(cfg: &DemoConfig, progress: &dyn Fn(&str)) -> Result<DemoReport, DemoError> {
+    std::fs::create_dir_all(&cfg.out).map_err(setup)?;
+    let host = Host::with_config(HostConfig {
+        cache_dir: Some(cfg.out.join("compiled")),
+        ..HostConfig::default()
+    })
+    .map_err(setup)?;
+    let net = start_network(cfg, &host, progress).await?;
+    let reg = PeerAddr {
+        peer: net.registry.peer_id(),
+        addr: net.registry.local_addr(),
+    };
+    let client = Client::new(seed_key("requester")).map_err(setup)?;
+    // Wait for every executor's descriptors.
+    let want = (cfg.honest + cfg.sybil + cfg.drifting) * 2;
+    for _ in 0..100 {
+        if net.registry.status().registry_entries.unwrap_or(0) as usize >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    progress(&format!(
+        "registry holds {} signed descriptors",
+        net.registry.status().registry_entries.unwrap_or(0)
+    ));
+    let pkg_dir = cfg.out.join("nodes/packages");
+    let mut results = Vec::new();
+    for (label, policy) in policies(0.5) {
+        let evidence_dir = cfg.out.join("evidence").join(label.replace('+', "-"));
+        let state = cfg.out.join("state").join(label.replace('+', "-"));
+        let _ = std::fs::remove_dir_all(&state);
+        let mut runner = Runner::new(
+            client.clone(),
+            host.clone(),
+            vec![reg],
+            RunnerConfig {
+                policy,
+                evidence_dir: Some(evidence_dir.clone()),
+                step_timeout: Duration::from_secs(5),
+                // Cold start: every Sybil and drifting executor may outrank
+                // the honest ones before reputation has learned anything.
+                fallback_budget: FALLBACK_BUDGET,
+                ..RunnerConfig::default()
+            },
+            Some(&state),
+        )
+        .map_err(setup)?;
+        let (pub0, bytes0) = net.registry.publish_traffic();
+        let mut latencies = Vec::new();
+        let (mut successes, mut fallbacks, mut discovery, mut steps) = (0, 0, 0.0, 0usize);
+        let (mut control_messages, mut control_bytes) = (0u64, 0u64);
+        for run in 0..cfg.runs {
+            let wf = workflow(run);
+            let time = crate::node::now();
+            let report = runner.run(&wf, &cfg.out, time).await.map_err(setup)?;
+            let truth = ground_truth(&host, &wf, time, &pkg_dir);
+            let right = report.succeeded
+                && truth.is_some_and(|(png, rec)| {
+                    report.outputs.get("generate") == Some(&png)
+                        && report.outputs.get("publish") == Some(&rec)
+                });
+            successes += usize::from(right);
+            latencies.push(report.latency_ms);
+            for s in &report.steps {
+                fallbacks += s.fallbacks;
+                discovery += s.discovery_ms;
+                steps += 1;
+                control_messages += s.traffic.control_messages;
+                control_bytes += s.traffic.control_bytes;
+            }
+        }
+        let (pub1, bytes1) = net.registry.publish_traffic();
+        control_messages += pub1 - pub0;
+        control_bytes += bytes1 - bytes0;
+        latencies.sort_by(f64::total_cmp);
+        let fraud_proofs = std::fs::read_dir(&evidence_dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("FRAUD"))
+                    .count()
+            })
+            .unwrap_or(0);
+        let r = PolicyResult {
+            policy: label.into(),
+            runs: cfg.runs,
+            successes,
+            mean_ms: latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
+            p95_ms: latencies
+                .get(((latencies.len() as f64 * 0.95).ceil() as usize).saturating_sub(1))
+                .copied()
+                .unwrap_or(0.0),
+            discovery_ms: discovery / steps.max(1) as f64,
+            control_messages,
+            control_bytes,
+            fallbacks,
+            fraud_proofs,
+        };
+        progress(&format!(
+            "policy {label:<12} {:>3}/{} runs right",
+            r.successes, r.runs
+        ));
+        results.push(r);
+    }
+
+    // Every receipt collected, verified offline.
+    let (mut verified, mut failed) = (0, 0);
+    let evidence_dir = cfg.out.join("evidence");
+    for dir in std::fs::read_dir(&evidence_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+    {
+        for f in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+        {
+            match crate::files::load_evidence(&f.path()) {
+                Ok(ev) => {
+                    let report = errand_core::evidence::verify(&ev, &Default::default());
+                    if report.verified() {
+                        verified += 1;
+                    } else {
+                        failed += 1;
+                    }
+                }
+                Err(_) => failed += 1,
+            }
+        }
+    }
+    client.close().await;
+    for n in &net.nodes {
+        n.shutdown().await;
+    }
+    net.registry.shutdown().await;
+    Ok(DemoReport {
+        policies: results,
+        evidence_verified: verified,
+        evidence_failed: failed,
+        evidence_dir,
+    })
+}
+
+/// The results table, as printed by `errand demo`.
+pub fn table(r: &DemoReport) -> String {
+    let mut s = String::new();
+    s.push_str(
+        "policy        success   mean ms    p95 ms   discovery ms   control msgs   control KiB   fallbacks   fraud proofs\n",
+    );
+    for p in &r.policies {
+        s.push_str(&format!(
+            "{:<12} {:>7.0}%  {:>8.1}  {:>8.1}   {:>12.2}   {:>12}   {:>11.1}   {:>9}   {:>12}\n",
+            p.policy,
+            100.0 * p.success_rate(),
+            p.mean_ms,
+            p.p95_ms,
+            p.discovery_ms,
+            p.control_messages,
+            p.control_bytes as f64 / 1024.0,
+            p.fallbacks,
+            p.fraud_proofs
+        ));
+    }
+    s
+}

@@ -1,0 +1,1054 @@
+//! Workflows: multi-step delegation across the network, with tiered,
+//! risk-aware verification.
+//!
+//! A workflow file lists steps. Each step names an intent, constraints, a
+//! risk level and where its input comes from:
+//!
+//! ```toml
+//! name = "generate-and-publish"
+//!
+//! [[steps]]
+//! name = "generate"
+//! intent = "generate an image from a text prompt"
+//! input = { text = "a lighthouse in a storm" }   # or { file = "prompt.txt" }
+//! params = { size = "128" }
+//! risk = "low"
+//! output_type = "image/png"
+//!
+//! [[steps]]
+//! name = "publish"
+//! intent = "publish content"
+//! input = { from = "generate" }                   # or { from = "previous" }
+//! params = { title = "Lighthouse" }
+//! risk = "high"
+//! # tiers = "t2"                                  # override the policy for this step
+//! ```
+//!
+//! For each step the [`Runner`] discovers candidates across the registries,
+//! orders them with the requester's reputation, and drives the I/O-free
+//! [`Delegation`] state machine from `errand-core`. It performs what it
+//! decides: canaries answered by running the public component locally,
+//! cross-checks, the real invocation, receipt checks and replays. A replay
+//! that contradicts a receipt is kept as a fraud proof in the evidence
+//! folder. Reputation is stored durably and survives restarts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use errand_core::bounded::{BBytes, BString};
+use errand_core::descriptor::SignedDescriptor;
+use errand_core::evidence::{Blob, Evidence, TraceBlob};
+use errand_core::manifest::Manifest;
+use errand_core::package::Package;
+use errand_core::receipt::{InvocationContext, Outcome, RequestId};
+use errand_core::signed;
+use errand_core::trust::{
+    CandidateView, Decision, Delegation, Entropy, Event, Policy, Rejection, Reputation,
+    ReputationConfig, Risk, SplitMix, TierSet, order_candidates, vary_canary,
+};
+use errand_core::wire::{InvokeRequest, Query, Target};
+use errand_core::{Digest, PeerId, UnixMillis};
+use errand_host::{Host, Invocation};
+use serde::{Deserialize, Serialize};
+
+use crate::client::{Client, ClientError};
+use crate::config::PeerAddr;
+use crate::store::Store;
+
+/// Where a step's input comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputSpec {
+    /// Inline text.
+    Text(String),
+    /// A file, relative to the workflow file.
+    File(PathBuf),
+    /// Another step's output (`previous` for the one before).
+    From(String),
+}
+
+/// One step of a workflow file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// The step's name.
+    pub name: String,
+    /// What to get done, in words.
+    pub intent: String,
+    /// The input.
+    pub input: InputSpec,
+    /// Request parameters.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// How much is at stake (default medium).
+    #[serde(default = "default_risk")]
+    pub risk: Risk,
+    /// Tiers for this step whatever the policy: none, t1, t2 or t3.
+    #[serde(default)]
+    pub tiers: Option<String>,
+    /// Only capabilities declaring at most this latency.
+    #[serde(default)]
+    pub max_latency_ms: Option<u32>,
+    /// Only capabilities declaring at most this cost.
+    #[serde(default)]
+    pub max_cost: Option<u32>,
+    /// Required input media type.
+    #[serde(default)]
+    pub input_type: Option<String>,
+    /// Required output media type.
+    #[serde(default)]
+    pub output_type: Option<String>,
+    /// Exact capability name.
+    #[serde(default)]
+    pub capability: Option<String>,
+    /// Fuel to ask for.
+    #[serde(default)]
+    pub fuel: Option<u64>,
+}
+
+fn default_risk() -> Risk {
+    Risk::Medium
+}
+
+/// A workflow file (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowFile {
+    /// The workflow's name.
+    pub name: String,
+    /// What it does.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The steps, in order.
+    pub steps: Vec<StepSpec>,
+}
+
+/// Why a workflow could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    /// The file is unreadable or malformed.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A step refers to something that does not exist.
+    #[error("step `{step}`: {reason}")]
+    Step {
+        /// The step.
+        step: String,
+        /// Why.
+        reason: String,
+    },
+    /// The reputation store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl WorkflowFile {
+    /// Reads and checks a workflow file.
+    pub fn load(path: &Path) -> Result<WorkflowFile, WorkflowError> {
+        let err = |reason: String| WorkflowError::File {
+            path: path.to_owned(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let wf: WorkflowFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        wf.check()?;
+        Ok(wf)
+    }
+
+    /// Checks step names, input references and tier overrides.
+    pub fn check(&self) -> Result<(), WorkflowError> {
+        if self.steps.is_empty() {
+            return Err(WorkflowError::Step {
+                step: self.name.clone(),
+                reason: "a workflow needs at least one step".into(),
+            });
+        }
+        for (i, s) in self.steps.iter().enumerate() {
+            let bad = |reason: String| WorkflowError::Step {
+                step: s.name.clone(),
+                reason,
+            };
+            if self.steps[..i].iter().any(|o| o.name == s.name) {
+                return Err(bad("repeats an earlier step's name".into()));
+            }
+            if let InputSpec::From(from) = &s.input {
+                let ok = (from == "previous" && i > 0)
+                    || self.steps[..i].iter().any(|o| &o.name == from);
+                if !ok {
+                    return Err(bad(format!(
+                        "takes its input from `{from}`, which is not an earlier step"
+                    )));
+                }
+            }
+            if let Some(t) = &s.tiers
+                && Policy::parse(t, Default::default(), 1.0).is_none()
+            {
+                return Err(bad(format!("tiers = {t:?}: use none, t1, t2, t3 or risk")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How the runner behaves.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// The verification policy.
+    pub policy: Policy,
+    /// Most fallbacks per step.
+    pub fallback_budget: usize,
+    /// Chance of trying a newcomer first.
+    pub exploration: f64,
+    /// Replay probability for `t3` steps.
+    pub replay: f64,
+    /// How long to wait for an executor.
+    pub step_timeout: Duration,
+    /// Candidates to consider per step.
+    pub candidates: u16,
+    /// Where evidence and fraud proofs go.
+    pub evidence_dir: Option<PathBuf>,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> RunnerConfig {
+        RunnerConfig {
+            policy: Policy::Risk(Default::default()),
+            fallback_budget: 4,
+            exploration: 0.1,
+            replay: 0.5,
+            step_timeout: Duration::from_secs(10),
+            candidates: 10,
+            evidence_dir: None,
+        }
+    }
+}
+
+/// One attempt on one candidate, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptReport {
+    /// The executor.
+    pub peer: String,
+    /// The capability.
+    pub capability: String,
+    /// The checks that ran and whether each passed.
+    pub checks: Vec<(String, bool)>,
+    /// Why it was rejected, if it was.
+    pub rejected: Option<String>,
+}
+
+/// Traffic, by plane.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Traffic {
+    /// Discovery, canaries, cross-checks and package fetches: messages.
+    pub control_messages: u64,
+    /// … and their bytes.
+    pub control_bytes: u64,
+    /// Real invocations: messages.
+    pub data_messages: u64,
+    /// … and their bytes.
+    pub data_bytes: u64,
+}
+
+impl std::ops::AddAssign for Traffic {
+    fn add_assign(&mut self, o: Traffic) {
+        self.control_messages += o.control_messages;
+        self.control_bytes += o.control_bytes;
+        self.data_messages += o.data_messages;
+        self.data_bytes += o.data_bytes;
+    }
+}
+
+/// What happened in one step.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// The step.
+    pub name: String,
+    /// The tiers applied.
+    pub tiers: String,
+    /// Candidates discovered.
+    pub candidates: usize,
+    /// The attempts, in order.
+    pub attempts: Vec<AttemptReport>,
+    /// Fallbacks used.
+    pub fallbacks: usize,
+    /// Discovery time.
+    pub discovery_ms: f64,
+    /// Whole step time.
+    pub latency_ms: f64,
+    /// The executor whose answer was used.
+    pub executor: Option<String>,
+    /// The output's digest, on success.
+    pub output: Option<String>,
+    /// Why the step failed, if it did.
+    pub error: Option<String>,
+    /// Evidence written.
+    pub evidence: Vec<String>,
+    /// Traffic.
+    pub traffic: Traffic,
+}
+
+/// What happened in a workflow.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkflowReport {
+    /// The workflow.
+    pub name: String,
+    /// Whether every step succeeded.
+    pub succeeded: bool,
+    /// The steps that ran.
+    pub steps: Vec<StepReport>,
+    /// End-to-end time.
+    pub latency_ms: f64,
+    /// Every step's output, by step name.
+    #[serde(skip)]
+    pub outputs: HashMap<String, Vec<u8>>,
+}
+
+/// Runs workflows as one requester (see the module docs).
+pub struct Runner {
+    client: Client,
+    host: Host,
+    registries: Vec<PeerAddr>,
+    config: RunnerConfig,
+    reputation: Reputation,
+    store: Option<Store>,
+    packages: HashMap<Digest, Package>,
+    rng: Box<dyn Entropy + Send>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("registries", &self.registries)
+            .finish_non_exhaustive()
+    }
+}
+
+const REPUTATION_BLOB: &str = "reputation";
+
+fn os_seed() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+/// A fresh request id. Nonces come from the OS generator, never from the
+/// (possibly seeded) decision generator: they must be unpredictable to
+/// executors and unique across requesters and restarts.
+fn request_id() -> RequestId {
+    let mut id = [0u8; 16];
+    if getrandom::fill(&mut id).is_err() {
+        // No OS randomness: fall back to time and a process-wide counter,
+        // still unique per process.
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        id[..8].copy_from_slice(&crate::node::now().0.to_le_bytes());
+        id[8..].copy_from_slice(&n.to_le_bytes());
+    }
+    RequestId(id)
+}
+
+impl Runner {
+    /// A runner. With `state`, reputation is loaded from and saved to the
+    /// redb store there, and fetched packages are cached.
+    pub fn new(
+        client: Client,
+        host: Host,
+        registries: Vec<PeerAddr>,
+        config: RunnerConfig,
+        state: Option<&Path>,
+    ) -> Result<Runner, WorkflowError> {
+        let store = state.map(Store::open).transpose()?;
+        let reputation = match store
+            .as_ref()
+            .map(|s| s.get_blob(REPUTATION_BLOB))
+            .transpose()?
+            .flatten()
+        {
+            Some(bytes) => Reputation::from_bytes(ReputationConfig::default(), &bytes)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "starting with an empty reputation");
+                    Reputation::new(ReputationConfig::default())
+                }),
+            None => Reputation::new(ReputationConfig::default()),
+        };
+        // Seeded from the OS: canaries and exploration must not be
+        // predictable by executors.
+        let seed = os_seed();
+        Ok(Runner {
+            client,
+            host,
+            registries,
+            config,
+            reputation,
+            store,
+            packages: HashMap::new(),
+            rng: Box::new(SplitMix(seed)),
+        })
+    }
+
+    /// Uses a fixed seed for decisions (exploration, canary choice, replay
+    /// rolls): for tests and simulations. Request ids stay random.
+    pub fn with_seed(mut self, seed: u64) -> Runner {
+        self.rng = Box::new(SplitMix(seed));
+        self
+    }
+
+    /// The requester's reputation of peers.
+    pub fn reputation(&self) -> &Reputation {
+        &self.reputation
+    }
+
+    /// Saves the reputation durably (also done after every workflow).
+    pub fn save(&self) -> Result<(), WorkflowError> {
+        if let Some(s) = &self.store {
+            s.put_blob(REPUTATION_BLOB, &self.reputation.to_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The runner's configuration.
+    pub fn config_mut(&mut self) -> &mut RunnerConfig {
+        &mut self.config
+    }
+
+    /// Runs `wf`, resolving input files against `base`. `time` is the
+    /// declared time every step's tools see.
+    pub async fn run(
+        &mut self,
+        wf: &WorkflowFile,
+        base: &Path,
+        time: UnixMillis,
+    ) -> Result<WorkflowReport, WorkflowError> {
+        let t0 = Instant::now();
+        let mut outputs: HashMap<String, Vec<u8>> = HashMap::new();
+        let mut steps = Vec::new();
+        let mut previous: Option<String> = None;
+        let mut succeeded = true;
+        for spec in &wf.steps {
+            let input = match &spec.input {
+                InputSpec::Text(t) => t.clone().into_bytes(),
+                InputSpec::File(f) => {
+                    std::fs::read(base.join(f)).map_err(|e| WorkflowError::Step {
+                        step: spec.name.clone(),
+                        reason: format!("cannot read {}: {e}", f.display()),
+                    })?
+                }
+                InputSpec::From(from) => {
+                    let name = if from == "previous" {
+                        previous.clone().unwrap_or_default()
+                    } else {
+                        from.clone()
+                    };
+                    outputs
+                        .get(&name)
+                        .cloned()
+                        .ok_or_else(|| WorkflowError::Step {
+                            step: spec.name.clone(),
+                            reason: format!("no output from `{name}`"),
+                        })?
+                }
+            };
+            let (report, output) = self.run_step(spec, &input, time).await;
+            let ok = output.is_some();
+            if let Some(out) = output {
+                outputs.insert(spec.name.clone(), out);
+            }
+            steps.push(report);
+            previous = Some(spec.name.clone());
+            if !ok {
+                succeeded = false;
+                break;
+            }
+        }
+        self.save()?;
+        Ok(WorkflowReport {
+            name: wf.name.clone(),
+            succeeded,
+            steps,
+            latency_ms: t0.elapsed().as_secs_f64() * 1e3,
+            outputs,
+        })
+    }
+
+    fn query(&self, spec: &StepSpec) -> Query {
+        let mut q = Query::intent(&spec.intent, self.config.candidates);
+        q.max_latency_ms = spec.max_latency_ms;
+        q.max_cost = spec.max_cost;
+        q.input = spec.input_type.as_deref().map(BString::truncate_from);
+        q.output = spec.output_type.as_deref().map(BString::truncate_from);
+        q.name = spec.capability.as_deref().map(BString::truncate_from);
+        q
+    }
+
+    fn tiers(&self, spec: &StepSpec) -> TierSet {
+        let step = spec
+            .tiers
+            .as_deref()
+            .and_then(|t| Policy::parse(t, Default::default(), self.config.replay))
+            .map(|p| p.tiers(spec.risk, None));
+        self.config.policy.tiers(spec.risk, step)
+    }
+
+    /// The package for `digest`, from the cache or fetched from a peer
+    /// that advertises it; its component is checked against the digest.
+    async fn package(
+        &mut self,
+        digest: Digest,
+        holders: &[PeerAddr],
+        traffic: &mut Traffic,
+    ) -> Option<&Package> {
+        if !self.packages.contains_key(&digest) {
+            for h in holders {
+                traffic.control_messages += 2;
+                let got = tokio::time::timeout(
+                    self.config.step_timeout,
+                    self.client.fetch_package(*h, digest),
+                )
+                .await;
+                if let Ok(Ok(Some(p))) = got {
+                    traffic.control_bytes += p.component.len() as u64;
+                    self.packages.insert(digest, p);
+                    break;
+                }
+            }
+        }
+        self.packages.get(&digest)
+    }
+
+    fn run_local(
+        &self,
+        pkg: &Package,
+        input: &[u8],
+        context: &InvocationContext,
+        id: RequestId,
+    ) -> Option<Vec<u8>> {
+        run_locally_as(&self.host, pkg, input, context, id)
+    }
+
+    async fn run_step(
+        &mut self,
+        spec: &StepSpec,
+        input: &[u8],
+        time: UnixMillis,
+    ) -> (StepReport, Option<Vec<u8>>) {
+        let t0 = Instant::now();
+        let tiers = self.tiers(spec);
+        let mut traffic = Traffic::default();
+        let mut report = StepReport {
+            name: spec.name.clone(),
+            tiers: tiers.label(),
+            candidates: 0,
+            attempts: Vec::new(),
+            fallbacks: 0,
+            discovery_ms: 0.0,
+            latency_ms: 0.0,
+            executor: None,
+            output: None,
+            error: None,
+            evidence: Vec::new(),
+            traffic,
+        };
+        let now = crate::node::now();
+        let found = self
+            .client
+            .find(&self.registries, &self.query(spec), now)
+            .await;
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => {
+                report.error = Some(format!("discovery failed: {e}"));
+                report.latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+                return (report, None);
+            }
+        };
+        traffic.control_messages += found.messages;
+        traffic.control_bytes += found.bytes;
+        report.discovery_ms = found.elapsed.as_secs_f64() * 1e3;
+        report.candidates = found.candidates.len();
+        let cands: Vec<(PeerAddr, SignedDescriptor)> = found
+            .candidates
+            .into_iter()
+            .filter_map(|d| Client::address_of(&d).ok().map(|a| (a, d)))
+            .collect();
+        if cands.is_empty() {
+            report.error = Some("no candidate matches".into());
+            report.latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+            return (report, None);
+        }
+        let order: Vec<usize> = if tiers.reputation {
+            let views: Vec<CandidateView<'_>> = cands
+                .iter()
+                .map(|(a, d)| CandidateView {
+                    peer: a.peer,
+                    descriptor: d.body(),
+                })
+                .collect();
+            order_candidates(
+                &views,
+                &self.reputation,
+                now,
+                &mut *self.rng,
+                self.config.exploration,
+            )
+        } else {
+            (0..cands.len()).collect()
+        };
+        let ordered: Vec<&(PeerAddr, SignedDescriptor)> =
+            order.iter().map(|i| &cands[*i]).collect();
+
+        // Components the requester can run itself (for canaries and replay).
+        let mut can_run = Vec::with_capacity(ordered.len());
+        for (_, d) in &ordered {
+            let ok = match d.body().component {
+                Some(digest) if tiers.canary || tiers.evidence => {
+                    let holders: Vec<PeerAddr> = ordered
+                        .iter()
+                        .filter(|(_, o)| o.body().component == Some(digest))
+                        .map(|(a, _)| *a)
+                        .collect();
+                    self.package(digest, &holders, &mut traffic).await.is_some()
+                }
+                _ => false,
+            };
+            can_run.push(ok);
+        }
+
+        let peers: Vec<PeerId> = ordered.iter().map(|(a, _)| a.peer).collect();
+        let mut del = Delegation::new(
+            tiers,
+            peers,
+            can_run,
+            self.config.fallback_budget,
+            &mut *self.rng,
+        );
+        let context = InvocationContext::from_pairs(time, &spec.params.iter().collect::<Vec<_>>())
+            .unwrap_or_default();
+        let mut last: Option<(
+            crate::client::Invoked,
+            Result<(), errand_core::receipt::BindingError>,
+            RequestId,
+        )> = None;
+        let result = loop {
+            match del.decide() {
+                Decision::Canary { candidate } => {
+                    let (to, d) = ordered[candidate];
+                    let correct = self
+                        .canary(to, d, spec, time, &mut traffic, tiers.evidence)
+                        .await;
+                    let event = match correct {
+                        Ok(c) => Event::Canary { correct: c },
+                        Err(why) => Event::Rejected(why),
+                    };
+                    del.observe(event, &mut self.reputation, crate::node::now());
+                }
+                Decision::CrossCheck { candidate, witness } => {
+                    let event = self
+                        .cross_check(
+                            ordered[candidate],
+                            ordered[witness],
+                            spec,
+                            time,
+                            &mut traffic,
+                        )
+                        .await;
+                    del.observe(event, &mut self.reputation, crate::node::now());
+                }
+                Decision::Invoke { candidate } => {
+                    let (to, d) = ordered[candidate];
+                    let id = request_id();
+                    let req = InvokeRequest {
+                        request_id: id,
+                        target: Target::Capability {
+                            name: d.body().name.clone(),
+                            version: Some(d.body().version),
+                        },
+                        input: BBytes::new(input.to_vec()).unwrap_or_default(),
+                        context: context.clone(),
+                        fuel: spec.fuel,
+                        want_trace: tiers.evidence,
+                    };
+                    let got = tokio::time::timeout(
+                        self.config.step_timeout,
+                        self.client.invoke_raw(*to, d.body().component, req),
+                    )
+                    .await;
+                    traffic.data_messages += 2;
+                    let event = match got {
+                        Err(_) => Event::Rejected(Rejection::Timeout),
+                        Ok(Err(ClientError::Remote { error, .. })) => {
+                            Event::Rejected(Rejection::Unavailable(error.to_string()))
+                        }
+                        Ok(Err(e)) => Event::Rejected(Rejection::Unavailable(e.to_string())),
+                        Ok(Ok((done, binding))) => {
+                            traffic.data_bytes += done.bytes;
+                            let outcome = done.response.receipt.body().outcome.clone();
+                            let binding_view =
+                                binding.as_ref().map_err(|e| e.to_string()).map(|_| ());
+                            last = Some((done, binding, id));
+                            if !matches!(outcome, Outcome::Ok) && tiers.reputation {
+                                Event::Rejected(Rejection::Unavailable(format!(
+                                    "tool did not succeed: {outcome}"
+                                )))
+                            } else if tiers.evidence {
+                                Event::Invoked {
+                                    receipt: Some(binding_view),
+                                }
+                            } else {
+                                Event::Invoked { receipt: None }
+                            }
+                        }
+                    };
+                    del.observe(event, &mut self.reputation, crate::node::now());
+                }
+                Decision::Replay { candidate } => {
+                    let (to, d) = ordered[candidate];
+                    let event = match (&last, d.body().component) {
+                        (Some((done, _, _)), Some(digest)) => {
+                            let outcome = self.replay(digest, input, done);
+                            if let Err(why) = &outcome
+                                && let Some(path) = self.keep_fraud_proof(to.peer, input, done, why)
+                            {
+                                report.evidence.push(path);
+                            }
+                            Event::Replayed(outcome)
+                        }
+                        _ => Event::Replayed(Ok(())),
+                    };
+                    del.observe(event, &mut self.reputation, crate::node::now());
+                }
+                Decision::Succeeded { candidate } => break Some(candidate),
+                Decision::Failed => break None,
+            }
+        };
+        report.fallbacks = del.fallbacks();
+        report.attempts = del
+            .attempts()
+            .iter()
+            .map(|a| AttemptReport {
+                peer: ordered[a.candidate].0.to_string(),
+                capability: ordered[a.candidate].1.body().name.to_string(),
+                checks: a
+                    .checks
+                    .iter()
+                    .map(|(n, ok)| ((*n).to_owned(), *ok))
+                    .collect(),
+                rejected: a.rejected.as_ref().map(|r| r.to_string()),
+            })
+            .collect();
+        report.latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let output = match (result, last) {
+            (Some(c), Some((done, _, _))) => {
+                report.executor = Some(ordered[c].0.to_string());
+                report.output = Some(Digest::of(&done.response.output).to_string());
+                if let Some(path) = self.keep_evidence(spec, input, &done) {
+                    report.evidence.push(path);
+                }
+                Some(done.response.output.into_vec())
+            }
+            _ => {
+                report.error = Some(format!(
+                    "no trustworthy executor within the fallback budget ({} tried)",
+                    del.attempts().len()
+                ));
+                None
+            }
+        };
+        report.traffic = traffic;
+        (report, output)
+    }
+
+    /// Sends a canary to `to` and checks the answer against a local run.
+    /// `Ok(correct)`, or `Err` if the candidate failed in another way.
+    async fn canary(
+        &mut self,
+        to: &PeerAddr,
+        d: &SignedDescriptor,
+        spec: &StepSpec,
+        time: UnixMillis,
+        traffic: &mut Traffic,
+        check_receipt: bool,
+    ) -> Result<bool, Rejection> {
+        let Some(digest) = d.body().component else {
+            return Err(Rejection::Unavailable(
+                "no component to run a canary against".into(),
+            ));
+        };
+        let Some(pkg) = self.packages.get(&digest).cloned() else {
+            return Err(Rejection::Unavailable(
+                "component package unavailable".into(),
+            ));
+        };
+        let manifest: Manifest = toml::from_str(&pkg.manifest)
+            .map_err(|e| Rejection::Unavailable(format!("package manifest: {e}")))?;
+        let examples: Vec<_> = manifest
+            .examples
+            .iter()
+            .filter(|e| e.bytes().is_ok())
+            .collect();
+        if examples.is_empty() {
+            return Err(Rejection::Unavailable(
+                "the package has no example to make a canary from".into(),
+            ));
+        }
+        let ex = examples[self.rng.below(examples.len())];
+        let canary_input = vary_canary(&ex.bytes().unwrap_or_default(), &mut *self.rng);
+        // The step's parameters, with the example's on top: the same keys as
+        // real requests carry.
+        let mut params = spec.params.clone();
+        params.extend(ex.params.clone());
+        let context = InvocationContext::from_pairs(time, &params.iter().collect::<Vec<_>>())
+            .unwrap_or_default();
+        let id = request_id();
+        let expected = self.run_local(&pkg, &canary_input, &context, id);
+        let req = InvokeRequest {
+            request_id: id,
+            target: Target::Capability {
+                name: d.body().name.clone(),
+                version: Some(d.body().version),
+            },
+            input: BBytes::new(canary_input).unwrap_or_default(),
+            context,
+            fuel: spec.fuel,
+            want_trace: check_receipt,
+        };
+        traffic.control_messages += 2;
+        let got = tokio::time::timeout(
+            self.config.step_timeout,
+            self.client.invoke_raw(*to, Some(digest), req),
+        )
+        .await;
+        match got {
+            Err(_) => Err(Rejection::Timeout),
+            Ok(Err(e)) => Err(Rejection::Unavailable(e.to_string())),
+            Ok(Ok((done, binding))) => {
+                traffic.control_bytes += done.bytes;
+                if check_receipt && let Err(e) = binding {
+                    return Err(Rejection::InvalidReceipt(e.to_string()));
+                }
+                Ok(expected.as_deref() == Some(done.response.output.as_slice()))
+            }
+        }
+    }
+
+    /// Sends one canary-like request to both candidates and compares.
+    async fn cross_check(
+        &mut self,
+        (a, da): &(PeerAddr, SignedDescriptor),
+        (b, db): &(PeerAddr, SignedDescriptor),
+        spec: &StepSpec,
+        time: UnixMillis,
+        traffic: &mut Traffic,
+    ) -> Event {
+        let input = vary_canary(spec.intent.as_bytes(), &mut *self.rng);
+        let context = InvocationContext::from_pairs(time, &spec.params.iter().collect::<Vec<_>>())
+            .unwrap_or_default();
+        let mut outs = Vec::new();
+        for (to, d) in [(a, da), (b, db)] {
+            let req = InvokeRequest {
+                request_id: request_id(),
+                target: Target::Capability {
+                    name: d.body().name.clone(),
+                    version: Some(d.body().version),
+                },
+                input: BBytes::new(input.clone()).unwrap_or_default(),
+                context: context.clone(),
+                fuel: spec.fuel,
+                want_trace: false,
+            };
+            traffic.control_messages += 2;
+            let got = tokio::time::timeout(
+                self.config.step_timeout,
+                self.client.invoke_raw(*to, None, req),
+            )
+            .await;
+            outs.push(match got {
+                Ok(Ok((done, _))) => {
+                    traffic.control_bytes += done.bytes;
+                    Some(done.response.output.into_vec())
+                }
+                _ => None,
+            });
+        }
+        match (&outs[0], &outs[1]) {
+            (None, _) => Event::Rejected(Rejection::Timeout),
+            (Some(_), None) => Event::CrossCheck {
+                agreed: false,
+                witness_answered: false,
+            },
+            (Some(x), Some(y)) => Event::CrossCheck {
+                agreed: x == y,
+                witness_answered: true,
+            },
+        }
+    }
+
+    /// Replays the run behind `done` and compares it with the receipt.
+    fn replay(
+        &self,
+        digest: Digest,
+        input: &[u8],
+        done: &crate::client::Invoked,
+    ) -> Result<(), String> {
+        let Some(pkg) = self.packages.get(&digest) else {
+            return Ok(());
+        };
+        let receipt = done.response.receipt.body();
+        let recorded: Option<Vec<_>> = done.response.trace.as_ref().map(|t| t.as_slice().to_vec());
+        match errand_host::replay(
+            &self.host,
+            receipt,
+            &pkg.component,
+            input,
+            recorded.as_deref(),
+        ) {
+            Ok(r) if r.matched() => Ok(()),
+            Ok(r) => Err(r
+                .report
+                .first_failure()
+                .map(|c| format!("{}: {:?}", c.name, c.verdict))
+                .unwrap_or_else(|| "replay differs".into())),
+            // The receipt names another component or input than the one the
+            // requester sent and expected: as damning as a mismatch.
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn write_evidence(&self, name: &str, ev: &Evidence) -> Option<String> {
+        let dir = self.config.evidence_dir.as_ref()?;
+        let path = dir.join(name);
+        let bytes = signed::encode(ev).ok()?;
+        crate::files::write_atomic(&path, &bytes).ok()?;
+        Some(path.display().to_string())
+    }
+
+    fn keep_evidence(
+        &self,
+        spec: &StepSpec,
+        input: &[u8],
+        done: &crate::client::Invoked,
+    ) -> Option<String> {
+        let r = &done.response;
+        let ev = Evidence {
+            receipt: r.receipt.clone(),
+            input: Blob::embed(input.to_vec()).ok(),
+            output: Blob::embed(r.output.to_vec()).ok(),
+            trace: r.trace.clone().map(TraceBlob::Events),
+            component: None,
+        };
+        self.write_evidence(
+            &format!("{}-{}.evidence", spec.name, r.receipt.body().request_id),
+            &ev,
+        )
+    }
+
+    /// Keeps a receipt that replay contradicted, with everything needed to
+    /// show it: a signed fraud proof.
+    fn keep_fraud_proof(
+        &self,
+        peer: PeerId,
+        input: &[u8],
+        done: &crate::client::Invoked,
+        why: &str,
+    ) -> Option<String> {
+        tracing::warn!(%peer, reason = why, "replay contradicts a signed receipt: keeping a fraud proof");
+        let r = &done.response;
+        let component = r.receipt.body().component;
+        let ev = Evidence {
+            receipt: r.receipt.clone(),
+            input: Blob::embed(input.to_vec()).ok(),
+            output: Blob::embed(r.output.to_vec()).ok(),
+            trace: r.trace.clone().map(TraceBlob::Events),
+            component: self
+                .packages
+                .get(&component)
+                .and_then(|p| Blob::embed(p.component.to_vec()).ok()),
+        };
+        self.write_evidence(
+            &format!(
+                "FRAUD-{}-{}.evidence",
+                peer.short(),
+                r.receipt.body().request_id
+            ),
+            &ev,
+        )
+    }
+}
+
+/// Runs a package's component locally, as a requester would for a canary:
+/// exposed for tests and the demo's ground truth.
+pub fn run_locally(
+    host: &Host,
+    pkg: &Package,
+    input: &[u8],
+    context: &InvocationContext,
+) -> Option<Vec<u8>> {
+    run_locally_as(host, pkg, input, context, RequestId([0; 16]))
+}
+
+/// [`run_locally`] with a given request id (which seeds the guest's
+/// randomness, so it must match the remote run's to compare outputs).
+pub fn run_locally_as(
+    host: &Host,
+    pkg: &Package,
+    input: &[u8],
+    context: &InvocationContext,
+    request_id: RequestId,
+) -> Option<Vec<u8>> {
+    let manifest: Manifest = toml::from_str(&pkg.manifest).ok()?;
+    let prepared = host.prepare(&pkg.component).ok()?;
+    let exec = host
+        .run(
+            &prepared,
+            &Invocation {
+                input,
+                request_id,
+                context: context.clone(),
+                limits: crate::packaging::manifest_limits(&manifest),
+                keep_trace: false,
+            },
+        )
+        .ok()?;
+    exec.outcome.is_ok().then_some(exec.output)
+}
+
+/// The default state folder: `$ERRAND_STATE`, else
+/// `$XDG_DATA_HOME/errand`, else `~/.local/share/errand`.
+pub fn default_state_dir() -> Option<PathBuf> {
+    crate::packaging::user_dir("ERRAND_STATE", "XDG_DATA_HOME", ".local/share")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workflow_files_are_checked() {
+        let ok = r#"
+            name = "w"
+            [[steps]]
+            name = "a"
+            intent = "x"
+            input = { text = "hi" }
+            [[steps]]
+            name = "b"
+            intent = "y"
+            input = { from = "previous" }
+            risk = "high"
+        "#;
+        let wf: WorkflowFile = toml::from_str(ok).unwrap();
+        wf.check().unwrap();
+        assert_eq!(wf.steps[0].risk, Risk::Medium);
+        let bad = ok.replace("from = \"previous\"", "from = \"zzz\"");
+        let wf: WorkflowFile = toml::from_str(&bad).unwrap();
+        assert!(wf.check().unwrap_err().to_string().contains("zzz"));
+        let bad = ok.replace("risk = \"high\"", "tiers = \"t9\"");
+        let wf: WorkflowFile = toml::from_str(&bad).unwrap();
+        assert!(wf.check().unwrap_err().to_string().contains("t9"));
+    }
+}

@@ -1,0 +1,576 @@
+//! The trust plane end to end: real nodes (in process, real QUIC on
+//! loopback) with cheating executors, and the workflow runner.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use errand::client::Client;
+use errand::config::{NodeConfig, PeerAddr};
+use errand::node::Node;
+use errand::workflow::{InputSpec, Runner, RunnerConfig, StepSpec, WorkflowFile, WorkflowReport};
+use errand_core::bounded::{BBytes, BVec};
+use errand_core::descriptor::{NetAddr, SignedDescriptor};
+use errand_core::package::Package;
+use errand_core::trust::{Policy, Risk, RiskPolicy, TierSet};
+use errand_core::wire::{ErrorCode, InvokeRequest, InvokeResponse, Request, Response, WireError};
+use errand_core::{PeerId, SecretKey, signed};
+use errand_host::{Host, Invocation, ReceiptInfo};
+
+use crate::support::{Sandbox, code, pack_example, rand_seed, rt, stdout};
+
+/// A network of in-process nodes in a temporary folder.
+struct Net {
+    dir: tempfile::TempDir,
+    registry: Node,
+    nodes: Vec<Node>,
+    author: SecretKey,
+}
+
+impl Net {
+    fn new() -> Net {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = start(&dir.path().join("registry"), "[registry]\n");
+        Net {
+            dir,
+            registry,
+            nodes: Vec::new(),
+            author: SecretKey::from_seed(rand_seed()),
+        }
+    }
+
+    fn reg(&self) -> PeerAddr {
+        PeerAddr {
+            peer: self.registry.peer_id(),
+            addr: self.registry.local_addr(),
+        }
+    }
+
+    /// Starts an executor hosting `tools`, with extra config (an adversary).
+    fn executor(&mut self, name: &str, tools: &[&str], extra: &str) -> PeerId {
+        let dir = self.dir.path().join(name);
+        let packages = dir.join("packages");
+        for t in tools {
+            pack_example(t, &packages, &self.author, None);
+        }
+        let cfg = format!(
+            "packages = \"packages\"\n[[registries]]\npeer = \"{}\"\naddr = \"{}\"\n[publish]\nttl_ms = 10000\nrefresh_ms = 2000\nscan_ms = 60000\n{extra}",
+            self.registry.peer_id(),
+            self.registry.local_addr()
+        );
+        let n = start(&dir, &cfg);
+        let id = n.peer_id();
+        self.nodes.push(n);
+        id
+    }
+
+    /// Waits until the registry holds `n` live descriptors.
+    fn wait_for(&self, n: u64) {
+        for _ in 0..200 {
+            if self.registry.status().registry_entries.unwrap_or(0) >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("registry never reached {n} descriptors");
+    }
+
+    fn runner(&self, policy: Policy, state: Option<&Path>) -> Runner {
+        let client =
+            rt().block_on(async { Client::new(SecretKey::from_seed(rand_seed())).unwrap() });
+        Runner::new(
+            client,
+            Host::new().unwrap(),
+            vec![self.reg()],
+            RunnerConfig {
+                policy,
+                fallback_budget: 6,
+                exploration: 0.0,
+                step_timeout: Duration::from_secs(5),
+                evidence_dir: Some(self.dir.path().join("evidence")),
+                ..RunnerConfig::default()
+            },
+            state,
+        )
+        .unwrap()
+        .with_seed(11)
+    }
+}
+
+fn start(dir: &Path, extra: &str) -> Node {
+    std::fs::create_dir_all(dir).unwrap();
+    errand::keystore::save(&SecretKey::from_seed(rand_seed()), &dir.join("key"), true).unwrap();
+    std::fs::write(
+        dir.join("node.toml"),
+        format!("key = \"key\"\nlisten = \"127.0.0.1:0\"\nstorage = \"data\"\n{extra}"),
+    )
+    .unwrap();
+    let cfg = NodeConfig::load(&dir.join("node.toml")).unwrap();
+    rt().block_on(Node::start(cfg)).unwrap()
+}
+
+/// Makes an executor the most attractive candidate.
+const ATTRACTIVE: &str = "advertise_latency_ms = 1\nadvertise_cost = 0\n";
+
+fn count_step(input: &str, risk: Risk) -> WorkflowFile {
+    WorkflowFile {
+        name: "count".into(),
+        description: None,
+        steps: vec![StepSpec {
+            name: "count".into(),
+            intent: "count the words in a text".into(),
+            input: InputSpec::Text(input.into()),
+            params: BTreeMap::new(),
+            risk,
+            tiers: None,
+            max_latency_ms: None,
+            max_cost: None,
+            input_type: None,
+            output_type: None,
+            capability: Some("text-stats".into()),
+            fuel: None,
+        }],
+    }
+}
+
+fn run(runner: &mut Runner, wf: &WorkflowFile) -> WorkflowReport {
+    rt().block_on(runner.run(wf, Path::new("."), errand::node::now()))
+        .unwrap()
+}
+
+fn right_count(report: &WorkflowReport, text: &str) -> bool {
+    report.outputs.get("count") == Some(&serde_json::to_vec(&text_stats::stats(text, 10)).unwrap())
+}
+
+fn executor_of(report: &WorkflowReport) -> String {
+    report.steps[0].executor.clone().unwrap_or_default()
+}
+
+#[test]
+fn tier2_catches_a_sybil_returning_wrong_output_and_fallback_succeeds() {
+    let mut net = Net::new();
+    let sybil = net.executor(
+        "sybil",
+        &["text-stats"],
+        &format!("[adversary]\nbehaviour = \"wrong-output\"\n{ATTRACTIVE}"),
+    );
+    let honest = net.executor("honest", &["text-stats"], "");
+    net.wait_for(2);
+    let text = "one fish two fish red fish blue fish";
+
+    // Without verification, the attractive Sybil's wrong answer is taken.
+    let mut optimistic = net.runner(Policy::Fixed(TierSet::NONE), None);
+    let r = run(&mut optimistic, &count_step(text, Risk::Low));
+    assert!(r.succeeded, "the requester sees nothing wrong");
+    assert!(executor_of(&r).starts_with(&sybil.to_string()));
+    assert!(!right_count(&r, text), "and the output is wrong");
+
+    // With canaries, the Sybil is caught and the next candidate serves.
+    let mut careful = net.runner(Policy::Fixed(TierSet::T2), None);
+    let r = run(&mut careful, &count_step(text, Risk::Low));
+    assert!(r.succeeded, "{r:#?}");
+    assert!(right_count(&r, text));
+    let s = &r.steps[0];
+    assert_eq!(
+        s.attempts[0].rejected.as_deref(),
+        Some("wrong answer to the canary"),
+        "{s:#?}"
+    );
+    assert!(s.attempts[0].peer.starts_with(&sybil.to_string()));
+    assert_eq!(s.fallbacks, 1);
+    assert!(executor_of(&r).starts_with(&honest.to_string()));
+    let now = errand::node::now();
+    assert!(careful.reputation().score(&sybil, now) < careful.reputation().score(&honest, now));
+}
+
+#[test]
+fn tier3_catches_a_node_that_forges_receipts() {
+    let mut net = Net::new();
+    let forger = net.executor(
+        "forger",
+        &["text-stats"],
+        &format!("[adversary]\nbehaviour = \"forge-receipt\"\n{ATTRACTIVE}"),
+    );
+    net.executor("honest", &["text-stats"], "");
+    net.wait_for(2);
+    let text = "receipts matter";
+    // Tier 2 alone accepts it: its output is right.
+    let r = run(
+        &mut net.runner(Policy::Fixed(TierSet::T2), None),
+        &count_step(text, Risk::Low),
+    );
+    assert!(executor_of(&r).starts_with(&forger.to_string()));
+    // Tier 3 refuses it, already at the canary's receipt.
+    let r = run(
+        &mut net.runner(Policy::Fixed(TierSet::t3(0.0)), None),
+        &count_step(text, Risk::High),
+    );
+    assert!(r.succeeded);
+    assert!(right_count(&r, text));
+    let first = &r.steps[0].attempts[0];
+    assert!(first.peer.starts_with(&forger.to_string()));
+    assert!(
+        first
+            .rejected
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("invalid receipt"),
+        "{first:?}"
+    );
+}
+
+#[test]
+fn replay_catches_a_node_running_a_different_component_and_keeps_a_fraud_proof() {
+    let mut net = Net::new();
+    let impostor = pack_example(
+        "markdown",
+        &net.dir.path().join("impostor"),
+        &net.author,
+        None,
+    );
+    let liar = net.executor(
+        "liar",
+        &["text-stats"],
+        &format!(
+            "[adversary]\nbehaviour = \"different-component\"\nimpostor = {:?}\n{ATTRACTIVE}",
+            impostor.display().to_string()
+        ),
+    );
+    net.executor("honest", &["text-stats"], "");
+    net.wait_for(2);
+    // Receipts checked and every run replayed, no canary: replay alone must
+    // catch it (the liar's receipt names the advertised component and binds
+    // the output it returned).
+    let replay_only = TierSet {
+        reputation: true,
+        canary: false,
+        evidence: true,
+        replay: 1.0,
+    };
+    let mut runner = net.runner(Policy::Fixed(replay_only), None);
+    let text = "what really ran";
+    let r = run(&mut runner, &count_step(text, Risk::High));
+    assert!(r.succeeded);
+    assert!(right_count(&r, text));
+    let first = &r.steps[0].attempts[0];
+    assert!(first.peer.starts_with(&liar.to_string()));
+    assert!(
+        first.checks.contains(&("receipt".to_owned(), true)),
+        "the receipt itself looked fine: {first:?}"
+    );
+    assert!(
+        first.rejected.as_deref().unwrap_or("").contains("fraud"),
+        "{first:?}"
+    );
+    assert_eq!(runner.reputation().score(&liar, errand::node::now()), 0.0);
+    // The fraud proof verifies offline: the liar's own signature convicts it.
+    let proof = r.steps[0]
+        .evidence
+        .iter()
+        .find(|p| p.contains("FRAUD"))
+        .expect("fraud proof kept");
+    let o = Sandbox::new().errand(&["verify", proof, "--replay"]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("signature        pass"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("replay-output    FAIL"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// A minimal honest executor that records every invocation it receives.
+struct Recorder {
+    key: SecretKey,
+    host: Host,
+    package: Package,
+    seen: Mutex<Vec<InvokeRequest>>,
+}
+
+impl errand_net::Handler for Recorder {
+    async fn handle(&self, peer: PeerId, req: Request) -> Response {
+        match req {
+            Request::FetchPackage(_) => Response::Package(Some(Box::new(self.package.clone()))),
+            Request::Invoke(inv) => {
+                self.seen.lock().unwrap().push((*inv).clone());
+                let prepared = self.host.prepare(&self.package.component).unwrap();
+                let limits = errand_host::Limits::default();
+                let exec = self
+                    .host
+                    .run(
+                        &prepared,
+                        &Invocation {
+                            input: &inv.input,
+                            request_id: inv.request_id,
+                            context: inv.context.clone(),
+                            limits,
+                            keep_trace: inv.want_trace,
+                        },
+                    )
+                    .unwrap();
+                let receipt = self
+                    .host
+                    .sign_receipt(
+                        &ReceiptInfo {
+                            executor: &self.key,
+                            requester: peer,
+                            request_id: inv.request_id,
+                            capability: None,
+                            component: prepared.digest(),
+                            context: inv.context.clone(),
+                            limits,
+                        },
+                        &exec,
+                    )
+                    .unwrap();
+                Response::Invoked(Box::new(InvokeResponse {
+                    output: BBytes::new(exec.output).unwrap(),
+                    receipt,
+                    trace: exec.trace.map(|t| BVec::new(t).unwrap()),
+                }))
+            }
+            _ => Response::Error(WireError::new(ErrorCode::Unsupported, "recorder")),
+        }
+    }
+}
+
+#[test]
+fn a_canary_is_indistinguishable_from_a_real_request() {
+    let net = Net::new();
+    let key = SecretKey::from_seed(rand_seed());
+    let pkg_path = pack_example("text-stats", &net.dir.path().join("rec"), &key, None);
+    let package: Package = signed::decode(&std::fs::read(&pkg_path).unwrap()).unwrap();
+    let recorder = Arc::new(Recorder {
+        key: key.clone(),
+        host: Host::new().unwrap(),
+        package: package.clone(),
+        seen: Mutex::new(Vec::new()),
+    });
+    let addr = rt().block_on(async {
+        let ep = errand_net::Endpoint::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            key.clone(),
+            Default::default(),
+        )
+        .unwrap();
+        tokio::spawn(errand_net::serve(ep.clone(), recorder.clone()));
+        // Publish the recorder's descriptor.
+        let mut d = package.descriptor.body().clone();
+        d.addrs = BVec::new(vec![NetAddr::Quic(ep.local_addr().unwrap())]).unwrap();
+        d.seq = 1;
+        d.issued_at = errand::node::now();
+        let c = Client::new(SecretKey::from_seed(rand_seed())).unwrap();
+        c.request(
+            net.reg(),
+            &Request::Publish(BVec::new(vec![SignedDescriptor::sign(d, &key).unwrap()]).unwrap()),
+        )
+        .await
+        .unwrap();
+        ep.local_addr().unwrap()
+    });
+    let _ = addr;
+    let mut runner = net.runner(Policy::Fixed(TierSet::t3(0.0)), None);
+    let mut wf = count_step("a real sentence to count, from a real user", Risk::Medium);
+    wf.steps[0].params.insert("top".into(), "3".into());
+    let r = run(&mut runner, &wf);
+    assert!(r.succeeded, "{r:#?}");
+    let seen = recorder.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "a canary and the real request");
+    let (a, b) = (&seen[0], &seen[1]);
+    // Same shape on the wire: same target, same options, same parameter
+    // keys, same declared time, fresh random ids.
+    assert_eq!(a.target, b.target);
+    assert_eq!((a.fuel, a.want_trace), (b.fuel, b.want_trace));
+    let keys = |r: &InvokeRequest| {
+        r.context
+            .params
+            .iter()
+            .map(|p| p.key.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(a), keys(b));
+    assert_eq!(a.context.time, b.context.time);
+    assert_ne!(a.request_id, b.request_id);
+    // And the canary's input is not a public example the executor could
+    // recognise: it is a fresh variant.
+    let manifest: errand_core::manifest::Manifest = toml::from_str(&package.manifest).unwrap();
+    for ex in &manifest.examples {
+        let bytes = ex.bytes().unwrap();
+        assert_ne!(a.input.as_slice(), bytes.as_slice());
+        assert_ne!(b.input.as_slice(), bytes.as_slice());
+    }
+    assert!(std::str::from_utf8(&a.input).is_ok() && std::str::from_utf8(&b.input).is_ok());
+}
+
+#[test]
+fn reputation_survives_a_restart() {
+    let mut net = Net::new();
+    let sybil = net.executor(
+        "sybil",
+        &["text-stats"],
+        &format!("[adversary]\nbehaviour = \"wrong-output\"\n{ATTRACTIVE}"),
+    );
+    net.executor("honest", &["text-stats"], "");
+    net.wait_for(2);
+    let state = net.dir.path().join("state");
+    let before = {
+        let mut runner = net.runner(Policy::Fixed(TierSet::T2), Some(&state));
+        let r = run(&mut runner, &count_step("remember me", Risk::Low));
+        assert_eq!(r.steps[0].fallbacks, 1);
+        *runner.reputation().record(&sybil).unwrap()
+    };
+    // A new runner (a restart) loads the same record...
+    let mut runner = net.runner(Policy::Fixed(TierSet::T2), Some(&state));
+    assert_eq!(runner.reputation().record(&sybil), Some(&before));
+    // ...and so no longer tries the Sybil first.
+    let r = run(&mut runner, &count_step("remember me again", Risk::Low));
+    assert_eq!(r.steps[0].fallbacks, 0, "{:#?}", r.steps[0]);
+    assert!(!executor_of(&r).starts_with(&sybil.to_string()));
+}
+
+#[test]
+fn the_risk_policy_picks_tiers_as_configured() {
+    let mut net = Net::new();
+    net.executor("honest", &["text-stats"], "");
+    net.wait_for(1);
+    let mut wf = count_step("tiers by risk", Risk::Low);
+    let mut medium = wf.steps[0].clone();
+    medium.name = "medium".into();
+    medium.risk = Risk::Medium;
+    medium.input = InputSpec::Text("medium stakes".into());
+    let mut high = wf.steps[0].clone();
+    high.name = "high".into();
+    high.risk = Risk::High;
+    high.input = InputSpec::Text("high stakes".into());
+    let mut overridden = high.clone();
+    overridden.name = "overridden".into();
+    overridden.tiers = Some("t1".into());
+    wf.steps.extend([medium, high, overridden]);
+    let r = run(
+        &mut net.runner(Policy::Risk(RiskPolicy::default()), None),
+        &wf,
+    );
+    assert!(r.succeeded, "{r:#?}");
+    let tiers: Vec<&str> = r.steps.iter().map(|s| s.tiers.as_str()).collect();
+    assert_eq!(tiers, ["T1", "T1+T2", "T1+T2+T3(replay 100%)", "T1"]);
+    // What ran matches: a canary at medium, canary + receipt + replay at high.
+    let checks = |i: usize| {
+        r.steps[i].attempts[0]
+            .checks
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(checks(0).is_empty());
+    assert_eq!(checks(1), ["canary"]);
+    assert_eq!(checks(2), ["canary", "receipt", "replay"]);
+    assert!(checks(3).is_empty());
+
+    // A node configuration can remap the risk levels.
+    let custom = RiskPolicy {
+        low: TierSet::T2,
+        ..RiskPolicy::default()
+    };
+    let r = run(
+        &mut net.runner(Policy::Risk(custom), None),
+        &count_step("remapped", Risk::Low),
+    );
+    assert_eq!(r.steps[0].tiers, "T1+T2");
+}
+
+#[test]
+fn with_only_honest_peers_every_policy_succeeds() {
+    let mut net = Net::new();
+    net.executor("a", &["text-stats"], "");
+    net.executor("b", &["text-stats"], "");
+    net.wait_for(2);
+    for (label, policy) in errand::demo::policies(1.0) {
+        let text = format!("honest work under {label}");
+        let r = run(
+            &mut net.runner(policy, None),
+            &count_step(&text, Risk::High),
+        );
+        assert!(r.succeeded && right_count(&r, &text), "{label}: {r:#?}");
+        assert_eq!(r.steps[0].fallbacks, 0, "{label}");
+    }
+}
+
+#[test]
+fn with_sybils_no_verification_fails_while_risk_tiered_stays_high() {
+    let out = tempfile::tempdir().unwrap();
+    let cfg = errand::demo::DemoConfig {
+        honest: 2,
+        sybil: 4,
+        drifting: 1,
+        runs: 5,
+        out: out.path().to_path_buf(),
+    };
+    let report = rt().block_on(errand::demo::run(&cfg, &|_| {})).unwrap();
+    let rate = |name: &str| {
+        report
+            .policies
+            .iter()
+            .find(|p| p.policy == name)
+            .unwrap()
+            .success_rate()
+    };
+    let table = errand::demo::table(&report);
+    assert!(rate("none") <= 0.2, "{table}");
+    assert!(rate("risk-tiered") >= 0.8, "{table}");
+    assert!(
+        rate("risk-tiered") - rate("none") >= 0.6,
+        "margin too small:\n{table}"
+    );
+    assert_eq!(report.evidence_failed, 0, "{table}");
+    assert!(report.evidence_verified > 0);
+}
+
+#[test]
+fn workflow_run_from_the_cli_prints_each_steps_checks() {
+    let mut net = Net::new();
+    net.executor("honest", &["imagegen", "publish"], "");
+    net.wait_for(2);
+    let user = Sandbox::new();
+    let wf: PathBuf = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/workflows/generate-and-publish.toml");
+    let o = user.errand(&[
+        "workflow",
+        "run",
+        wf.to_str().unwrap(),
+        "--registry",
+        &net.reg().to_string(),
+        "--state",
+        "state",
+        "--evidence-dir",
+        "ev",
+    ]);
+    assert_eq!(
+        code(&o),
+        0,
+        "{}{}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = stdout(&o);
+    assert!(text.contains("step generate [T1+T2]"), "{text}");
+    assert!(
+        text.contains("step publish [T1+T2+T3(replay 100%)]"),
+        "{text}"
+    );
+    assert!(text.contains("canary ok"), "{text}");
+    assert!(text.contains("replay ok"), "{text}");
+    assert!(
+        text.contains("workflow generate-and-publish succeeded"),
+        "{text}"
+    );
+    // Every piece of evidence it wrote verifies offline.
+    for e in std::fs::read_dir(user.path("ev")).unwrap() {
+        let o = user.errand(&["verify", e.unwrap().path().to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "{}", stdout(&o));
+    }
+}
