@@ -1,5 +1,5 @@
 //! Tests of the `errand` binary in one process at a time: keys, offline
-//! verification, packing, running and replay.
+//! verification, packing, running and replay, and the simulator.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -491,4 +491,80 @@ fn run_accepts_plain_wasi_commands() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(stdout(&o), "SHOUT THIS");
     assert!(stderr(&o).contains("WASI command"));
+}
+
+#[test]
+fn sim_writes_figures_data_and_a_summary_and_names_bad_settings() {
+    let user = Sandbox::new();
+    let o = user.errand(&[
+        "sim",
+        "sybil-sweep",
+        "--runs",
+        "2",
+        "--seed",
+        "3",
+        "--set",
+        "workflows=30",
+        "--set",
+        "alpha=0,0.4",
+        "--set",
+        "policies=none,risk",
+        "--out",
+        "out",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The summary: the command that made it, and a row per α.
+    assert!(
+        text.contains("Made by `errand sim sybil-sweep --runs 2 --seed 3 --set workflows=30"),
+        "{text}"
+    );
+    assert!(text.contains("| 0.4 |"), "{text}");
+    for f in [
+        "sybil-sweep.csv",
+        "sybil-sweep.md",
+        "sybil-sweep-success.svg",
+        "sybil-sweep-latency.svg",
+    ] {
+        let p = user.path("out").join(f);
+        assert!(
+            std::fs::metadata(&p).map(|m| m.len() > 0).unwrap_or(false),
+            "{}",
+            p.display()
+        );
+    }
+    let svg = std::fs::read_to_string(user.path("out").join("sybil-sweep-success.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("risk-tiered"),
+        "{}",
+        &svg[..200.min(svg.len())]
+    );
+    // --help lists the settings.
+    let help = user.errand(&["sim", "--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("canary_detect"));
+    // Bad input: exit 1 and a message naming what was wrong.
+    for (args, says) in [
+        (vec!["sim", "everything"], "unknown scenario `everything`"),
+        (
+            vec!["sim", "ttl-sweep", "--set", "ttl=5"],
+            "unknown setting `ttl`",
+        ),
+        (
+            vec!["sim", "drift-sweep", "--set", "drift=-1"],
+            "setting `drift`",
+        ),
+        (
+            vec!["sim", "size-sweep", "--runs", "0"],
+            "--runs must be at least 1",
+        ),
+    ] {
+        let o = user.errand(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }

@@ -31,7 +31,14 @@ struct Net {
 impl Net {
     fn new() -> Net {
         let dir = tempfile::tempdir().unwrap();
-        let registry = start(&dir.path().join("registry"), "[registry]\n");
+        // Strict relevance ranking: the attractive Sybil descriptors these
+        // tests publish are then always offered first, the worst case the
+        // trust tiers must handle (the default sampled ranking would only
+        // offer them first some of the time).
+        let registry = start(
+            &dir.path().join("registry"),
+            "[registry]\nranking = \"relevance\"\n",
+        );
         Net {
             dir,
             registry,

@@ -26,6 +26,21 @@
 //! QoS alone. Equal scores are ordered by a stable per-entry key, a hash of
 //! the publisher and the name, so answers are deterministic.
 //!
+//! ## Ranking under index poisoning
+//!
+//! Everything the score above weighs is declared by the publisher, so it is
+//! gameable: a Sybil that repeats the popular words and claims 1 ms at no
+//! cost outranks every honest provider, and enough Sybil identities fill
+//! the whole answer, leaving requesters no honest candidate to fall back
+//! to. [`Ranking::Sampled`], what Errand's registries run by default, ranks
+//! by what cannot be inflated: the share of the intent's words (weighted by
+//! rarity) that a descriptor contains at all, so repeating words gains
+//! nothing; matches that cover the intent equally are ordered at random,
+//! afresh for every query; declared QoS does not rank (queries filter on
+//! it, and requesters weigh it against reputation). A flooded index then
+//! shows each requester a fair sample of the relevant providers.
+//! [`Ranking::Relevance`] is the BM25 order above.
+//!
 //! ## Complexity
 //!
 //! Inserting is `O(words)`; a refresh whose words did not change touches no
@@ -33,6 +48,7 @@
 //! replaced or expired entries are dropped lazily and compacted once they
 //! outnumber the live ones.
 
+use std::borrow::Borrow;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
@@ -218,8 +234,9 @@ struct Entry {
     /// Weighted term count (document length for BM25); 0 for tombstones.
     len: u32,
     terms: Vec<(u32, u16)>,
-    text_key: u64,
     withdrawn: bool,
+    /// Where this slot sits in `by_name[name]`, for O(1) removal.
+    name_pos: u32,
 }
 
 /// What the query loops need about a slot, packed densely so scoring and
@@ -280,10 +297,54 @@ pub struct Candidate {
     pub score: f32,
 }
 
+/// How a registry orders its matches (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranking {
+    /// BM25 over the descriptor's words, times declared QoS; ties by a
+    /// stable key. Deterministic, and gameable by what publishers declare.
+    Relevance,
+    /// Share of the intent covered (word presence, weighted by rarity),
+    /// then a fresh random order per query drawn from `seed`.
+    Sampled {
+        /// Seeds the per-query orders; a registry service draws it from
+        /// the operating system, a simulator from its own seed.
+        seed: u64,
+    },
+}
+
+/// Coverage that lands in the top bucket under `Sampled` (32 buckets).
+const FULL_COVERAGE: f32 = 1.0 - 0.5 / 32.0;
+
+/// A stride in `1..n` coprime with `n`, derived from `x`.
+fn coprime_stride(x: u64, n: u64) -> u64 {
+    fn gcd(mut a: u64, mut b: u64) -> u64 {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    }
+    let mut s = 1 + x % (n - 1).max(1);
+    // At most a few dozen steps: coprimes are dense.
+    while gcd(s, n) != 1 {
+        s = if s + 1 >= n { 1 } else { s + 1 };
+    }
+    s
+}
+
+fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// The registry's index (see the module docs).
 #[derive(Debug)]
 pub struct Index {
     limits: RegistryLimits,
+    ranking: Ranking,
+    /// Queries answered, for fresh per-query orders under `Sampled`.
+    queries: std::cell::Cell<u64>,
     slots: Vec<Option<Entry>>,
     free: Vec<u32>,
     meta: Vec<SlotMeta>,
@@ -297,25 +358,24 @@ pub struct Index {
     publishers: HashMap<PeerId, Publisher>,
 }
 
-fn text_key(d: &Descriptor) -> u64 {
-    let mut h = crate::digest::Hasher::new();
-    h.update(d.name.as_bytes())
-        .update(&[0])
-        .update(d.description.as_bytes());
-    for i in &d.intents {
-        h.update(&[0]).update(i.as_bytes());
-    }
-    let dg = h.finish();
-    u64::from_le_bytes([
-        dg.0[0], dg.0[1], dg.0[2], dg.0[3], dg.0[4], dg.0[5], dg.0[6], dg.0[7],
-    ])
+/// Whether two descriptors index the same words (so a refresh can keep
+/// its postings).
+fn same_words(a: &Descriptor, b: &Descriptor) -> bool {
+    a.name == b.name && a.description == b.description && a.intents == b.intents
 }
 
 impl Index {
-    /// An empty index.
+    /// An empty index ranking by [`Ranking::Relevance`].
     pub fn new(limits: RegistryLimits) -> Index {
+        Index::with_ranking(limits, Ranking::Relevance)
+    }
+
+    /// An empty index ranking by `ranking`.
+    pub fn with_ranking(limits: RegistryLimits, ranking: Ranking) -> Index {
         Index {
             limits,
+            ranking,
+            queries: std::cell::Cell::new(0),
             slots: Vec::new(),
             free: Vec::new(),
             meta: Vec::new(),
@@ -414,12 +474,11 @@ impl Index {
         }
 
         // A refresh whose words are unchanged keeps its postings.
-        let new_key = text_key(body);
         if let Some(slot) = existing
             && !body.withdrawn
             && let Some(e) = self.slots[slot as usize].as_mut()
             && !e.withdrawn
-            && e.text_key == new_key
+            && same_words(e.descriptor.body(), body)
         {
             e.descriptor = d.clone();
             e.seq = body.seq;
@@ -448,8 +507,8 @@ impl Index {
             seq: body.seq,
             len: 0,
             terms: Vec::new(),
-            text_key: new_key,
             withdrawn: body.withdrawn,
+            name_pos: 0,
         };
         if !body.withdrawn {
             let terms = self.weighted_terms(body);
@@ -464,6 +523,8 @@ impl Index {
                 entry.len += u32::from(n);
             }
             entry.terms = terms;
+            // Sorted by term, so queries merge-join against their own.
+            entry.terms.sort_unstable_by_key(|(id, _)| *id);
             self.total_len += u64::from(entry.len);
             self.live += 1;
             if let Some(p) = self.publishers.get_mut(&body.publisher) {
@@ -481,10 +542,9 @@ impl Index {
             qos: qos_factor(body),
             key: tie_key(&body.publisher, &body.name),
         };
-        self.by_name
-            .entry(body.name.clone())
-            .or_default()
-            .push(slot);
+        let same_name = self.by_name.entry(body.name.clone()).or_default();
+        entry.name_pos = same_name.len() as u32;
+        same_name.push(slot);
         self.by_key.insert(key, slot);
         self.slots[slot as usize] = Some(entry);
         self.expiry.push(Reverse((expires, slot, generation)));
@@ -551,7 +611,15 @@ impl Index {
             self.by_key.remove(&(body.publisher, body.name.clone()));
         }
         if let Some(v) = self.by_name.get_mut(&body.name) {
-            v.retain(|s| *s != slot);
+            let pos = e.name_pos as usize;
+            if v.get(pos) == Some(&slot) {
+                v.swap_remove(pos);
+                if let Some(&moved) = v.get(pos)
+                    && let Some(m) = self.slots[moved as usize].as_mut()
+                {
+                    m.name_pos = pos as u32;
+                }
+            }
             if v.is_empty() {
                 self.by_name.remove(&body.name);
             }
@@ -610,86 +678,172 @@ impl Index {
                 && q.max_cost.is_none_or(|c| m.cost <= c)
                 && m.tiers & need_tiers == need_tiers
         };
-        let needs_descriptor = q.input.is_some()
-            || q.output.is_some()
-            || q.name.is_some()
-            || q.version.is_some()
-            || q.publisher.is_some();
+        // Name-constrained queries walk only that name's entries, so the
+        // name needs no second check.
+        let needs_descriptor =
+            q.input.is_some() || q.output.is_some() || q.version.is_some() || q.publisher.is_some();
+        let salt = match self.ranking {
+            Ranking::Relevance => None,
+            Ranking::Sampled { seed } => {
+                let n = self.queries.get();
+                self.queries.set(n.wrapping_add(1));
+                Some(mix64(seed ^ mix64(n)))
+            }
+        };
         let mut top: BinaryHeap<Reverse<Rank>> = BinaryHeap::with_capacity(limit + 1);
-        let mut offer = |slot: u32, bm25: f32| {
+        // `relevance` is BM25 under `Relevance` and the covered share of
+        // the intent under `Sampled`.
+        // Returns whether the slot passed the constraints.
+        let mut offer = |slot: u32, relevance: f32| -> bool {
             let m = &self.meta[slot as usize];
             if !cheap(m) {
-                return;
+                return false;
             }
-            let rank = Rank {
-                score: bm25 * (0.5 + 0.5 * m.qos),
-                key: m.key,
-                slot,
+            let rank = match salt {
+                None => Rank {
+                    score: relevance * (0.5 + 0.5 * m.qos),
+                    key: m.key,
+                    slot,
+                },
+                Some(salt) => Rank {
+                    // Coarse buckets, so rounding never splits a tie.
+                    score: f32::from((relevance.clamp(0.0, 1.0) * 32.0 + 0.5) as u8),
+                    key: mix64(m.key ^ salt),
+                    slot,
+                },
             };
             if top.len() == limit
                 && let Some(Reverse(worst)) = top.peek()
                 && rank <= *worst
             {
-                return;
+                // Not among the best; whether it is admissible no longer
+                // matters.
+                return !needs_descriptor;
             }
             if needs_descriptor {
                 let Some(e) = &self.slots[slot as usize] else {
-                    return;
+                    return false;
                 };
                 if !q.admits(e.descriptor.body()) {
-                    return;
+                    return false;
                 }
             }
             top.push(Reverse(rank));
             if top.len() > limit {
                 top.pop();
             }
+            true
         };
 
-        let mut qterms: Vec<u32> = terms(&q.intent)
-            .filter_map(|t| self.term_ids.get(t.as_str()).copied())
-            .collect();
+        let mut has_words = false;
+        let mut qterms: Vec<u32> = Vec::new();
+        for t in terms(&q.intent) {
+            has_words = true;
+            if let Some(id) = self.term_ids.get(t.as_str()) {
+                qterms.push(*id);
+            }
+        }
         qterms.sort_unstable();
         qterms.dedup();
-        let has_words = terms(&q.intent).next().is_some();
+        let n = self.live.max(1) as f32;
+        // The query's known terms with their rarity.
+        let weights: Vec<(u32, f32)> = qterms
+            .iter()
+            .filter_map(|t| {
+                let df = self.term_state[*t as usize].df as f32;
+                (df > 0.0).then(|| (*t, (1.0 + (n - df + 0.5) / (df + 0.5)).ln()))
+            })
+            .collect();
+        let total_idf: f32 = weights.iter().map(|(_, w)| w).sum();
+        let avg = (self.total_len as f32 / n).max(1.0);
+        let (k1, b) = (1.2f32, 0.75f32);
+        // What one term adds to a slot's relevance.
+        let gain = |idf: f32, tf: u16, len: u32| {
+            if salt.is_some() {
+                // Presence only: repeating a word gains nothing.
+                idf / total_idf.max(f32::MIN_POSITIVE)
+            } else {
+                let tf = f32::from(tf);
+                idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * len as f32 / avg))
+            }
+        };
 
-        if let Some(name) = q.name.as_ref().filter(|_| !has_words) {
-            for slot in self.by_name.get(name).into_iter().flatten() {
-                offer(*slot, 1.0);
-            }
-        } else if !has_words {
-            for slot in 0..self.slots.len() as u32 {
-                offer(slot, 1.0);
-            }
-        } else if !qterms.is_empty() {
-            let n = self.live.max(1) as f32;
-            let avg = (self.total_len as f32 / n).max(1.0);
-            let (k1, b) = (1.2f32, 0.75f32);
-            let mut acc = vec![0f32; self.slots.len()];
-            let mut touched = Vec::new();
-            for t in qterms {
-                let st = &self.term_state[t as usize];
-                if st.df == 0 {
-                    continue;
-                }
-                let df = st.df as f32;
-                let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
-                for p in &st.postings {
-                    let m = &self.meta[p.slot as usize];
-                    if m.generation != p.generation || !m.live {
+        match q.name.as_ref() {
+            // A name narrows the candidates to the entries of that name:
+            // score those directly rather than walking every posting of
+            // the query's words.
+            Some(name) => {
+                let list: &[u32] = self.by_name.get(name).map_or(&[], Vec::as_slice);
+                // Under `Sampled`, the entries are visited in a per-query
+                // pseudo-random order (a random start and a random stride
+                // coprime with their number), and the walk stops once
+                // `limit` admissible entries cover the whole intent: those
+                // are a random sample of the best bucket, which is what
+                // ranking every entry would give, at the cost of a few
+                // visits rather than all of them.
+                let n = list.len() as u64;
+                let (mut pos, stride) = match salt {
+                    Some(salt) if n > 1 => (salt % n, coprime_stride(mix64(salt), n)),
+                    _ => (0, 1),
+                };
+                let mut full = 0usize;
+                for _ in 0..n {
+                    let slot = list[pos as usize];
+                    pos = (pos + stride) % n.max(1);
+                    if !has_words {
+                        if offer(slot, 1.0) && salt.is_some() {
+                            full += 1;
+                            if full >= limit {
+                                break;
+                            }
+                        }
                         continue;
                     }
-                    let tf = f32::from(p.tf);
-                    let norm = tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * m.len as f32 / avg));
-                    let a = &mut acc[p.slot as usize];
-                    if *a == 0.0 {
-                        touched.push(p.slot);
+                    let (Some(e), m) = (&self.slots[slot as usize], &self.meta[slot as usize])
+                    else {
+                        continue;
+                    };
+                    // Both lists are sorted by term: merge them.
+                    let mut r = 0f32;
+                    let mut have = e.terms.iter().peekable();
+                    for &(t, idf) in &weights {
+                        while have.next_if(|(id, _)| *id < t).is_some() {}
+                        if let Some(&&(_, tf)) = have.peek().filter(|(id, _)| *id == t) {
+                            r += gain(idf, tf, m.len);
+                        }
                     }
-                    *a += idf * norm;
+                    if r > 0.0 && offer(slot, r) && salt.is_some() && r >= FULL_COVERAGE {
+                        full += 1;
+                        if full >= limit {
+                            break;
+                        }
+                    }
                 }
             }
-            for slot in touched {
-                offer(slot, acc[slot as usize]);
+            None if !has_words => {
+                for slot in 0..self.slots.len() as u32 {
+                    offer(slot, 1.0);
+                }
+            }
+            None => {
+                let mut acc = vec![0f32; self.slots.len()];
+                let mut touched = Vec::new();
+                for &(t, idf) in &weights {
+                    for p in &self.term_state[t as usize].postings {
+                        let m = &self.meta[p.slot as usize];
+                        if m.generation != p.generation || !m.live {
+                            continue;
+                        }
+                        let a = &mut acc[p.slot as usize];
+                        if *a == 0.0 {
+                            touched.push(p.slot);
+                        }
+                        *a += gain(idf, p.tf, m.len);
+                    }
+                }
+                for slot in touched {
+                    offer(slot, acc[slot as usize]);
+                }
             }
         }
         let mut ranked: Vec<Rank> = top.into_iter().map(|Reverse(r)| r).collect();
@@ -740,18 +894,24 @@ impl Ord for Rank {
 
 /// Merges answers from several registries: interleaves them by rank, and
 /// keeps one descriptor per `(publisher, name)`, the one with the highest
-/// sequence number, at the best position any registry gave it.
-pub fn merge(answers: Vec<Vec<SignedDescriptor>>) -> Vec<SignedDescriptor> {
-    let mut out: Vec<SignedDescriptor> = Vec::new();
-    let mut pos: HashMap<(PeerId, Name), usize> = HashMap::new();
+/// sequence number, at the best position any registry gave it. Works on
+/// owned descriptors and on shared ones (`Arc<SignedDescriptor>`) alike.
+pub fn merge<D: Borrow<SignedDescriptor> + Clone>(answers: Vec<Vec<D>>) -> Vec<D> {
+    if answers.len() == 1 {
+        // One registry: its answer is already one entry per key.
+        return answers.into_iter().next().unwrap_or_default();
+    }
+    let mut out: Vec<D> = Vec::new();
+    let mut pos: HashMap<(&PeerId, &Name), usize> = HashMap::new();
     let longest = answers.iter().map(Vec::len).max().unwrap_or(0);
     for rank in 0..longest {
         for list in &answers {
             let Some(d) = list.get(rank) else { continue };
-            let key = (d.body().publisher, d.body().name.clone());
+            let body = d.borrow().body();
+            let key = (&body.publisher, &body.name);
             match pos.get(&key) {
                 Some(&i) => {
-                    if d.body().seq > out[i].body().seq {
+                    if body.seq > out[i].borrow().body().seq {
                         out[i] = d.clone();
                     }
                 }

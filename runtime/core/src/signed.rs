@@ -388,6 +388,20 @@ impl<T: Signable> Signed<T> {
         })
     }
 
+    /// Builds a well-formed object whose signature is all zeros, so it never
+    /// verifies. For simulators that model publishers and registries
+    /// exchanging signed objects without paying for ed25519: they exercise
+    /// the registry's path after verification ([`crate::discovery::Index::insert_verified`]).
+    /// Objects built this way are refused by anything that checks them.
+    pub fn with_placeholder_signature(body: T) -> Result<Signed<T>, EncodeError> {
+        let signed_bytes = encode(&body)?.into_boxed_slice();
+        Ok(Signed {
+            body,
+            signed_bytes,
+            signature: Signature([0; 64]),
+        })
+    }
+
     /// Decodes the structure without checking the signature: for tools that
     /// report each check separately. Use [`Signed::from_bytes`] otherwise.
     pub fn decode(bytes: &[u8]) -> Result<Signed<T>, DecodeError> {

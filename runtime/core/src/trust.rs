@@ -190,8 +190,12 @@ impl Reputation {
     /// The peer's local score in `[0, 1]`; the prior for strangers, 0 once
     /// fraud is proven.
     pub fn local_score(&self, peer: &PeerId, now: UnixMillis) -> f64 {
+        self.local_of(self.peers.get(peer), now)
+    }
+
+    fn local_of(&self, record: Option<&PeerRecord>, now: UnixMillis) -> f64 {
         let c = &self.config;
-        match self.peers.get(peer) {
+        match record {
             Some(r) if r.banned => 0.0,
             Some(r) => {
                 let (s, f) = self.decayed(r, now);
@@ -204,9 +208,17 @@ impl Reputation {
     /// The score used for selection: the local score, blended with folded-in
     /// global trust when there is any. Proven fraud is always 0.
     pub fn score(&self, peer: &PeerId, now: UnixMillis) -> f64 {
-        let local = self.local_score(peer, now);
-        if self.is_banned(peer) {
+        self.score_of(peer, self.peers.get(peer), now)
+    }
+
+    /// [`Reputation::score`] given the peer's record, looked up once.
+    fn score_of(&self, peer: &PeerId, record: Option<&PeerRecord>, now: UnixMillis) -> f64 {
+        if record.is_some_and(|r| r.banned) {
             return 0.0;
+        }
+        let local = self.local_of(record, now);
+        if self.global.is_empty() {
+            return local;
         }
         match self.global.get(peer) {
             Some(g) => (1.0 - self.global_weight) * local + self.global_weight * g.clamp(0.0, 1.0),
@@ -353,25 +365,24 @@ pub fn order_candidates(
     rng: &mut dyn Entropy,
     exploration: f64,
 ) -> Vec<usize> {
-    let mut scored: Vec<(usize, f64)> = cands
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| !rep.is_banned(&c.peer))
-        .map(|(i, c)| {
-            let qos = crate::discovery::qos_factor(c.descriptor) as f64;
-            (
-                i,
-                rep.score(&c.peer, now) * match_weight(i) * (0.5 + 0.5 * qos),
-            )
-        })
-        .collect();
+    // (index, score, newcomer), one reputation lookup per candidate.
+    let mut scored: Vec<(usize, f64, bool)> = Vec::with_capacity(cands.len());
+    for (i, c) in cands.iter().enumerate() {
+        let record = rep.record(&c.peer);
+        if record.is_some_and(|r| r.banned) {
+            continue;
+        }
+        let qos = crate::discovery::qos_factor(c.descriptor) as f64;
+        let newcomer = record.is_none_or(|r| r.observations < rep.config.newcomer_until);
+        scored.push((
+            i,
+            rep.score_of(&c.peer, record, now) * match_weight(i) * (0.5 + 0.5 * qos),
+            newcomer,
+        ));
+    }
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut order: Vec<usize> = scored.into_iter().map(|(i, _)| i).collect();
-    let newcomers: Vec<usize> = order
-        .iter()
-        .copied()
-        .filter(|i| rep.is_newcomer(&cands[*i].peer))
-        .collect();
+    let newcomers: Vec<usize> = scored.iter().filter(|s| s.2).map(|s| s.0).collect();
+    let mut order: Vec<usize> = scored.into_iter().map(|(i, _, _)| i).collect();
     if !newcomers.is_empty() && rng.unit() < exploration {
         let pick = newcomers[rng.below(newcomers.len())];
         order.retain(|i| *i != pick);
@@ -529,6 +540,19 @@ impl Policy {
             _ => return None,
         })
     }
+}
+
+/// The five policies Errand compares (the demo's table and the simulator's
+/// sweeps): no checks, T1, T1+T2, T1+T2+T3 replaying with probability
+/// `replay`, and risk-tiered ([`RiskPolicy::default`]).
+pub fn standard_policies(replay: f64) -> Vec<(&'static str, Policy)> {
+    vec![
+        ("none", Policy::Fixed(TierSet::NONE)),
+        ("T1", Policy::Fixed(TierSet::T1)),
+        ("T1+T2", Policy::Fixed(TierSet::T2)),
+        ("T1+T2+T3", Policy::Fixed(TierSet::t3(replay))),
+        ("risk-tiered", Policy::Risk(RiskPolicy::default())),
+    ]
 }
 
 // --------------------------------------------------------------- canaries

@@ -766,7 +766,7 @@ fn receipt_with_an_off_curve_requester_round_trips_through_json() {
 
 mod discovery {
     use super::*;
-    use errand_core::discovery::{Index, RegistryLimits, merge};
+    use errand_core::discovery::{Index, Ranking, RegistryLimits, merge};
     use errand_core::wire::{PublishOutcome, Query};
     use std::sync::Arc;
 
@@ -1077,10 +1077,12 @@ mod discovery {
         /// The index agrees with a brute-force model: after any sequence of
         /// publications, refreshes, withdrawals and expiries, a query for a
         /// word returns exactly the live, newest, non-withdrawn descriptors
-        /// containing it.
+        /// containing it, and with a name constraint exactly those of that
+        /// name; under either ranking.
         #[test]
-        fn index_matches_a_brute_force_model(ops in prop::collection::vec(op(), 1..60)) {
-            let mut ix = Index::new(RegistryLimits::default());
+        fn index_matches_a_brute_force_model(ops in prop::collection::vec(op(), 1..60), sampled in any::<bool>()) {
+            let ranking = if sampled { Ranking::Sampled { seed: 7 } } else { Ranking::Relevance };
+            let mut ix = Index::with_ranking(RegistryLimits::default(), ranking);
             // (publisher, name) -> (seq, words, withdrawn, expires)
             type Model = std::collections::HashMap<(u8, u8), (u64, Vec<u8>, bool, UnixMillis)>;
             let mut model = Model::default();
@@ -1116,10 +1118,170 @@ mod discovery {
                         .filter(|(_, (_, words, withdrawn, exp))| !withdrawn && *exp > now && words.contains(&(w as u8)))
                         .map(|((k, name), _)| (key(*k).peer_id(), format!("tool{name}")))
                         .collect();
+                    for name in 0u8..4 {
+                        let mut q = Query::intent(word, 100);
+                        q.name = Some(BString::new(format!("tool{name}")).unwrap());
+                        let named: std::collections::BTreeSet<(PeerId, String)> = ix
+                            .query(&q, now)
+                            .iter()
+                            .map(|c| (c.descriptor.body().publisher, c.descriptor.body().name.to_string()))
+                            .collect();
+                        let want_named: std::collections::BTreeSet<(PeerId, String)> =
+                            want.iter().filter(|(_, n)| *n == format!("tool{name}")).cloned().collect();
+                        prop_assert_eq!(named, want_named, "word {} name {} at {}", word, name, now.0);
+                    }
                     prop_assert_eq!(got, want, "word {} at {}", word, now.0);
                 }
             }
         }
+    }
+
+    /// One honest provider and twenty Sybils whose descriptors repeat the
+    /// popular words and claim 1 ms at no cost.
+    fn poisoned(ranking: Ranking) -> Index {
+        let mut ix = Index::with_ranking(RegistryLimits::default(), ranking);
+        let mut honest = testing::descriptor(&key(1));
+        honest.qos.latency_ms = 300;
+        honest.qos.cost = 5;
+        ix.publish(SignedDescriptor::sign(honest, &key(1)).unwrap(), NOW);
+        for k in 2..22u8 {
+            let mut d = testing::descriptor(&key(k));
+            d.description =
+                BString::new("generate image generate image generate image fast best").unwrap();
+            d.intents = BVec::new(vec![BString::new("generate image").unwrap(); 4]).unwrap();
+            d.qos.latency_ms = 1;
+            d.qos.cost = 0;
+            ix.publish(SignedDescriptor::sign(d, &key(k)).unwrap(), NOW);
+        }
+        ix
+    }
+
+    #[test]
+    fn sampled_ranking_gives_stuffed_descriptors_no_edge() {
+        let honest = key(1).peer_id();
+        let q = Query::intent("generate image", 5);
+        let seen = |ix: &Index| {
+            (0..400)
+                .filter(|_| {
+                    ix.query(&q, NOW)
+                        .iter()
+                        .any(|c| c.descriptor.body().publisher == honest)
+                })
+                .count()
+        };
+        // Ranked by declared relevance and QoS, the Sybils fill every answer.
+        assert_eq!(seen(&poisoned(Ranking::Relevance)), 0);
+        // Constrained to the name too (a walk over that name's entries that
+        // stops early under `Sampled`).
+        let mut named = q.clone();
+        named.name = Some(BString::new("imagegen").unwrap());
+        let ix = poisoned(Ranking::Sampled { seed: 5 });
+        let n = (0..400)
+            .filter(|_| {
+                ix.query(&named, NOW)
+                    .iter()
+                    .any(|c| c.descriptor.body().publisher == honest)
+            })
+            .count();
+        assert!(
+            (60..=135).contains(&n),
+            "named: honest provider in {n} of 400 answers"
+        );
+        // Sampled, the honest provider is in a fair share of answers: 5 of
+        // 21 places, so about 95 of 400.
+        let n = seen(&poisoned(Ranking::Sampled { seed: 42 }));
+        assert!(
+            (60..=135).contains(&n),
+            "honest provider in {n} of 400 answers"
+        );
+        // And first in about 1 in 21.
+        let ix = poisoned(Ranking::Sampled { seed: 9 });
+        let first = (0..2_100)
+            .filter(|_| ix.query(&q, NOW)[0].descriptor.body().publisher == honest)
+            .count();
+        assert!(
+            (50..=160).contains(&first),
+            "honest provider first in {first} of 2100"
+        );
+    }
+
+    #[test]
+    fn sampled_ranking_still_puts_better_matches_first() {
+        let mut ix = Index::with_ranking(RegistryLimits::default(), Ranking::Sampled { seed: 1 });
+        ix.publish(
+            desc(
+                1,
+                "thumbnail",
+                "Resizes an image to a thumbnail",
+                &["resize image"],
+                1,
+            ),
+            NOW,
+        );
+        ix.publish(
+            desc(
+                2,
+                "imagegen",
+                "Generates a picture from a text prompt",
+                &["generate image"],
+                1,
+            ),
+            NOW,
+        );
+        for _ in 0..50 {
+            let r = ix.query(&Query::intent("generate an image", 10), NOW);
+            assert_eq!(names(&r), vec!["imagegen", "thumbnail"]);
+        }
+    }
+
+    #[test]
+    fn sampled_named_queries_stop_early_only_on_full_matches() {
+        let mut ix = Index::with_ranking(RegistryLimits::default(), Ranking::Sampled { seed: 11 });
+        for k in 1..=30u8 {
+            let text = if k <= 10 { "generate image" } else { "image" };
+            ix.publish(desc(k, "x", text, &[], 1), NOW);
+        }
+        let mut q = Query::intent("generate image", 5);
+        q.name = Some(BString::new("x").unwrap());
+        let full = |c: &errand_core::discovery::Candidate| {
+            c.descriptor.body().description.as_str() == "generate image"
+        };
+        for _ in 0..50 {
+            let r = ix.query(&q, NOW);
+            assert_eq!(r.len(), 5);
+            assert!(r.iter().all(full));
+        }
+        // Asking for more than there are full matches: all ten, then the rest.
+        q.limit = 15;
+        for _ in 0..20 {
+            let r = ix.query(&q, NOW);
+            assert_eq!(r.len(), 15);
+            assert!(r[..10].iter().all(full) && !r[10..].iter().any(full));
+        }
+        // Every full match turns up first now and then.
+        q.limit = 1;
+        let firsts: std::collections::HashSet<PeerId> = (0..400)
+            .map(|_| ix.query(&q, NOW)[0].descriptor.body().publisher)
+            .collect();
+        assert_eq!(firsts.len(), 10);
+    }
+
+    #[test]
+    fn sampled_orders_are_deterministic_given_the_seed() {
+        let q = Query::intent("generate image", 5);
+        let run = |seed| {
+            let ix = poisoned(Ranking::Sampled { seed });
+            (0..20)
+                .map(|_| {
+                    ix.query(&q, NOW)
+                        .iter()
+                        .map(|c| c.descriptor.body().publisher)
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(3), run(3));
+        assert_ne!(run(3), run(4));
     }
 
     #[test]
@@ -1139,4 +1301,16 @@ fn wire_messages_round_trip() {
     assert_eq!(signed::decode::<Response>(&b).unwrap(), Response::Pong);
     let b = signed::encode(&Request::Ping).unwrap();
     assert_eq!(signed::decode::<Request>(&b).unwrap(), Request::Ping);
+}
+
+#[test]
+fn placeholder_signatures_never_verify() {
+    let d = SignedDescriptor::with_placeholder_signature(testing::descriptor(&key(1))).unwrap();
+    assert!(d.verify().is_err());
+    assert!(SignedDescriptor::from_bytes(&d.to_bytes()).is_err());
+    let mut ix = errand_core::discovery::Index::new(Default::default());
+    assert_eq!(
+        ix.publish(d, SAMPLE_TIME),
+        errand_core::wire::PublishOutcome::BadSignature
+    );
 }

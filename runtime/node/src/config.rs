@@ -51,6 +51,7 @@
 //! max_per_publisher = 256
 //! publish_rate = 100.0
 //! publish_burst = 1000.0
+//! ranking = "sampled"              # or "relevance" (see errand_core::discovery)
 //! ```
 //!
 //! Relative paths are relative to the folder holding `node.toml`.
@@ -196,6 +197,20 @@ pub struct RegistryConfig {
     pub publish_rate: f64,
     /// Burst per publisher.
     pub publish_burst: f64,
+    /// How matches are ordered: `sampled` (the default, robust to index
+    /// poisoning) or `relevance` (BM25 × declared QoS).
+    pub ranking: RankingChoice,
+}
+
+/// `[registry] ranking`: see `errand_core::discovery::Ranking`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RankingChoice {
+    /// Coverage of the intent, then a random order per query.
+    #[default]
+    Sampled,
+    /// BM25 × declared QoS, deterministic.
+    Relevance,
 }
 
 impl Default for RegistryConfig {
@@ -206,6 +221,7 @@ impl Default for RegistryConfig {
             max_per_publisher: d.max_per_publisher,
             publish_rate: d.publish_rate,
             publish_burst: d.publish_burst,
+            ranking: RankingChoice::default(),
         }
     }
 }
@@ -559,5 +575,20 @@ mod tests {
         std::fs::write(&p, "colour = \"blue\"\n").unwrap();
         let e = NodeConfig::load(&p).unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn registry_ranking_defaults_to_sampled_and_a_typo_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("node.toml");
+        std::fs::write(&p, "[registry]\n").unwrap();
+        let c = NodeConfig::load(&p).unwrap();
+        assert_eq!(c.registry.unwrap().ranking, RankingChoice::Sampled);
+        std::fs::write(&p, "[registry]\nranking = \"relevance\"\n").unwrap();
+        let c = NodeConfig::load(&p).unwrap();
+        assert_eq!(c.registry.unwrap().ranking, RankingChoice::Relevance);
+        std::fs::write(&p, "[registry]\nranking = \"relevant\"\n").unwrap();
+        let e = format!("{:#}", NodeConfig::load(&p).unwrap_err());
+        assert!(e.contains("relevant") && e.contains("sampled"), "{e}");
     }
 }

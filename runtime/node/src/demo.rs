@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use errand_core::receipt::InvocationContext;
 use errand_core::signed;
-use errand_core::trust::{Policy, RiskPolicy, TierSet};
 use errand_core::{SecretKey, UnixMillis};
 use errand_host::{Host, HostConfig};
 
@@ -165,7 +164,15 @@ async fn start_network(
         write_package(&packages, host, tool, &author)?;
     }
     let base = "key = \"key\"\nlisten = \"127.0.0.1:0\"\nstorage = \"data\"\n";
-    let registry = start_node(&nodes_dir.join("registry"), &format!("{base}[registry]\n")).await?;
+    // The registry ranks by declared relevance and QoS, the worst case for
+    // index poisoning (Errand's default, sampled ranking, would show each
+    // requester a random sample instead): the Sybils come first, in a
+    // deterministic order, and the tiers have to earn every success.
+    let registry = start_node(
+        &nodes_dir.join("registry"),
+        &format!("{base}[registry]\nranking = \"relevance\"\n"),
+    )
+    .await?;
     let reg = PeerAddr {
         peer: registry.peer_id(),
         addr: registry.local_addr(),
@@ -300,15 +307,7 @@ fn ground_truth(
 }
 
 /// The policies compared, in table order.
-pub fn policies(replay: f64) -> Vec<(&'static str, Policy)> {
-    vec![
-        ("none", Policy::Fixed(TierSet::NONE)),
-        ("T1", Policy::Fixed(TierSet::T1)),
-        ("T1+T2", Policy::Fixed(TierSet::T2)),
-        ("T1+T2+T3", Policy::Fixed(TierSet::t3(replay))),
-        ("risk-tiered", Policy::Risk(RiskPolicy::default())),
-    ]
-}
+pub use errand_core::trust::standard_policies as policies;
 
 /// Runs the demo (see the module docs).
 pub async fn run(cfg: &DemoConfig, progress: &dyn Fn(&str)) -> Result<DemoReport, DemoError> {

@@ -50,6 +50,9 @@ enum Command {
     /// Start a local network with honest, Sybil and drifting executors and
     /// compare verification policies on the two-step workflow.
     Demo(cli::trust::DemoArgs),
+    /// Simulate a network with the real discovery and trust code: sweeps
+    /// over Sybil fraction, size, TTL and drift, and the paper's report.
+    Sim(cli::sim::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Status(a) => cli::network::status(a),
         Command::Workflow(c) => cli::trust::workflow(c),
         Command::Demo(a) => cli::trust::demo(a),
+        Command::Sim(a) => cli::sim::run(a),
     };
     match result {
         Ok(code) => code,

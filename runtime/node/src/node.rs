@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use errand_core::bounded::{BBytes, BString, BVec};
 use errand_core::descriptor::{Descriptor, Name, NetAddr, SignedDescriptor};
-use errand_core::discovery::Index;
+use errand_core::discovery::{Index, Ranking};
 use errand_core::manifest::Manifest;
 use errand_core::package::Package;
 use errand_core::receipt::{CapabilityRef, RequestId};
@@ -170,7 +170,15 @@ impl Node {
                 addr: config.listen,
                 source,
             })?;
-        let registry = config.registry.map(|r| Mutex::new(Index::new(r.limits())));
+        let registry = config.registry.map(|r| {
+            let ranking = match r.ranking {
+                crate::config::RankingChoice::Relevance => Ranking::Relevance,
+                crate::config::RankingChoice::Sampled => Ranking::Sampled {
+                    seed: random_seed(),
+                },
+            };
+            Mutex::new(Index::with_ranking(r.limits(), ranking))
+        });
         let impostor = match config.adversary.as_ref().and_then(|a| a.impostor.as_ref()) {
             Some(path) => {
                 let tool = packaging::load_tool(path).map_err(|e| NodeError::Packages {
@@ -945,4 +953,15 @@ pub fn parse_ready_line(line: &str) -> Option<(PeerId, SocketAddr)> {
     let (peer, rest) = rest.split_once(" listening on ")?;
     let addr = rest.split(' ').next()?;
     Some((peer.parse().ok()?, addr.parse().ok()?))
+}
+
+/// A seed for the registry's per-query orders, from the operating system
+/// (the clock if that fails: the orders need to be unpredictable to
+/// publishers, not secret).
+fn random_seed() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    })
 }

@@ -2,6 +2,7 @@
 
 pub mod keys;
 pub mod network;
+pub mod sim;
 pub mod tools;
 pub mod trust;
 pub mod verify;

@@ -1,0 +1,409 @@
+//! The simulator's integration tests: they fail if the model is broken.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use errand_core::trust::{Policy, RiskPolicy, TierSet};
+use errand_sim::model::{
+    Attack, Params, RegistryRanking, Selection, World, analytic_random_success, simulate,
+};
+use errand_sim::scenario::{self, NoProgress, Options, Scenario, SimError};
+
+fn none() -> Policy {
+    Policy::Fixed(TierSet::NONE)
+}
+
+fn risk() -> Policy {
+    Policy::Risk(RiskPolicy::default())
+}
+
+fn all_policies() -> Vec<(&'static str, Policy)> {
+    errand_core::trust::standard_policies(1.0)
+}
+
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn small_sybil_sweep(out: &Path, seed: u64, threads: usize) -> BTreeMap<String, Vec<u8>> {
+    let opts = Options {
+        seed,
+        runs: Some(2),
+        threads,
+        sets: scenario::parse_sets(&[
+            "workflows=40".into(),
+            "alpha=0,0.3".into(),
+            "policies=none,t2,risk".into(),
+        ])
+        .unwrap(),
+        command: "errand sim sybil-sweep (test)".into(),
+        ..Options::new(out.to_path_buf())
+    };
+    scenario::run(Scenario::SybilSweep, &opts, &NoProgress).unwrap();
+    files(out)
+}
+
+#[test]
+fn the_same_seed_gives_the_same_bytes() {
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let first = small_sybil_sweep(a.path(), 7, 2);
+    // Another directory, one thread instead of two: the same bytes.
+    let second = small_sybil_sweep(b.path(), 7, 1);
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        [
+            "sybil-sweep-latency.svg",
+            "sybil-sweep-success.svg",
+            "sybil-sweep.csv",
+            "sybil-sweep.md"
+        ]
+    );
+    for (name, bytes) in &first {
+        assert!(
+            second[name] == *bytes,
+            "{name} differs between identical runs"
+        );
+    }
+    // A different seed changes the results.
+    let third = small_sybil_sweep(c.path(), 8, 2);
+    assert_ne!(first["sybil-sweep.csv"], third["sybil-sweep.csv"]);
+    // And a single world is deterministic too, metric for metric.
+    let p = Params {
+        sybil_fraction: 0.3,
+        drift_rate: 0.05,
+        policy: risk(),
+        workflows: 100,
+        ..Params::default()
+    };
+    assert_eq!(simulate(&p, 3), simulate(&p, 3));
+}
+
+#[test]
+fn a_wrong_output_is_never_counted_as_a_success() {
+    let mut wrong_seen = 0;
+    for attack in Attack::ALL {
+        for (label, policy) in all_policies() {
+            for drift in [0.0, 0.05] {
+                let p = Params {
+                    sybil_fraction: 0.3,
+                    attack,
+                    drift_rate: drift,
+                    policy,
+                    workflows: 60,
+                    ..Params::default()
+                };
+                let m = simulate(&p, 11);
+                assert_eq!(m.workflows as usize, m.records.len());
+                let counted = m.records.iter().filter(|r| r.success).count() as u64;
+                assert_eq!(counted, m.successes, "{label} {attack:?}");
+                for r in &m.records {
+                    if r.success {
+                        assert!(
+                            r.all_right(p.steps),
+                            "{label} {attack:?}: success with a wrong step: {r:?}"
+                        );
+                    }
+                    if !r.all_right(p.steps) && usize::from(r.accepted) == p.steps {
+                        wrong_seen += 1;
+                    }
+                }
+                assert_eq!(m.latencies_ms.len() as u64, m.successes);
+            }
+        }
+    }
+    // The invariant was exercised: workflows that accepted a wrong answer
+    // at every step's end exist, and none of them counted.
+    assert!(
+        wrong_seen > 100,
+        "only {wrong_seen} wrong-but-complete workflows"
+    );
+}
+
+#[test]
+fn without_sybils_or_drift_every_policy_succeeds() {
+    for (label, policy) in all_policies() {
+        let m = simulate(
+            &Params {
+                policy,
+                workflows: 300,
+                ..Params::default()
+            },
+            5,
+        );
+        assert_eq!(m.workflows, 300, "{label}");
+        assert!(m.success_rate() >= 0.99, "{label}: {}", m.success_rate());
+        assert_eq!(m.wrong_accepted, 0, "{label}");
+    }
+}
+
+#[test]
+fn with_sybils_no_verification_degrades_and_tiers_hold() {
+    let run = |alpha, policy| {
+        simulate(
+            &Params {
+                sybil_fraction: alpha,
+                policy,
+                workflows: 400,
+                ..Params::default()
+            },
+            21,
+        )
+        .success_rate()
+    };
+    let clean = run(0.0, none());
+    let poisoned = run(0.3, none());
+    let worse = run(0.5, none());
+    assert!(
+        poisoned < clean - 0.3,
+        "none: {clean} at α=0, {poisoned} at α=0.3"
+    );
+    assert!(
+        worse < poisoned,
+        "none: {poisoned} at α=0.3, {worse} at α=0.5"
+    );
+    let tiered = run(0.5, risk());
+    assert!(tiered >= 0.9, "risk-tiered at α=0.5: {tiered}");
+}
+
+#[test]
+fn no_verification_matches_its_analytic_expectation_under_random_selection() {
+    for alpha in [0.2, 0.4] {
+        let p = Params {
+            sybil_fraction: alpha,
+            selection: Selection::Random,
+            // Every provider is a candidate, so the pick is uniform over all.
+            candidates: 100,
+            policy: none(),
+            workflows: 3_000,
+            requesters: 20,
+            ..Params::default()
+        };
+        let world = World::new(p.clone(), 99);
+        let expected = analytic_random_success(world.providers(), p.steps);
+        let m = world.run(None);
+        let got = m.success_rate();
+        let sigma = (expected * (1.0 - expected) / m.workflows as f64).sqrt();
+        assert!(
+            (got - expected).abs() <= 4.0 * sigma + 0.005,
+            "α={alpha}: simulated {got:.4}, analytic {expected:.4} (σ {sigma:.4})"
+        );
+        // And the analytic value is not trivially 0 or 1.
+        assert!((0.1..0.9).contains(&expected), "{expected}");
+    }
+}
+
+#[test]
+fn a_descriptor_that_is_not_refreshed_stops_being_returned_after_its_ttl() {
+    let p = Params {
+        peers: 40,
+        ttl_ms: 6_000,
+        refresh_ms: 2_000,
+        workflows: 1,
+        ..Params::default()
+    };
+    let mut w = World::new(p, 1);
+    w.advance_to(5_000);
+    let kind = 0;
+    let before = w.registry_answer(0, kind);
+    assert!(before.len() >= 10, "{before:?}");
+    let victim = before[0];
+    let other = before[1];
+    w.stop_peer(victim);
+    let stopped = 5_000;
+    // Still listed shortly after it stopped: soft state lingers.
+    w.advance_to(stopped + 500);
+    assert!(w.registry_answer(0, kind).contains(&victim));
+    // Gone once its TTL ran out (at most one TTL after its last refresh,
+    // plus one expiry sweep and a link's latency).
+    w.advance_to(stopped + 6_000 + 1_100);
+    let after = w.registry_answer(0, kind);
+    assert!(!after.contains(&victim), "still listed: {after:?}");
+    // Peers that keep refreshing stay.
+    assert!(after.contains(&other));
+    w.advance_to(stopped + 60_000);
+    assert!(w.registry_answer(0, kind).contains(&other));
+}
+
+#[test]
+fn poisoned_relevance_ranking_starves_every_policy_while_sampling_does_not() {
+    let run = |ranking, policy| {
+        simulate(
+            &Params {
+                sybil_fraction: 0.2,
+                ranking,
+                policy,
+                workflows: 200,
+                ..Params::default()
+            },
+            4,
+        )
+        .success_rate()
+    };
+    // 20 stuffed Sybils fill the ten places of every answer.
+    assert!(run(RegistryRanking::Relevance, none()) < 0.02);
+    assert!(run(RegistryRanking::Relevance, risk()) < 0.02);
+    // Sampled answers are a fair sample: the optimistic pick is honest
+    // about 80% of the time per step, and the tiers recover the rest.
+    let sampled = run(RegistryRanking::Sampled, none());
+    assert!((0.5..0.8).contains(&sampled), "{sampled}");
+    assert!(run(RegistryRanking::Sampled, risk()) >= 0.95);
+}
+
+#[test]
+fn canary_aware_sybils_beat_canaries_but_not_replay() {
+    let run = |policy| {
+        simulate(
+            &Params {
+                sybil_fraction: 0.4,
+                attack: Attack::CanaryAware,
+                policy,
+                workflows: 300,
+                ..Params::default()
+            },
+            8,
+        )
+        .success_rate()
+    };
+    let canaries = run(Policy::Fixed(TierSet::T2));
+    let replay = run(Policy::Fixed(TierSet::t3(1.0)));
+    assert!(
+        canaries < 0.6,
+        "T1+T2 against canary-aware Sybils: {canaries}"
+    );
+    assert!(replay > 0.9, "T1+T2+T3 with replay: {replay}");
+}
+
+#[test]
+fn stale_failures_grow_with_the_ttl_and_refresh_traffic_shrinks() {
+    let out = tempfile::tempdir().unwrap();
+    let opts = Options {
+        runs: Some(2),
+        sets: scenario::parse_sets(&[
+            "ttl_ms=2000,60000".into(),
+            "workflows=150".into(),
+            "policies=none".into(),
+        ])
+        .unwrap(),
+        ..Options::new(out.path().to_path_buf())
+    };
+    scenario::run(Scenario::TtlSweep, &opts, &NoProgress).unwrap();
+    let csv = std::fs::read_to_string(out.path().join("ttl-sweep.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| {
+            l.split(',')
+                .skip(1)
+                .map(|x| x.parse().unwrap_or(f64::NAN))
+                .collect()
+        })
+        .collect();
+    let (stale, publish) = (
+        col("stale_failures") - 1,
+        col("publish_msgs_per_peer_s") - 1,
+    );
+    assert_eq!(rows.len(), 2);
+    assert!(rows[1][stale] > rows[0][stale] + 0.05, "{csv}");
+    assert!(rows[1][publish] < rows[0][publish] / 5.0, "{csv}");
+    let md = std::fs::read_to_string(out.path().join("ttl-sweep.md")).unwrap();
+    assert!(md.contains("knee"), "{md}");
+}
+
+#[test]
+fn every_scenario_writes_its_files() {
+    for (which, sets, expect) in [
+        (
+            Scenario::SizeSweep,
+            vec!["peers=20,60", "workflows=30"],
+            vec![
+                "size-sweep.csv",
+                "size-sweep.md",
+                "size-sweep-discovery.svg",
+                "size-sweep-overhead.svg",
+            ],
+        ),
+        (
+            Scenario::DriftSweep,
+            vec!["drift=0,0.1", "workflows=30", "policies=none,risk"],
+            vec![
+                "drift-sweep.csv",
+                "drift-sweep.md",
+                "drift-sweep-success.svg",
+            ],
+        ),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let opts = Options {
+            runs: Some(1),
+            sets: scenario::parse_sets(&sets.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap(),
+            ..Options::new(out.path().to_path_buf())
+        };
+        let outcome = scenario::run(which, &opts, &NoProgress).unwrap();
+        let got = files(out.path());
+        for f in expect {
+            assert!(got.contains_key(f), "{which:?}: no {f} in {:?}", got.keys());
+            assert!(!got[f].is_empty());
+        }
+        assert!(outcome.events > 0);
+        // A header, then a row per series and point: one series of two
+        // sizes; two policies at two rates.
+        let rows = if which == Scenario::DriftSweep { 4 } else { 2 };
+        let csv = String::from_utf8_lossy(&got[&format!("{}.csv", which.name())]).into_owned();
+        assert_eq!(csv.lines().count(), 1 + rows, "{csv}");
+    }
+}
+
+#[test]
+fn bad_settings_are_refused_by_name() {
+    let out = tempfile::tempdir().unwrap();
+    let run = |sets: &[&str]| {
+        let opts = Options {
+            runs: Some(1),
+            sets: scenario::parse_sets(&sets.iter().map(|s| s.to_string()).collect::<Vec<_>>())?,
+            ..Options::new(out.path().to_path_buf())
+        };
+        scenario::run(Scenario::SybilSweep, &opts, &NoProgress).map(|_| ())
+    };
+    let msg = |r: Result<(), SimError>| r.unwrap_err().to_string();
+    assert!(msg(run(&["nope=1"])).contains("unknown setting `nope`"));
+    assert!(msg(run(&["alpha=2"])).contains("setting `alpha`"));
+    assert!(msg(run(&["attack=polite"])).contains("canary-aware"));
+    assert!(msg(run(&["candidates=0"])).contains("between 1 and 100"));
+    assert!(msg(run(&["workflows"])).contains("is not key=value"));
+    assert!(msg(run(&["regions=2", "region_ms=1,2,3"])).contains("regions²"));
+    assert!(
+        Scenario::parse("everything")
+            .unwrap_err()
+            .to_string()
+            .contains("sybil-sweep")
+    );
+    let zero = Options {
+        runs: Some(0),
+        ..Options::new(out.path().to_path_buf())
+    };
+    assert!(
+        scenario::run(Scenario::SybilSweep, &zero, &NoProgress)
+            .unwrap_err()
+            .to_string()
+            .contains("--runs")
+    );
+    // Nothing was written by the refused runs.
+    assert!(files(out.path()).is_empty());
+}
