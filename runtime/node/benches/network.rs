@@ -352,102 +352,103 @@ fn main() {
     let _ = tools.kill();
 
     // ------------------------------------------------ registry with 100,000 descriptors
-    let (reg_dir, reg_key) = node_dir("[registry]\n", &[]);
-    let (mut reg, reg_addr) = spawn_node(reg_dir.path());
-    let reg_target = PeerAddr {
-        peer: reg_key.peer_id(),
-        addr: reg_addr,
-    };
-    std::thread::sleep(Duration::from_millis(500));
-    let reg_empty = rss_kib(reg.id());
-    const N: usize = 100_000;
-    const PER_PUBLISHER: usize = 100;
-    let issued = now();
-    let publishers: Vec<SecretKey> = (0..(N / PER_PUBLISHER) as u64)
-        .map(|i| key(1_000 + i))
-        .collect();
-    let batches: Vec<Vec<SignedDescriptor>> = publishers
-        .iter()
-        .map(|k| {
-            (0..PER_PUBLISHER)
-                .map(|j| {
-                    let mut d = testing::descriptor(k);
-                    d.name = BString::new(format!("cap-{j}")).unwrap();
-                    d.description = BString::new(format!(
-                        "capability {j} of its publisher: {}",
-                        [
-                            "renders images",
-                            "translates text",
-                            "counts words",
-                            "resizes pictures",
-                            "publishes posts"
-                        ][j % 5]
-                    ))
-                    .unwrap();
-                    d.issued_at = issued;
-                    d.ttl_ms = 3_600_000;
-                    SignedDescriptor::sign(d, k).unwrap()
-                })
-                .collect()
-        })
-        .collect();
-    let t0 = Instant::now();
-    rt.block_on(async {
-        let mut set = tokio::task::JoinSet::new();
-        for (i, b) in batches.into_iter().enumerate() {
-            let client = client.clone();
-            set.spawn(async move {
-                let r = client
-                    .request(reg_target, &Request::Publish(BVec::new(b).unwrap()))
-                    .await
-                    .unwrap();
-                assert!(matches!(r, Response::Published(_)), "{r:?}");
-                i
-            });
-            if set.len() >= 8 {
-                set.join_next().await;
+    // One registry process per ranking, the same descriptors and queries.
+    println!("\n## Registry node with 100000 descriptors (real process, over QUIC)\n");
+    println!(
+        "| ranking | ingest, 100 per publish message, 8 in flight | query p50 over the network (incl. round trip) | query p95 | RSS empty | RSS full |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (label, config) in [
+        ("sampled (default)", "[registry]\n"),
+        ("relevance", "[registry]\nranking = \"relevance\"\n"),
+    ] {
+        let (reg_dir, reg_key) = node_dir(config, &[]);
+        let (mut reg, reg_addr) = spawn_node(reg_dir.path());
+        let reg_target = PeerAddr {
+            peer: reg_key.peer_id(),
+            addr: reg_addr,
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        let reg_empty = rss_kib(reg.id());
+        const N: usize = 100_000;
+        const PER_PUBLISHER: usize = 100;
+        let issued = now();
+        let publishers: Vec<SecretKey> = (0..(N / PER_PUBLISHER) as u64)
+            .map(|i| key(1_000 + i))
+            .collect();
+        let batches: Vec<Vec<SignedDescriptor>> = publishers
+            .iter()
+            .map(|k| {
+                (0..PER_PUBLISHER)
+                    .map(|j| {
+                        let mut d = testing::descriptor(k);
+                        d.name = BString::new(format!("cap-{j}")).unwrap();
+                        d.description = BString::new(format!(
+                            "capability {j} of its publisher: {}",
+                            [
+                                "renders images",
+                                "translates text",
+                                "counts words",
+                                "resizes pictures",
+                                "publishes posts"
+                            ][j % 5]
+                        ))
+                        .unwrap();
+                        d.issued_at = issued;
+                        d.ttl_ms = 3_600_000;
+                        SignedDescriptor::sign(d, k).unwrap()
+                    })
+                    .collect()
+            })
+            .collect();
+        let t0 = Instant::now();
+        rt.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            for (i, b) in batches.into_iter().enumerate() {
+                let client = client.clone();
+                set.spawn(async move {
+                    let r = client
+                        .request(reg_target, &Request::Publish(BVec::new(b).unwrap()))
+                        .await
+                        .unwrap();
+                    assert!(matches!(r, Response::Published(_)), "{r:?}");
+                    i
+                });
+                if set.len() >= 8 {
+                    set.join_next().await;
+                }
             }
+            while set.join_next().await.is_some() {}
+        });
+        let ingest = N as f64 / t0.elapsed().as_secs_f64();
+        let mut lat = Vec::new();
+        let queries = [
+            "render an image",
+            "translate my text",
+            "count words",
+            "resize a picture",
+            "publish a post",
+        ];
+        for round in 0..200 {
+            let q = Query::intent(queries[round % queries.len()], 10);
+            let t = Instant::now();
+            let f = rt.block_on(client.find(&[reg_target], &q, now())).unwrap();
+            lat.push(t.elapsed().as_nanos() as f64);
+            assert_eq!(f.candidates.len(), 10);
         }
-        while set.join_next().await.is_some() {}
-    });
-    let ingest = N as f64 / t0.elapsed().as_secs_f64();
-    let mut lat = Vec::new();
-    let queries = [
-        "render an image",
-        "translate my text",
-        "count words",
-        "resize a picture",
-        "publish a post",
-    ];
-    for round in 0..40 {
-        let q = Query::intent(queries[round % queries.len()], 10);
-        let t = Instant::now();
-        let f = rt.block_on(client.find(&[reg_target], &q, now())).unwrap();
-        lat.push(t.elapsed().as_nanos() as f64);
-        assert_eq!(f.candidates.len(), 10);
+        std::thread::sleep(Duration::from_millis(500));
+        let reg_full = rss_kib(reg.id());
+        let _ = reg.kill();
+        println!(
+            "| {label} | {ingest:.0} descriptors/s | {} | {} | {:.1} MiB | {:.1} MiB ({:.0} bytes per descriptor) |",
+            benchkit::fmt_ns(benchkit::median(&lat)),
+            benchkit::fmt_ns(benchkit::quantile(&lat, 0.95)),
+            reg_empty as f64 / 1024.0,
+            reg_full as f64 / 1024.0,
+            (reg_full - reg_empty) as f64 * 1024.0 / N as f64
+        );
+        drop(reg_dir);
     }
-    std::thread::sleep(Duration::from_millis(500));
-    let reg_full = rss_kib(reg.id());
-    let _ = reg.kill();
-
-    println!("\n## Registry node with {N} descriptors (real process, over QUIC)\n");
-    println!("| what | figure |\n|---|---|");
-    println!(
-        "| ingest, {PER_PUBLISHER} per publish message, 8 in flight | {ingest:.0} descriptors/s |"
-    );
-    println!(
-        "| query over the network, p50 (incl. round trip) | {} |",
-        benchkit::fmt_ns(benchkit::median(&lat))
-    );
-    println!(
-        "| RSS, empty registry | {:.1} MiB |",
-        reg_empty as f64 / 1024.0
-    );
-    println!(
-        "| RSS, {N} descriptors | {:.1} MiB ({:.0} bytes per descriptor) |",
-        reg_full as f64 / 1024.0,
-        (reg_full - reg_empty) as f64 * 1024.0 / N as f64
-    );
     println!("\n## Idle node memory (real process)\n");
     println!("| node | RSS |\n|---|---|");
     println!(
@@ -458,7 +459,7 @@ fn main() {
         "| node hosting the 5 example tools (compiled) | {:.1} MiB |",
         tools_rss as f64 / 1024.0
     );
-    drop((dir, bare_dir, tools_dir, reg_dir, store_dir));
+    drop((dir, bare_dir, tools_dir, store_dir));
 }
 
 fn rand_salt() -> u128 {

@@ -402,16 +402,32 @@ impl Settings {
         const POS: &str = "a number above 0";
         match k {
             "peers" => {
-                self.sizes = list(k, v, "peer counts of at least 2")?;
+                self.sizes = list(
+                    k,
+                    v,
+                    "a peer count of at least 2, or a comma-separated list of them",
+                )?;
                 if self.sizes.iter().any(|n| *n < 2 || *n > 10_000_000) {
-                    return Err(bad(k, v, "peer counts from 2 to 10,000,000"));
+                    return Err(bad(
+                        k,
+                        v,
+                        "a peer count from 2 to 10,000,000, or a comma-separated list of them",
+                    ));
                 }
                 p.peers = self.sizes[0];
             }
             "alpha" => {
-                self.alphas = list(k, v, "fractions between 0 and 1")?;
+                self.alphas = list(
+                    k,
+                    v,
+                    "a fraction between 0 and 1, or a comma-separated list of them",
+                )?;
                 if self.alphas.iter().any(|a| !(0.0..=1.0).contains(a)) {
-                    return Err(bad(k, v, "fractions between 0 and 1"));
+                    return Err(bad(
+                        k,
+                        v,
+                        "a fraction between 0 and 1, or a comma-separated list of them",
+                    ));
                 }
                 p.sybil_fraction = self.alphas[0];
             }
@@ -457,9 +473,17 @@ impl Settings {
                 }
             }
             "ttl_ms" => {
-                self.ttls = list(k, v, "TTLs in milliseconds")?;
+                self.ttls = list(
+                    k,
+                    v,
+                    "a TTL in milliseconds, or a comma-separated list of them",
+                )?;
                 if self.ttls.contains(&0) {
-                    return Err(bad(k, v, "TTLs above 0"));
+                    return Err(bad(
+                        k,
+                        v,
+                        "a TTL above 0 ms, or a comma-separated list of them",
+                    ));
                 }
                 p.ttl_ms = self.ttls[0];
             }
@@ -468,9 +492,17 @@ impl Settings {
                 self.refresh_ratio = positive(k, v, POS)?;
             }
             "drift" => {
-                self.drifts = list(k, v, "rates per capability per second")?;
+                self.drifts = list(
+                    k,
+                    v,
+                    "a rate per capability per second, or a comma-separated list of them",
+                )?;
                 if self.drifts.iter().any(|d| !(d.is_finite() && *d >= 0.0)) {
-                    return Err(bad(k, v, "rates of 0 or more"));
+                    return Err(bad(
+                        k,
+                        v,
+                        "a rate of 0 or more, or a comma-separated list of them",
+                    ));
                 }
                 p.drift_rate = self.drifts[0];
             }
