@@ -897,32 +897,45 @@ impl Ord for Rank {
 /// sequence number, at the best position any registry gave it. Works on
 /// owned descriptors and on shared ones (`Arc<SignedDescriptor>`) alike.
 pub fn merge<D: Borrow<SignedDescriptor> + Clone>(answers: Vec<Vec<D>>) -> Vec<D> {
-    if answers.len() == 1 {
-        // One registry: its answer is already one entry per key.
-        return answers.into_iter().next().unwrap_or_default();
-    }
-    let mut out: Vec<D> = Vec::new();
-    let mut pos: HashMap<(&PeerId, &Name), usize> = HashMap::new();
+    // Even a single answer goes through: a registry may repeat an entry.
+    // Interleave by rank: the order in which keys are first seen.
     let longest = answers.iter().map(Vec::len).max().unwrap_or(0);
+    let mut flat: Vec<&D> = Vec::with_capacity(answers.iter().map(Vec::len).sum());
     for rank in 0..longest {
-        for list in &answers {
-            let Some(d) = list.get(rank) else { continue };
-            let body = d.borrow().body();
-            let key = (&body.publisher, &body.name);
-            match pos.get(&key) {
-                Some(&i) => {
-                    if body.seq > out[i].borrow().body().seq {
-                        out[i] = d.clone();
-                    }
-                }
-                None => {
-                    pos.insert(key, out.len());
-                    out.push(d.clone());
-                }
-            }
-        }
+        flat.extend(answers.iter().filter_map(|list| list.get(rank)));
     }
-    out
+    // Group equal keys by sorting positions (stable, so each group stays in
+    // first-seen order). Answers are short and bounded by the query limit,
+    // so sorting beats hashing 32-byte keys with a keyed hasher, and a
+    // registry cannot pick inputs that make it slow.
+    let key = |i: usize| {
+        let b = flat[i].borrow().body();
+        (&b.publisher, &b.name)
+    };
+    let mut order: Vec<usize> = (0..flat.len()).collect();
+    order.sort_by(|&a, &b| key(a).cmp(&key(b)));
+    // Per group: the first-seen position, and the highest seq (the earliest
+    // such on a tie).
+    let mut winners: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < order.len() {
+        let first = order[i];
+        let mut best = first;
+        let mut j = i + 1;
+        while j < order.len() && key(order[j]) == key(first) {
+            if flat[order[j]].borrow().body().seq > flat[best].borrow().body().seq {
+                best = order[j];
+            }
+            j += 1;
+        }
+        winners.push((first, best));
+        i = j;
+    }
+    winners.sort_unstable_by_key(|w| w.0);
+    winners
+        .into_iter()
+        .map(|(_, best)| flat[best].clone())
+        .collect()
 }
 
 #[cfg(test)]

@@ -1039,6 +1039,22 @@ mod discovery {
         assert_eq!(got, vec![("x".into(), 3), ("y".into(), 9), ("z".into(), 1)]);
     }
 
+    #[test]
+    fn merge_dedupes_a_single_registrys_repeated_entries() {
+        // A misbehaving registry repeats a candidate; the requester must not
+        // try the same executor twice as if it were a fallback.
+        let one = vec![
+            desc(1, "x", "d", &[], 1),
+            desc(1, "x", "d", &[], 4),
+            desc(2, "y", "d", &[], 1),
+        ];
+        let got: Vec<(String, u64)> = merge(vec![one])
+            .iter()
+            .map(|d| (d.body().name.to_string(), d.body().seq))
+            .collect();
+        assert_eq!(got, vec![("x".into(), 4), ("y".into(), 1)]);
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Publish {
@@ -1069,6 +1085,60 @@ mod discovery {
             2 => (0u64..8_000).prop_map(Op::Advance),
             1 => Just(Op::Expire),
         ]
+    }
+
+    /// The obvious merge, kept as the model the real one must agree with.
+    fn merge_model(answers: &[Vec<SignedDescriptor>]) -> Vec<(u8, String, u64)> {
+        let mut out: Vec<&SignedDescriptor> = Vec::new();
+        let longest = answers.iter().map(Vec::len).max().unwrap_or(0);
+        for rank in 0..longest {
+            for d in answers.iter().filter_map(|l| l.get(rank)) {
+                let b = d.body();
+                match out
+                    .iter()
+                    .position(|o| o.body().publisher == b.publisher && o.body().name == b.name)
+                {
+                    Some(i) if b.seq > out[i].body().seq => out[i] = d,
+                    Some(_) => {}
+                    None => out.push(d),
+                }
+            }
+        }
+        out.iter().map(|d| summary(d)).collect()
+    }
+
+    fn summary(d: &SignedDescriptor) -> (u8, String, u64) {
+        let k = (0..4u8)
+            .find(|k| key(*k).peer_id() == d.body().publisher)
+            .unwrap_or(u8::MAX);
+        (k, d.body().name.to_string(), d.body().seq)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Merging several registries' answers agrees with the obvious
+        /// model: first-seen order by rank, one per (publisher, name), the
+        /// highest seq winning and the earliest winning a tie.
+        #[test]
+        fn merge_matches_the_model(
+            answers in prop::collection::vec(
+                prop::collection::vec((0..4u8, 0..3u8, 0..4u64), 0..10),
+                0..4,
+            )
+        ) {
+            let answers: Vec<Vec<SignedDescriptor>> = answers
+                .iter()
+                .map(|l| {
+                    l.iter()
+                        .map(|(k, n, seq)| desc(*k, &format!("n{n}"), "d", &[], *seq))
+                        .collect()
+                })
+                .collect();
+            let want = merge_model(&answers);
+            let got: Vec<_> = merge(answers).iter().map(summary).collect();
+            prop_assert_eq!(got, want);
+        }
     }
 
     proptest! {
