@@ -35,13 +35,13 @@ fn executor(reg: &NodeProc, tools: &[&str], ttl_ms: u32, refresh_ms: u32) -> Nod
         refresh_ms: Some(refresh_ms),
         ..NodeSpec::default()
     };
-    // Packages go in before the node starts, so it publishes them at once.
+    // Packed in a scratch folder, then copied into the running node's.
     let tmp = tempfile::tempdir().unwrap();
     let key = SecretKey::from_seed(crate::support::rand_seed());
     for t in tools {
         pack_example(t, tmp.path(), &key, None);
     }
-    let mut n = NodeProc::start(&spec);
+    let n = NodeProc::start(&spec);
     for t in tools {
         std::fs::copy(
             tmp.path().join(format!("{t}.errand")),
@@ -50,7 +50,6 @@ fn executor(reg: &NodeProc, tools: &[&str], ttl_ms: u32, refresh_ms: u32) -> Nod
         .unwrap();
     }
     // The scanner (every 200 ms) picks them up and publishes at once.
-    let _ = &mut n;
     n
 }
 

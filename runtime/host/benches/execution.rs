@@ -73,6 +73,10 @@ enum Settings {
     Default,
     /// Defaults plus fuel.
     Fuel,
+    /// Defaults plus epoch interruption.
+    Epoch,
+    /// Defaults plus NaN canonicalisation.
+    Nan,
     /// Errand's determinism and limit settings: NaN canonicalisation,
     /// deterministic relaxed SIMD, fuel and epoch interruption.
     Errand,
@@ -82,15 +86,17 @@ impl Bare {
     fn new(component: &[u8], settings: Settings) -> Bare {
         let mut config = Config::new();
         let (fuel, epoch) = match settings {
-            Settings::Default => (false, false),
+            Settings::Default | Settings::Nan => (false, false),
             Settings::Fuel => (true, false),
+            Settings::Epoch => (false, true),
             Settings::Errand => (true, true),
         };
         config.consume_fuel(fuel).epoch_interruption(epoch);
+        if let Settings::Nan | Settings::Errand = settings {
+            config.cranelift_nan_canonicalization(true);
+        }
         if let Settings::Errand = settings {
-            config
-                .cranelift_nan_canonicalization(true)
-                .relaxed_simd_deterministic(true);
+            config.relaxed_simd_deterministic(true);
         }
         let engine = Engine::new(&config).unwrap();
         let mut linker: Linker<BareState> = Linker::new(&engine);
@@ -242,6 +248,20 @@ fn workloads() -> Vec<Workload> {
     ]
 }
 
+/// Eight interleaved rounds of one call each: `base` against `ours`.
+fn rounds<A, B>(mut base: impl FnMut() -> A, mut ours: impl FnMut() -> B) -> benchkit::Paired {
+    benchkit::paired(
+        8,
+        1,
+        || {
+            base();
+        },
+        || {
+            ours();
+        },
+    )
+}
+
 fn main() {
     println!("## Errand invocation vs bare wasmtime, compute-heavy tools\n");
     println!(
@@ -267,46 +287,12 @@ fn main() {
             bare.call(&w.input, w.params),
             "both sides must compute the same output"
         );
-        let total = benchkit::paired(
-            8,
-            1,
-            || {
-                black_box(bare.call(&w.input, w.params));
-            },
-            || {
-                black_box(ours.call(&w.input, w.params));
-            },
-        );
-        let settings = benchkit::paired(
-            8,
-            1,
-            || {
-                black_box(bare.call(&w.input, w.params));
-            },
-            || {
-                black_box(engine.call(&w.input, w.params));
-            },
-        );
-        let host = benchkit::paired(
-            8,
-            1,
-            || {
-                black_box(engine.call(&w.input, w.params));
-            },
-            || {
-                black_box(ours.call(&w.input, w.params));
-            },
-        );
-        let fuel_r = benchkit::paired(
-            8,
-            1,
-            || {
-                black_box(bare.call(&w.input, w.params));
-            },
-            || {
-                black_box(fuel.call(&w.input, w.params));
-            },
-        );
+        let run = |e: &Bare| black_box(e.call(&w.input, w.params));
+        let ours_run = || black_box(ours.call(&w.input, w.params));
+        let total = rounds(|| run(&bare), ours_run);
+        let settings = rounds(|| run(&bare), || run(&engine));
+        let host = rounds(|| run(&engine), ours_run);
+        let fuel_r = rounds(|| run(&bare), || run(&fuel));
         println!(
             "| {} | {} | {} | **{:.2}** ({:.2}–{:.2}) | {:.2} | {:.2} | **{:.2}** ({:.2}–{:.2}) |",
             w.name,
@@ -320,6 +306,25 @@ fn main() {
             fuel_r.ratio_median,
             fuel_r.ratio_p10,
             fuel_r.ratio_p90,
+        );
+    }
+
+    println!("\n## One engine setting at a time: the tight f64 loop (imagegen)\n");
+    println!("| setting, alone on default wasmtime | ratio to defaults, median (p10–p90) |");
+    println!("|---|---|");
+    let w = workloads().pop().expect("imagegen is the last workload");
+    let run = |e: &Bare| black_box(e.call(&w.input, w.params));
+    let bare = Bare::new(w.component, Settings::Default);
+    for (label, setting) in [
+        ("fuel metering", Settings::Fuel),
+        ("epoch interruption", Settings::Epoch),
+        ("NaN canonicalisation", Settings::Nan),
+    ] {
+        let one = Bare::new(w.component, setting);
+        let r = rounds(|| run(&bare), || run(&one));
+        println!(
+            "| {label} | {:.2} ({:.2}–{:.2}) |",
+            r.ratio_median, r.ratio_p10, r.ratio_p90
         );
     }
 

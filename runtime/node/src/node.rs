@@ -607,6 +607,9 @@ impl Inner {
             _ => self.config.limits.max_fuel,
         };
         limits.fuel = inv.fuel.unwrap_or(limits.fuel).min(fuel_cap);
+        // The reply must fit the wire: a bigger output ends the run as
+        // OutputTooLarge (in the receipt) rather than travelling truncated.
+        limits.max_output = limits.max_output.min(errand_core::evidence::MAX_BLOB_BYTES);
         if inv.input.len() > limits.max_input {
             return err(
                 ErrorCode::TooLarge,
@@ -704,8 +707,11 @@ impl Inner {
         if let Some(h) = hosted {
             self.observe_latency(&h, exec.elapsed);
         }
+        let Ok(output) = BBytes::new(exec.output) else {
+            return err(ErrorCode::Internal, "the output does not fit a reply");
+        };
         Response::Invoked(Box::new(InvokeResponse {
-            output: BBytes::new(exec.output).unwrap_or_default(),
+            output,
             receipt,
             trace: exec.trace.and_then(|t| BVec::new(t).ok()),
         }))

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use errand_core::bounded::{BBytes, BString};
 use errand_core::descriptor::SignedDescriptor;
-use errand_core::evidence::{Blob, Evidence, TraceBlob};
+use errand_core::evidence::{Blob, Evidence, MAX_BLOB_BYTES, TraceBlob};
 use errand_core::manifest::Manifest;
 use errand_core::package::Package;
 use errand_core::receipt::{InvocationContext, Outcome, RequestId};
@@ -191,6 +191,7 @@ impl WorkflowFile {
             {
                 return Err(bad(format!("tiers = {t:?}: use none, t1, t2, t3 or risk")));
             }
+            step_context(s, UnixMillis(0)).map_err(|e| bad(e.to_string()))?;
         }
         Ok(())
     }
@@ -340,6 +341,37 @@ fn os_seed() -> u64 {
 /// A fresh request id. Nonces come from the OS generator, never from the
 /// (possibly seeded) decision generator: they must be unpredictable to
 /// executors and unique across requesters and restarts.
+/// A step's request context: its parameters at the declared `time`.
+fn step_context(
+    spec: &StepSpec,
+    time: UnixMillis,
+) -> Result<InvocationContext, errand_core::signed::Invalid> {
+    InvocationContext::from_pairs(time, &spec.params.iter().collect::<Vec<_>>())
+}
+
+/// The one request shape for real work, canaries and cross-checks alike, so
+/// an executor cannot tell them apart by their form.
+fn invoke_request(
+    request_id: RequestId,
+    d: &SignedDescriptor,
+    input: BBytes<MAX_BLOB_BYTES>,
+    context: InvocationContext,
+    fuel: Option<u64>,
+    want_trace: bool,
+) -> InvokeRequest {
+    InvokeRequest {
+        request_id,
+        target: Target::Capability {
+            name: d.body().name.clone(),
+            version: Some(d.body().version),
+        },
+        input,
+        context,
+        fuel,
+        want_trace,
+    }
+}
+
 fn request_id() -> RequestId {
     let mut id = [0u8; 16];
     if getrandom::fill(&mut id).is_err() {
@@ -540,6 +572,15 @@ impl Runner {
         let t0 = Instant::now();
         let tiers = self.tiers(spec);
         let mut traffic = Traffic::default();
+        // Checked before anything goes on the wire: an input or parameters
+        // over the protocol's bounds fail the step, never travel truncated.
+        let request_parts = BBytes::new(input.to_vec())
+            .map_err(|e| format!("input: {e}"))
+            .and_then(|i| {
+                step_context(spec, time)
+                    .map(|c| (i, c))
+                    .map_err(|e| e.to_string())
+            });
         let mut report = StepReport {
             name: spec.name.clone(),
             tiers: tiers.label(),
@@ -553,6 +594,13 @@ impl Runner {
             error: None,
             evidence: Vec::new(),
             traffic,
+        };
+        let (input_bytes, context) = match request_parts {
+            Ok(parts) => parts,
+            Err(e) => {
+                report.error = Some(e);
+                return (report, None);
+            }
         };
         let now = crate::node::now();
         let found = self
@@ -627,8 +675,6 @@ impl Runner {
             self.config.fallback_budget,
             &mut *self.rng,
         );
-        let context = InvocationContext::from_pairs(time, &spec.params.iter().collect::<Vec<_>>())
-            .unwrap_or_default();
         let mut last: Option<(
             crate::client::Invoked,
             Result<(), errand_core::receipt::BindingError>,
@@ -653,7 +699,7 @@ impl Runner {
                             ordered[candidate],
                             ordered[witness],
                             spec,
-                            time,
+                            &context,
                             &mut traffic,
                         )
                         .await;
@@ -662,17 +708,14 @@ impl Runner {
                 Decision::Invoke { candidate } => {
                     let (to, d) = ordered[candidate];
                     let id = request_id();
-                    let req = InvokeRequest {
-                        request_id: id,
-                        target: Target::Capability {
-                            name: d.body().name.clone(),
-                            version: Some(d.body().version),
-                        },
-                        input: BBytes::new(input.to_vec()).unwrap_or_default(),
-                        context: context.clone(),
-                        fuel: spec.fuel,
-                        want_trace: tiers.evidence,
-                    };
+                    let req = invoke_request(
+                        id,
+                        d,
+                        input_bytes.clone(),
+                        context.clone(),
+                        spec.fuel,
+                        tiers.evidence,
+                    );
                     let got = tokio::time::timeout(
                         self.config.step_timeout,
                         self.client.invoke_raw(*to, d.body().component, req),
@@ -803,20 +846,12 @@ impl Runner {
         let mut params = spec.params.clone();
         params.extend(ex.params.clone());
         let context = InvocationContext::from_pairs(time, &params.iter().collect::<Vec<_>>())
-            .unwrap_or_default();
+            .map_err(|e| Rejection::Unavailable(format!("canary parameters: {e}")))?;
         let id = request_id();
         let expected = self.run_local(&pkg, &canary_input, &context, id);
-        let req = InvokeRequest {
-            request_id: id,
-            target: Target::Capability {
-                name: d.body().name.clone(),
-                version: Some(d.body().version),
-            },
-            input: BBytes::new(canary_input).unwrap_or_default(),
-            context,
-            fuel: spec.fuel,
-            want_trace: check_receipt,
-        };
+        let canary_input = BBytes::new(canary_input)
+            .map_err(|e| Rejection::Unavailable(format!("canary input: {e}")))?;
+        let req = invoke_request(id, d, canary_input, context, spec.fuel, check_receipt);
         traffic.control_messages += 2;
         let got = tokio::time::timeout(
             self.config.step_timeout,
@@ -842,25 +877,23 @@ impl Runner {
         (a, da): &(PeerAddr, SignedDescriptor),
         (b, db): &(PeerAddr, SignedDescriptor),
         spec: &StepSpec,
-        time: UnixMillis,
+        context: &InvocationContext,
         traffic: &mut Traffic,
     ) -> Event {
-        let input = vary_canary(spec.intent.as_bytes(), &mut *self.rng);
-        let context = InvocationContext::from_pairs(time, &spec.params.iter().collect::<Vec<_>>())
-            .unwrap_or_default();
+        let Ok(input) = BBytes::new(vary_canary(spec.intent.as_bytes(), &mut *self.rng)) else {
+            // The intent is far below the input bound; nothing to compare.
+            return Event::Rejected(Rejection::Unavailable("cross-check input too large".into()));
+        };
         let mut outs = Vec::new();
         for (to, d) in [(a, da), (b, db)] {
-            let req = InvokeRequest {
-                request_id: request_id(),
-                target: Target::Capability {
-                    name: d.body().name.clone(),
-                    version: Some(d.body().version),
-                },
-                input: BBytes::new(input.clone()).unwrap_or_default(),
-                context: context.clone(),
-                fuel: spec.fuel,
-                want_trace: false,
-            };
+            let req = invoke_request(
+                request_id(),
+                d,
+                input.clone(),
+                context.clone(),
+                spec.fuel,
+                false,
+            );
             traffic.control_messages += 2;
             let got = tokio::time::timeout(
                 self.config.step_timeout,
@@ -1050,5 +1083,23 @@ mod tests {
         let bad = ok.replace("risk = \"high\"", "tiers = \"t9\"");
         let wf: WorkflowFile = toml::from_str(&bad).unwrap();
         assert!(wf.check().unwrap_err().to_string().contains("t9"));
+    }
+
+    #[test]
+    fn a_parameter_over_its_bound_fails_the_file_instead_of_being_dropped() {
+        let wf = format!(
+            r#"
+            name = "w"
+            [[steps]]
+            name = "a"
+            intent = "x"
+            input = {{ text = "hi" }}
+            params = {{ title = "{}" }}
+            "#,
+            "t".repeat(2_000)
+        );
+        let wf: WorkflowFile = toml::from_str(&wf).unwrap();
+        let e = wf.check().unwrap_err().to_string();
+        assert!(e.contains("step `a`") && e.contains("title"), "{e}");
     }
 }

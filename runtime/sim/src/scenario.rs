@@ -1112,10 +1112,9 @@ fn size_sweep(st: &Settings, opts: &Options) -> Sweep {
 
 fn size_report(t: &Table, w: &mut Writer<'_>) -> Result<String, SimError> {
     w.file("size-sweep.csv", &csv(t))?;
-    let log_x = t.sweep.xs.iter().fold(f64::INFINITY, |a, b| a.min(*b)) > 0.0
-        && t.sweep.xs.iter().fold(0.0f64, |a, b| a.max(*b))
-            / t.sweep.xs.iter().fold(f64::INFINITY, |a, b| a.min(*b))
-            > 20.0;
+    let lo = t.sweep.xs.iter().fold(f64::INFINITY, |a, b| a.min(*b));
+    let hi = t.sweep.xs.iter().fold(0.0f64, |a, b| a.max(*b));
+    let log_x = lo > 0.0 && hi / lo > 20.0;
     w.chart(
         "size-sweep-discovery.svg",
         &Chart {
