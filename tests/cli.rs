@@ -568,3 +568,29 @@ fn sim_writes_figures_data_and_a_summary_and_names_bad_settings() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// Issue 11, item 1: `errand demo` with its default, relative output folder
+/// (the README's main command) joined that folder twice and failed.
+#[test]
+fn readme_main_command_demo_works_with_its_default_relative_out() {
+    let user = Sandbox::new();
+    let o = user.errand(&[
+        "demo",
+        "--honest",
+        "2",
+        "--sybil",
+        "2",
+        "--drifting",
+        "1",
+        "--runs",
+        "1",
+    ]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("verified offline"), "{}", stdout(&o));
+    let evidence = user.path("errand-demo").join("evidence");
+    assert!(
+        std::fs::read_dir(&evidence).is_ok_and(|mut d| d.next().is_some()),
+        "no evidence under {}",
+        evidence.display()
+    );
+}

@@ -312,6 +312,13 @@ pub use errand_core::trust::standard_policies as policies;
 /// Runs the demo (see the module docs).
 pub async fn run(cfg: &DemoConfig, progress: &dyn Fn(&str)) -> Result<DemoReport, DemoError> {
     std::fs::create_dir_all(&cfg.out).map_err(setup)?;
+    // Node configs name paths relative to their own folder, so a relative
+    // output folder would be joined twice: resolve it once, here.
+    let out = std::path::absolute(&cfg.out).map_err(setup)?;
+    let cfg = &DemoConfig {
+        out,
+        ..cfg.clone()
+    };
     let host = Host::with_config(HostConfig {
         cache_dir: Some(cfg.out.join("compiled")),
         ..HostConfig::default()
