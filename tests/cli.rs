@@ -38,6 +38,7 @@ fn write_evidence(dir: &Path, key_path: &Path) -> (PathBuf, Vec<u8>, Vec<u8>) {
         output: None,
         trace: Some(TraceBlob::Events(BVec::new(trace).unwrap())),
         component: None,
+        request: None,
     };
     let path = dir.join("run.evidence");
     std::fs::write(&path, signed::encode(&e).unwrap()).unwrap();
@@ -586,11 +587,63 @@ fn readme_main_command_demo_works_with_its_default_relative_out() {
         "1",
     ]);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains("verified offline"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("audited offline"), "{}", stdout(&o));
     let evidence = user.path("errand-demo").join("evidence");
     assert!(
         std::fs::read_dir(&evidence).is_ok_and(|mut d| d.next().is_some()),
         "no evidence under {}",
         evidence.display()
     );
+}
+
+/// Issue 10, item 1, from the CLI: evidence of a run with `size=16` does not
+/// verify for an auditor who asked for `size=96`, and the failure names the
+/// parameters. The signed request in the evidence is checked too.
+#[test]
+fn verify_with_other_params_than_the_run_had_exits_1_naming_them() {
+    let env = Sandbox::new();
+    let (_manifest, component) = env.tool_dir("imagegen");
+    std::fs::write(env.path("prompt.txt"), "a lighthouse in a storm").unwrap();
+    let o = env.errand(&[
+        "run",
+        p(&component),
+        "--input",
+        "prompt.txt",
+        "-p",
+        "size=16",
+        "-p",
+        "iterations=1",
+        "-o",
+        "out.png",
+        "--evidence",
+        "run.evidence",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // As asked: verified, with the signed request checked, and replayed.
+    let o = env.errand(&[
+        "verify",
+        "run.evidence",
+        "-p",
+        "size=16",
+        "-p",
+        "iterations=1",
+        "--replay",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("the receipt answers the request signed by"),
+        "{}",
+        stdout(&o)
+    );
+    // Asked for size=96: exit 1, naming the parameters.
+    let o = env.errand(&["verify", "run.evidence", "-p", "size=96", "-p", "iterations=1"]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("check `request` failed") && text.contains("params") && text.contains("size=96"),
+        "{text}"
+    );
+    // A bad --param is unusable input, not a failed check.
+    let o = env.errand(&["verify", "run.evidence", "-p", "size"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
 }

@@ -2,14 +2,13 @@
 
 use std::time::Duration;
 
-use errand::client::Client;
+use errand::client::{Ask, Client};
 use errand::config::PeerAddr;
 use errand_core::bounded::{BBytes, BString, BVec};
 use errand_core::descriptor::SignedDescriptor;
 use errand_core::receipt::{InvocationContext, RequestId};
-use errand_core::wire::{
-    ErrorCode, InvokeRequest, PublishOutcome, Query, Request, Response, Target,
-};
+use errand_core::request::{CapabilityTarget, Seed};
+use errand_core::wire::{ErrorCode, PublishOutcome, Query, Request, Response};
 use errand_core::{SecretKey, testing};
 
 use crate::support::{
@@ -67,16 +66,19 @@ fn find_names(client: &Client, reg: &NodeProc, intent: &str) -> Vec<(String, Str
 }
 
 /// An invocation of the hosted text-stats capability.
-fn text_stats_request(id: RequestId, input: &[u8]) -> InvokeRequest {
-    InvokeRequest {
+fn text_stats_request(id: RequestId, input: &[u8]) -> Ask {
+    Ask {
         request_id: id,
-        target: Target::Capability {
+        capability: Some(CapabilityTarget {
             name: BString::new("text-stats").unwrap(),
             version: None,
-        },
+        }),
+        component: None,
         input: BBytes::new(input.to_vec()).unwrap(),
         context: InvocationContext::default(),
-        fuel: None,
+        fuel: errand::client::DEFAULT_FUEL,
+        limits: None,
+        seed: Seed([id.0[0]; 32]),
         want_trace: false,
     }
 }
@@ -386,7 +388,7 @@ fn malformed_and_oversized_frames_do_not_stop_the_node_serving_others() {
         // An honest peer is served.
         let good = Client::new(SecretKey::from_seed([51; 32])).unwrap();
         let inv = text_stats_request(RequestId([9; 16]), b"still here");
-        let done = good.invoke(exec.peer_addr(), None, inv).await.unwrap();
+        let done = good.invoke(exec.peer_addr(), &inv).await.unwrap();
         assert!(done.response.receipt.body().outcome.is_ok());
     });
     assert!(exec.log().contains("protocol violation"), "{}", exec.log());
@@ -405,7 +407,7 @@ fn receipts_survive_sigkill_and_restart() {
             let inv = text_stats_request(*id, b"durable words");
             out.push(
                 client
-                    .invoke(exec.peer_addr(), None, inv)
+                    .invoke(exec.peer_addr(), &inv)
                     .await
                     .unwrap()
                     .response
@@ -429,7 +431,7 @@ fn receipts_survive_sigkill_and_restart() {
         }
         // A reused nonce is refused: receipts are also replay protection.
         let inv = text_stats_request(ids[0], b"again");
-        match client.invoke(exec.peer_addr(), None, inv).await {
+        match client.invoke(exec.peer_addr(), &inv).await {
             Err(errand::client::ClientError::Remote { error, .. }) => {
                 assert_eq!(error.code, ErrorCode::Replay)
             }
@@ -452,17 +454,18 @@ fn action_shipping_is_off_by_default_and_follows_the_allowlist() {
     let closed = NodeProc::start(&NodeSpec::default());
     let component = errand_example_tools::TEXT_STATS;
     let digest = errand_core::Digest::of(component);
-    let req = |id: u8, bytes: Option<&[u8]>| InvokeRequest {
+    let req = |id: u8| Ask {
         request_id: RequestId([id; 16]),
-        target: Target::Component {
-            digest,
-            bytes: bytes.map(|b| BBytes::new(b.to_vec()).unwrap()),
-        },
+        capability: None,
+        component: Some(digest),
         input: BBytes::new(b"shipped action".to_vec()).unwrap(),
         context: InvocationContext::default(),
-        fuel: Some(u64::MAX),
+        fuel: u64::MAX,
+        limits: None,
+        seed: Seed([id; 32]),
         want_trace: false,
     };
+    let bytes = |b: Option<&[u8]>| b.map(|b| BBytes::new(b.to_vec()).unwrap());
     block_on(async {
         let allowed = Client::new(shipper.clone()).unwrap();
         let other = Client::new(SecretKey::from_seed([62; 32])).unwrap();
@@ -475,7 +478,7 @@ fn action_shipping_is_off_by_default_and_follows_the_allowlist() {
         assert_eq!(
             code_of(
                 allowed
-                    .invoke(closed.peer_addr(), None, req(1, Some(component)))
+                    .invoke_shipped(closed.peer_addr(), &req(1), bytes(Some(component)))
                     .await
             ),
             Some(ErrorCode::Forbidden)
@@ -484,18 +487,18 @@ fn action_shipping_is_off_by_default_and_follows_the_allowlist() {
         assert_eq!(
             code_of(
                 other
-                    .invoke(open.peer_addr(), None, req(2, Some(component)))
+                    .invoke_shipped(open.peer_addr(), &req(2), bytes(Some(component)))
                     .await
             ),
             Some(ErrorCode::Forbidden)
         );
         // Allowed: by digest first; the node asks for the bytes once.
         assert_eq!(
-            code_of(allowed.invoke(open.peer_addr(), None, req(3, None)).await),
+            code_of(allowed.invoke_shipped(open.peer_addr(), &req(3), bytes(None)).await),
             Some(ErrorCode::NeedComponent)
         );
         let done = allowed
-            .invoke(open.peer_addr(), None, req(4, Some(component)))
+            .invoke_shipped(open.peer_addr(), &req(4), bytes(Some(component)))
             .await
             .unwrap();
         let r = done.response.receipt.body();
@@ -507,7 +510,7 @@ fn action_shipping_is_off_by_default_and_follows_the_allowlist() {
         assert_eq!(r.component, digest);
         // Now held: the digest alone suffices.
         let done = allowed
-            .invoke(open.peer_addr(), None, req(5, None))
+            .invoke_shipped(open.peer_addr(), &req(5), bytes(None))
             .await
             .unwrap();
         assert!(done.response.receipt.body().outcome.is_ok());

@@ -305,16 +305,22 @@ impl errand_net::Handler for Recorder {
             Request::FetchPackage(_) => Response::Package(Some(Box::new(self.package.clone()))),
             Request::Invoke(inv) => {
                 self.seen.lock().unwrap().push((*inv).clone());
+                let asked = inv.request.body().clone();
                 let prepared = self.host.prepare(&self.package.component).unwrap();
-                let limits = errand_host::Limits::default();
+                let mut limits = errand_host::Limits::default();
+                limits.fuel = asked.fuel;
+                if let Some(l) = &asked.limits {
+                    limits = errand_host::Limits::for_replay(asked.fuel, l, &limits);
+                }
                 let exec = self
                     .host
                     .run(
                         &prepared,
                         &Invocation {
                             input: &inv.input,
-                            request_id: inv.request_id,
-                            context: inv.context.clone(),
+                            request_id: asked.request_id,
+                            seed: asked.seed,
+                            context: asked.context.clone(),
                             limits,
                             keep_trace: inv.want_trace,
                         },
@@ -326,10 +332,16 @@ impl errand_net::Handler for Recorder {
                         &ReceiptInfo {
                             executor: &self.key,
                             requester: peer,
-                            request_id: inv.request_id,
-                            capability: None,
+                            request_id: asked.request_id,
+                            request: inv.request.digest(),
+                            seed: asked.seed,
+                            capability: Some(errand_core::receipt::CapabilityRef {
+                                name: self.package.descriptor.body().name.clone(),
+                                version: self.package.descriptor.body().version,
+                                seq: 1,
+                            }),
                             component: prepared.digest(),
-                            context: inv.context.clone(),
+                            context: asked.context.clone(),
                             limits,
                         },
                         &exec,
@@ -389,20 +401,16 @@ fn a_canary_is_indistinguishable_from_a_real_request() {
     let seen = recorder.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2, "a canary and the real request");
     let (a, b) = (&seen[0], &seen[1]);
-    // Same shape on the wire: same target, same options, same parameter
-    // keys, same declared time, fresh random ids.
-    assert_eq!(a.target, b.target);
-    assert_eq!((a.fuel, a.want_trace), (b.fuel, b.want_trace));
-    let keys = |r: &InvokeRequest| {
-        r.context
-            .params
-            .iter()
-            .map(|p| p.key.to_string())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(keys(a), keys(b));
-    assert_eq!(a.context.time, b.context.time);
-    assert_ne!(a.request_id, b.request_id);
+    let (qa, qb) = (a.request.body(), b.request.body());
+    // Same shape on the wire: same target, same options, the same
+    // parameters and declared time, fresh random ids and seeds.
+    assert_eq!(
+        (&qa.capability, qa.component, qa.fuel, qa.limits, a.want_trace),
+        (&qb.capability, qb.component, qb.fuel, qb.limits, b.want_trace)
+    );
+    assert_eq!(qa.context, qb.context);
+    assert_ne!(qa.request_id, qb.request_id);
+    assert_ne!(qa.seed, qb.seed);
     // And the canary's input is not a public example the executor could
     // recognise: it is a fresh variant.
     let manifest: errand_core::manifest::Manifest = toml::from_str(&package.manifest).unwrap();
@@ -516,6 +524,7 @@ fn with_sybils_no_verification_fails_while_risk_tiered_stays_high() {
         drifting: 1,
         runs: 5,
         out: out.path().to_path_buf(),
+        seed: 7,
     };
     let report = rt().block_on(errand::demo::run(&cfg, &|_| {})).unwrap();
     let rate = |name: &str| {

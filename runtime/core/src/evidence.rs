@@ -1,9 +1,11 @@
 //! Evidence packages, traces, and offline verification.
 //!
 //! An [`Evidence`] package is a signed receipt plus whatever an auditor needs
-//! to check it without asking anyone: the input, the output, the full trace and
-//! the component, each either embedded as bytes or left out (its digest is in
-//! the receipt). [`verify`] runs every check that the material at hand allows
+//! to check it without asking anyone: the requester's signed request (what was
+//! asked), the input, the output, the full trace and the component, each
+//! either embedded as bytes, named by digest, or left out (its digest is in
+//! the receipt). Every field present is checked: a digest that contradicts
+//! the receipt fails verification as surely as wrong bytes. [`verify`] runs every check that the material at hand allows
 //! and returns a [`Report`] naming each check and its verdict. It does no I/O:
 //! the caller reads files and passes their bytes.
 //!
@@ -28,7 +30,9 @@ use sha2::{Digest as _, Sha256};
 use crate::bounded::{BBytes, BString, BVec};
 use crate::digest::Digest;
 use crate::identity::PeerId;
-use crate::receipt::SignedReceipt;
+use crate::receipt::{InvocationContext, SignedReceipt};
+use crate::request::{ParamsText, SignedRequest};
+use crate::time::UnixMillis;
 use crate::signed::{Invalid, Kind, Object};
 
 /// Largest input, output or component an evidence package may embed: 64 MiB.
@@ -161,6 +165,8 @@ pub struct Evidence {
     pub trace: Option<TraceBlob>,
     /// The WebAssembly component.
     pub component: Option<Blob>,
+    /// The requester's signed request, which the receipt answers.
+    pub request: Option<SignedRequest>,
 }
 
 impl Evidence {
@@ -172,13 +178,15 @@ impl Evidence {
             output: None,
             trace: None,
             component: None,
+            request: None,
         }
     }
 }
 
 impl Object for Evidence {
     const KIND: Kind = Kind::Evidence;
-    const VERSION: u8 = 1;
+    /// 2: carries the signed request.
+    const VERSION: u8 = 2;
 
     fn validate(&self) -> Result<(), Invalid> {
         Ok(())
@@ -200,8 +208,8 @@ pub enum Verdict {
 /// A named check and its verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// The check's name: `format`, `signature`, `executor`, `component`,
-    /// `input`, `output`, `trace`, or (with replay) `replay-*`.
+    /// The check's name: `format`, `signature`, `executor`, `request`,
+    /// `component`, `input`, `output`, `trace`, or (with replay) `replay-*`.
     pub name: &'static str,
     /// Its verdict.
     #[serde(flatten)]
@@ -249,6 +257,12 @@ pub struct Supplied<'a> {
     pub output: Option<&'a [u8]>,
     /// The executor the verifier expects.
     pub executor: Option<PeerId>,
+    /// What the auditor says was asked, when the package has no signed
+    /// request (or to check it against one): the parameters …
+    pub params: Option<&'a InvocationContext>,
+    /// … and the declared time (`UnixMillis(0)` in `params` is ignored
+    /// when this is `None`).
+    pub time: Option<UnixMillis>,
 }
 
 fn check_blob(
@@ -262,8 +276,12 @@ fn check_blob(
     if let Some(b) = supplied {
         sources.push(("supplied", Digest::of(b)));
     }
-    if let Some(Blob::Bytes(b)) = embedded {
-        sources.push(("embedded", Digest::of(b)));
+    match embedded {
+        Some(Blob::Bytes(b)) => sources.push(("embedded", Digest::of(b))),
+        // A digest alone proves nothing, but one that contradicts the
+        // receipt is a package that was tampered with.
+        Some(Blob::Digest(d)) if d != expected => sources.push(("named", *d)),
+        _ => {}
     }
     if sources.is_empty() {
         report.push(
@@ -283,7 +301,11 @@ fn check_blob(
             return;
         }
     }
-    let from: Vec<&str> = sources.iter().map(|s| s.0).collect();
+    let from: Vec<&str> = sources
+        .iter()
+        .map(|s| s.0)
+        .filter(|s| *s != "named")
+        .collect();
     report.push(
         name,
         Verdict::Pass(format!(
@@ -328,6 +350,7 @@ pub fn verify(evidence: &Evidence, supplied: &Supplied<'_>) -> Report {
             Verdict::Skip("no expected executor given".into()),
         ),
     }
+    check_request(&mut report, evidence, supplied);
     check_blob(
         &mut report,
         "component",
@@ -387,4 +410,73 @@ pub fn verify(evidence: &Evidence, supplied: &Supplied<'_>) -> Report {
         _ => report.push("trace", Verdict::Skip("no trace events embedded".into())),
     }
     report
+}
+
+/// The `request` check: the signed request, when the package carries one,
+/// must be signed by the receipt's requester and be exactly what the receipt
+/// answers; what the auditor states was asked must match too.
+fn check_request(report: &mut Report, evidence: &Evidence, supplied: &Supplied<'_>) {
+    let r = evidence.receipt.body();
+    let mut passed = Vec::new();
+    if let Some(req) = &evidence.request {
+        let asked = req.body();
+        if asked.requester != r.requester {
+            return report.push(
+                "request",
+                Verdict::Fail(format!(
+                    "the request is from {}, the receipt names requester {}",
+                    asked.requester, r.requester
+                )),
+            );
+        }
+        if let Err(e) = req.verify() {
+            return report.push(
+                "request",
+                Verdict::Fail(format!("the request's signature is invalid: {e}")),
+            );
+        }
+        if let Err(e) = asked.check_receipt(req.digest(), r) {
+            return report.push("request", Verdict::Fail(e.to_string()));
+        }
+        passed.push(format!(
+            "the receipt answers the request signed by {}",
+            asked.requester.short()
+        ));
+    }
+    if let Some(stated) = supplied.params {
+        let ran = ParamsText(&r.context);
+        if ParamsText(stated) != ran {
+            return report.push(
+                "request",
+                Verdict::Fail(format!(
+                    "params: you asked {}, the receipt says it ran {ran}",
+                    ParamsText(stated)
+                )),
+            );
+        }
+        passed.push(format!("params are {ran}, as stated"));
+    }
+    if let Some(t) = supplied.time {
+        if t != r.context.time {
+            return report.push(
+                "request",
+                Verdict::Fail(format!(
+                    "time: you asked {t}, the receipt says it ran at {}",
+                    r.context.time
+                )),
+            );
+        }
+        passed.push(format!("time is {t}, as stated"));
+    }
+    if passed.is_empty() {
+        report.push(
+            "request",
+            Verdict::Skip(
+                "no signed request in the package and nothing stated (-p, --time): what was asked is unchecked"
+                    .into(),
+            ),
+        );
+    } else {
+        report.push("request", Verdict::Pass(passed.join("; ")));
+    }
 }

@@ -11,6 +11,7 @@
 //! | [`identity`] | connectivity & identity | ed25519 peer ids and secret keys |
 //! | [`signed`] | all | tagged, versioned, canonical encodings and signatures |
 //! | [`descriptor`] | discovery | signed soft-state capability descriptors |
+//! | [`request`] | execution / trust | signed invocation requests: what was asked |
 //! | [`receipt`] | execution / trust | signed tool receipts |
 //! | [`evidence`] | trust | evidence packages, traces, offline verification |
 //! | [`manifest`], [`package`] | execution | capability manifests and tool packages |
@@ -79,6 +80,7 @@ pub mod identity;
 pub mod manifest;
 pub mod package;
 pub mod receipt;
+pub mod request;
 pub mod signed;
 pub mod testing;
 pub mod time;

@@ -10,8 +10,9 @@
 //!
 //! Everything the guest can observe that is not in the input is in the
 //! receipt too: the wall-clock time it saw ([`InvocationContext::time`]), the
-//! request parameters, and the random seed, which is derived from the nonce
-//! and the input digest ([`Receipt::random_seed`]).
+//! request parameters, and the seed of its randomness. A receipt answers one
+//! signed [`crate::request::Request`]: it commits to that request's digest,
+//! and [`SignedReceipt::check_binding`] checks every field against it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -22,6 +23,7 @@ use crate::bounded::{BString, BVec, hex_array};
 use crate::descriptor::{Name, Version, validate_name};
 use crate::digest::Digest;
 use crate::identity::PeerId;
+use crate::request::{Seed, SignedRequest};
 use crate::signed::{Invalid, Kind, Object, Signable, Signed};
 use crate::time::UnixMillis;
 
@@ -123,6 +125,16 @@ impl InvocationContext {
             time,
             params: BVec::new(params).map_err(|e| Invalid::new("context.params", e.to_string()))?,
         })
+    }
+
+    /// Refuses a repeated parameter key.
+    pub fn check_keys(&self) -> Result<(), Invalid> {
+        let mut keys: Vec<&str> = self.params.iter().map(|p| p.key.as_str()).collect();
+        keys.sort_unstable();
+        if keys.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Invalid::new("context.params", "repeats a key"));
+        }
+        Ok(())
     }
 
     /// The value of parameter `key`, if given.
@@ -269,6 +281,9 @@ pub struct Receipt {
     pub requester: PeerId,
     /// The requester's nonce.
     pub request_id: RequestId,
+    /// Digest of the signed request this run answers
+    /// ([`crate::request::SignedRequest::digest`]).
+    pub request: Digest,
     /// The published capability, when the run was for one.
     pub capability: Option<CapabilityRef>,
     /// SHA-256 of the component that ran.
@@ -277,6 +292,8 @@ pub struct Receipt {
     pub input: Digest,
     /// What the guest saw besides its input.
     pub context: InvocationContext,
+    /// The seed of the guest's randomness, from the request.
+    pub seed: Seed,
     /// How the run ended.
     pub outcome: Outcome,
     /// SHA-256 of the output returned (of no bytes, when there was none).
@@ -303,27 +320,22 @@ pub struct Receipt {
 pub type SignedReceipt = Signed<Receipt>;
 
 impl Receipt {
-    /// The seed of the guest's randomness:
-    /// `SHA-256(len‖"errand/seed/v1" ‖ len‖request_id ‖ len‖input digest)`.
-    /// Replay derives the same seed, so random choices replay exactly.
-    pub fn random_seed(&self) -> [u8; 32] {
-        random_seed(&self.request_id, &self.input)
-    }
-
     /// How long the run took by the executor's clock, in milliseconds.
     pub fn elapsed_ms(&self) -> u64 {
         self.finished_at.since(self.started_at)
     }
 }
 
-/// The guest's random seed for a request (see [`Receipt::random_seed`]).
-pub fn random_seed(request_id: &RequestId, input: &Digest) -> [u8; 32] {
-    Digest::of_parts(&[b"errand/seed/v1", &request_id.0, &input.0]).0
+/// A seed for a local run that answers no signed request (`errand run`):
+/// `SHA-256(len‖"errand/seed/v1" ‖ len‖request_id ‖ len‖input digest)`.
+pub fn local_seed(request_id: &RequestId, input: &Digest) -> Seed {
+    Seed(Digest::of_parts(&[b"errand/seed/v1", &request_id.0, &input.0]).0)
 }
 
 impl Object for Receipt {
     const KIND: Kind = Kind::Receipt;
-    const VERSION: u8 = 1;
+    /// 2: the receipt answers a signed request (`request`, `seed`).
+    const VERSION: u8 = 2;
 
     fn validate(&self) -> Result<(), Invalid> {
         if let Some(c) = &self.capability {
@@ -341,11 +353,7 @@ impl Object for Receipt {
         if self.finished_at < self.started_at {
             return Err(Invalid::new("finished_at", "is before started_at"));
         }
-        let mut keys: Vec<&str> = self.context.params.iter().map(|p| p.key.as_str()).collect();
-        keys.sort_unstable();
-        if keys.windows(2).any(|w| w[0] == w[1]) {
-            return Err(Invalid::new("context.params", "repeats a key"));
-        }
+        self.context.check_keys()?;
         if !self.outcome.is_ok() && self.output != Digest::of(b"") {
             return Err(Invalid::new(
                 "output",
@@ -368,45 +376,18 @@ pub enum BindingError {
     /// The executor's signature does not verify.
     #[error("receipt signature invalid: {0}")]
     Signature(crate::identity::SignatureError),
-    /// Signed by someone other than the peer that was dialled.
-    #[error("receipt is signed by {found}, but the request went to {expected}")]
-    Executor {
-        /// The dialled peer.
-        expected: PeerId,
-        /// The receipt's executor.
-        found: PeerId,
-    },
-    /// For another request.
-    #[error("receipt is for request {found}, not {expected}")]
-    RequestId {
-        /// Our nonce.
-        expected: RequestId,
-        /// The receipt's.
-        found: RequestId,
-    },
-    /// Names another requester.
-    #[error("receipt names requester {found}, not us ({expected})")]
-    Requester {
-        /// Us.
-        expected: PeerId,
-        /// The receipt's.
-        found: PeerId,
-    },
-    /// Ran another component than the descriptor promised.
-    #[error("receipt says component sha256:{found}, the descriptor promised sha256:{expected}")]
-    Component {
-        /// The descriptor's digest.
-        expected: Digest,
-        /// The receipt's.
-        found: Digest,
-    },
-    /// Names another input.
-    #[error("receipt says input sha256:{found}, but we sent sha256:{expected}")]
-    Input {
-        /// Digest of what we sent.
-        expected: Digest,
-        /// The receipt's.
-        found: Digest,
+    /// The request's signature does not verify.
+    #[error("request signature invalid: {0}")]
+    RequestSignature(crate::identity::SignatureError),
+    /// The receipt ran something else than the request asked for.
+    #[error("receipt does not answer the request: {field} asked {asked}, ran {ran}")]
+    Field {
+        /// Which field differs.
+        field: &'static str,
+        /// What the request asked for.
+        asked: String,
+        /// What the receipt says ran.
+        ran: String,
     },
     /// Names another output than the one returned.
     #[error("receipt says output sha256:{found}, but the returned output is sha256:{expected}")]
@@ -421,60 +402,32 @@ pub enum BindingError {
 /// What a requester expects a receipt to bind.
 #[derive(Debug, Clone, Copy)]
 pub struct Expected<'a> {
-    /// The peer dialled.
-    pub executor: PeerId,
-    /// Us.
-    pub requester: PeerId,
-    /// Our nonce.
-    pub request_id: RequestId,
-    /// The component digest from the descriptor, if it names one.
-    pub component: Option<Digest>,
-    /// The input we sent.
-    pub input: &'a [u8],
+    /// The signed request we sent (it names the executor dialled, us, the
+    /// nonce, the target, the input's digest and everything the run had to
+    /// use).
+    pub request: &'a SignedRequest,
     /// The output we got back.
     pub output: &'a [u8],
 }
 
 impl SignedReceipt {
-    /// Checks that this receipt is a valid signature by the dialled executor
-    /// over exactly this invocation: our nonce, the promised component, the
-    /// input we sent and the output we received.
+    /// Checks that this receipt is a valid signature by the executor the
+    /// request addressed, over exactly that request
+    /// ([`crate::request::Request::check_receipt`]) and the output we
+    /// received.
     pub fn check_binding(&self, e: &Expected<'_>) -> Result<(), BindingError> {
         let r = self.body();
-        if r.executor != e.executor {
-            return Err(BindingError::Executor {
-                expected: e.executor,
-                found: r.executor,
+        let asked = e.request.body();
+        if r.executor != asked.executor {
+            return Err(BindingError::Field {
+                field: "executor",
+                asked: asked.executor.to_string(),
+                ran: r.executor.to_string(),
             });
         }
         self.verify().map_err(BindingError::Signature)?;
-        if r.request_id != e.request_id {
-            return Err(BindingError::RequestId {
-                expected: e.request_id,
-                found: r.request_id,
-            });
-        }
-        if r.requester != e.requester {
-            return Err(BindingError::Requester {
-                expected: e.requester,
-                found: r.requester,
-            });
-        }
-        if let Some(c) = e.component
-            && c != r.component
-        {
-            return Err(BindingError::Component {
-                expected: c,
-                found: r.component,
-            });
-        }
-        let input = Digest::of(e.input);
-        if input != r.input {
-            return Err(BindingError::Input {
-                expected: input,
-                found: r.input,
-            });
-        }
+        e.request.verify().map_err(BindingError::RequestSignature)?;
+        asked.check_receipt(e.request.digest(), r)?;
         let output = Digest::of(e.output);
         if output != r.output {
             return Err(BindingError::Output {

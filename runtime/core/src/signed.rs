@@ -45,6 +45,8 @@ pub enum Kind {
     Request,
     /// A wire response ([`crate::wire`]).
     Response,
+    /// A requester's signed invocation request ([`crate::request`]).
+    SignedRequest,
 }
 
 impl Kind {
@@ -57,6 +59,7 @@ impl Kind {
             Kind::Package => "errand/package",
             Kind::Request => "errand/request",
             Kind::Response => "errand/response",
+            Kind::SignedRequest => "errand/signed-request",
         }
     }
 
@@ -69,6 +72,7 @@ impl Kind {
             Kind::Package => "tool package",
             Kind::Request => "wire request",
             Kind::Response => "wire response",
+            Kind::SignedRequest => "signed request",
         }
     }
 
@@ -82,6 +86,7 @@ impl Kind {
             b"errand/package" => Kind::Package,
             b"errand/request" => Kind::Request,
             b"errand/response" => Kind::Response,
+            b"errand/signed-request" => Kind::SignedRequest,
             _ => return None,
         })
     }
@@ -707,6 +712,7 @@ mod tests {
             Kind::Package,
             Kind::Request,
             Kind::Response,
+            Kind::SignedRequest,
         ];
         for k in kinds {
             match k {
@@ -715,7 +721,8 @@ mod tests {
                 | Kind::Evidence
                 | Kind::Package
                 | Kind::Request
-                | Kind::Response => {}
+                | Kind::Response
+                | Kind::SignedRequest => {}
             }
             assert_eq!(Kind::from_tag(k.tag().as_bytes()), Some(k), "{k:?}");
             assert!(k.tag().len() < 256);

@@ -11,6 +11,7 @@ use crate::identity::SecretKey;
 use crate::receipt::{
     CapabilityRef, InvocationContext, Outcome, Param, Platform, Receipt, RequestId, RunLimits,
 };
+use crate::request::{CapabilityTarget, Request, Seed, SignedRequest};
 use crate::time::UnixMillis;
 
 /// The fixed instant samples are issued at: 2026-03-04T05:06:40Z.
@@ -66,7 +67,58 @@ pub fn descriptor(key: &SecretKey) -> Descriptor {
     }
 }
 
-/// A fully populated receipt executed by `executor` for `requester`.
+/// A fully populated request from `requester` to `executor`, the one
+/// [`receipt`] answers.
+pub fn request(executor: &SecretKey, requester: &SecretKey) -> Request {
+    Request {
+        requester: requester.peer_id(),
+        executor: executor.peer_id(),
+        request_id: RequestId([0x5a; 16]),
+        capability: Some(CapabilityTarget {
+            name: s("imagegen"),
+            version: Some(Version::new(1, 0, 0)),
+        }),
+        component: Some(Digest::of(b"imagegen component")),
+        input: Digest::of(b"a red fox at dawn"),
+        context: InvocationContext {
+            time: SAMPLE_TIME,
+            params: BVec::new(vec![Param {
+                key: s("title"),
+                value: s("Fox"),
+            }])
+            .unwrap_or_default(),
+        },
+        fuel: 500_000_000,
+        limits: Some(sample_limits()),
+        seed: Seed([0x3c; 32]),
+    }
+}
+
+/// [`request`], signed by `requester`.
+pub fn signed_request(executor: &SecretKey, requester: &SecretKey) -> SignedRequest {
+    match SignedRequest::sign(request(executor, requester), requester) {
+        Ok(r) => r,
+        // The sample is well formed and signed by its own requester.
+        Err(e) => unreachable!("sample request does not sign: {e}"),
+    }
+}
+
+fn sample_limits() -> RunLimits {
+    RunLimits {
+        memory_bytes: 256 << 20,
+        table_elements: 100_000,
+        instances: 64,
+        tables: 64,
+        memories: 16,
+        max_output: 16 << 20,
+        max_trace_events: 65_536,
+        max_stdio: 1 << 20,
+        max_log_bytes: 1 << 20,
+    }
+}
+
+/// A fully populated receipt executed by `executor` for `requester`,
+/// answering [`signed_request`].
 pub fn receipt(executor: &SecretKey, requester: &SecretKey) -> Receipt {
     let mut chain = TraceChain::new();
     for e in trace() {
@@ -76,6 +128,7 @@ pub fn receipt(executor: &SecretKey, requester: &SecretKey) -> Receipt {
         executor: executor.peer_id(),
         requester: requester.peer_id(),
         request_id: RequestId([0x5a; 16]),
+        request: signed_request(executor, requester).digest(),
         capability: Some(CapabilityRef {
             name: s("imagegen"),
             version: Version::new(1, 2, 0),
@@ -91,21 +144,12 @@ pub fn receipt(executor: &SecretKey, requester: &SecretKey) -> Receipt {
             }])
             .unwrap_or_default(),
         },
+        seed: Seed([0x3c; 32]),
         outcome: Outcome::Ok,
         output: Digest::of(b"\x89PNG..."),
         fuel_limit: 500_000_000,
         fuel_consumed: 96_123_456,
-        limits: RunLimits {
-            memory_bytes: 256 << 20,
-            table_elements: 100_000,
-            instances: 64,
-            tables: 64,
-            memories: 16,
-            max_output: 16 << 20,
-            max_trace_events: 65_536,
-            max_stdio: 1 << 20,
-            max_log_bytes: 1 << 20,
-        },
+        limits: sample_limits(),
         trace_root: chain.root(),
         trace_events: chain.count(),
         started_at: SAMPLE_TIME.plus_ms(12),

@@ -29,19 +29,23 @@
 //! **Invocation** (requester → executor):
 //!
 //! ```text
-//! Invoke{request id, capability, input, context, fuel}  →  Invoked{output, receipt, trace?}
+//! Invoke{signed request, input}  →  Invoked{output, receipt, trace?}
 //! ```
-//! The executor runs the capability, stores the receipt durably, then
-//! answers. The requester checks that the receipt is signed by the peer it
-//! dialled and binds its nonce, the component digest it expected, the input
-//! it sent and the output it got.
+//! The requester signs what it asks for ([`crate::request::Request`]: the
+//! executor, the capability, the input's digest, parameters, time, fuel cap,
+//! limits, nonce and seed). The executor checks that the request is signed
+//! by the peer on the connection, addressed to it, for this input, with a
+//! fresh nonce and within its caps; runs exactly that; stores the receipt
+//! durably; then answers. The requester checks that the receipt is signed by
+//! the peer it dialled and answers its request field by field
+//! ([`crate::receipt::SignedReceipt::check_binding`]).
 //!
 //! **Action shipping** (requester → executor, if the executor's policy
 //! allows it for this requester):
 //!
 //! ```text
-//! Invoke{target: Component{digest, no bytes}, …}  →  Error(NeedComponent)   // only if not held
-//! Invoke{target: Component{digest, bytes}, …}     →  Invoked{…}
+//! Invoke{request{component: digest}, no bytes}  →  Error(NeedComponent)   // only if not held
+//! Invoke{request{component: digest}, bytes}     →  Invoked{…}
 //! ```
 //!
 //! **Auditing and canaries**:
@@ -65,7 +69,8 @@ use crate::digest::Digest;
 use crate::evidence::{MAX_BLOB_BYTES, MAX_TRACE_EVENTS, TraceEvent};
 use crate::identity::PeerId;
 use crate::package::Package;
-use crate::receipt::{InvocationContext, RequestId, SignedReceipt};
+use crate::receipt::{RequestId, SignedReceipt};
+use crate::request::SignedRequest;
 use crate::signed::{Invalid, Kind, Object};
 
 /// Most descriptors in one `Publish`.
@@ -99,38 +104,16 @@ pub struct Query {
     pub limit: u16,
 }
 
-/// Which code an invocation runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Target {
-    /// A capability the executor hosts and publishes.
-    Capability {
-        /// Its name.
-        name: Name,
-        /// Its version, if the requester cares.
-        version: Option<Version>,
-    },
-    /// A component shipped by the requester (action shipping).
-    Component {
-        /// The component's digest.
-        digest: Digest,
-        /// The bytes, sent only when the executor does not hold them.
-        bytes: Option<BBytes<MAX_BLOB_BYTES>>,
-    },
-}
-
-/// An invocation request.
+/// An invocation request: the signed request and the bytes it names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvokeRequest {
-    /// The requester's nonce; must be fresh.
-    pub request_id: RequestId,
-    /// What to run.
-    pub target: Target,
-    /// The input.
+    /// What is asked, signed by the requester.
+    pub request: SignedRequest,
+    /// The input, whose digest the request names.
     pub input: BBytes<MAX_BLOB_BYTES>,
-    /// The time and parameters the tool sees.
-    pub context: InvocationContext,
-    /// Fuel asked for; the executor caps it by policy.
-    pub fuel: Option<u64>,
+    /// Action shipping: the component's bytes, sent only when the executor
+    /// does not hold the digest the request names.
+    pub component: Option<BBytes<MAX_BLOB_BYTES>>,
     /// Whether to return the full trace.
     pub want_trace: bool,
 }
@@ -294,7 +277,8 @@ pub enum Response {
 
 impl Object for Request {
     const KIND: Kind = Kind::Request;
-    const VERSION: u8 = 1;
+    /// 2: invocations carry a signed request.
+    const VERSION: u8 = 2;
 
     fn validate(&self) -> Result<(), Invalid> {
         match self {
@@ -304,16 +288,26 @@ impl Object for Request {
                     format!("is {}, must be 1..={MAX_CANDIDATES}", q.limit),
                 ))
             }
-            Request::Invoke(inv) => match &inv.target {
-                Target::Component {
-                    digest,
-                    bytes: Some(b),
-                } if Digest::of(b) != *digest => Err(Invalid::new(
-                    "target.bytes",
-                    "do not match the target digest",
-                )),
-                _ => Ok(()),
-            },
+            Request::Invoke(inv) => {
+                let asked = inv.request.body();
+                if Digest::of(&inv.input) != asked.input {
+                    return Err(Invalid::new(
+                        "input",
+                        "does not match the digest the signed request names",
+                    ));
+                }
+                match (&inv.component, asked.component) {
+                    (Some(b), Some(d)) if Digest::of(b) != d => Err(Invalid::new(
+                        "component",
+                        "bytes do not match the digest the signed request names",
+                    )),
+                    (Some(_), None) => Err(Invalid::new(
+                        "component",
+                        "bytes sent, but the signed request names no component",
+                    )),
+                    _ => Ok(()),
+                }
+            }
             _ => Ok(()),
         }
     }

@@ -12,6 +12,7 @@ use errand_core::evidence::{
     self, Blob, Evidence, Supplied, TraceBlob, TraceChain, TraceEvent, Verdict,
 };
 use errand_core::receipt::*;
+use errand_core::request::{Request, Seed, SignedRequest};
 use errand_core::signed::{self, DecodeError, Kind, OpenError};
 use errand_core::testing::{self, SAMPLE_TIME, key};
 use errand_core::{Digest, PeerId, UnixMillis};
@@ -67,7 +68,15 @@ fn golden_receipt_signed_bytes_and_encoding() {
     let r = SignedReceipt::sign(testing::receipt(&key(2), &key(3)), &key(2)).unwrap();
     assert_golden("receipt.signed.hex", r.signed_bytes());
     assert_golden("receipt.hex", &r.to_bytes());
-    assert_eq!(&r.signed_bytes()[..16], b"\x0eerrand/receipt\x01");
+    assert_eq!(&r.signed_bytes()[..16], b"\x0eerrand/receipt\x02");
+}
+
+#[test]
+fn golden_signed_request_bytes_and_encoding() {
+    let q = testing::signed_request(&key(2), &key(3));
+    assert_golden("request.signed.hex", q.signed_bytes());
+    assert_golden("request.hex", &q.to_bytes());
+    assert_eq!(&q.signed_bytes()[..23], b"\x15errand/signed-request\x01");
 }
 
 #[test]
@@ -79,6 +88,7 @@ fn golden_evidence_encoding() {
         output: Some(Blob::Digest(Digest::of(b"\x89PNG..."))),
         trace: Some(TraceBlob::Events(BVec::new(testing::trace()).unwrap())),
         component: None,
+        request: Some(testing::signed_request(&key(2), &key(3))),
     };
     assert_golden("evidence.hex", &signed::encode(&e).unwrap());
 }
@@ -227,6 +237,7 @@ fn arb_receipt() -> impl Strategy<Value = (u8, Receipt)> {
         (any::<u64>(), any::<u64>()),
         any::<u32>(),
         (0u64..u64::MAX / 2, 0u64..1_000_000),
+        (digest(), any::<[u8; 32]>()),
     )
         .prop_map(
             |(
@@ -240,6 +251,7 @@ fn arb_receipt() -> impl Strategy<Value = (u8, Receipt)> {
                 (a, b),
                 events,
                 (start, dur),
+                (request, seed),
             )| {
                 let params = params
                     .into_iter()
@@ -252,6 +264,8 @@ fn arb_receipt() -> impl Strategy<Value = (u8, Receipt)> {
                     executor: key(e).peer_id(),
                     requester: key(r).peer_id(),
                     request_id: RequestId(id),
+                    request,
+                    seed: Seed(seed),
                     capability: cap.map(|(name, version, seq)| CapabilityRef {
                         name,
                         version,
@@ -349,6 +363,7 @@ proptest! {
             receipt: SignedReceipt::sign(r, &key(k)).unwrap(),
             input, output, component,
             trace: trace.map(|t| TraceBlob::Events(BVec::new(t).unwrap())),
+            request: Some(testing::signed_request(&key(k), &key(k))),
         };
         let bytes = signed::encode(&e).unwrap();
         prop_assert_eq!(&signed::decode::<Evidence>(&bytes).unwrap(), &e);
@@ -474,15 +489,21 @@ fn decoding_rejects_trailing_bytes() {
 #[test]
 fn decoding_rejects_unknown_versions() {
     let mut bytes = sample_receipt_bytes();
-    bytes[15] = 2;
+    bytes[15] = 3;
     assert_eq!(
         SignedReceipt::decode(&bytes).unwrap_err(),
         DecodeError::UnsupportedVersion {
             kind: Kind::Receipt,
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         }
     );
+    // A version-1 receipt (which bound no request) is refused too.
+    bytes[15] = 1;
+    assert!(matches!(
+        SignedReceipt::decode(&bytes).unwrap_err(),
+        DecodeError::UnsupportedVersion { found: 1, .. }
+    ));
 }
 
 #[test]
@@ -570,7 +591,7 @@ fn decoding_rejects_semantically_invalid_objects_even_when_signed() {
 fn sniff_names_the_kind_of_a_file() {
     assert_eq!(
         signed::sniff(&sample_receipt_bytes()).unwrap(),
-        (Kind::Receipt, 1)
+        (Kind::Receipt, 2)
     );
     assert_eq!(signed::sniff(b"").unwrap_err(), DecodeError::Empty);
     assert_eq!(
@@ -602,12 +623,18 @@ fn sample_evidence() -> (Evidence, Vec<u8>, Vec<u8>, Vec<u8>) {
     r.output = Digest::of(&output);
     r.trace_root = root;
     r.trace_events = n;
+    let mut q = testing::request(&key(2), &key(3));
+    q.component = Some(r.component);
+    q.input = r.input;
+    let q = SignedRequest::sign(q, &key(3)).unwrap();
+    r.request = q.digest();
     let e = Evidence {
         receipt: SignedReceipt::sign(r, &key(2)).unwrap(),
         input: Some(Blob::embed(input.clone()).unwrap()),
         output: None,
         trace: Some(TraceBlob::Events(BVec::new(trace).unwrap())),
         component: None,
+        request: Some(q),
     };
     (e, component, input, output)
 }
@@ -621,7 +648,7 @@ fn verify_passes_every_check_with_matching_material() {
             component: Some(&component),
             output: Some(&output),
             executor: Some(key(2).peer_id()),
-            input: None,
+            ..Default::default()
         },
     );
     assert!(report.verified(), "{report:#?}");
@@ -632,6 +659,7 @@ fn verify_passes_every_check_with_matching_material() {
             "format",
             "signature",
             "executor",
+            "request",
             "component",
             "input",
             "output",
@@ -1383,4 +1411,181 @@ fn placeholder_signatures_never_verify() {
         ix.publish(d, SAMPLE_TIME),
         errand_core::wire::PublishOutcome::BadSignature
     );
+}
+
+// ------------------------------------------------- requests bind receipts
+
+/// A receipt for `q` signed by `exec`, as an honest executor would sign it.
+fn answer(q: &SignedRequest, exec: &errand_core::SecretKey, output: &[u8]) -> Receipt {
+    let asked = q.body();
+    let mut r = testing::receipt(exec, &key(3));
+    r.requester = asked.requester;
+    r.request_id = asked.request_id;
+    r.request = q.digest();
+    r.component = asked.component.unwrap_or(r.component);
+    r.input = asked.input;
+    r.context = asked.context.clone();
+    r.seed = asked.seed;
+    r.fuel_limit = asked.fuel;
+    r.fuel_consumed = asked.fuel / 2;
+    r.limits = asked.limits.unwrap_or_default();
+    r.output = Digest::of(output);
+    r
+}
+
+fn bind(q: &SignedRequest, r: Receipt, exec: &errand_core::SecretKey, output: &[u8]) -> Result<(), BindingError> {
+    SignedReceipt::sign(r, exec)
+        .unwrap()
+        .check_binding(&Expected { request: q, output })
+}
+
+/// Issue 10, item 1: tier 3 did not bind what was asked. An executor asked
+/// for `size=96 iterations=48` ran `size=16 iterations=1`, signed that
+/// honestly, and its receipt bound.
+#[test]
+fn tier3_param_swap_is_caught_by_the_request_binding() {
+    let (exec, me) = (key(2), key(3));
+    let mut asked = testing::request(&exec, &me);
+    asked.context = InvocationContext::from_pairs(SAMPLE_TIME, &[("size", "96"), ("iterations", "48")]).unwrap();
+    let q = SignedRequest::sign(asked, &me).unwrap();
+    let out = b"cheap image";
+    // The honest answer binds.
+    bind(&q, answer(&q, &exec, out), &exec, out).unwrap();
+    // Cheaper work, honestly signed: the receipt names what it ran.
+    let mut swapped = answer(&q, &exec, out);
+    swapped.context = InvocationContext::from_pairs(SAMPLE_TIME, &[("size", "16"), ("iterations", "1")]).unwrap();
+    let e = bind(&q, swapped, &exec, out).unwrap_err();
+    assert!(matches!(e, BindingError::Field { field: "params", .. }), "{e}");
+    assert!(e.to_string().contains("size=96") && e.to_string().contains("size=16"), "{e}");
+    // Every other field the run depends on is bound too, and named.
+    type Mutate = fn(&mut Receipt);
+    let cases: Vec<(&str, Mutate)> = vec![
+        ("time", |r| r.context.time = r.context.time.plus_ms(1)),
+        ("seed", |r| r.seed = Seed([9; 32])),
+        ("fuel", |r| r.fuel_limit += 1),
+        ("limits", |r| r.limits.memory_bytes /= 2),
+        ("input", |r| r.input = Digest::of(b"other")),
+        ("component", |r| r.component = Digest::of(b"other")),
+        ("request id", |r| r.request_id = RequestId([1; 16])),
+        ("capability", |r| r.capability.as_mut().unwrap().name = BString::new("other").unwrap()),
+        ("request", |r| r.request = Digest::of(b"another request")),
+    ];
+    for (field, mutate) in cases {
+        let mut r = answer(&q, &exec, out);
+        mutate(&mut r);
+        match bind(&q, r, &exec, out) {
+            Err(BindingError::Field { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    // Less fuel than the cap is the executor's right (it only risks
+    // running out); more is not.
+    let mut r = answer(&q, &exec, out);
+    r.fuel_limit -= 1;
+    r.fuel_consumed = r.fuel_consumed.min(r.fuel_limit);
+    bind(&q, r, &exec, out).unwrap();
+    // A request signed by someone else than its requester is refused.
+    let forged = SignedRequest::decode(&{
+        let mut b = q.to_bytes();
+        let n = b.len();
+        b[n - 1] ^= 1;
+        b
+    })
+    .unwrap();
+    assert!(matches!(
+        bind(&forged, answer(&forged, &exec, out), &exec, out).unwrap_err(),
+        BindingError::RequestSignature(_)
+    ));
+}
+
+#[test]
+fn a_request_must_name_what_to_run() {
+    let mut q = testing::request(&key(2), &key(3));
+    q.capability = None;
+    q.component = None;
+    assert!(SignedRequest::sign(q, &key(3)).is_err());
+}
+
+/// Issue 10, item 10: `check_blob` ignored an embedded component
+/// `Blob::Digest` that contradicts the receipt; 32 of 749 bit flips of a
+/// real evidence file (every one in that digest) still verified.
+#[test]
+fn evidence_digest_that_contradicts_the_receipt_fails_verification() {
+    let (mut e, ..) = sample_evidence();
+    e.component = Some(Blob::Digest(Digest::of(b"not the component")));
+    let report = evidence::verify(&e, &Supplied::default());
+    assert_eq!(report.first_failure().map(|c| c.name), Some("component"), "{report:#?}");
+    e.component = Some(Blob::Digest(e.receipt.body().component));
+    assert!(evidence::verify(&e, &Supplied::default()).verified());
+}
+
+/// Every field of an evidence package is checked or refused: no single bit
+/// of a real evidence file changes without failing decoding or verification.
+#[test]
+fn no_single_bit_flip_of_an_evidence_file_still_verifies() {
+    let (mut e, component, ..) = sample_evidence();
+    e.component = Some(Blob::Digest(Digest::of(&component)));
+    e.output = Some(Blob::Digest(e.receipt.body().output));
+    let bytes = signed::encode(&e).unwrap();
+    assert!(evidence::verify(&e, &Supplied::default()).verified());
+    let mut survived = Vec::new();
+    for i in 0..bytes.len() * 8 {
+        let mut b = bytes.clone();
+        b[i / 8] ^= 1 << (i % 8);
+        if let Ok(flipped) = signed::decode::<Evidence>(&b)
+            && evidence::verify(&flipped, &Supplied::default()).verified()
+        {
+            survived.push(i);
+        }
+    }
+    assert!(survived.is_empty(), "{} of {} flips still verify: bits {:?}", survived.len(), bytes.len() * 8, &survived[..survived.len().min(20)]);
+}
+
+#[test]
+fn the_request_check_names_params_an_auditor_states_differently() {
+    let (e, ..) = sample_evidence();
+    // The package's own signed request matches.
+    let report = evidence::verify(&e, &Supplied::default());
+    assert!(matches!(report.checks.iter().find(|c| c.name == "request").unwrap().verdict, Verdict::Pass(_)));
+    // Without it, nothing says what was asked: skipped, not passed.
+    let mut bare = e.clone();
+    bare.request = None;
+    let report = evidence::verify(&bare, &Supplied::default());
+    assert!(matches!(report.checks.iter().find(|c| c.name == "request").unwrap().verdict, Verdict::Skip(_)));
+    // An auditor who asked for other parameters sees them named.
+    let asked = InvocationContext::from_pairs(SAMPLE_TIME, &[("title", "Wolf")]).unwrap();
+    for ev in [&e, &bare] {
+        let report = evidence::verify(ev, &Supplied { params: Some(&asked), ..Default::default() });
+        let f = report.first_failure().unwrap();
+        assert_eq!(f.name, "request");
+        assert!(matches!(&f.verdict, Verdict::Fail(m) if m.contains("title=Wolf") && m.contains("title=Fox")), "{f:?}");
+        let report = evidence::verify(ev, &Supplied { time: Some(SAMPLE_TIME.plus_ms(5)), ..Default::default() });
+        assert_eq!(report.first_failure().unwrap().name, "request");
+    }
+    // A request the receipt does not answer, or signed by someone else.
+    let mut other = e.clone();
+    let mut q = other.request.clone().unwrap().body().clone();
+    q.seed = Seed([1; 32]);
+    other.request = Some(SignedRequest::sign(q, &key(3)).unwrap());
+    let f = evidence::verify(&other, &Supplied::default()).first_failure().cloned().unwrap();
+    assert!(f.name == "request" && matches!(&f.verdict, Verdict::Fail(m) if m.contains("seed")), "{f:?}");
+}
+
+proptest! {
+    #[test]
+    fn signed_request_round_trips(time in any::<u64>(), fuel in any::<u64>(), seed in any::<[u8; 32]>(), id in any::<[u8; 16]>(),
+                                  title in "[ -~]{0,40}", pin in any::<bool>()) {
+        let mut q: Request = testing::request(&key(2), &key(3));
+        q.context = InvocationContext::from_pairs(UnixMillis(time), &[("title", title.as_str())]).unwrap();
+        q.fuel = fuel;
+        q.seed = Seed(seed);
+        q.request_id = RequestId(id);
+        if !pin { q.component = None; q.limits = None; }
+        let signed = SignedRequest::sign(q, &key(3)).unwrap();
+        let back = SignedRequest::from_bytes(&signed.to_bytes()).unwrap();
+        prop_assert_eq!(&back, &signed);
+        let from_json = SignedRequest::from_json(&signed.to_json()).unwrap();
+        prop_assert!(from_json.verify().is_ok());
+        prop_assert_eq!(from_json, signed);
+    }
 }

@@ -170,6 +170,7 @@ impl Ours {
         let inv = Invocation {
             input,
             request_id: RequestId([7; 16]),
+            seed: errand_core::request::Seed([7; 32]),
             context,
             limits: Limits {
                 fuel: u64::MAX / 2,
@@ -186,6 +187,8 @@ impl Ours {
                     executor: &self.key,
                     requester: self.key.peer_id(),
                     request_id: inv.request_id,
+                    request: errand_core::Digest::of(b"bench"),
+                    seed: inv.seed,
                     capability: None,
                     component: self.component,
                     context: inv.context.clone(),

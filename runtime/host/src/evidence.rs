@@ -11,6 +11,7 @@ use errand_core::evidence::{Blob, Evidence, Report, TraceBlob, TraceEvent, Verdi
 use errand_core::receipt::{
     AbortReason, CapabilityRef, InvocationContext, Outcome, Receipt, RequestId, SignedReceipt,
 };
+use errand_core::request::{Request, Seed};
 use errand_core::signed::EncodeError;
 use errand_core::{Digest, PeerId, SecretKey};
 
@@ -27,6 +28,10 @@ pub struct ReceiptInfo<'a> {
     pub requester: PeerId,
     /// The requester's nonce.
     pub request_id: RequestId,
+    /// Digest of the signed request the run answers.
+    pub request: Digest,
+    /// The seed the guest's randomness had.
+    pub seed: Seed,
     /// The published capability, if the run was for one.
     pub capability: Option<CapabilityRef>,
     /// The component's digest.
@@ -48,6 +53,8 @@ impl Host {
             executor: info.executor.peer_id(),
             requester: info.requester,
             request_id: info.request_id,
+            request: info.request,
+            seed: info.seed,
             capability: info.capability.clone(),
             component: info.component,
             input: exec.input_digest,
@@ -101,6 +108,7 @@ pub fn evidence(receipt: SignedReceipt, embed: Embed<'_>) -> Evidence {
             None => TraceBlob::Root(r.trace_root),
         }),
         receipt,
+        request: None,
     }
 }
 
@@ -129,6 +137,9 @@ pub enum ReplayError {
     /// The run could not start.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// The replay hit its wall-clock backstop on this machine.
+    #[error("the replay hit its wall-clock backstop of {0:?} on this machine")]
+    Deadline(std::time::Duration),
 }
 
 /// The result of a replay: the re-execution and each comparison.
@@ -156,13 +167,34 @@ fn outcome_kind(o: &Outcome) -> String {
     }
 }
 
-/// Re-executes the run a receipt describes and compares the outcome, the
-/// output digest, the fuel consumed and the trace. With `recorded_trace`
-/// (from an evidence package), a trace mismatch names the first event that
-/// differs.
+/// Most fuel a replay is assumed to burn per second of wall-clock time at
+/// worst: a replay's deadline is its fuel divided by this (at least
+/// [`MIN_REPLAY_DEADLINE`]), so the bound comes from the request, not from a
+/// default that a long but honest run would exceed.
+pub const REPLAY_FUEL_PER_SEC: u64 = 25_000_000;
+/// The shortest replay deadline.
+pub const MIN_REPLAY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The wall-clock backstop for replaying a run of `fuel`.
+pub fn replay_deadline(fuel: u64) -> std::time::Duration {
+    MIN_REPLAY_DEADLINE.max(std::time::Duration::from_secs(fuel / REPLAY_FUEL_PER_SEC + 1))
+}
+
+/// Re-executes a run and compares the outcome, the output digest, the fuel
+/// consumed and the trace with the receipt. With `asked` (the signed
+/// request the receipt answers), it runs the *request*: its parameters,
+/// time, seed and limits, and at most its fuel; the receipt's claims are
+/// only compared. Without it (an auditor holding only the receipt), it runs
+/// what the receipt says. With `recorded_trace` (from an evidence package),
+/// a trace mismatch names the first event that differs.
+///
+/// An `Err` means this side could not replay (wrong material, a component
+/// that does not load, the wall-clock backstop): that says nothing about
+/// the executor, so it is never evidence of fraud.
 pub fn replay(
     host: &Host,
     receipt: &Receipt,
+    asked: Option<&Request>,
     component: &[u8],
     input: &[u8],
     recorded_trace: Option<&[TraceEvent]>,
@@ -182,18 +214,48 @@ pub fn replay(
         });
     }
     let prepared = host.prepare(component)?;
+    let (context, seed, fuel, limits) = match asked {
+        Some(q) => (
+            q.context.clone(),
+            q.seed,
+            receipt.fuel_limit.min(q.fuel),
+            q.limits.unwrap_or(receipt.limits),
+        ),
+        None => (
+            receipt.context.clone(),
+            receipt.seed,
+            receipt.fuel_limit,
+            receipt.limits,
+        ),
+    };
     let base = Limits {
         max_input: input.len().max(Limits::default().max_input),
+        deadline: replay_deadline(fuel),
         ..Limits::default()
     };
     let inv = Invocation {
         input,
         request_id: receipt.request_id,
-        context: receipt.context.clone(),
-        limits: Limits::for_replay(receipt.fuel_limit, &receipt.limits, &base),
+        seed,
+        context,
+        limits: Limits::for_replay(fuel, &limits, &base),
         keep_trace: recorded_trace.is_some(),
     };
     let exec = host.run(&prepared, &inv)?;
+    if let Outcome::Aborted {
+        reason: AbortReason::Deadline,
+        ..
+    } = exec.outcome
+        && !matches!(
+            receipt.outcome,
+            Outcome::Aborted {
+                reason: AbortReason::Deadline,
+                ..
+            }
+        )
+    {
+        return Err(ReplayError::Deadline(base.deadline));
+    }
     let mut report = Report::default();
 
     let platform = host.platform();

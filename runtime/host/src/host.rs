@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use errand_core::bounded::BString;
-use errand_core::receipt::{Outcome, Platform, RunLimits, random_seed};
+use errand_core::receipt::{Outcome, Platform, RunLimits};
 use errand_core::{Digest, UnixMillis};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{
@@ -601,7 +601,7 @@ impl Host {
                 Vec::new()
             },
             inv.context.time,
-            random_seed(&inv.request_id, &input_digest),
+            inv.seed.0,
             limits.fuel,
             inv.keep_trace,
         );

@@ -32,6 +32,8 @@
 //!
 //! ```
 //! use errand_core::receipt::{InvocationContext, RequestId};
+//! use errand_core::request::Seed;
+//! use errand_core::Digest;
 //! use errand_core::{SecretKey, UnixMillis};
 //! use errand_host::{Host, Invocation, Limits, ReceiptInfo};
 //!
@@ -44,6 +46,7 @@
 //! let inv = Invocation {
 //!     input: b"hello",
 //!     request_id: RequestId([1; 16]),
+//!     seed: Seed([2; 32]),
 //!     context: InvocationContext { time: UnixMillis(1_772_600_000_000), params: Default::default() },
 //!     limits: Limits::default(),
 //!     keep_trace: true,
@@ -57,6 +60,9 @@
 //!         executor: &key,
 //!         requester: key.peer_id(),
 //!         request_id: inv.request_id,
+//!         // A local run answers no signed request.
+//!         request: Digest::of(b""),
+//!         seed: inv.seed,
 //!         capability: None,
 //!         component: prepared.digest(),
 //!         context: inv.context.clone(),
@@ -65,7 +71,7 @@
 //!     &exec,
 //! )?;
 //! // Anyone can now check the run by executing it again.
-//! let replay = errand_host::replay(&host, receipt.body(), &component, b"hello", None)?;
+//! let replay = errand_host::replay(&host, receipt.body(), None, &component, b"hello", None)?;
 //! assert!(replay.matched());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

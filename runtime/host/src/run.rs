@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use errand_core::bounded::BString;
 use errand_core::evidence::TraceEvent;
+use errand_core::request::Seed;
 use errand_core::receipt::{AbortReason, InvocationContext, Outcome, RequestId};
 use errand_core::{Digest, UnixMillis};
 
@@ -67,8 +68,11 @@ impl Default for Limits {
 pub struct Invocation<'a> {
     /// The input bytes.
     pub input: &'a [u8],
-    /// The requester's nonce; also seeds the guest's randomness.
+    /// The requester's nonce, which the guest can read.
     pub request_id: RequestId,
+    /// The seed of the guest's randomness (from the signed request, or
+    /// [`errand_core::receipt::local_seed`] for a local run).
+    pub seed: Seed,
     /// The time and parameters the guest sees.
     pub context: InvocationContext,
     /// The limits.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use errand_core::evidence::{self, Supplied};
 use errand_core::manifest::Manifest;
 use errand_core::receipt::{AbortReason, InvocationContext, Outcome, RequestId};
+use errand_core::request::Seed;
 use errand_core::{Digest, SecretKey, UnixMillis};
 use errand_host::{
     Embed, Execution, Host, HostConfig, Invocation, Limits, LoadError, ReceiptInfo, WorldKind,
@@ -41,6 +42,7 @@ fn inv<'a>(input: &'a [u8], params: &[(&str, &str)], limits: Limits) -> Invocati
     Invocation {
         input,
         request_id: RequestId([7; 16]),
+        seed: Seed([6; 32]),
         context: ctx(params),
         limits,
         keep_trace: true,
@@ -204,6 +206,8 @@ fn sign(
             executor: key,
             requester: SecretKey::from_seed([8; 32]).peer_id(),
             request_id: i.request_id,
+            request: Digest::of(b"no signed request"),
+            seed: i.seed,
             capability: None,
             component: Digest::of(component),
             context: i.context.clone(),
@@ -250,7 +254,7 @@ fn receipt_and_evidence_verify_offline_and_replay_matches_for_every_example_tool
         );
         assert!(report.verified(), "{}: {report:#?}", t.name);
         let replay =
-            errand_host::replay(&h, receipt.body(), t.component, &input, e.trace.as_deref())
+            errand_host::replay(&h, receipt.body(), None, t.component, &input, e.trace.as_deref())
                 .unwrap();
         assert!(replay.matched(), "{}: {:#?}", t.name, replay.report);
     }
@@ -280,7 +284,7 @@ fn replay_after_restart_uses_the_disk_cache_and_still_matches() {
         h2.cached(&digest).is_some(),
         "compiled component not found on disk"
     );
-    let replay = errand_host::replay(&h2, receipt.body(), component, input, None).unwrap();
+    let replay = errand_host::replay(&h2, receipt.body(), None, component, input, None).unwrap();
     assert!(replay.matched(), "{:#?}", replay.report);
 
     // A corrupted cache entry is discarded and the component recompiled.
@@ -293,7 +297,7 @@ fn replay_after_restart_uses_the_disk_cache_and_still_matches() {
     }
     let h3 = Host::with_config(cfg).unwrap();
     assert!(h3.cached(&digest).is_none());
-    let replay = errand_host::replay(&h3, receipt.body(), component, input, None).unwrap();
+    let replay = errand_host::replay(&h3, receipt.body(), None, component, input, None).unwrap();
     assert!(replay.matched());
 }
 
@@ -310,14 +314,14 @@ fn replay_names_what_differs() {
     // A receipt claiming another output.
     let mut forged = sign(&h, &key, component, &i, &e).body().clone();
     forged.output = Digest::of(b"{\"words\":1}");
-    let r = errand_host::replay(&h, &forged, component, input, None).unwrap();
+    let r = errand_host::replay(&h, &forged, None, component, input, None).unwrap();
     assert!(!r.matched());
     assert_eq!(r.report.first_failure().unwrap().name, "replay-output");
 
     // A receipt claiming less fuel.
     let mut forged = sign(&h, &key, component, &i, &e).body().clone();
     forged.fuel_consumed -= 1;
-    let r = errand_host::replay(&h, &forged, component, input, None).unwrap();
+    let r = errand_host::replay(&h, &forged, None, component, input, None).unwrap();
     assert_eq!(r.report.first_failure().unwrap().name, "replay-fuel");
 
     // A receipt whose trace was tampered with: the first differing event is named.
@@ -326,7 +330,7 @@ fn replay_names_what_differs() {
     let (root, n) = errand_core::evidence::TraceChain::of(&trace);
     let mut forged = sign(&h, &key, component, &i, &e).body().clone();
     (forged.trace_root, forged.trace_events) = (root, n);
-    let r = errand_host::replay(&h, &forged, component, input, Some(&trace)).unwrap();
+    let r = errand_host::replay(&h, &forged, None, component, input, Some(&trace)).unwrap();
     let fail = r.report.first_failure().unwrap();
     assert_eq!(fail.name, "replay-trace");
     assert!(
@@ -337,11 +341,11 @@ fn replay_names_what_differs() {
     // Replay refuses a different component or input outright.
     let other = tool("markdown");
     assert!(matches!(
-        errand_host::replay(&h, &forged, other, input, None),
+        errand_host::replay(&h, &forged, None, other, input, None),
         Err(errand_host::ReplayError::WrongComponent { .. })
     ));
     assert!(matches!(
-        errand_host::replay(&h, &forged, component, b"x", None),
+        errand_host::replay(&h, &forged, None, component, b"x", None),
         Err(errand_host::ReplayError::WrongInput { .. })
     ));
 }
@@ -411,7 +415,7 @@ fn plain_wasi_command_reads_stdin_writes_stdout_and_reports_exit_status() {
     let e = h.run(&p, &i).unwrap();
     let receipt = sign(&h, &key, c, &i, &e);
     assert!(
-        errand_host::replay(&h, receipt.body(), c, b"abc", None)
+        errand_host::replay(&h, receipt.body(), None, c, b"abc", None)
             .unwrap()
             .matched()
     );
@@ -897,4 +901,43 @@ fn hostile_guests_1000_times_each_keep_rss_flat() {
         stdout.contains("rss samples"),
         "the soak did not run:\n{stdout}"
     );
+}
+
+/// Issue 10, item 1: replay re-ran with the values the executor wrote into
+/// its own receipt. An executor asked for `size=96 iterations=48` that ran
+/// `size=16 iterations=1` but wrote the asked parameters into its receipt
+/// passed replay. Replay now runs the signed request.
+#[test]
+fn replay_runs_the_request_not_the_receipts_claims() {
+    let h = Host::new().unwrap();
+    let key = SecretKey::from_seed([3; 32]);
+    let component = tool("imagegen");
+    let input = b"a lighthouse in fog";
+    let p = h.prepare(component).unwrap();
+    let asked = inv(input, &[("size", "96"), ("iterations", "48")], Limits::default());
+    let cheap = inv(input, &[("size", "16"), ("iterations", "1")], Limits::default());
+    let ran = h.run(&p, &cheap).unwrap();
+    // The receipt claims the asked parameters over the cheap run's output.
+    let receipt = sign(&h, &key, component, &asked, &ran);
+    let request = errand_core::request::Request {
+        requester: receipt.body().requester,
+        executor: key.peer_id(),
+        request_id: asked.request_id,
+        capability: None,
+        component: Some(Digest::of(component)),
+        input: Digest::of(input),
+        context: asked.context.clone(),
+        fuel: asked.limits.fuel,
+        limits: None,
+        seed: asked.seed,
+    };
+    let r = errand_host::replay(&h, receipt.body(), Some(&request), component, input, None).unwrap();
+    assert!(!r.matched(), "{:#?}", r.report);
+    let f = r.report.first_failure().unwrap();
+    assert!(f.name == "replay-output" || f.name == "replay-fuel", "{f:?}");
+    // An honest run of the request matches.
+    let honest = h.run(&p, &asked).unwrap();
+    let receipt = sign(&h, &key, component, &asked, &honest);
+    let r = errand_host::replay(&h, receipt.body(), Some(&request), component, input, None).unwrap();
+    assert!(r.matched(), "{:#?}", r.report);
 }

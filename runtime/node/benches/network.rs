@@ -17,14 +17,15 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use errand::client::Client;
+use errand::client::{Ask, Client};
 use errand::config::{NodeConfig, PeerAddr};
 use errand::node::Node;
 use errand::store::Store;
 use errand_core::bounded::{BBytes, BString, BVec};
 use errand_core::descriptor::SignedDescriptor;
 use errand_core::receipt::{InvocationContext, RequestId};
-use errand_core::wire::{InvokeRequest, Query, Request, Response, Target};
+use errand_core::request::{CapabilityTarget, Seed};
+use errand_core::wire::{Query, Request, Response};
 use errand_core::{SecretKey, UnixMillis, signed, testing};
 use errand_host::{Host, Invocation, Limits, ReceiptInfo};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -37,16 +38,19 @@ fn now() -> UnixMillis {
     errand::node::now()
 }
 
-fn invoke_request(id: u128, input: &[u8]) -> InvokeRequest {
-    InvokeRequest {
+fn invoke_request(id: u128, input: &[u8]) -> Ask {
+    Ask {
         request_id: RequestId(id.to_le_bytes()),
-        target: Target::Capability {
+        capability: Some(CapabilityTarget {
             name: BString::new("text-stats").unwrap(),
             version: None,
-        },
+        }),
+        component: None,
         input: BBytes::new(input.to_vec()).unwrap(),
         context: InvocationContext::default(),
-        fuel: None,
+        fuel: errand::client::DEFAULT_FUEL,
+        limits: None,
+        seed: Seed([7; 32]),
         want_trace: false,
     }
 }
@@ -182,9 +186,14 @@ fn main() {
     let input = b"hi".to_vec();
     let mut next_id: u128 = 1;
     let first = rt
-        .block_on(client.invoke(target, None, invoke_request(0, &input)))
+        .block_on(client.invoke(target, &invoke_request(0, &input)))
         .unwrap();
-    let req_len = signed::encode(&Request::Invoke(Box::new(invoke_request(0, &input))))
+    let req_len = signed::encode(&Request::Invoke(Box::new(errand_core::wire::InvokeRequest {
+        request: first.request.clone(),
+        input: BBytes::new(input.clone()).unwrap(),
+        component: None,
+        want_trace: false,
+    })))
         .unwrap()
         .len()
         + 4;
@@ -208,6 +217,7 @@ fn main() {
         let inv = Invocation {
             input: &input,
             request_id: RequestId(local_id.to_le_bytes()),
+            seed: Seed([7; 32]),
             context: InvocationContext::default(),
             limits: Limits::default(),
             keep_trace: false,
@@ -219,6 +229,8 @@ fn main() {
                     executor: &node_key,
                     requester: key(7).peer_id(),
                     request_id: inv.request_id,
+                    request: errand_core::Digest::of(b"bench"),
+                    seed: inv.seed,
                     capability: None,
                     component: prepared.digest(),
                     context: inv.context.clone(),
@@ -234,7 +246,7 @@ fn main() {
     };
     let mut remote = || {
         next_id += 1;
-        rt.block_on(client.invoke(target, None, invoke_request(next_id, &input)))
+        rt.block_on(client.invoke(target, &invoke_request(next_id, &input)))
             .unwrap();
     };
     let mut echo = || {
@@ -313,7 +325,7 @@ fn main() {
                                 + i as u128
                                 + (rand_salt() << 80);
                             client
-                                .invoke(target, None, invoke_request(id, &input))
+                                .invoke(target, &invoke_request(id, &input))
                                 .await
                                 .unwrap();
                         }

@@ -4,21 +4,26 @@
 //! [`Client::find`] asks every registry at once, verifies each candidate's
 //! signature and freshness and re-checks the query's constraints (a
 //! registry is trusted for recall only), and merges the answers.
-//! [`Client::invoke`] dials the executor by its key, sends the request, and
-//! checks that the receipt binds the executor dialled, our nonce, the
-//! component the descriptor promised, the input sent and the output
-//! received.
+//! [`Client::invoke`] addresses and signs an [`Ask`] (the signed request
+//! names the executor, the target, the input's digest, parameters, time,
+//! fuel cap, limits, nonce and seed), dials the executor by its key, sends
+//! it, and checks that the receipt answers exactly that request and the
+//! output received.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use errand_core::descriptor::SignedDescriptor;
 use errand_core::discovery::merge;
-use errand_core::receipt::{BindingError, Expected};
+use errand_core::bounded::BBytes;
+use errand_core::evidence::MAX_BLOB_BYTES;
+use errand_core::receipt::{BindingError, Expected, InvocationContext, RequestId, RunLimits};
+use errand_core::request::{CapabilityTarget, Seed, SignedRequest};
+use errand_core::signed::EncodeError;
 use errand_core::wire::{
-    InvokeRequest, InvokeResponse, Query, Request, Response, StatusReport, Target, WireError,
+    InvokeRequest, InvokeResponse, Query, Request, Response, StatusReport, WireError,
 };
-use errand_core::{PeerId, SecretKey, UnixMillis};
+use errand_core::{Digest, PeerId, SecretKey, UnixMillis};
 use errand_net::{Endpoint, NetConfig, NetError};
 
 use crate::config::PeerAddr;
@@ -62,6 +67,59 @@ pub enum ClientError {
     /// The descriptor gives no address to dial.
     #[error("{0} advertises no address")]
     NoAddress(PeerId),
+    /// The request could not be signed (a field over its bounds).
+    #[error("cannot sign the request: {0}")]
+    Request(#[from] EncodeError),
+}
+
+/// Fuel asked for when the requester states none: this node's default cap.
+pub const DEFAULT_FUEL: u64 = 5_000_000_000;
+
+/// What to ask an executor: a request before [`Client::invoke`] addresses
+/// it to one executor and signs it. The same `Ask` sent to two executors is
+/// the same work (same nonce, parameters and seed): a cross-check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    /// The single-use nonce.
+    pub request_id: RequestId,
+    /// The capability, or `None` to ship `component`.
+    pub capability: Option<CapabilityTarget>,
+    /// The component digest to pin (required to ship one).
+    pub component: Option<Digest>,
+    /// The input.
+    pub input: BBytes<MAX_BLOB_BYTES>,
+    /// Declared time and parameters.
+    pub context: InvocationContext,
+    /// The most fuel the run may use.
+    pub fuel: u64,
+    /// The limits the run must have, if stated.
+    pub limits: Option<RunLimits>,
+    /// The seed of the guest's randomness.
+    pub seed: Seed,
+    /// Whether to ask for the full trace.
+    pub want_trace: bool,
+}
+
+impl Ask {
+    /// A fresh nonce and seed from the OS generator: executors must not be
+    /// able to predict or link them.
+    pub fn fresh_ids() -> (RequestId, Seed) {
+        let mut b = [0u8; 48];
+        if getrandom::fill(&mut b).is_err() {
+            // No OS randomness: time and a process-wide counter, still
+            // unique per process.
+            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let d = Digest::of_parts(&[&crate::node::now().0.to_le_bytes(), &n.to_le_bytes()]);
+            b[..32].copy_from_slice(&d.0);
+            b[32..].copy_from_slice(&d.0[..16]);
+        }
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&b[32..]);
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(&b[..32]);
+        (RequestId(id), Seed(seed))
+    }
 }
 
 /// The answer to [`Client::find`].
@@ -84,6 +142,8 @@ pub struct Found {
 /// An invocation's verified result.
 #[derive(Debug, Clone)]
 pub struct Invoked {
+    /// The signed request sent.
+    pub request: SignedRequest,
     /// The executor's response; its receipt has been checked.
     pub response: InvokeResponse,
     /// Round-trip time.
@@ -220,15 +280,26 @@ impl Client {
         }
     }
 
-    /// Sends `req` to `to` and checks the receipt. `component` is the digest
-    /// the descriptor promised, if any.
-    pub async fn invoke(
-        &self,
-        to: PeerAddr,
-        component: Option<errand_core::Digest>,
-        req: InvokeRequest,
-    ) -> Result<Invoked, ClientError> {
-        let (done, binding) = self.invoke_raw(to, component, req).await?;
+    /// Addresses `ask` to `to` and signs it as this client.
+    pub fn sign(&self, to: PeerId, ask: &Ask) -> Result<SignedRequest, ClientError> {
+        let request = errand_core::request::Request {
+            requester: self.peer_id(),
+            executor: to,
+            request_id: ask.request_id,
+            capability: ask.capability.clone(),
+            component: ask.component,
+            input: Digest::of(&ask.input),
+            context: ask.context.clone(),
+            fuel: ask.fuel,
+            limits: ask.limits,
+            seed: ask.seed,
+        };
+        Ok(SignedRequest::sign(request, &self.key)?)
+    }
+
+    /// Sends `ask` to `to` and checks that the receipt answers it.
+    pub async fn invoke(&self, to: PeerAddr, ask: &Ask) -> Result<Invoked, ClientError> {
+        let (done, binding) = self.invoke_raw(to, ask).await?;
         binding.map_err(|error| ClientError::Receipt {
             peer: to.peer,
             error,
@@ -236,23 +307,31 @@ impl Client {
         Ok(done)
     }
 
-    /// Sends `req` to `to` and returns the response together with the
+    /// Sends `ask` to `to` and returns the response together with the
     /// verdict on its receipt, without acting on the verdict: for callers
     /// whose policy decides whether a bad receipt matters.
     pub async fn invoke_raw(
         &self,
         to: PeerAddr,
-        component: Option<errand_core::Digest>,
-        req: InvokeRequest,
+        ask: &Ask,
+    ) -> Result<(Invoked, Result<(), BindingError>), ClientError> {
+        self.send(to, ask, None).await
+    }
+
+    async fn send(
+        &self,
+        to: PeerAddr,
+        ask: &Ask,
+        component: Option<BBytes<MAX_BLOB_BYTES>>,
     ) -> Result<(Invoked, Result<(), BindingError>), ClientError> {
         let t0 = Instant::now();
-        let input = req.input.clone();
-        let request_id = req.request_id;
-        let component = component.or(match &req.target {
-            Target::Component { digest, .. } => Some(*digest),
-            Target::Capability { .. } => None,
-        });
-        let wire = Request::Invoke(Box::new(req));
+        let request = self.sign(to.peer, ask)?;
+        let wire = Request::Invoke(Box::new(InvokeRequest {
+            request: request.clone(),
+            input: ask.input.clone(),
+            component,
+            want_trace: ask.want_trace,
+        }));
         let sent = encoded_len(&wire);
         let resp = self.request(to, &wire).await?;
         let response = match resp {
@@ -266,16 +345,13 @@ impl Client {
             _ => return Err(ClientError::Unexpected { peer: to.peer }),
         };
         let binding = response.receipt.check_binding(&Expected {
-            executor: to.peer,
-            requester: self.peer_id(),
-            request_id,
-            component,
-            input: &input,
+            request: &request,
             output: &response.output,
         });
         let bytes = sent + encoded_len(&Response::Invoked(Box::new(response.clone())));
         Ok((
             Invoked {
+                request,
                 response,
                 elapsed: t0.elapsed(),
                 bytes,
@@ -284,34 +360,53 @@ impl Client {
         ))
     }
 
+    /// Action shipping, one message: sends `ask` (which must pin the
+    /// component's digest and name no capability) with the component's
+    /// bytes, or without them to ask whether `to` already holds it.
+    pub async fn invoke_shipped(
+        &self,
+        to: PeerAddr,
+        ask: &Ask,
+        component: Option<BBytes<MAX_BLOB_BYTES>>,
+    ) -> Result<Invoked, ClientError> {
+        let (done, binding) = self.send(to, ask, component).await?;
+        binding.map_err(|error| ClientError::Receipt {
+            peer: to.peer,
+            error,
+        })?;
+        Ok(done)
+    }
+
     /// Action shipping: runs `component` on `to`. Sends only its digest
     /// first; uploads the bytes only if the executor asks for them.
     pub async fn ship(
         &self,
         to: PeerAddr,
         component: &[u8],
-        mut req: InvokeRequest,
+        ask: &Ask,
     ) -> Result<Invoked, ClientError> {
-        let digest = errand_core::Digest::of(component);
-        req.target = Target::Component {
-            digest,
-            bytes: None,
+        let ask = Ask {
+            capability: None,
+            component: Some(Digest::of(component)),
+            ..ask.clone()
         };
-        match self.invoke(to, Some(digest), req.clone()).await {
+        let checked = |r: Result<(Invoked, Result<(), BindingError>), ClientError>| {
+            let (done, binding) = r?;
+            binding.map_err(|error| ClientError::Receipt {
+                peer: to.peer,
+                error,
+            })?;
+            Ok(done)
+        };
+        match checked(self.send(to, &ask, None).await) {
             Err(ClientError::Remote { error, .. })
                 if error.code == errand_core::wire::ErrorCode::NeedComponent =>
             {
-                let bytes = errand_core::bounded::BBytes::new(component.to_vec()).map_err(|e| {
-                    ClientError::Remote {
-                        peer: to.peer,
-                        error: WireError::new(errand_core::wire::ErrorCode::TooLarge, e),
-                    }
+                let bytes = BBytes::new(component.to_vec()).map_err(|e| ClientError::Remote {
+                    peer: to.peer,
+                    error: WireError::new(errand_core::wire::ErrorCode::TooLarge, e),
                 })?;
-                req.target = Target::Component {
-                    digest,
-                    bytes: Some(bytes),
-                };
-                self.invoke(to, Some(digest), req).await
+                checked(self.send(to, &ask, Some(bytes)).await)
             }
             other => other,
         }

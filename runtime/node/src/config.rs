@@ -307,6 +307,10 @@ pub enum Behaviour {
     /// Capability drift: alternately serves and refuses (`NotFound`) every
     /// `drift_period_ms`, while its descriptors stay published.
     Drift,
+    /// Does cheaper work than asked: every numeric parameter is cut to a
+    /// sixth (at least 1), and the receipt honestly names the parameters
+    /// it ran with. Only a receipt bound to the signed request exposes it.
+    ParamSwap,
 }
 
 /// Adversarial behaviour (demos and tests only).

@@ -31,10 +31,6 @@ use crate::config::{NodeConfig, PeerAddr};
 use crate::node::Node;
 use crate::workflow::{InputSpec, Runner, RunnerConfig, StepSpec, WorkflowFile, run_locally};
 
-/// Fallbacks allowed per step in the demo: enough to get past every
-/// attractive Sybil and drifting executor on a cold start.
-pub const FALLBACK_BUDGET: usize = 8;
-
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct DemoConfig {
@@ -48,6 +44,9 @@ pub struct DemoConfig {
     pub runs: usize,
     /// Output folder.
     pub out: PathBuf,
+    /// Seed of every key and every requester decision: each policy meets
+    /// the same network, started afresh.
+    pub seed: u64,
 }
 
 /// One policy's results.
@@ -73,6 +72,9 @@ pub struct PolicyResult {
     pub fallbacks: usize,
     /// Fraud proofs kept.
     pub fraud_proofs: usize,
+    /// Results the policy accepted that the offline audit (expected
+    /// executor, signed request, replay) exposes as wrong.
+    pub exposed: usize,
 }
 
 impl PolicyResult {
@@ -107,10 +109,8 @@ fn setup<E: std::fmt::Display>(e: E) -> DemoError {
     DemoError::Setup(e.to_string())
 }
 
-fn seed_key(tag: &str) -> SecretKey {
-    let mut seed = [0u8; 32];
-    let _ = getrandom::fill(&mut seed);
-    let mix = errand_core::Digest::of_parts(&[&seed, tag.as_bytes()]);
+fn seed_key(seed: u64, tag: &str) -> SecretKey {
+    let mix = errand_core::Digest::of_parts(&[b"errand/demo-key", &seed.to_le_bytes(), tag.as_bytes()]);
     SecretKey::from_seed(mix.0)
 }
 
@@ -142,33 +142,41 @@ struct Network {
     nodes: Vec<Node>,
 }
 
-async fn start_node(dir: &Path, toml: &str) -> Result<Node, DemoError> {
+async fn start_node(seed: u64, dir: &Path, toml: &str) -> Result<Node, DemoError> {
     std::fs::create_dir_all(dir).map_err(setup)?;
-    let key = seed_key(&dir.display().to_string());
+    let tag = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let key = seed_key(seed, &tag);
     crate::keystore::save(&key, &dir.join("key"), true).map_err(setup)?;
     std::fs::write(dir.join("node.toml"), toml).map_err(setup)?;
     let config = NodeConfig::load(&dir.join("node.toml")).map_err(setup)?;
     Node::start(config).await.map_err(setup)
 }
 
-async fn start_network(
-    cfg: &DemoConfig,
-    host: &Host,
-    progress: &dyn Fn(&str),
-) -> Result<Network, DemoError> {
-    let nodes_dir = cfg.out.join("nodes");
-    let packages = nodes_dir.join("packages");
+/// Packs the demo's tools once, as their author.
+fn write_packages(cfg: &DemoConfig, host: &Host) -> Result<PathBuf, DemoError> {
+    let packages = cfg.out.join("packages");
     std::fs::create_dir_all(&packages).map_err(setup)?;
-    let author = seed_key("tool-author");
+    let author = seed_key(cfg.seed, "tool-author");
     for tool in ["imagegen", "publish"] {
         write_package(&packages, host, tool, &author)?;
     }
+    Ok(packages)
+}
+
+async fn start_network(
+    cfg: &DemoConfig,
+    nodes_dir: &Path,
+    packages: &Path,
+) -> Result<Network, DemoError> {
+    let _ = std::fs::remove_dir_all(nodes_dir);
+    let seed = cfg.seed;
     let base = "key = \"key\"\nlisten = \"127.0.0.1:0\"\nstorage = \"data\"\n";
     // The registry ranks by declared relevance and QoS, the worst case for
     // index poisoning (Errand's default, sampled ranking, would show each
     // requester a random sample instead): the Sybils come first, in a
     // deterministic order, and the tiers have to earn every success.
     let registry = start_node(
+        seed,
         &nodes_dir.join("registry"),
         &format!("{base}[registry]\nranking = \"relevance\"\n"),
     )
@@ -189,17 +197,19 @@ async fn start_network(
     for i in 0..cfg.honest {
         nodes.push(
             start_node(
+                seed,
                 &nodes_dir.join(format!("honest-{i}")),
-                &executor("", &packages),
+                &executor("", packages),
             )
             .await?,
         );
     }
-    // The most attractive Sybils (lowest advertised latency) lie in their
-    // output; then lazy ones; then receipt forgers, whose outputs are right.
+    // The most attractive Sybils (lowest advertised latency) do cheaper
+    // work than asked and sign it honestly; then liars about their output;
+    // then lazy ones; then receipt forgers, whose outputs are right.
     // Distinct latencies make the registry's ranking, and so the demo,
     // deterministic.
-    let cheats = ["wrong-output", "lazy", "forge-receipt"];
+    let cheats = ["param-swap", "wrong-output", "lazy", "forge-receipt"];
     for i in 0..cfg.sybil {
         let adv = format!(
             "[adversary]\nbehaviour = \"{}\"\nadvertise_latency_ms = {}\nadvertise_cost = 0\nextra_intents = [\"fast\", \"best quality\", \"image generation\", \"publish\"]\n",
@@ -208,8 +218,9 @@ async fn start_network(
         );
         nodes.push(
             start_node(
+                seed,
                 &nodes_dir.join(format!("sybil-{i}")),
-                &executor(&adv, &packages),
+                &executor(&adv, packages),
             )
             .await?,
         );
@@ -221,16 +232,13 @@ async fn start_network(
         );
         nodes.push(
             start_node(
+                seed,
                 &nodes_dir.join(format!("drifting-{i}")),
-                &executor(&adv, &packages),
+                &executor(&adv, packages),
             )
             .await?,
         );
     }
-    progress(&format!(
-        "started a registry, {} honest, {} Sybil and {} drifting executors on loopback",
-        cfg.honest, cfg.sybil, cfg.drifting
-    ));
     Ok(Network { registry, nodes })
 }
 
@@ -324,29 +332,32 @@ pub async fn run(cfg: &DemoConfig, progress: &dyn Fn(&str)) -> Result<DemoReport
         ..HostConfig::default()
     })
     .map_err(setup)?;
-    let net = start_network(cfg, &host, progress).await?;
-    let reg = PeerAddr {
-        peer: net.registry.peer_id(),
-        addr: net.registry.local_addr(),
-    };
-    let client = Client::new(seed_key("requester")).map_err(setup)?;
-    // Wait for every executor's descriptors.
-    let want = (cfg.honest + cfg.sybil + cfg.drifting) * 2;
-    for _ in 0..100 {
-        if net.registry.status().registry_entries.unwrap_or(0) as usize >= want {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let pkg_dir = write_packages(cfg, &host)?;
+    let client = Client::new(seed_key(cfg.seed, "requester")).map_err(setup)?;
     progress(&format!(
-        "registry holds {} signed descriptors",
-        net.registry.status().registry_entries.unwrap_or(0)
+        "each policy meets a fresh network of a registry, {} honest, {} Sybil and {} drifting executors on loopback",
+        cfg.honest, cfg.sybil, cfg.drifting
     ));
-    let pkg_dir = cfg.out.join("nodes/packages");
     let mut results = Vec::new();
+    let (mut verified, mut failed) = (0, 0);
     for (label, policy) in policies(0.5) {
-        let evidence_dir = cfg.out.join("evidence").join(label.replace('+', "-"));
-        let state = cfg.out.join("state").join(label.replace('+', "-"));
+        let slug = label.replace('+', "-");
+        let net = start_network(cfg, &cfg.out.join("nodes").join(&slug), &pkg_dir).await?;
+        let reg = PeerAddr {
+            peer: net.registry.peer_id(),
+            addr: net.registry.local_addr(),
+        };
+        // Wait for every executor's descriptors.
+        let want = (cfg.honest + cfg.sybil + cfg.drifting) * 2;
+        for _ in 0..100 {
+            if net.registry.status().registry_entries.unwrap_or(0) as usize >= want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let evidence_dir = cfg.out.join("evidence").join(&slug);
+        let _ = std::fs::remove_dir_all(&evidence_dir);
+        let state = cfg.out.join("state").join(&slug);
         let _ = std::fs::remove_dir_all(&state);
         let mut runner = Runner::new(
             client.clone(),
@@ -356,18 +367,16 @@ pub async fn run(cfg: &DemoConfig, progress: &dyn Fn(&str)) -> Result<DemoReport
                 policy,
                 evidence_dir: Some(evidence_dir.clone()),
                 step_timeout: Duration::from_secs(5),
-                // Cold start: every Sybil and drifting executor may outrank
-                // the honest ones before reputation has learned anything.
-                fallback_budget: FALLBACK_BUDGET,
                 ..RunnerConfig::default()
             },
             Some(&state),
         )
-        .map_err(setup)?;
+        .map_err(setup)?
+        .with_seed(cfg.seed);
         let (pub0, bytes0) = net.registry.publish_traffic();
         let mut latencies = Vec::new();
         let (mut successes, mut fallbacks, mut discovery, mut steps) = (0, 0, 0.0, 0usize);
-        let (mut control_messages, mut control_bytes) = (0u64, 0u64);
+        let (mut control_messages, mut control_bytes, mut exposed) = (0u64, 0u64, 0usize);
         for run in 0..cfg.runs {
             let wf = workflow(run);
             let time = crate::node::now();
@@ -380,13 +389,27 @@ pub async fn run(cfg: &DemoConfig, progress: &dyn Fn(&str)) -> Result<DemoReport
                 });
             successes += usize::from(right);
             latencies.push(report.latency_ms);
+            let mut run_exposed = false;
             for s in &report.steps {
                 fallbacks += s.fallbacks;
                 discovery += s.discovery_ms;
                 steps += 1;
                 control_messages += s.traffic.control_messages;
                 control_bytes += s.traffic.control_bytes;
+                // The offline audit: every accepted result's evidence, with
+                // the executor the requester dialled, the signed request it
+                // sent, and a replay from the author's package.
+                let executor = s.executor.as_deref().and_then(|e| e.split('@').next()?.parse().ok());
+                for path in s.evidence.iter().filter(|p| !p.contains("FRAUD-")) {
+                    if audit(&host, Path::new(path), executor, &pkg_dir) {
+                        verified += 1;
+                    } else {
+                        failed += 1;
+                        run_exposed = true;
+                    }
+                }
             }
+            exposed += usize::from(run_exposed);
         }
         let (pub1, bytes1) = net.registry.publish_traffic();
         control_messages += pub1 - pub0;
@@ -413,64 +436,73 @@ pub async fn run(cfg: &DemoConfig, progress: &dyn Fn(&str)) -> Result<DemoReport
             control_bytes,
             fallbacks,
             fraud_proofs,
+            exposed,
         };
         progress(&format!(
-            "policy {label:<12} {:>3}/{} runs right",
-            r.successes, r.runs
+            "policy {label:<12} {:>3}/{} runs right, {} exposed by the audit",
+            r.successes, r.runs, r.exposed
         ));
         results.push(r);
-    }
-
-    // Every receipt collected, verified offline.
-    let (mut verified, mut failed) = (0, 0);
-    let evidence_dir = cfg.out.join("evidence");
-    for dir in std::fs::read_dir(&evidence_dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-    {
-        for f in std::fs::read_dir(dir.path())
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-        {
-            match crate::files::load_evidence(&f.path()) {
-                Ok(ev) => {
-                    let report = errand_core::evidence::verify(&ev, &Default::default());
-                    if report.verified() {
-                        verified += 1;
-                    } else {
-                        failed += 1;
-                    }
-                }
-                Err(_) => failed += 1,
-            }
+        for n in &net.nodes {
+            n.shutdown().await;
         }
+        net.registry.shutdown().await;
     }
     client.close().await;
-    for n in &net.nodes {
-        n.shutdown().await;
-    }
-    net.registry.shutdown().await;
     Ok(DemoReport {
         policies: results,
         evidence_verified: verified,
         evidence_failed: failed,
-        evidence_dir,
+        evidence_dir: cfg.out.join("evidence"),
     })
+}
+
+/// Audits one evidence file offline, as an auditor would: every check with
+/// the executor the requester dialled, plus a replay of the signed request
+/// from the author's package. True if it holds.
+fn audit(host: &Host, path: &Path, executor: Option<errand_core::PeerId>, pkg_dir: &Path) -> bool {
+    let Ok(ev) = crate::files::load_evidence(path) else {
+        return false;
+    };
+    let report = errand_core::evidence::verify(
+        &ev,
+        &errand_core::evidence::Supplied {
+            executor,
+            ..Default::default()
+        },
+    );
+    if !report.verified() || executor.is_none() || ev.request.is_none() {
+        return false;
+    }
+    let r = ev.receipt.body();
+    let component = ["imagegen", "publish"].iter().find_map(|name| {
+        let bytes = std::fs::read(pkg_dir.join(format!("{name}.errand"))).ok()?;
+        let p = signed::decode::<errand_core::package::Package>(&bytes).ok()?;
+        (p.component_digest() == r.component).then_some(p.component)
+    });
+    let (Some(component), Some(input)) = (component, ev.input.as_ref().and_then(|b| b.bytes()))
+    else {
+        return false;
+    };
+    let asked = ev.request.as_ref().map(|q| q.body());
+    matches!(
+        errand_host::replay(host, r, asked, &component, input, None),
+        Ok(replay) if replay.matched()
+    )
 }
 
 /// The results table, as printed by `errand demo`.
 pub fn table(r: &DemoReport) -> String {
     let mut s = String::new();
     s.push_str(
-        "policy        success   mean ms    p95 ms   discovery ms   control msgs   control KiB   fallbacks   fraud proofs\n",
+        "policy        success   exposed   mean ms    p95 ms   discovery ms   control msgs   control KiB   fallbacks   fraud proofs\n",
     );
     for p in &r.policies {
         s.push_str(&format!(
-            "{:<12} {:>7.0}%  {:>8.1}  {:>8.1}   {:>12.2}   {:>12}   {:>11.1}   {:>9}   {:>12}\n",
+            "{:<12} {:>7.0}%  {:>8}  {:>8.1}  {:>8.1}   {:>12.2}   {:>12}   {:>11.1}   {:>9}   {:>12}\n",
             p.policy,
             100.0 * p.success_rate(),
+            p.exposed,
             p.mean_ms,
             p.p95_ms,
             p.discovery_ms,

@@ -34,11 +34,12 @@ use errand_core::descriptor::{Descriptor, Name, NetAddr, SignedDescriptor};
 use errand_core::discovery::{Index, Ranking};
 use errand_core::manifest::Manifest;
 use errand_core::package::Package;
-use errand_core::receipt::{CapabilityRef, RequestId};
+use errand_core::receipt::{CapabilityRef, InvocationContext, RequestId};
+use errand_core::request::CapabilityTarget;
 use errand_core::signed;
 use errand_core::wire::{
     ErrorCode, HostedCapability, InvokeRequest, InvokeResponse, PublishOutcome, Request, Response,
-    StatusReport, Target, WireError,
+    StatusReport, WireError,
 };
 use errand_core::{Digest, PeerId, SecretKey, UnixMillis};
 use errand_host::{Host, HostConfig, Invocation, Limits, Prepared, ReceiptInfo};
@@ -505,7 +506,36 @@ impl Inner {
     }
 
     async fn invoke(&self, peer: PeerId, inv: InvokeRequest) -> Response {
-        let id = inv.request_id;
+        // The request must be signed by the peer on this connection and
+        // addressed to us: nobody can replay another requester's signed
+        // request, or redirect one meant for another executor.
+        let asked = inv.request.body();
+        if asked.requester != peer {
+            return err(
+                ErrorCode::BadRequest,
+                format!(
+                    "the request is signed for requester {}, but this connection is {peer}",
+                    asked.requester
+                ),
+            );
+        }
+        if asked.executor != self.key.peer_id() {
+            return err(
+                ErrorCode::BadRequest,
+                format!(
+                    "the request is addressed to executor {}, not this node ({})",
+                    asked.executor,
+                    self.key.peer_id()
+                ),
+            );
+        }
+        if let Err(e) = inv.request.verify() {
+            return err(
+                ErrorCode::BadRequest,
+                format!("the request's signature is invalid: {e}"),
+            );
+        }
+        let id = asked.request_id;
         match self.store.has_receipt(&id) {
             Ok(false) => {}
             Ok(true) => {
@@ -543,8 +573,9 @@ impl Inner {
             }
             _ => {}
         }
-        let (prepared, mut limits, capability, hosted, component) = match &inv.target {
-            Target::Capability { name, version } => {
+        let asked = inv.request.body().clone();
+        let (prepared, mut limits, capability, hosted, component) = match &asked.capability {
+            Some(CapabilityTarget { name, version }) => {
                 let Some(h) = read(&self.hosted).get(name).cloned() else {
                     return err(ErrorCode::NotFound, format!("no capability `{name}` here"));
                 };
@@ -559,12 +590,22 @@ impl Inner {
                         ),
                     );
                 }
+                let digest = h.prepared.digest();
+                if let Some(pinned) = asked.component
+                    && pinned != digest
+                {
+                    return err(
+                        ErrorCode::NotFound,
+                        format!(
+                            "this node runs {name} as component sha256:{digest}, the request pins sha256:{pinned}"
+                        ),
+                    );
+                }
                 let capability = CapabilityRef {
                     name: name.clone(),
                     version: h.template.version,
                     seq: h.seq.load(Ordering::Relaxed),
                 };
-                let digest = h.prepared.digest();
                 (
                     h.prepared.clone(),
                     h.limits,
@@ -573,7 +614,11 @@ impl Inner {
                     digest,
                 )
             }
-            Target::Component { digest, bytes } => {
+            None => {
+                // Validation guarantees a shipped request names its digest.
+                let Some(digest) = asked.component else {
+                    return err(ErrorCode::BadRequest, "the request names nothing to run");
+                };
                 let p = &self.config.policy;
                 if !p.action_shipping || !p.shipping_allow.contains(&peer) {
                     return err(
@@ -581,7 +626,7 @@ impl Inner {
                         "this node does not run components shipped by this peer (see [policy] action_shipping)",
                     );
                 }
-                let prepared = match (self.host.cached(digest), bytes) {
+                let prepared = match (self.host.cached(&digest), &inv.component) {
                     (Some(p), _) => p,
                     (None, None) => {
                         return err(
@@ -599,14 +644,21 @@ impl Inner {
                     memory_bytes: p.shipping_max_memory,
                     ..Limits::default()
                 };
-                (prepared, limits, None, None, *digest)
+                (prepared, limits, None, None, digest)
             }
         };
-        let fuel_cap = match (&hosted, &inv.target) {
-            (None, _) => limits.fuel,
-            _ => self.config.limits.max_fuel,
+        let fuel_cap = match &hosted {
+            None => limits.fuel,
+            Some(_) => self.config.limits.max_fuel,
         };
-        limits.fuel = inv.fuel.unwrap_or(limits.fuel).min(fuel_cap);
+        // At most the fuel asked for (the receipt must stay within the
+        // signed cap); less if this node's policy caps it.
+        limits.fuel = asked.fuel.min(fuel_cap);
+        // Limits the requester states (from the author-signed manifest) are
+        // the ones the run has; the receipt records them either way.
+        if let Some(l) = &asked.limits {
+            limits = Limits::for_replay(limits.fuel, l, &limits);
+        }
         // The reply must fit the wire: a bigger output ends the run as
         // OutputTooLarge (in the receipt) rather than travelling truncated.
         limits.max_output = limits.max_output.min(errand_core::evidence::MAX_BLOB_BYTES);
@@ -629,15 +681,22 @@ impl Inner {
             );
         };
         let host = self.host.clone();
-        let context = inv.context.clone();
+        // A param-swap adversary runs cheaper parameters, and says so.
+        let context = if behaviour == Some(Behaviour::ParamSwap) {
+            cheaper(&asked.context)
+        } else {
+            asked.context.clone()
+        };
         let want_trace = inv.want_trace;
-        let request_id = inv.request_id;
+        let request_id = asked.request_id;
+        let seed = asked.seed;
         let input = inv.input;
         let prepared = match (behaviour, &self.impostor) {
             (Some(Behaviour::DifferentComponent), Some(imp)) => imp.clone(),
             _ => prepared,
         };
         let lazy = behaviour == Some(Behaviour::Lazy);
+        let ran_context = context.clone();
         let run = tokio::task::spawn_blocking(move || {
             // A lazy adversary does half the work and claims all of it.
             let used: &[u8] = if lazy {
@@ -650,6 +709,7 @@ impl Inner {
                 &Invocation {
                     input: used,
                     request_id,
+                    seed,
                     context,
                     limits,
                     keep_trace: want_trace,
@@ -689,9 +749,11 @@ impl Inner {
                 executor: signer,
                 requester: peer,
                 request_id,
+                request: inv.request.digest(),
+                seed,
                 capability,
                 component,
-                context: inv.context,
+                context: ran_context,
                 limits,
             },
             &exec,
@@ -970,4 +1032,23 @@ fn random_seed() -> u64 {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
     })
+}
+
+/// The cheaper parameters a `param-swap` adversary runs with: every numeric
+/// value cut to a sixth, at least 1.
+fn cheaper(context: &InvocationContext) -> InvocationContext {
+    let mut c = context.clone();
+    let params: Vec<_> = c
+        .params
+        .iter()
+        .map(|p| {
+            let mut p = p.clone();
+            if let Ok(n) = p.value.parse::<u64>() {
+                p.value = BString::truncate_from(&(n / 6).max(1).to_string());
+            }
+            p
+        })
+        .collect();
+    c.params = BVec::new(params).unwrap_or_default();
+    c
 }

@@ -246,6 +246,10 @@ pub fn pack(
         let inv = errand_host::Invocation {
             input: &input,
             request_id: RequestId([i as u8; 16]),
+            seed: errand_core::receipt::local_seed(
+                &RequestId([i as u8; 16]),
+                &errand_core::Digest::of(&input),
+            ),
             context: InvocationContext {
                 time: now,
                 params: errand_core::bounded::BVec::new(ex.params()).unwrap_or_default(),

@@ -41,18 +41,19 @@ use errand_core::descriptor::SignedDescriptor;
 use errand_core::evidence::{Blob, Evidence, MAX_BLOB_BYTES, TraceBlob};
 use errand_core::manifest::Manifest;
 use errand_core::package::Package;
-use errand_core::receipt::{InvocationContext, Outcome, RequestId};
+use errand_core::receipt::{InvocationContext, Outcome, RequestId, RunLimits};
+use errand_core::request::CapabilityTarget;
 use errand_core::signed;
 use errand_core::trust::{
     CandidateView, Decision, Delegation, Entropy, Event, Policy, Rejection, Reputation,
     ReputationConfig, Risk, SplitMix, TierSet, order_candidates, vary_canary,
 };
-use errand_core::wire::{InvokeRequest, Query, Target};
+use errand_core::wire::Query;
 use errand_core::{Digest, PeerId, UnixMillis};
 use errand_host::{Host, Invocation};
 use serde::{Deserialize, Serialize};
 
-use crate::client::{Client, ClientError};
+use crate::client::{Ask, Client, ClientError, DEFAULT_FUEL};
 use crate::config::PeerAddr;
 use crate::store::Store;
 
@@ -338,9 +339,6 @@ fn os_seed() -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// A fresh request id. Nonces come from the OS generator, never from the
-/// (possibly seeded) decision generator: they must be unpredictable to
-/// executors and unique across requesters and restarts.
 /// A step's request context: its parameters at the declared `time`.
 fn step_context(
     spec: &StepSpec,
@@ -350,39 +348,42 @@ fn step_context(
 }
 
 /// The one request shape for real work, canaries and cross-checks alike, so
-/// an executor cannot tell them apart by their form.
-fn invoke_request(
-    request_id: RequestId,
+/// an executor cannot tell them apart by their form: the step's parameters
+/// and time, the same fuel cap, the limits of the author-signed manifest
+/// when the requester holds the package, a fresh nonce and a fresh seed.
+fn ask_for(
     d: &SignedDescriptor,
     input: BBytes<MAX_BLOB_BYTES>,
     context: InvocationContext,
-    fuel: Option<u64>,
+    fuel: u64,
+    limits: Option<RunLimits>,
     want_trace: bool,
-) -> InvokeRequest {
-    InvokeRequest {
+) -> Ask {
+    let (request_id, seed) = Ask::fresh_ids();
+    Ask {
         request_id,
-        target: Target::Capability {
+        capability: Some(CapabilityTarget {
             name: d.body().name.clone(),
             version: Some(d.body().version),
-        },
+        }),
+        component: d.body().component,
         input,
         context,
         fuel,
+        limits,
+        seed,
         want_trace,
     }
 }
 
-fn request_id() -> RequestId {
-    let mut id = [0u8; 16];
-    if getrandom::fill(&mut id).is_err() {
-        // No OS randomness: fall back to time and a process-wide counter,
-        // still unique per process.
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        id[..8].copy_from_slice(&crate::node::now().0.to_le_bytes());
-        id[8..].copy_from_slice(&n.to_le_bytes());
-    }
-    RequestId(id)
+/// The run limits a package's manifest gives, as a request states them
+/// (outputs bounded by what a reply can carry, as every executor bounds
+/// them).
+fn package_limits(pkg: &Package) -> Option<RunLimits> {
+    let manifest: Manifest = toml::from_str(&pkg.manifest).ok()?;
+    let mut l = crate::packaging::manifest_limits(&manifest);
+    l.max_output = l.max_output.min(MAX_BLOB_BYTES);
+    Some(l.run_limits())
 }
 
 impl Runner {
@@ -553,14 +554,8 @@ impl Runner {
         self.packages.get(&digest)
     }
 
-    fn run_local(
-        &self,
-        pkg: &Package,
-        input: &[u8],
-        context: &InvocationContext,
-        id: RequestId,
-    ) -> Option<Vec<u8>> {
-        run_locally_as(&self.host, pkg, input, context, id)
+    fn run_local(&self, pkg: &Package, ask: &Ask) -> Option<Vec<u8>> {
+        run_ask_locally(&self.host, pkg, ask)
     }
 
     async fn run_step(
@@ -678,14 +673,15 @@ impl Runner {
         let mut last: Option<(
             crate::client::Invoked,
             Result<(), errand_core::receipt::BindingError>,
-            RequestId,
         )> = None;
+        // The fuel cap every request of this step states.
+        let fuel = spec.fuel.unwrap_or(DEFAULT_FUEL);
         let result = loop {
             match del.decide() {
                 Decision::Canary { candidate } => {
                     let (to, d) = ordered[candidate];
                     let correct = self
-                        .canary(to, d, spec, time, &mut traffic, tiers.evidence)
+                        .canary(to, d, &context, fuel, &mut traffic, tiers.evidence)
                         .await;
                     let event = match correct {
                         Ok(c) => Event::Canary { correct: c },
@@ -698,8 +694,9 @@ impl Runner {
                         .cross_check(
                             ordered[candidate],
                             ordered[witness],
-                            spec,
+                            input,
                             &context,
+                            fuel,
                             &mut traffic,
                         )
                         .await;
@@ -707,18 +704,22 @@ impl Runner {
                 }
                 Decision::Invoke { candidate } => {
                     let (to, d) = ordered[candidate];
-                    let id = request_id();
-                    let req = invoke_request(
-                        id,
+                    let limits = d
+                        .body()
+                        .component
+                        .and_then(|c| self.packages.get(&c))
+                        .and_then(package_limits);
+                    let ask = ask_for(
                         d,
                         input_bytes.clone(),
                         context.clone(),
-                        spec.fuel,
+                        fuel,
+                        limits,
                         tiers.evidence,
                     );
                     let got = tokio::time::timeout(
                         self.config.step_timeout,
-                        self.client.invoke_raw(*to, d.body().component, req),
+                        self.client.invoke_raw(*to, &ask),
                     )
                     .await;
                     traffic.data_messages += 2;
@@ -733,7 +734,7 @@ impl Runner {
                             let outcome = done.response.receipt.body().outcome.clone();
                             let binding_view =
                                 binding.as_ref().map_err(|e| e.to_string()).map(|_| ());
-                            last = Some((done, binding, id));
+                            last = Some((done, binding));
                             if !matches!(outcome, Outcome::Ok) && tiers.reputation {
                                 Event::Rejected(Rejection::Unavailable(format!(
                                     "tool did not succeed: {outcome}"
@@ -752,7 +753,7 @@ impl Runner {
                 Decision::Replay { candidate } => {
                     let (to, d) = ordered[candidate];
                     let event = match (&last, d.body().component) {
-                        (Some((done, _, _)), Some(digest)) => {
+                        (Some((done, _)), Some(digest)) => {
                             let outcome = self.replay(digest, input, done);
                             if let Err(why) = &outcome
                                 && let Some(path) = self.keep_fraud_proof(to.peer, input, done, why)
@@ -786,7 +787,7 @@ impl Runner {
             .collect();
         report.latency_ms = t0.elapsed().as_secs_f64() * 1e3;
         let output = match (result, last) {
-            (Some(c), Some((done, _, _))) => {
+            (Some(c), Some((done, _))) => {
                 report.executor = Some(ordered[c].0.to_string());
                 report.output = Some(Digest::of(&done.response.output).to_string());
                 if let Some(path) = self.keep_evidence(spec, input, &done) {
@@ -812,8 +813,8 @@ impl Runner {
         &mut self,
         to: &PeerAddr,
         d: &SignedDescriptor,
-        spec: &StepSpec,
-        time: UnixMillis,
+        context: &InvocationContext,
+        fuel: u64,
         traffic: &mut Traffic,
         check_receipt: bool,
     ) -> Result<bool, Rejection> {
@@ -841,23 +842,21 @@ impl Runner {
         }
         let ex = examples[self.rng.below(examples.len())];
         let canary_input = vary_canary(&ex.bytes().unwrap_or_default(), &mut *self.rng);
-        // The step's parameters, with the example's on top: the same keys as
-        // real requests carry.
-        let mut params = spec.params.clone();
-        params.extend(ex.params.clone());
-        let context = InvocationContext::from_pairs(time, &params.iter().collect::<Vec<_>>())
-            .map_err(|e| Rejection::Unavailable(format!("canary parameters: {e}")))?;
-        let id = request_id();
-        let expected = self.run_local(&pkg, &canary_input, &context, id);
         let canary_input = BBytes::new(canary_input)
             .map_err(|e| Rejection::Unavailable(format!("canary input: {e}")))?;
-        let req = invoke_request(id, d, canary_input, context, spec.fuel, check_receipt);
+        // The real step's parameters, time and fuel: the same request shape.
+        let ask = ask_for(
+            d,
+            canary_input,
+            context.clone(),
+            fuel,
+            package_limits(&pkg),
+            check_receipt,
+        );
+        let expected = self.run_local(&pkg, &ask);
         traffic.control_messages += 2;
-        let got = tokio::time::timeout(
-            self.config.step_timeout,
-            self.client.invoke_raw(*to, Some(digest), req),
-        )
-        .await;
+        let got = tokio::time::timeout(self.config.step_timeout, self.client.invoke_raw(*to, &ask))
+            .await;
         match got {
             Err(_) => Err(Rejection::Timeout),
             Ok(Err(e)) => Err(Rejection::Unavailable(e.to_string())),
@@ -871,35 +870,28 @@ impl Runner {
         }
     }
 
-    /// Sends one canary-like request to both candidates and compares.
+    /// Sends the same request (nonce, parameters, seed) to both candidates
+    /// and compares their answers.
     async fn cross_check(
         &mut self,
         (a, da): &(PeerAddr, SignedDescriptor),
-        (b, db): &(PeerAddr, SignedDescriptor),
-        spec: &StepSpec,
+        (b, _): &(PeerAddr, SignedDescriptor),
+        real_input: &[u8],
         context: &InvocationContext,
+        fuel: u64,
         traffic: &mut Traffic,
     ) -> Event {
-        let Ok(input) = BBytes::new(vary_canary(spec.intent.as_bytes(), &mut *self.rng)) else {
-            // The intent is far below the input bound; nothing to compare.
+        // A variant of the step's real input, never a public sentence.
+        let Ok(input) = BBytes::new(vary_canary(real_input, &mut *self.rng)) else {
             return Event::Rejected(Rejection::Unavailable("cross-check input too large".into()));
         };
+        let ask = ask_for(da, input, context.clone(), fuel, None, false);
         let mut outs = Vec::new();
-        for (to, d) in [(a, da), (b, db)] {
-            let req = invoke_request(
-                request_id(),
-                d,
-                input.clone(),
-                context.clone(),
-                spec.fuel,
-                false,
-            );
+        for to in [a, b] {
             traffic.control_messages += 2;
-            let got = tokio::time::timeout(
-                self.config.step_timeout,
-                self.client.invoke_raw(*to, None, req),
-            )
-            .await;
+            let got =
+                tokio::time::timeout(self.config.step_timeout, self.client.invoke_raw(*to, &ask))
+                    .await;
             outs.push(match got {
                 Ok(Ok((done, _))) => {
                     traffic.control_bytes += done.bytes;
@@ -936,6 +928,7 @@ impl Runner {
         match errand_host::replay(
             &self.host,
             receipt,
+            Some(done.request.body()),
             &pkg.component,
             input,
             recorded.as_deref(),
@@ -973,6 +966,7 @@ impl Runner {
             output: Blob::embed(r.output.to_vec()).ok(),
             trace: r.trace.clone().map(TraceBlob::Events),
             component: None,
+            request: Some(done.request.clone()),
         };
         self.write_evidence(
             &format!("{}-{}.evidence", spec.name, r.receipt.body().request_id),
@@ -1001,6 +995,7 @@ impl Runner {
                 .packages
                 .get(&component)
                 .and_then(|p| Blob::embed(p.component.to_vec()).ok()),
+            request: Some(done.request.clone()),
         };
         self.write_evidence(
             &format!(
@@ -1013,36 +1008,67 @@ impl Runner {
     }
 }
 
-/// Runs a package's component locally, as a requester would for a canary:
-/// exposed for tests and the demo's ground truth.
+/// Runs a package's component locally, with a fixed nonce and seed: the
+/// demo's ground truth and tests.
 pub fn run_locally(
     host: &Host,
     pkg: &Package,
     input: &[u8],
     context: &InvocationContext,
 ) -> Option<Vec<u8>> {
-    run_locally_as(host, pkg, input, context, RequestId([0; 16]))
+    let id = RequestId([0; 16]);
+    run_with(
+        host,
+        pkg,
+        input,
+        context,
+        id,
+        errand_core::receipt::local_seed(&id, &Digest::of(input)),
+        None,
+    )
 }
 
-/// [`run_locally`] with a given request id (which seeds the guest's
-/// randomness, so it must match the remote run's to compare outputs).
-pub fn run_locally_as(
+/// Runs `ask` locally exactly as an executor must (its nonce, seed,
+/// parameters, fuel and limits): the answer a canary must get.
+pub fn run_ask_locally(host: &Host, pkg: &Package, ask: &Ask) -> Option<Vec<u8>> {
+    run_with(
+        host,
+        pkg,
+        &ask.input,
+        &ask.context,
+        ask.request_id,
+        ask.seed,
+        Some((ask.fuel, ask.limits)),
+    )
+}
+
+fn run_with(
     host: &Host,
     pkg: &Package,
     input: &[u8],
     context: &InvocationContext,
     request_id: RequestId,
+    seed: errand_core::request::Seed,
+    asked: Option<(u64, Option<RunLimits>)>,
 ) -> Option<Vec<u8>> {
     let manifest: Manifest = toml::from_str(&pkg.manifest).ok()?;
     let prepared = host.prepare(&pkg.component).ok()?;
+    let mut limits = crate::packaging::manifest_limits(&manifest);
+    if let Some((fuel, stated)) = asked {
+        limits.fuel = fuel;
+        if let Some(l) = stated {
+            limits = errand_host::Limits::for_replay(fuel, &l, &limits);
+        }
+    }
     let exec = host
         .run(
             &prepared,
             &Invocation {
                 input,
                 request_id,
+                seed,
                 context: context.clone(),
-                limits: crate::packaging::manifest_limits(&manifest),
+                limits,
                 keep_trace: false,
             },
         )

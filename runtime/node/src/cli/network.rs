@@ -6,18 +6,19 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use errand::client::{Client, ClientError};
+use errand::client::{Ask, Client, ClientError, DEFAULT_FUEL};
 use errand::config::{NodeConfig, PeerAddr};
 use errand::node::Node;
 use errand_core::bounded::{BBytes, BString};
 use errand_core::descriptor::{SignedDescriptor, Tiers};
 use errand_core::receipt::{InvocationContext, Outcome};
 use errand_core::signed;
-use errand_core::wire::{InvokeRequest, Query, Target};
+use errand_core::request::CapabilityTarget;
+use errand_core::wire::Query;
 use errand_host::Embed;
 
 use super::keys;
-use super::tools::{now, random_request_id, read_input};
+use super::tools::{now, read_input};
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
@@ -294,7 +295,7 @@ pub struct InvokeArgs {
     json: bool,
 }
 
-fn parse_params(list: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+pub(crate) fn parse_params(list: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     list.iter()
         .map(|p| {
             p.split_once('=')
@@ -332,23 +333,24 @@ async fn invoke_async(
         };
         let to: PeerAddr = target.parse()?;
         let tool = errand::packaging::load_tool(path)?;
-        let req = InvokeRequest {
-            request_id: random_request_id()?,
-            target: Target::Component {
-                digest: errand_core::Digest::of(&tool.component),
-                bytes: None,
-            },
+        let (request_id, seed) = Ask::fresh_ids();
+        let req = Ask {
+            request_id,
+            capability: None,
+            component: Some(errand_core::Digest::of(&tool.component)),
             input: BBytes::new(input.clone())?,
             context: InvocationContext::from_pairs(now, &params)
                 .map_err(|e| anyhow::anyhow!("--param: {e}"))?,
-            fuel: args.fuel,
+            fuel: args.fuel.unwrap_or(DEFAULT_FUEL),
+            limits: None,
+            seed,
             want_trace: args.trace,
         };
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "shipped".into());
-        let done = client.ship(to, &tool.component, req).await?;
+        let done = client.ship(to, &tool.component, &req).await?;
         return finish(&args, &input, &name, to, 0.0, done);
     }
     // Who to ask, and which descriptor promised what.
@@ -433,20 +435,23 @@ async fn invoke_async(
             .map(|d| d.body().name.to_string())
             .or(args.capability.clone())
             .unwrap_or_default();
-        let req = InvokeRequest {
-            request_id: random_request_id()?,
-            target: Target::Capability {
+        let (request_id, seed) = Ask::fresh_ids();
+        let req = Ask {
+            request_id,
+            capability: Some(CapabilityTarget {
                 name: BString::new(name.as_str())?,
                 version: descriptor.as_ref().map(|d| d.body().version),
-            },
+            }),
+            component: descriptor.as_ref().and_then(|d| d.body().component),
             input: BBytes::new(input.clone())?,
             context: InvocationContext::from_pairs(now, &params)
                 .map_err(|e| anyhow::anyhow!("--param: {e}"))?,
-            fuel: args.fuel,
+            fuel: args.fuel.unwrap_or(DEFAULT_FUEL),
+            limits: None,
+            seed,
             want_trace: args.trace,
         };
-        let component = descriptor.as_ref().and_then(|d| d.body().component);
-        match client.invoke(to, component, req).await {
+        match client.invoke(to, &req).await {
             Ok(done) => return finish(&args, &input, &name, to, discovery_ms, done),
             Err(
                 e
@@ -478,7 +483,7 @@ fn finish(
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{name}.evidence")));
     let trace: Option<Vec<_>> = r.trace.as_ref().map(|t| t.as_slice().to_vec());
-    let ev = errand_host::evidence(
+    let mut ev = errand_host::evidence(
         r.receipt.clone(),
         Embed {
             input: Some(input),
@@ -487,6 +492,7 @@ fn finish(
             component: None,
         },
     );
+    ev.request = Some(done.request.clone());
     errand::files::write_atomic(&evidence_path, &signed::encode(&ev)?)
         .with_context(|| format!("writing {}", evidence_path.display()))?;
     match &args.output {

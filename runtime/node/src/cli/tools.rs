@@ -25,12 +25,6 @@ pub fn now() -> UnixMillis {
 }
 
 /// 16 random bytes for a request id.
-pub fn random_request_id() -> anyhow::Result<RequestId> {
-    let mut id = [0u8; 16];
-    getrandom::fill(&mut id)
-        .map_err(|e| anyhow::anyhow!("reading the system random number generator: {e}"))?;
-    Ok(RequestId(id))
-}
 
 fn host() -> anyhow::Result<errand_host::Host> {
     packaging::default_host().context("starting the WebAssembly host")
@@ -288,14 +282,39 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             path: args.tool.clone(),
             source,
         })?;
+    let (request_id, seed) = errand::client::Ask::fresh_ids();
+    let context = InvocationContext::from_pairs(
+        args.time.map(UnixMillis).unwrap_or_else(now),
+        &args.params,
+    )
+    .map_err(|e| anyhow::anyhow!("--param: {e}"))?;
+    // A local run answers a request too: this user's, to themselves, so
+    // the evidence says exactly what was asked.
+    let request = errand_core::request::SignedRequest::sign(
+        errand_core::request::Request {
+            requester: key.peer_id(),
+            executor: key.peer_id(),
+            request_id,
+            capability: descriptor
+                .as_ref()
+                .map(|d| errand_core::request::CapabilityTarget {
+                    name: d.body().name.clone(),
+                    version: Some(d.body().version),
+                }),
+            component: Some(Digest::of(&component)),
+            input: Digest::of(&input),
+            context: context.clone(),
+            fuel: limits.fuel,
+            limits: Some(limits.run_limits()),
+            seed,
+        },
+        &key,
+    )?;
     let inv = Invocation {
         input: &input,
-        request_id: random_request_id()?,
-        context: InvocationContext::from_pairs(
-            args.time.map(UnixMillis).unwrap_or_else(now),
-            &args.params,
-        )
-        .map_err(|e| anyhow::anyhow!("--param: {e}"))?,
+        request_id,
+        seed,
+        context,
         limits,
         keep_trace: true,
     };
@@ -312,6 +331,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             executor: &key,
             requester: key.peer_id(),
             request_id: inv.request_id,
+            request: request.digest(),
+            seed,
             capability,
             component: Digest::of(&component),
             context: inv.context.clone(),
@@ -332,7 +353,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .evidence
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{name}.evidence")));
-    let evidence = errand_host::evidence(
+    let mut evidence = errand_host::evidence(
         receipt.clone(),
         Embed {
             input: Some(&input),
@@ -341,6 +362,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             component: args.embed_component.then_some(component.as_slice()),
         },
     );
+    evidence.request = Some(request);
     errand::files::write_atomic(&evidence_path, &signed::encode(&evidence)?)
         .with_context(|| format!("writing {}", evidence_path.display()))?;
 

@@ -202,6 +202,10 @@ pub struct DemoArgs {
     /// Where to leave the evidence [default: ./errand-demo].
     #[arg(long, default_value = "errand-demo")]
     out: PathBuf,
+    /// Seed of every key and requester decision: every policy meets the
+    /// same network, and a run can be repeated.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -221,6 +225,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         drifting: args.drifting,
         runs: args.runs,
         out: args.out.clone(),
+        seed: args.seed,
     };
     let quiet = args.json;
     let report = super::runtime()?.block_on(errand::demo::run(&cfg, &|line| {
@@ -240,7 +245,10 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("success = both outputs exactly right (checked against ground truth)\n");
     print!("{}", errand::demo::table(&report));
     println!(
-        "\nverified offline: {} evidence files, {} failed; evidence and fraud proofs in {}",
+        "\nexposed = accepted results the offline audit (expected executor, signed request, replay) shows wrong"
+    );
+    println!(
+        "audited offline: {} evidence files held, {} did not; evidence and fraud proofs in {}",
         report.evidence_verified,
         report.evidence_failed,
         report.evidence_dir.display()

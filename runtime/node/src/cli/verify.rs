@@ -28,6 +28,14 @@ pub struct VerifyArgs {
     /// Require that this peer executed the run.
     #[arg(long)]
     executor: Option<PeerId>,
+    /// A parameter you asked for, `key=value` (repeatable): the run must
+    /// have had exactly these parameters. Checked against the receipt and
+    /// against the signed request the package carries, if any.
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// The declared time you asked for, in milliseconds since the Unix epoch.
+    #[arg(long, value_name = "UNIX_MS")]
+    time: Option<u64>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -82,11 +90,28 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         (c, _) => c,
     };
+    let stated = if args.params.is_empty() {
+        None
+    } else {
+        let pairs = match super::network::parse_params(&args.params) {
+            Ok(p) => p,
+            Err(e) => return Ok(unusable(format!("{e:#}"))),
+        };
+        match errand_core::receipt::InvocationContext::from_pairs(
+            errand_core::UnixMillis(0),
+            &pairs,
+        ) {
+            Ok(c) => Some(c),
+            Err(e) => return Ok(unusable(format!("--param: {e}"))),
+        }
+    };
     let supplied = Supplied {
         component: component.as_deref(),
         input: input.as_deref(),
         output: output.as_deref(),
         executor: args.executor,
+        params: stated.as_ref(),
+        time: args.time.map(errand_core::UnixMillis),
     };
     let mut report = evidence::verify(&evidence, &supplied);
     if args.replay {
@@ -131,7 +156,14 @@ fn replay(ev: &evidence::Evidence, supplied: &Supplied<'_>, report: &mut Report)
         Some(errand_core::evidence::TraceBlob::Events(t)) => Some(t.as_slice()),
         _ => None,
     };
-    match errand_host::replay(&host, ev.receipt.body(), component, input, recorded) {
+    // The signed request, when the package has one: replay runs what was
+    // asked, not what the receipt claims.
+    let asked = ev
+        .request
+        .as_ref()
+        .filter(|q| q.verify().is_ok())
+        .map(|q| q.body());
+    match errand_host::replay(&host, ev.receipt.body(), asked, component, input, recorded) {
         Ok(r) => report.checks.extend(r.report.checks),
         Err(e) => report.push("replay", Verdict::Fail(e.to_string())),
     }
