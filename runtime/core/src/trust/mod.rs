@@ -14,24 +14,59 @@
 //! * **Tier 2, canaries.** Before the real request the requester sends a
 //!   canary: an invocation whose right answer it knows, either by running
 //!   the public component itself or, when it cannot, by cross-checking a
-//!   second candidate. Canary inputs are derived from the manifest's
-//!   examples and varied per request ([`vary_canary`]) so that an executor
-//!   cannot recognise them, and they travel exactly like real requests.
+//!   second candidate, a *witness* drawn at random ([`CrossCheckOutcome`]).
+//!   Canary inputs are derived from the manifest's examples and varied per
+//!   request ([`vary_canary`]) so that an executor cannot recognise them,
+//!   and they travel exactly like real requests.
 //! * **Tier 3, evidence.** The receipt must bind executor, nonce, component,
 //!   input and output; with a configurable probability the requester also
-//!   replays the run. A failed replay is proof of cheating: the evidence is
-//!   kept as a fraud proof and the peer's reputation drops to zero for good.
+//!   replays the run. A replay that contradicts the signed receipt is proof
+//!   of cheating: the evidence is kept as a fraud proof and the peer's
+//!   reputation drops to zero for good ([`ReplayOutcome`]).
+//!
+//! Only what the requester actually established counts. An answer accepted
+//! after a check passed in the same attempt (canary, cross-check, replay) is
+//! an [`Observation::Success`]; one accepted with no check is
+//! [`Observation::Unverified`], worth a fraction of a success. When the
+//! requester cannot check a candidate (its own canary run or replay failed,
+//! no witness answered or none is left) the outcome is *inconclusive*
+//! ([`Rejection::Inconclusive`]): the delegation moves on to the next
+//! candidate and records nothing against this one.
 //!
 //! ## One delegation
 //!
 //! ```text
-//!            ┌──────────────── next candidate (fallback, within budget) ◄──────────────┐
-//!            ▼                                                                          │
-//!   [T2] Canary ──pass──► Invoke ──ok──► [T3] Replay? ──match──► Succeeded            │
-//!      │ fail               │ error, timeout,        │ mismatch: fraud proof        │
-//!      └────────────────────┴─ invalid receipt ──────┴──────────────────────────────►┘
+//! candidate i (the next one in order, while the fallback budget lasts)
+//!   │
+//!   ├─ no tier 2 ────────────────────────────────────────────────┐
+//!   ├─ the requester can run it: [T2] Canary                     │
+//!   │     ├─ right ──────────────────────────────────── checked ─┤
+//!   │     ├─ wrong ────────────────────────────► ✗               │
+//!   │     └─ its own run failed ───────────────► ?               │
+//!   └─ it cannot: draw a witness at random ◄───────┐             │
+//!         ├─ none left, or 3 drawn already ────► ? │             │
+//!         └─ [T2] CrossCheck with the witness      │             │
+//!               ├─ agreed ───────────────────────────── checked ─┤
+//!               ├─ witness silent ─────────────────┤             │
+//!               ├─ first disagreement ─────────────┘             │
+//!               └─ second disagreement ────────► ✗               │
+//!   ┌────────────────────────────────────────────────────────────┘
+//!   ▼
+//! Invoke ─┬─ error, timeout, invalid receipt ─► ✗
+//!         └─ ok: [T3] replay rolled, and the requester can run it?
+//!              ├─ no ──► Succeeded (Success if checked, else Unverified)
+//!              └─ yes: Replay ─┬─ matched ─► Succeeded (Success)
+//!                              ├─ mismatch ─► ✗ fraud: banned
+//!                              └─ the requester could not replay ─► ?
 //! ```
 //!
+//! ✗ and ? both move on to the next candidate; ✗ counts against the
+//! candidate in its reputation (tier 1), ? (inconclusive) counts nothing.
+//! A candidate that does not answer a canary or cross-check in time, or
+//! refuses it, is ✗ as at Invoke.
+//! A candidate is cross-checked against at most [`MAX_WITNESSES`]
+//! witnesses, each drawn from candidates not rejected for cause and
+//! published by another peer than the candidate and its earlier witnesses.
 //! When the candidates or the fallback budget run out the delegation fails.
 //!
 //! ## Layout
@@ -40,8 +75,8 @@
 //! |---|---|---|
 //! | `reputation` | 1 | observations, peer records, candidate ordering |
 //! | `canary` | 2 | canary inputs varied per request |
-//! | `cross_check` | 2 | choosing the witness a candidate is checked against |
-//! | `evidence` | 3 | whether to replay a run |
+//! | `cross_check` | 2 | witness draws and cross-check outcomes |
+//! | `evidence` | 3 | replay outcomes and whether to replay a run |
 //! | `policy` | all | risk, tier sets, policies |
 //! | `delegation` | all | the state machine that runs one step's delegation |
 //!
@@ -56,7 +91,9 @@ mod policy;
 mod reputation;
 
 pub use canary::vary_canary;
+pub use cross_check::{CrossCheckOutcome, MAX_WITNESSES};
 pub use delegation::{Attempt, Decision, Delegation, Event, Rejection};
+pub use evidence::ReplayOutcome;
 pub use policy::{Policy, Risk, RiskPolicy, TierSet, standard_policies};
 pub use reputation::{
     CandidateView, Observation, PeerRecord, Reputation, ReputationConfig, SnapshotError,

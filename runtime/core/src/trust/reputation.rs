@@ -13,7 +13,8 @@ use crate::time::UnixMillis;
 /// What a requester saw a peer do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Observation {
-    /// Right answer, valid evidence.
+    /// A checked answer: in this attempt a canary or cross-check passed,
+    /// or a replay matched the receipt.
     Success,
     /// A wrong answer (a failed canary or cross-check).
     WrongResult,
@@ -25,6 +26,11 @@ pub enum Observation {
     Unavailable,
     /// Proven cheating: a replay contradicted its signed receipt.
     Fraud,
+    /// An answer accepted without any check that ran in this attempt (tier
+    /// 1 only, or every check was skipped): it counts
+    /// [`ReputationConfig::unverified_weight`] of a success, so a peer cannot
+    /// build reputation as fast on answers nobody checked.
+    Unverified,
 }
 
 /// Reputation parameters.
@@ -42,6 +48,9 @@ pub struct ReputationConfig {
     pub timeout_weight: f64,
     /// Weight of an unavailable answer, in failures.
     pub unavailable_weight: f64,
+    /// Weight of an unverified answer ([`Observation::Unverified`]), in
+    /// successes; a checked answer weighs one.
+    pub unverified_weight: f64,
     /// Peers with fewer observations than this are newcomers.
     pub newcomer_until: u32,
 }
@@ -49,7 +58,8 @@ pub struct ReputationConfig {
 impl Default for ReputationConfig {
     /// A newcomer starts at 1/3 (one success, two failures): low, not zero.
     /// A wrong result weighs four failures, so a few of them sink a peer;
-    /// evidence halves every six hours, so old sins fade but slowly.
+    /// evidence halves every six hours, so old sins fade but slowly. An
+    /// answer nobody checked earns a quarter of a checked one.
     fn default() -> ReputationConfig {
         ReputationConfig {
             prior_success: 1.0,
@@ -58,6 +68,7 @@ impl Default for ReputationConfig {
             wrong_weight: 4.0,
             timeout_weight: 1.0,
             unavailable_weight: 0.5,
+            unverified_weight: 0.25,
             newcomer_until: 3,
         }
     }
@@ -198,6 +209,7 @@ impl Reputation {
         r.observations = r.observations.saturating_add(1);
         match obs {
             Observation::Success => r.successes += 1.0,
+            Observation::Unverified => r.successes += c.unverified_weight,
             Observation::WrongResult | Observation::InvalidReceipt => r.failures += c.wrong_weight,
             Observation::Timeout => r.failures += c.timeout_weight,
             Observation::Unavailable => r.failures += c.unavailable_weight,
