@@ -47,8 +47,9 @@ use errand_core::descriptor::{
 };
 use errand_core::discovery::{Index, Ranking, RegistryLimits, merge};
 use errand_core::trust::{
-    CandidateView, Decision, Delegation, Entropy, Event, Observation, Policy, Rejection,
-    Reputation, ReputationConfig, Risk, SplitMix, TierSet, order_candidates,
+    CandidateView, CrossCheckOutcome, Decision, Delegation, Entropy, Event, Observation, Policy,
+    Rejection, ReplayOutcome, Reputation, ReputationConfig, Risk, SplitMix, TierSet,
+    order_candidates,
 };
 use errand_core::wire::Query;
 use errand_core::{Digest, PeerId, UnixMillis};
@@ -1600,14 +1601,33 @@ impl World {
                 };
                 let witness_answer = self.answer(pw, cw, true);
                 self.metrics.invocations += 1;
-                self.send(r, candidate, true, 0, move |a| {
+                // The requester needs the witness's answer too: it waits for
+                // it, up to the timeout.
+                let region = self.requesters[r].region;
+                let round_trip = self.latency(region, self.peers[pw].region)
+                    + self.latency(self.peers[pw].region, region);
+                let timeout = self.p.timeout_ms * US;
+                let witness_silent = witness_answer.silent
+                    || witness_answer.gone
+                    || round_trip + witness_answer.work_us > timeout;
+                let witness_us = if witness_answer.silent {
+                    timeout
+                } else if witness_answer.gone {
+                    round_trip
+                } else {
+                    (round_trip + witness_answer.work_us).min(timeout)
+                };
+                self.send(r, candidate, true, witness_us, move |a| {
                     let both_right = a.correct && witness_answer.correct;
                     // Colluding Sybils give the same wrong answer.
                     let both_wrong = !a.correct && !witness_answer.correct;
-                    Event::CrossCheck {
-                        agreed: both_right || both_wrong,
-                        witness_answered: !witness_answer.silent && !witness_answer.gone,
-                    }
+                    Event::CrossCheck(if witness_silent {
+                        CrossCheckOutcome::WitnessSilent
+                    } else if both_right || both_wrong {
+                        CrossCheckOutcome::Agreed
+                    } else {
+                        CrossCheckOutcome::Disagreed
+                    })
                 });
             }
             Decision::Invoke { candidate } => {
@@ -1633,9 +1653,11 @@ impl World {
                 let last = self.requesters[r].active.as_ref().and_then(|a| a.last);
                 let op = self.bump(r);
                 let t = self.now + self.exp_us(self.p.processing_ms);
+                // The simulated replay is a perfect oracle: it never fails on
+                // the requester's side.
                 let event = Event::Replayed(match last {
-                    Some(a) if !a.correct => Err("output differs".into()),
-                    _ => Ok(()),
+                    Some(a) if !a.correct => ReplayOutcome::Mismatch("output differs".into()),
+                    _ => ReplayOutcome::Matched,
                 });
                 self.at(
                     t,

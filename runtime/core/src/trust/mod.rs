@@ -1,0 +1,132 @@
+//! The trust and verification plane, as pure decisions.
+//!
+//! Everything here takes candidates, observations and time, and returns
+//! decisions; nothing does I/O. The node's workflow runner and the
+//! discrete-event simulator drive the same [`Delegation`] state machine and
+//! keep the same [`Reputation`].
+//!
+//! ## Tiers
+//!
+//! * **Tier 1, reputation.** Each requester keeps its own record of every
+//!   peer's direct outcomes ([`Reputation`]). Candidates are ordered by
+//!   reputation × match × declared QoS, with a bounded chance to try a
+//!   newcomer ([`order_candidates`]).
+//! * **Tier 2, canaries.** Before the real request the requester sends a
+//!   canary: an invocation whose right answer it knows, either by running
+//!   the public component itself or, when it cannot, by cross-checking a
+//!   second candidate, a *witness* drawn at random ([`CrossCheckOutcome`]).
+//!   Canary inputs are derived from the manifest's examples and varied per
+//!   request ([`vary_canary`]) so that an executor cannot recognise them,
+//!   and they travel exactly like real requests.
+//! * **Tier 3, evidence.** The receipt must bind executor, nonce, component,
+//!   input and output; with a configurable probability the requester also
+//!   replays the run. A replay that contradicts the signed receipt is proof
+//!   of cheating: the evidence is kept as a fraud proof and the peer's
+//!   reputation drops to zero for good ([`ReplayOutcome`]).
+//!
+//! Only what the requester actually established counts. An answer accepted
+//! after a check passed in the same attempt (canary, cross-check, replay) is
+//! an [`Observation::Success`]; one accepted with no check is
+//! [`Observation::Unverified`], worth a fraction of a success. When the
+//! requester cannot check a candidate (its own canary run or replay failed,
+//! no witness answered or none is left) the outcome is *inconclusive*
+//! ([`Rejection::Inconclusive`]): the delegation moves on to the next
+//! candidate and records nothing against this one.
+//!
+//! ## One delegation
+//!
+//! ```text
+//! candidate i (the next one in order, while the fallback budget lasts)
+//!   │
+//!   ├─ no tier 2 ────────────────────────────────────────────────┐
+//!   ├─ the requester can run it: [T2] Canary                     │
+//!   │     ├─ right ──────────────────────────────────── checked ─┤
+//!   │     ├─ wrong ────────────────────────────► ✗               │
+//!   │     └─ its own run failed ───────────────► ?               │
+//!   └─ it cannot: draw a witness at random ◄───────┐             │
+//!         ├─ none left, or 3 drawn already ────► ? │             │
+//!         └─ [T2] CrossCheck with the witness      │             │
+//!               ├─ agreed ───────────────────────────── checked ─┤
+//!               ├─ witness silent ─────────────────┤             │
+//!               ├─ first disagreement ─────────────┘             │
+//!               └─ second disagreement ────────► ✗               │
+//!   ┌────────────────────────────────────────────────────────────┘
+//!   ▼
+//! Invoke ─┬─ error, timeout, invalid receipt ─► ✗
+//!         └─ ok: [T3] replay rolled, and the requester can run it?
+//!              ├─ no ──► Succeeded (Success if checked, else Unverified)
+//!              └─ yes: Replay ─┬─ matched ─► Succeeded (Success)
+//!                              ├─ mismatch ─► ✗ fraud: banned
+//!                              └─ the requester could not replay ─► ?
+//! ```
+//!
+//! ✗ and ? both move on to the next candidate; ✗ counts against the
+//! candidate in its reputation (tier 1), ? (inconclusive) counts nothing.
+//! A candidate that does not answer a canary or cross-check in time, or
+//! refuses it, is ✗ as at Invoke.
+//! A candidate is cross-checked against at most [`MAX_WITNESSES`]
+//! witnesses, each drawn from candidates not rejected for cause and
+//! published by another peer than the candidate and its earlier witnesses.
+//! When the candidates or the fallback budget run out the delegation fails.
+//!
+//! ## Layout
+//!
+//! | module | tier | what |
+//! |---|---|---|
+//! | `reputation` | 1 | observations, peer records, candidate ordering |
+//! | `canary` | 2 | canary inputs varied per request |
+//! | `cross_check` | 2 | witness draws and cross-check outcomes |
+//! | `evidence` | 3 | replay outcomes and whether to replay a run |
+//! | `policy` | all | risk, tier sets, policies |
+//! | `delegation` | all | the state machine that runs one step's delegation |
+//!
+//! Every item is re-exported here, so `errand_core::trust::X` is the path
+//! to use.
+
+mod canary;
+mod cross_check;
+mod delegation;
+mod evidence;
+mod policy;
+mod reputation;
+
+pub use canary::vary_canary;
+pub use cross_check::{CrossCheckOutcome, MAX_WITNESSES};
+pub use delegation::{Attempt, Decision, Delegation, Event, Rejection};
+pub use evidence::ReplayOutcome;
+pub use policy::{Policy, Risk, RiskPolicy, TierSet, standard_policies};
+pub use reputation::{
+    CandidateView, Observation, PeerRecord, Reputation, ReputationConfig, SnapshotError,
+    match_weight, order_candidates,
+};
+
+/// A source of randomness, injected so that decisions replay exactly.
+pub trait Entropy {
+    /// The next 64 random bits.
+    fn next_u64(&mut self) -> u64;
+
+    /// A uniform float in `[0, 1)`.
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A uniform integer in `0..n` (`n > 0`).
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+/// A small, fast, seedable generator (SplitMix64) for simulations and for
+/// decisions that must replay; seed it from the OS for live use.
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
+
+impl Entropy for SplitMix {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
