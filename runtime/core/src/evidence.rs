@@ -317,6 +317,32 @@ fn check_blob(
 
 /// Runs every check the material allows (see the module docs).
 pub fn verify(evidence: &Evidence, supplied: &Supplied<'_>) -> Report {
+    verify_with(evidence, supplied, evidence.receipt.verify())
+}
+
+/// [`verify`] for many packages, checking the receipts' signatures in one
+/// ed25519 batch ([`crate::signed::verify_batch`], which accepts exactly
+/// what the single check does; on a failed batch each is checked alone).
+pub fn verify_many(list: &[&Evidence], supplied: &Supplied<'_>) -> Vec<Report> {
+    let receipts: Vec<&SignedReceipt> = list.iter().map(|e| &e.receipt).collect();
+    let batch_ok = crate::signed::verify_batch(&receipts).is_ok();
+    list.iter()
+        .map(|e| {
+            let sig = if batch_ok {
+                Ok(())
+            } else {
+                e.receipt.verify()
+            };
+            verify_with(e, supplied, sig)
+        })
+        .collect()
+}
+
+fn verify_with(
+    evidence: &Evidence,
+    supplied: &Supplied<'_>,
+    signature: Result<(), crate::identity::SignatureError>,
+) -> Report {
     let mut report = Report::default();
     let r = evidence.receipt.body();
     report.push(
@@ -327,7 +353,7 @@ pub fn verify(evidence: &Evidence, supplied: &Supplied<'_>) -> Report {
             r.outcome
         )),
     );
-    match evidence.receipt.verify() {
+    match signature {
         Ok(()) => report.push(
             "signature",
             Verdict::Pass(format!("signed by executor {}", r.executor)),

@@ -45,8 +45,9 @@ use errand_core::receipt::{InvocationContext, Outcome, RequestId, RunLimits};
 use errand_core::request::CapabilityTarget;
 use errand_core::signed;
 use errand_core::trust::{
-    CandidateView, Decision, Delegation, Entropy, Event, Policy, Rejection, Reputation,
-    ReputationConfig, Risk, SplitMix, TierSet, order_candidates, vary_canary,
+    CandidateView, CrossCheckOutcome, Decision, Delegation, Entropy, Event, Policy, Rejection,
+    ReplayOutcome, Reputation, ReputationConfig, Risk, SplitMix, TierSet, order_candidates,
+    vary_canary,
 };
 use errand_core::wire::Query;
 use errand_core::{Digest, PeerId, UnixMillis};
@@ -558,7 +559,11 @@ impl Runner {
         run_ask_locally(&self.host, pkg, ask)
     }
 
-    async fn run_step(
+    /// Runs one step on `input`: discovery, ordering, and the delegation
+    /// state machine with every check the step's tiers call for. Workflows,
+    /// `errand invoke --intent` and any other front end share this path.
+    /// Returns the report and, on success, the output.
+    pub async fn run_step(
         &mut self,
         spec: &StepSpec,
         input: &[u8],
@@ -680,13 +685,9 @@ impl Runner {
             match del.decide() {
                 Decision::Canary { candidate } => {
                     let (to, d) = ordered[candidate];
-                    let correct = self
+                    let event = self
                         .canary(to, d, &context, fuel, &mut traffic, tiers.evidence)
                         .await;
-                    let event = match correct {
-                        Ok(c) => Event::Canary { correct: c },
-                        Err(why) => Event::Rejected(why),
-                    };
                     del.observe(event, &mut self.reputation, crate::node::now());
                 }
                 Decision::CrossCheck { candidate, witness } => {
@@ -755,14 +756,16 @@ impl Runner {
                     let event = match (&last, d.body().component) {
                         (Some((done, _)), Some(digest)) => {
                             let outcome = self.replay(digest, input, done);
-                            if let Err(why) = &outcome
+                            if let ReplayOutcome::Mismatch(why) = &outcome
                                 && let Some(path) = self.keep_fraud_proof(to.peer, input, done, why)
                             {
                                 report.evidence.push(path);
                             }
                             Event::Replayed(outcome)
                         }
-                        _ => Event::Replayed(Ok(())),
+                        _ => Event::Replayed(ReplayOutcome::Inconclusive(
+                            "nothing to replay: no answer or no component".into(),
+                        )),
                     };
                     del.observe(event, &mut self.reputation, crate::node::now());
                 }
@@ -807,8 +810,10 @@ impl Runner {
         (report, output)
     }
 
-    /// Sends a canary to `to` and checks the answer against a local run.
-    /// `Ok(correct)`, or `Err` if the candidate failed in another way.
+    /// Sends a canary to `to` and checks the answer against a local run of
+    /// the same request. When this side cannot make or answer a canary (no
+    /// package, no example, a local run that fails) the check is
+    /// inconclusive and never held against the candidate.
     async fn canary(
         &mut self,
         to: &PeerAddr,
@@ -817,33 +822,32 @@ impl Runner {
         fuel: u64,
         traffic: &mut Traffic,
         check_receipt: bool,
-    ) -> Result<bool, Rejection> {
+    ) -> Event {
+        let ours = |why: String| Event::CanaryInconclusive(why);
         let Some(digest) = d.body().component else {
-            return Err(Rejection::Unavailable(
-                "no component to run a canary against".into(),
-            ));
+            return ours("no component to run a canary against".into());
         };
         let Some(pkg) = self.packages.get(&digest).cloned() else {
-            return Err(Rejection::Unavailable(
-                "component package unavailable".into(),
-            ));
+            return ours("component package unavailable".into());
         };
-        let manifest: Manifest = toml::from_str(&pkg.manifest)
-            .map_err(|e| Rejection::Unavailable(format!("package manifest: {e}")))?;
+        let manifest: Manifest = match toml::from_str(&pkg.manifest) {
+            Ok(m) => m,
+            Err(e) => return ours(format!("package manifest: {e}")),
+        };
         let examples: Vec<_> = manifest
             .examples
             .iter()
             .filter(|e| e.bytes().is_ok())
             .collect();
         if examples.is_empty() {
-            return Err(Rejection::Unavailable(
-                "the package has no example to make a canary from".into(),
-            ));
+            return ours("the package has no example to make a canary from".into());
         }
         let ex = examples[self.rng.below(examples.len())];
         let canary_input = vary_canary(&ex.bytes().unwrap_or_default(), &mut *self.rng);
-        let canary_input = BBytes::new(canary_input)
-            .map_err(|e| Rejection::Unavailable(format!("canary input: {e}")))?;
+        let canary_input = match BBytes::new(canary_input) {
+            Ok(b) => b,
+            Err(e) => return ours(format!("canary input: {e}")),
+        };
         // The real step's parameters, time and fuel: the same request shape.
         let ask = ask_for(
             d,
@@ -853,19 +857,23 @@ impl Runner {
             package_limits(&pkg),
             check_receipt,
         );
-        let expected = self.run_local(&pkg, &ask);
+        let Some(expected) = self.run_local(&pkg, &ask) else {
+            return ours("the canary's answer could not be computed locally".into());
+        };
         traffic.control_messages += 2;
         let got = tokio::time::timeout(self.config.step_timeout, self.client.invoke_raw(*to, &ask))
             .await;
         match got {
-            Err(_) => Err(Rejection::Timeout),
-            Ok(Err(e)) => Err(Rejection::Unavailable(e.to_string())),
+            Err(_) => Event::Rejected(Rejection::Timeout),
+            Ok(Err(e)) => Event::Rejected(Rejection::Unavailable(e.to_string())),
             Ok(Ok((done, binding))) => {
                 traffic.control_bytes += done.bytes;
                 if check_receipt && let Err(e) = binding {
-                    return Err(Rejection::InvalidReceipt(e.to_string()));
+                    return Event::Rejected(Rejection::InvalidReceipt(e.to_string()));
                 }
-                Ok(expected.as_deref() == Some(done.response.output.as_slice()))
+                Event::Canary {
+                    correct: expected == done.response.output.as_slice(),
+                }
             }
         }
     }
@@ -883,7 +891,7 @@ impl Runner {
     ) -> Event {
         // A variant of the step's real input, never a public sentence.
         let Ok(input) = BBytes::new(vary_canary(real_input, &mut *self.rng)) else {
-            return Event::Rejected(Rejection::Unavailable("cross-check input too large".into()));
+            return Event::Rejected(Rejection::Inconclusive("cross-check input too large".into()));
         };
         let ask = ask_for(da, input, context.clone(), fuel, None, false);
         let mut outs = Vec::new();
@@ -902,26 +910,19 @@ impl Runner {
         }
         match (&outs[0], &outs[1]) {
             (None, _) => Event::Rejected(Rejection::Timeout),
-            (Some(_), None) => Event::CrossCheck {
-                agreed: false,
-                witness_answered: false,
-            },
-            (Some(x), Some(y)) => Event::CrossCheck {
-                agreed: x == y,
-                witness_answered: true,
-            },
+            (Some(_), None) => Event::CrossCheck(CrossCheckOutcome::WitnessSilent),
+            (Some(x), Some(y)) if x == y => Event::CrossCheck(CrossCheckOutcome::Agreed),
+            (Some(_), Some(_)) => Event::CrossCheck(CrossCheckOutcome::Disagreed),
         }
     }
 
-    /// Replays the run behind `done` and compares it with the receipt.
-    fn replay(
-        &self,
-        digest: Digest,
-        input: &[u8],
-        done: &crate::client::Invoked,
-    ) -> Result<(), String> {
+    /// Replays the signed request behind `done` and compares the result
+    /// with the receipt. Only a completed replay that contradicts the
+    /// signed receipt is a mismatch (fraud, with proof); anything that stops
+    /// this side from replaying is inconclusive.
+    fn replay(&self, digest: Digest, input: &[u8], done: &crate::client::Invoked) -> ReplayOutcome {
         let Some(pkg) = self.packages.get(&digest) else {
-            return Ok(());
+            return ReplayOutcome::Inconclusive("the component's package is not held".into());
         };
         let receipt = done.response.receipt.body();
         let recorded: Option<Vec<_>> = done.response.trace.as_ref().map(|t| t.as_slice().to_vec());
@@ -933,15 +934,14 @@ impl Runner {
             input,
             recorded.as_deref(),
         ) {
-            Ok(r) if r.matched() => Ok(()),
-            Ok(r) => Err(r
-                .report
-                .first_failure()
-                .map(|c| format!("{}: {:?}", c.name, c.verdict))
-                .unwrap_or_else(|| "replay differs".into())),
-            // The receipt names another component or input than the one the
-            // requester sent and expected: as damning as a mismatch.
-            Err(e) => Err(e.to_string()),
+            Ok(r) if r.matched() => ReplayOutcome::Matched,
+            Ok(r) => ReplayOutcome::Mismatch(
+                r.report
+                    .first_failure()
+                    .map(|c| format!("{}: {:?}", c.name, c.verdict))
+                    .unwrap_or_else(|| "replay differs".into()),
+            ),
+            Err(e) => ReplayOutcome::Inconclusive(e.to_string()),
         }
     }
 

@@ -9,6 +9,7 @@ use clap::Args;
 use errand::client::{Ask, Client, ClientError, DEFAULT_FUEL};
 use errand::config::{NodeConfig, PeerAddr};
 use errand::node::Node;
+use errand::workflow::{InputSpec, Runner, RunnerConfig, StepSpec};
 use errand_core::bounded::{BBytes, BString};
 use errand_core::descriptor::{SignedDescriptor, Tiers};
 use errand_core::receipt::{InvocationContext, Outcome};
@@ -283,6 +284,17 @@ pub struct InvokeArgs {
     /// Ask for the full trace and keep it in the evidence.
     #[arg(long)]
     trace: bool,
+    /// With --intent: verification, none, t1, t2, t3 or risk (tiers by
+    /// --risk, mapped by [trust] in --config).
+    #[arg(long, default_value = "risk", requires = "intent")]
+    policy: String,
+    /// With --intent: how much is at stake, low, medium or high.
+    #[arg(long, default_value = "medium", requires = "intent")]
+    risk: String,
+    /// With --intent: where the requester keeps its reputation
+    /// [default: $ERRAND_STATE, else ~/.local/share/errand].
+    #[arg(long, requires = "intent")]
+    state: Option<PathBuf>,
     #[command(flatten)]
     constraints: Constraints,
     #[command(flatten)]
@@ -327,6 +339,9 @@ async fn invoke_async(
     params: Vec<(String, String)>,
 ) -> anyhow::Result<ExitCode> {
     let now = now();
+    if let Some(intent) = args.intent.clone() {
+        return invoke_by_intent(&args, &intent, client, input, params).await;
+    }
     if let Some(path) = &args.ship {
         let Some(target) = args.target.as_deref().filter(|t| t.contains('@')) else {
             bail!("--ship needs the executor as PEERID@ADDR");
@@ -531,6 +546,112 @@ fn finish(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `errand invoke --intent`: a one-step workflow through the same
+/// delegation state machine as `errand workflow run` (discovery, reputation,
+/// canaries, cross-checks, receipts and replay, by policy and risk).
+async fn invoke_by_intent(
+    args: &InvokeArgs,
+    intent: &str,
+    client: Client,
+    input: Vec<u8>,
+    params: Vec<(String, String)>,
+) -> anyhow::Result<ExitCode> {
+    let config = args.registries.node_config()?;
+    let trust = config.map(|c| c.trust).unwrap_or_default();
+    let risk_policy = trust.risk_policy().map_err(anyhow::Error::msg)?;
+    let policy = errand_core::trust::Policy::parse(&args.policy, risk_policy, trust.replay)
+        .with_context(|| format!("--policy {:?}: use none, t1, t2, t3 or risk", args.policy))?;
+    let risk = match args.risk.as_str() {
+        "low" => errand_core::trust::Risk::Low,
+        "medium" => errand_core::trust::Risk::Medium,
+        "high" => errand_core::trust::Risk::High,
+        other => bail!("--risk {other:?}: use low, medium or high"),
+    };
+    let name = args
+        .capability
+        .clone()
+        .or(args.constraints.name.clone())
+        .unwrap_or_else(|| "invoke".into());
+    let spec = StepSpec {
+        name: name.clone(),
+        intent: intent.to_owned(),
+        input: InputSpec::File(args.input.clone()),
+        params: params.into_iter().collect(),
+        risk,
+        tiers: None,
+        max_latency_ms: args.constraints.max_latency,
+        max_cost: args.constraints.max_cost,
+        input_type: args.constraints.input_type.clone(),
+        output_type: args.constraints.output_type.clone(),
+        capability: args.capability.clone().or(args.constraints.name.clone()),
+        fuel: args.fuel,
+    };
+    // Each request's evidence gets its own file (STEP-REQUESTID.evidence),
+    // so invocations running side by side never overwrite each other's.
+    let evidence_dir = match &args.evidence {
+        Some(p) => p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        None => PathBuf::from("."),
+    };
+    let registries = args.registries.resolve()?;
+    let state = args
+        .state
+        .clone()
+        .or_else(errand::workflow::default_state_dir);
+    let mut runner = Runner::new(
+        client,
+        errand::packaging::default_host()?,
+        registries,
+        RunnerConfig {
+            policy,
+            fallback_budget: trust.fallbacks,
+            exploration: trust.exploration,
+            replay: trust.replay,
+            evidence_dir: Some(evidence_dir),
+            ..RunnerConfig::default()
+        },
+        state.as_deref(),
+    )?;
+    let (report, output) = runner.run_step(&spec, &input, now()).await;
+    runner.save()?;
+    eprint!("{}", super::trust::format_step(&report));
+    let Some(output) = output else {
+        return Ok(ExitCode::from(1));
+    };
+    let mut evidence = report
+        .evidence
+        .iter()
+        .rfind(|p| !p.contains("FRAUD-"))
+        .map(PathBuf::from);
+    if let (Some(want), Some(got)) = (&args.evidence, &evidence) {
+        std::fs::rename(got, want)
+            .with_context(|| format!("moving the evidence to {}", want.display()))?;
+        evidence = Some(want.clone());
+    }
+    match &args.output {
+        Some(p) => errand::files::write_atomic(p, &output)
+            .with_context(|| format!("writing {}", p.display()))?,
+        None => std::io::stdout().write_all(&output)?,
+    }
+    if args.json {
+        let json = serde_json::json!({
+            "executor": report.executor,
+            "capability": report.attempts.last().map(|a| a.capability.clone()),
+            "tiers": report.tiers,
+            "fallbacks": report.fallbacks,
+            "discovery_ms": report.discovery_ms,
+            "elapsed_ms": report.latency_ms,
+            "evidence": evidence.map(|e| e.display().to_string()),
+            "attempts": report.attempts,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Arguments of `errand status`.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use errand::packaging::{self, LoadedTool};
-use errand_core::receipt::{InvocationContext, Outcome, RequestId};
+use errand_core::receipt::{InvocationContext, Outcome};
 use errand_core::signed;
 use errand_core::{Digest, UnixMillis};
 use errand_host::{Embed, Invocation, ReceiptInfo, WorldKind};

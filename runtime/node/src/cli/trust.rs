@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use errand::client::Client;
-use errand::workflow::{Runner, RunnerConfig, WorkflowFile, WorkflowReport};
+use errand::workflow::{Runner, RunnerConfig, StepReport, WorkflowFile, WorkflowReport};
 use errand_core::trust::Policy;
 
 use super::keys;
@@ -138,43 +138,7 @@ fn workflow_run(args: WorkflowRunArgs) -> anyhow::Result<ExitCode> {
 
 fn print_report(r: &WorkflowReport) {
     for s in &r.steps {
-        println!(
-            "step {} [{}] — {} candidates, discovery {:.1} ms",
-            s.name, s.tiers, s.candidates, s.discovery_ms
-        );
-        for a in &s.attempts {
-            let checks: Vec<String> = a
-                .checks
-                .iter()
-                .map(|(n, ok)| format!("{n} {}", if *ok { "ok" } else { "FAILED" }))
-                .collect();
-            let verdict = match &a.rejected {
-                None => "accepted".to_owned(),
-                Some(why) => format!("rejected: {why}"),
-            };
-            println!(
-                "  {} {} — {}{}",
-                a.capability,
-                a.peer,
-                if checks.is_empty() {
-                    String::new()
-                } else {
-                    format!("{}; ", checks.join(", "))
-                },
-                verdict
-            );
-        }
-        match (&s.output, &s.error) {
-            (Some(o), _) => println!(
-                "  → ok in {:.1} ms, {} fallbacks, output sha256:{}",
-                s.latency_ms, s.fallbacks, o
-            ),
-            (None, Some(e)) => println!("  → FAILED after {:.1} ms: {e}", s.latency_ms),
-            _ => {}
-        }
-        for e in &s.evidence {
-            println!("  evidence {e}");
-        }
+        print!("{}", format_step(s));
     }
     println!(
         "workflow {} {} in {:.1} ms",
@@ -255,4 +219,56 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     println!("finished in {:.1} s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
+}
+
+/// One step's attempts, checks and verdict, as `errand workflow run` and
+/// `errand invoke --intent` print them.
+pub fn format_step(s: &StepReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "step {} [{}] — {} candidates, discovery {:.1} ms",
+        s.name, s.tiers, s.candidates, s.discovery_ms
+    );
+    for a in &s.attempts {
+        let checks: Vec<String> = a
+            .checks
+            .iter()
+            .map(|(n, ok)| format!("{n} {}", if *ok { "ok" } else { "FAILED" }))
+            .collect();
+        let verdict = match &a.rejected {
+            None => "accepted".to_owned(),
+            Some(why) => format!("rejected: {why}"),
+        };
+        let _ = writeln!(
+            out,
+            "  {} {} — {}{}",
+            a.capability,
+            a.peer,
+            if checks.is_empty() {
+                String::new()
+            } else {
+                format!("{}; ", checks.join(", "))
+            },
+            verdict
+        );
+    }
+    match (&s.output, &s.error) {
+        (Some(o), _) => {
+            let _ = writeln!(
+                out,
+                "  → ok in {:.1} ms, {} fallbacks, output sha256:{}",
+                s.latency_ms, s.fallbacks, o
+            );
+        }
+        (None, Some(e)) => {
+            let _ = writeln!(out, "  → FAILED after {:.1} ms: {e}", s.latency_ms);
+        }
+        _ => {}
+    }
+    for e in &s.evidence {
+        let _ = writeln!(out, "  evidence {e}");
+    }
+    out
 }

@@ -1,4 +1,7 @@
-//! `errand verify`: offline verification of receipts and evidence.
+//! `errand verify`: offline verification of receipts and evidence, one file
+//! in detail or many (files and folders) at once: signatures checked in
+//! ed25519 batches, replays run in parallel on every core, one line per file
+//! and a summary, and the exit status of the worst.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,8 +17,10 @@ const MAX_BLOB_FILE: u64 = 1 << 30;
 /// Arguments of `errand verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The evidence package or tool receipt (binary or JSON).
-    evidence: PathBuf,
+    /// Evidence packages or tool receipts (binary or JSON), or folders of
+    /// them (searched recursively for *.evidence and *.receipt files).
+    #[arg(required = true, value_name = "EVIDENCE")]
+    evidence: Vec<PathBuf>,
     /// The component file to compare with the receipt's component digest.
     #[arg(long)]
     component: Option<PathBuf>,
@@ -61,13 +66,183 @@ fn read_blob(path: &Option<PathBuf>) -> Result<Option<Vec<u8>>, LoadError> {
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let evidence = match files::load_evidence(&args.evidence) {
+    let paths = match expand(&args.evidence) {
+        Ok(p) => p,
+        Err(e) => return Ok(unusable(e)),
+    };
+    if paths.len() == 1 && args.evidence.len() == 1 && !args.evidence[0].is_dir() {
+        return single(&args, &paths[0]);
+    }
+    if args.component.is_some() || args.input.is_some() || args.output.is_some() {
+        return Ok(unusable(
+            "--component, --input and --output are one run's material: give one evidence file with them",
+        ));
+    }
+    many(&args, &paths)
+}
+
+/// The files named, with folders searched recursively for evidence and
+/// receipts, in a stable order.
+fn expand(args: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        let mut found: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        found.sort();
+        for p in found {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p
+                .extension()
+                .is_some_and(|e| e == "evidence" || e == "receipt")
+            {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for a in args {
+        if a.is_dir() {
+            walk(a, &mut out)?;
+        } else {
+            out.push(a.clone());
+        }
+    }
+    if out.is_empty() {
+        return Err("no evidence or receipt files found".into());
+    }
+    Ok(out)
+}
+
+/// One line per file, a summary, and the worst status.
+fn many(args: &VerifyArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let stated = match stated_params(args) {
+        Ok(s) => s,
+        Err(e) => return Ok(unusable(e)),
+    };
+    let loaded: Vec<Result<evidence::Evidence, String>> = paths
+        .iter()
+        .map(|p| files::load_evidence(p).map_err(|e| e.to_string()))
+        .collect();
+    let supplied = Supplied {
+        executor: args.executor,
+        params: stated.as_ref(),
+        time: args.time.map(errand_core::UnixMillis),
+        ..Default::default()
+    };
+    let ok: Vec<&evidence::Evidence> = loaded.iter().filter_map(|l| l.as_ref().ok()).collect();
+    let mut reports = evidence::verify_many(&ok, &supplied).into_iter();
+    let mut results: Vec<Result<Report, String>> = loaded
+        .iter()
+        .map(|l| match l {
+            Ok(_) => Ok(reports.next().unwrap_or_default()),
+            Err(e) => Err(e.clone()),
+        })
+        .collect();
+    if args.replay {
+        let host = match errand::packaging::default_host() {
+            Ok(h) => h,
+            Err(e) => return Ok(unusable(format!("cannot start the WebAssembly host: {e}"))),
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = results.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            for (rs, ls) in results.chunks_mut(chunk).zip(loaded.chunks(chunk)) {
+                let host = host.clone();
+                let supplied = &supplied;
+                scope.spawn(move || {
+                    for (r, l) in rs.iter_mut().zip(ls) {
+                        if let (Ok(report), Ok(ev)) = (r, l) {
+                            replay_with(&host, ev, supplied, report);
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let (mut passed, mut failed, mut broken) = (0, 0, 0);
+    let mut json = Vec::new();
+    for (path, r) in paths.iter().zip(&results) {
+        match r {
+            Ok(report) if report.verified() => {
+                passed += 1;
+                if !args.json {
+                    println!("ok      {}", path.display());
+                }
+            }
+            Ok(report) => {
+                failed += 1;
+                if !args.json {
+                    let (name, detail) = report
+                        .first_failure()
+                        .map(|c| match &c.verdict {
+                            Verdict::Fail(d) => (c.name, d.as_str()),
+                            _ => (c.name, ""),
+                        })
+                        .unwrap_or(("?", ""));
+                    println!("FAILED  {}  check `{name}`: {detail}", path.display());
+                }
+            }
+            Err(e) => {
+                broken += 1;
+                if !args.json {
+                    println!("ERROR   {}  {e}", path.display());
+                }
+            }
+        }
+        if args.json {
+            json.push(match r {
+                Ok(report) => serde_json::json!({
+                    "evidence": path.display().to_string(),
+                    "verified": report.verified(),
+                    "checks": report.checks,
+                }),
+                Err(e) => serde_json::json!({
+                    "evidence": path.display().to_string(),
+                    "verified": false,
+                    "error": e,
+                }),
+            });
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+    } else {
+        println!(
+            "\n{} files: {passed} verified, {failed} failed, {broken} unreadable",
+            paths.len()
+        );
+    }
+    Ok(if broken > 0 {
+        ExitCode::from(EXIT_UNUSABLE)
+    } else if failed > 0 {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn stated_params(
+    args: &VerifyArgs,
+) -> Result<Option<errand_core::receipt::InvocationContext>, String> {
+    if args.params.is_empty() {
+        return Ok(None);
+    }
+    let pairs = super::network::parse_params(&args.params).map_err(|e| format!("{e:#}"))?;
+    errand_core::receipt::InvocationContext::from_pairs(errand_core::UnixMillis(0), &pairs)
+        .map(Some)
+        .map_err(|e| format!("--param: {e}"))
+}
+
+fn single(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
+    let evidence = match files::load_evidence(path) {
         Ok(e) => e,
         Err(e) if e.is_corrupt_evidence() => {
             // Recognisably evidence, but broken: the format check fails.
             let mut report = Report::default();
             report.push("format", Verdict::Fail(e.to_string()));
-            print_report(&args, &report, None);
+            print_report(args, path, &report, None);
             return Ok(ExitCode::from(EXIT_FAILED));
         }
         Err(e) => return Ok(unusable(e)),
@@ -90,20 +265,9 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         (c, _) => c,
     };
-    let stated = if args.params.is_empty() {
-        None
-    } else {
-        let pairs = match super::network::parse_params(&args.params) {
-            Ok(p) => p,
-            Err(e) => return Ok(unusable(format!("{e:#}"))),
-        };
-        match errand_core::receipt::InvocationContext::from_pairs(
-            errand_core::UnixMillis(0),
-            &pairs,
-        ) {
-            Ok(c) => Some(c),
-            Err(e) => return Ok(unusable(format!("--param: {e}"))),
-        }
+    let stated = match stated_params(args) {
+        Ok(s) => s,
+        Err(e) => return Ok(unusable(e)),
     };
     let supplied = Supplied {
         component: component.as_deref(),
@@ -117,7 +281,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     if args.replay {
         replay(&evidence, &supplied, &mut report);
     }
-    print_report(&args, &report, Some(&evidence));
+    print_report(args, path, &report, Some(&evidence));
     Ok(if report.verified() {
         ExitCode::SUCCESS
     } else {
@@ -127,6 +291,21 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 
 /// Re-executes the run and appends the `replay-*` checks.
 fn replay(ev: &evidence::Evidence, supplied: &Supplied<'_>, report: &mut Report) {
+    match errand::packaging::default_host() {
+        Ok(host) => replay_with(&host, ev, supplied, report),
+        Err(e) => report.push(
+            "replay",
+            Verdict::Fail(format!("cannot start the WebAssembly host: {e}")),
+        ),
+    }
+}
+
+fn replay_with(
+    host: &errand_host::Host,
+    ev: &evidence::Evidence,
+    supplied: &Supplied<'_>,
+    report: &mut Report,
+) {
     let component = supplied
         .component
         .or_else(|| ev.component.as_ref().and_then(|b| b.bytes()));
@@ -142,16 +321,6 @@ fn replay(ev: &evidence::Evidence, supplied: &Supplied<'_>, report: &mut Report)
         );
         return;
     };
-    let host = match errand::packaging::default_host() {
-        Ok(h) => h,
-        Err(e) => {
-            report.push(
-                "replay",
-                Verdict::Fail(format!("cannot start the WebAssembly host: {e}")),
-            );
-            return;
-        }
-    };
     let recorded = match &ev.trace {
         Some(errand_core::evidence::TraceBlob::Events(t)) => Some(t.as_slice()),
         _ => None,
@@ -163,16 +332,21 @@ fn replay(ev: &evidence::Evidence, supplied: &Supplied<'_>, report: &mut Report)
         .as_ref()
         .filter(|q| q.verify().is_ok())
         .map(|q| q.body());
-    match errand_host::replay(&host, ev.receipt.body(), asked, component, input, recorded) {
+    match errand_host::replay(host, ev.receipt.body(), asked, component, input, recorded) {
         Ok(r) => report.checks.extend(r.report.checks),
         Err(e) => report.push("replay", Verdict::Fail(e.to_string())),
     }
 }
 
-fn print_report(args: &VerifyArgs, report: &Report, evidence: Option<&evidence::Evidence>) {
+fn print_report(
+    args: &VerifyArgs,
+    path: &Path,
+    report: &Report,
+    evidence: Option<&evidence::Evidence>,
+) {
     if args.json {
         let json = serde_json::json!({
-            "evidence": args.evidence.display().to_string(),
+            "evidence": path.display().to_string(),
             "verified": report.verified(),
             "checks": report.checks,
             "receipt": evidence.map(|e| e.receipt.to_json()),
@@ -183,7 +357,7 @@ fn print_report(args: &VerifyArgs, report: &Report, evidence: Option<&evidence::
         );
         return;
     }
-    println!("evidence {}", args.evidence.display());
+    println!("evidence {}", path.display());
     if let Some(e) = evidence {
         let r = e.receipt.body();
         println!("  executor  {}", r.executor);
