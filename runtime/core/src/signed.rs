@@ -696,12 +696,13 @@ pub fn verify_batch<T: Signable>(items: &[&Signed<T>]) -> Result<(), BatchError>
 ///
 /// # How
 ///
-/// ed25519-dalek's batch equation does not apply `verify_strict`'s rules: it
-/// accepts small-order and non-canonically encoded `R`, and, being a random
-/// linear combination of the cofactorless equations, it can accept an item
-/// whose error is a small-order point (probability up to 1/2 per item), which
-/// `verify_strict` always rejects. So an item goes into the batch equation
-/// only if
+/// A batch equation (ed25519-dalek's `verify_batch` included) does not apply
+/// `verify_strict`'s rules: it accepts small-order and non-canonically
+/// encoded `R`, and, being a random linear combination of the cofactorless
+/// equations, it can accept an item whose error is a small-order point
+/// (probability up to 1/2 per item), which `verify_strict` always rejects;
+/// dalek's also rejects some valid signatures by mixed-order keys. So an item
+/// goes into the batch equation only if
 ///
 /// - its key decodes, is canonically encoded and is not of small order,
 /// - `S` is canonical (below the group order),
@@ -712,7 +713,8 @@ pub fn verify_batch<T: Signable>(items: &[&Signed<T>]) -> Result<(), BatchError>
 /// For such items an error term can only lie in the prime-order subgroup,
 /// where the batch equation and `verify_strict` agree. All other items are
 /// checked alone, and if the subgroup test or the batch equation fails, every
-/// item is checked alone.
+/// item is checked alone. Batches smaller than [`BATCH_MIN`] are checked one
+/// by one from the start.
 pub fn verify_batch_raw(items: &[BatchItem<'_>]) -> Result<(), BatchError> {
     let single = |index: usize| -> Result<(), BatchError> {
         let (peer, msg, sig) = items[index];
