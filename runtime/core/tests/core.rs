@@ -1587,5 +1587,229 @@ proptest! {
         let from_json = SignedRequest::from_json(&signed.to_json()).unwrap();
         prop_assert!(from_json.verify().is_ok());
         prop_assert_eq!(from_json, signed);
+// ------------------------------------------------- batch vs single verification
+
+/// `signed::verify_batch_raw` against `PeerId::verify` (ed25519-dalek's
+/// `verify_strict`) on the ed25519-speccheck vectors (see
+/// `tests/fixtures/ed25519-speccheck/README.md`) and on random mixes of
+/// valid, corrupted and edge-case signatures.
+mod batch_verification {
+    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+    use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+    use curve25519_dalek::scalar::Scalar;
+    use curve25519_dalek::traits::IsIdentity;
+    use errand_core::PeerId;
+    use errand_core::identity::{Signature, SignatureError};
+    use errand_core::signed::{BATCH_MIN, BatchError, verify_batch_raw};
+    use errand_core::testing::key;
+    use proptest::prelude::*;
+    use sha2::{Digest as _, Sha512};
+
+    /// An owned `(signer, message, signature)` triple.
+    #[derive(Debug, Clone)]
+    struct Item {
+        peer: PeerId,
+        msg: Vec<u8>,
+        sig: Signature,
+    }
+
+    impl Item {
+        fn single(&self) -> Result<(), SignatureError> {
+            self.peer.verify(&self.msg, &self.sig)
+        }
+    }
+
+    fn bytes<const N: usize>(hex_str: &str) -> [u8; N] {
+        hex::decode(hex_str).unwrap().try_into().unwrap()
+    }
+
+    fn speccheck() -> Vec<Item> {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/ed25519-speccheck/cases.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cases: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        cases
+            .iter()
+            .map(|c| Item {
+                peer: PeerId(bytes(c["pub_key"].as_str().unwrap())),
+                msg: hex::decode(c["message"].as_str().unwrap()).unwrap(),
+                sig: Signature(bytes(c["signature"].as_str().unwrap())),
+            })
+            .collect()
+    }
+
+    fn valid(n: usize) -> Item {
+        let k = key((n % 7) as u8 + 1);
+        let msg = format!("message {n}").into_bytes();
+        Item {
+            peer: k.peer_id(),
+            sig: k.sign(&msg),
+            msg,
+        }
+    }
+
+    /// The verdict the batch must give: the first single failure.
+    fn expected(items: &[Item]) -> Result<(), BatchError> {
+        for (index, item) in items.iter().enumerate() {
+            item.single().map_err(|error| BatchError { index, error })?;
+        }
+        Ok(())
+    }
+
+    fn batch(items: &[Item]) -> Result<(), BatchError> {
+        let raw: Vec<(&PeerId, &[u8], &Signature)> =
+            items.iter().map(|i| (&i.peer, &*i.msg, &i.sig)).collect();
+        verify_batch_raw(&raw)
+    }
+
+    /// A point of order 8 (speccheck's small-order key).
+    fn order_8() -> EdwardsPoint {
+        let p = CompressedEdwardsY(bytes(
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+        ))
+        .decompress()
+        .unwrap();
+        assert!(p.is_small_order() && !(p + p + p + p).is_identity());
+        p
+    }
+
+    /// A signature whose equation holds up to a small-order point added to
+    /// `R`, with `S` computed for the altered `R`: `verify_strict` rejects
+    /// it, a cofactored check accepts it, and a cofactorless batch accepts
+    /// it whenever the torsion term's coefficient vanishes.
+    fn torsioned_r(seed: u8, torsion: u8) -> Item {
+        let a = Scalar::from_bytes_mod_order([seed.wrapping_add(11); 32]);
+        let r = Scalar::from_bytes_mod_order([seed.wrapping_add(97); 32]);
+        let big_a = (ED25519_BASEPOINT_POINT * a).compress();
+        let mut t = EdwardsPoint::default();
+        for _ in 0..(torsion % 7 + 1) {
+            t += order_8();
+        }
+        let big_r = (ED25519_BASEPOINT_POINT * r + t).compress();
+        let msg = vec![seed, torsion];
+        let k = Scalar::from_hash(
+            Sha512::new()
+                .chain_update(big_r.as_bytes())
+                .chain_update(big_a.as_bytes())
+                .chain_update(&msg),
+        );
+        let s = r + k * a;
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(big_r.as_bytes());
+        sig[32..].copy_from_slice(s.as_bytes());
+        Item {
+            peer: PeerId(*big_a.as_bytes()),
+            msg,
+            sig: Signature(sig),
+        }
+    }
+
+    #[test]
+    fn torsioned_r_is_rejected_alone() {
+        for seed in 0..4 {
+            assert_eq!(
+                torsioned_r(seed, seed).single(),
+                Err(SignatureError::Mismatch)
+            );
+        }
+    }
+
+    /// Issue 10, item 7: speccheck case 3 passes `verify_strict` and failed
+    /// the batch; every case must get the same verdict both ways, alone and
+    /// among valid signatures, at the start, middle and end of the batch.
+    #[test]
+    fn batch_and_single_verification_accept_the_same_signatures() {
+        let cases = speccheck();
+        assert_eq!(cases.len(), 12);
+        let filler: Vec<Item> = (0..BATCH_MIN + 8).map(valid).collect();
+        for (n, case) in cases.iter().enumerate() {
+            let alone = std::slice::from_ref(case);
+            assert_eq!(batch(alone), expected(alone), "case {n} alone");
+            for at in [0, filler.len() / 2, filler.len()] {
+                let mut items = filler.clone();
+                items.insert(at, case.clone());
+                assert_eq!(batch(&items), expected(&items), "case {n} at {at}");
+            }
+        }
+        // All cases in one batch, spread among valid signatures.
+        let mut items = filler.clone();
+        for (n, case) in cases.iter().enumerate() {
+            items.insert(n * 20 + 3, case.clone());
+        }
+        assert_eq!(batch(&items), expected(&items), "all cases");
+        // Only the cases verify_strict accepts: the batch must accept.
+        let mut items = filler;
+        items.extend(cases.iter().filter(|c| c.single().is_ok()).cloned());
+        assert!(
+            items.len() > BATCH_MIN + 8,
+            "some case passes verify_strict"
+        );
+        assert_eq!(batch(&items), Ok(()));
+    }
+
+    #[derive(Debug, Clone)]
+    enum ItemKind {
+        Valid,
+        /// A valid signature with one bit flipped.
+        FlippedBit(usize),
+        /// A valid signature over another message.
+        OtherMessage,
+        /// A speccheck case.
+        Case(usize),
+        /// See [`torsioned_r`].
+        TorsionedR(u8),
+    }
+
+    fn kind() -> impl Strategy<Value = ItemKind> {
+        prop_oneof![
+            20 => Just(ItemKind::Valid),
+            1 => (0..512usize).prop_map(ItemKind::FlippedBit),
+            1 => Just(ItemKind::OtherMessage),
+            2 => (0..12usize).prop_map(ItemKind::Case),
+            2 => any::<u8>().prop_map(ItemKind::TorsionedR),
+        ]
+    }
+
+    fn build(kinds: &[ItemKind], cases: &[Item]) -> Vec<Item> {
+        kinds
+            .iter()
+            .enumerate()
+            .map(|(n, k)| {
+                let mut item = valid(n);
+                match k {
+                    ItemKind::Valid => {}
+                    ItemKind::FlippedBit(bit) => item.sig.0[bit / 8] ^= 1 << (bit % 8),
+                    ItemKind::OtherMessage => item.msg.push(b'!'),
+                    ItemKind::Case(c) => item = cases[*c].clone(),
+                    ItemKind::TorsionedR(t) => item = torsioned_r(n as u8, *t),
+                }
+                item
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Random mixes, mostly valid so the batch path runs, often with
+        /// a single bad item, sometimes several: the batch verdict is
+        /// always the first single failure.
+        #[test]
+        fn batch_verdict_is_the_first_single_failure(
+            kinds in prop::collection::vec(kind(), (BATCH_MIN - 8)..(BATCH_MIN + 24)),
+            only_valid_but in prop::option::of((any::<prop::sample::Index>(), kind())),
+        ) {
+            let cases = speccheck();
+            let kinds = match only_valid_but {
+                Some((at, k)) => {
+                    let mut all = vec![ItemKind::Valid; kinds.len()];
+                    all[at.index(kinds.len())] = k;
+                    all
+                }
+                None => kinds,
+            };
+            let items = build(&kinds, &cases);
+            prop_assert_eq!(batch(&items), expected(&items));
+        }
     }
 }
