@@ -1587,6 +1587,9 @@ proptest! {
         let from_json = SignedRequest::from_json(&signed.to_json()).unwrap();
         prop_assert!(from_json.verify().is_ok());
         prop_assert_eq!(from_json, signed);
+    }
+}
+
 // ------------------------------------------------- batch vs single verification
 
 /// `signed::verify_batch_raw` against `PeerId::verify` (ed25519-dalek's
