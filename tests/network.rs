@@ -659,3 +659,50 @@ impl Drop for Netns {
         }
     }
 }
+
+/// Auditing at scale: an operator exports a node's receipts, each with the
+/// signed request it answers, and an auditor verifies the folder at once.
+#[test]
+fn receipts_export_with_their_requests_and_verify_as_a_folder() {
+    let reg = registry();
+    let mut exec = executor(&reg, &["text-stats"], 15_000, 5_000);
+    let client = new_client();
+    wait_until_listed(&client, &reg, "word count");
+    block_on(async {
+        for i in 0..3u8 {
+            let inv = text_stats_request(RequestId([100 + i; 16]), b"audited words");
+            client.invoke(exec.peer_addr(), &inv).await.unwrap();
+        }
+    });
+    assert!(exec.terminate().success());
+    let run = |args: &[&str]| {
+        std::process::Command::new(crate::support::bin())
+            .args(args)
+            .current_dir(&exec.dir)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["receipts", "--config", "node.toml", "--export", "exported"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 3, "{}", stdout(&o));
+    assert!(!stdout(&o).contains("no signed request"), "{}", stdout(&o));
+    let peer = exec.peer.to_string();
+    let o = run(&["verify", "exported", "--executor", &peer]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    assert!(stdout(&o).contains("3 files: 3 verified, 0 failed"), "{}", stdout(&o));
+    // One flipped byte in one file: that file fails, the others pass, and
+    // the exit status is the worst.
+    let victim = std::fs::read_dir(exec.dir.join("exported"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let n = bytes.len();
+    bytes[n - 100] ^= 1;
+    std::fs::write(&victim, bytes).unwrap();
+    let o = run(&["verify", "exported"]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(stdout(&o).contains("2 verified, 1 failed"), "{}", stdout(&o));
+}

@@ -9,7 +9,7 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use ed25519_dalek::{Signer, SigningKey};
-use errand_core::receipt::{RequestId, SignedReceipt};
+use errand_core::receipt::{Expected, RequestId, SignedReceipt};
 use errand_core::signed;
 use errand_core::testing;
 
@@ -139,6 +139,36 @@ fn paired_ratios() {
         "\nreceipt verify throughput: {:.1}% of raw; decode + verify: {:.1}% of raw (target >= 90%)",
         100.0 * verify.relative_throughput(),
         100.0 * open.relative_throughput()
+    );
+
+    // The requester's check of an answer. Before signed requests it was
+    // the receipt's signature plus five field comparisons; now it also
+    // checks the request's signature and every field the run depends on.
+    let request = testing::signed_request(&executor, &testing::key(3));
+    let output = b"\x89PNG...";
+    let bind = benchkit::paired(
+        40,
+        200,
+        || black_box(&signed).verify().unwrap(),
+        || {
+            black_box(&signed)
+                .check_binding(&Expected {
+                    request: &request,
+                    output,
+                })
+                .unwrap()
+        },
+    );
+    println!(
+        "{}",
+        bind.row(
+            "receipt verify (the v1 binding check's cost)",
+            "check_binding: receipt + signed request, every field"
+        )
+    );
+    println!(
+        "\nrequester's binding check: {:.2}x the receipt signature check alone",
+        bind.ratio_median
     );
 
     const N: usize = 10_000;

@@ -240,7 +240,7 @@ fn main() {
             )
             .unwrap();
         if durable {
-            rt.block_on(store.put_receipt(&r)).unwrap();
+            rt.block_on(store.put_receipt(&r, None)).unwrap();
         }
         std::hint::black_box(r);
     };

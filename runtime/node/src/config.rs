@@ -311,6 +311,9 @@ pub enum Behaviour {
     /// sixth (at least 1), and the receipt honestly names the parameters
     /// it ran with. Only a receipt bound to the signed request exposes it.
     ParamSwap,
+    /// Serves honestly for its first `defect_after` invocations, building
+    /// reputation, then lies like `wrong-output`.
+    BuildThenDefect,
 }
 
 /// Adversarial behaviour (demos and tests only).
@@ -334,6 +337,13 @@ pub struct AdversaryConfig {
     /// Half-period of `drift`, in milliseconds.
     #[serde(default = "default_drift_period")]
     pub drift_period_ms: u64,
+    /// Honest invocations before `build-then-defect` defects.
+    #[serde(default = "default_defect_after")]
+    pub defect_after: u64,
+}
+
+fn default_defect_after() -> u64 {
+    5
 }
 
 fn default_drift_period() -> u64 {

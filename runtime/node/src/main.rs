@@ -21,7 +21,8 @@ enum Command {
     Keygen(cli::keys::KeygenArgs),
     /// Print the peer id of a key.
     Id(cli::keys::IdArgs),
-    /// Verify a tool receipt or evidence package offline.
+    /// Verify tool receipts and evidence packages offline: one in detail,
+    /// or many files and folders at once.
     ///
     /// Exit status: 0 verified, 1 verification failed, 2 unusable input.
     Verify(cli::verify::VerifyArgs),
@@ -44,6 +45,9 @@ enum Command {
     Invoke(cli::network::InvokeArgs),
     /// Report on a running node (asks with the node's own key).
     Status(cli::network::StatusArgs),
+    /// List or export the receipts a (stopped) node has signed, with the
+    /// signed requests they answer, for an auditor.
+    Receipts(cli::receipts::ReceiptsArgs),
     /// Workflows: multi-step delegation with tiered verification.
     #[command(subcommand)]
     Workflow(cli::trust::WorkflowCommand),
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Find(a) => cli::network::find(a),
         Command::Invoke(a) => cli::network::invoke(a),
         Command::Status(a) => cli::network::status(a),
+        Command::Receipts(a) => cli::receipts::receipts(a),
         Command::Workflow(c) => cli::trust::workflow(c),
         Command::Demo(a) => cli::trust::demo(a),
         Command::Sim(a) => cli::sim::run(a),

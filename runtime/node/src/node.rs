@@ -558,7 +558,17 @@ impl Inner {
     }
 
     async fn invoke_inner(&self, peer: PeerId, inv: InvokeRequest) -> Response {
-        let behaviour = self.config.adversary.as_ref().map(|a| a.behaviour);
+        let behaviour = match self.config.adversary.as_ref() {
+            // Honest until it has earned some trust, then a liar.
+            Some(a) if a.behaviour == Behaviour::BuildThenDefect => Some(
+                if self.invocations.load(Ordering::Relaxed) >= a.defect_after {
+                    Behaviour::WrongOutput
+                } else {
+                    Behaviour::BuildThenDefect
+                },
+            ),
+            a => a.map(|a| a.behaviour),
+        };
         match (behaviour, &self.config.adversary) {
             (Some(Behaviour::Silent), _) => {
                 // Never answer; the requester's timeout decides.
@@ -761,7 +771,7 @@ impl Inner {
             Ok(r) => r,
             Err(e) => return err(ErrorCode::Internal, e),
         };
-        if let Err(e) = self.store.put_receipt(&receipt).await {
+        if let Err(e) = self.store.put_receipt(&receipt, Some(&inv.request)).await {
             tracing::error!(error = %e, "cannot store receipt; withholding the result");
             return err(ErrorCode::Internal, "could not store the receipt durably");
         }

@@ -1,5 +1,6 @@
-//! The node's durable store (redb): receipts it has signed, its descriptor
-//! sequence counter, and (for the trust plane) reputation.
+//! The node's durable store (redb): receipts it has signed with the signed
+//! requests they answer, its descriptor sequence counter, and (for the trust
+//! plane) reputation.
 //!
 //! Receipts are written by one writer thread that commits in groups: every
 //! caller of [`Store::put_receipt`] waits until a commit that includes its
@@ -12,11 +13,13 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use errand_core::receipt::{RequestId, SignedReceipt};
+use errand_core::request::SignedRequest;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 
 const RECEIPTS: TableDefinition<'_, &[u8; 16], &[u8]> = TableDefinition::new("receipts");
+const REQUESTS: TableDefinition<'_, &[u8; 16], &[u8]> = TableDefinition::new("requests");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const BLOBS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("blobs");
 
@@ -52,6 +55,7 @@ fn db<E: std::fmt::Display>(e: E) -> StoreError {
 type Job = (
     RequestId,
     Vec<u8>,
+    Option<Vec<u8>>,
     tokio::sync::oneshot::Sender<Result<(), String>>,
 );
 
@@ -100,6 +104,8 @@ impl Store {
             let tx = db.begin_write().map_err(|e| open_err(e.to_string()))?;
             tx.open_table(RECEIPTS)
                 .map_err(|e| open_err(e.to_string()))?;
+            tx.open_table(REQUESTS)
+                .map_err(|e| open_err(e.to_string()))?;
             tx.open_table(META).map_err(|e| open_err(e.to_string()))?;
             tx.open_table(BLOBS).map_err(|e| open_err(e.to_string()))?;
             tx.commit().map_err(|e| open_err(e.to_string()))?;
@@ -119,8 +125,13 @@ impl Store {
         })
     }
 
-    /// Stores a receipt durably; returns once it is on disk.
-    pub async fn put_receipt(&self, r: &SignedReceipt) -> Result<(), StoreError> {
+    /// Stores a receipt, with the signed request it answers, durably;
+    /// returns once both are on disk.
+    pub async fn put_receipt(
+        &self,
+        r: &SignedReceipt,
+        request: Option<&SignedRequest>,
+    ) -> Result<(), StoreError> {
         let (done, wait) = tokio::sync::oneshot::channel();
         let queue = self
             .writer
@@ -130,7 +141,12 @@ impl Store {
             .clone()
             .ok_or(StoreError::Stopped)?;
         queue
-            .send((r.body().request_id, r.to_bytes(), done))
+            .send((
+                r.body().request_id,
+                r.to_bytes(),
+                request.map(SignedRequest::to_bytes),
+                done,
+            ))
             .map_err(|_| StoreError::Stopped)?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
@@ -149,6 +165,43 @@ impl Store {
                 .map(Some)
                 .map_err(|_| StoreError::Corrupt(*id)),
         }
+    }
+
+    /// The signed request receipt `id` answers, if stored.
+    pub fn get_request(&self, id: &RequestId) -> Result<Option<SignedRequest>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(REQUESTS).map_err(db)?;
+        match t.get(&id.0).map_err(db)? {
+            None => Ok(None),
+            Some(v) => SignedRequest::decode(v.value())
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt(*id)),
+        }
+    }
+
+    /// Every stored receipt with its request, in request-id order, passed
+    /// to `f` one at a time (the store may be large); stops at `f`'s first
+    /// error.
+    pub fn for_each_receipt<E: From<StoreError>>(
+        &self,
+        mut f: impl FnMut(SignedReceipt, Option<SignedRequest>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(RECEIPTS).map_err(db)?;
+        let q = tx.open_table(REQUESTS).map_err(db)?;
+        for row in t.iter().map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            let id = RequestId(*k.value());
+            let receipt = SignedReceipt::decode(v.value()).map_err(|_| StoreError::Corrupt(id))?;
+            let request = match q.get(k.value()).map_err(db)? {
+                Some(r) => Some(
+                    SignedRequest::decode(r.value()).map_err(|_| StoreError::Corrupt(id))?,
+                ),
+                None => None,
+            };
+            f(receipt, request)?;
+        }
+        Ok(())
     }
 
     /// Whether a receipt for `id` is stored.
@@ -223,9 +276,13 @@ fn writer(db: Arc<Database>, rx: mpsc::Receiver<Job>) {
                 .map_err(|e| e.to_string())?;
             {
                 let mut t = tx.open_table(RECEIPTS).map_err(|e| e.to_string())?;
-                for (id, bytes, _) in &group {
+                let mut q = tx.open_table(REQUESTS).map_err(|e| e.to_string())?;
+                for (id, bytes, request, _) in &group {
                     t.insert(&id.0, bytes.as_slice())
                         .map_err(|e| e.to_string())?;
+                    if let Some(r) = request {
+                        q.insert(&id.0, r.as_slice()).map_err(|e| e.to_string())?;
+                    }
                 }
             }
             tx.commit().map_err(|e| e.to_string())
@@ -233,7 +290,7 @@ fn writer(db: Arc<Database>, rx: mpsc::Receiver<Job>) {
         if let Err(e) = &result {
             tracing::error!(error = %e, receipts = group.len(), "failed to store receipts");
         }
-        for (_, _, done) in group {
+        for (_, _, _, done) in group {
             let _ = done.send(result.clone());
         }
     }
@@ -254,13 +311,23 @@ mod tests {
         .unwrap();
         {
             let s = Store::open(dir.path()).unwrap();
-            s.put_receipt(&r).await.unwrap();
+            let q = testing::signed_request(&testing::key(1), &testing::key(2));
+            s.put_receipt(&r, Some(&q)).await.unwrap();
             assert_eq!(s.receipt_count().unwrap(), 1);
             assert_eq!(s.reserve_seqs(3, 10).unwrap(), 10..13);
             assert_eq!(s.reserve_seqs(1, 5).unwrap(), 13..14);
         }
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.get_receipt(&r.body().request_id).unwrap().unwrap(), r);
+        let q = testing::signed_request(&testing::key(1), &testing::key(2));
+        assert_eq!(s.get_request(&r.body().request_id).unwrap().unwrap(), q);
+        let mut listed = Vec::new();
+        s.for_each_receipt::<StoreError>(|r, q| {
+            listed.push((r, q));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(listed, vec![(r.clone(), Some(q))]);
         assert!(s.has_receipt(&r.body().request_id).unwrap());
         assert_eq!(s.reserve_seqs(1, 0).unwrap(), 14..15);
         assert_eq!(s.reserve_seqs(1, 1000).unwrap(), 1000..1001);
@@ -288,7 +355,7 @@ mod tests {
                 let mut body = testing::receipt(&testing::key(1), &testing::key(2));
                 body.request_id = RequestId([i; 16]);
                 let r = SignedReceipt::sign(body, &testing::key(1)).unwrap();
-                s.put_receipt(&r).await.unwrap();
+                s.put_receipt(&r, None).await.unwrap();
             }));
         }
         for t in tasks {

@@ -2,6 +2,7 @@
 
 pub mod keys;
 pub mod network;
+pub mod receipts;
 pub mod sim;
 pub mod tools;
 pub mod trust;

@@ -121,9 +121,20 @@ fn many(args: &VerifyArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(e) => return Ok(unusable(e)),
     };
+    // Recognisably evidence but broken fails the `format` check (exit 1), as
+    // with one file; anything else is unusable input (exit 2).
+    let mut corrupt: Vec<Option<String>> = vec![None; paths.len()];
     let loaded: Vec<Result<evidence::Evidence, String>> = paths
         .iter()
-        .map(|p| files::load_evidence(p).map_err(|e| e.to_string()))
+        .enumerate()
+        .map(|(i, p)| {
+            files::load_evidence(p).map_err(|e| {
+                if e.is_corrupt_evidence() {
+                    corrupt[i] = Some(e.to_string());
+                }
+                e.to_string()
+            })
+        })
         .collect();
     let supplied = Supplied {
         executor: args.executor,
@@ -135,9 +146,15 @@ fn many(args: &VerifyArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let mut reports = evidence::verify_many(&ok, &supplied).into_iter();
     let mut results: Vec<Result<Report, String>> = loaded
         .iter()
-        .map(|l| match l {
-            Ok(_) => Ok(reports.next().unwrap_or_default()),
-            Err(e) => Err(e.clone()),
+        .zip(&corrupt)
+        .map(|(l, c)| match (l, c) {
+            (Ok(_), _) => Ok(reports.next().unwrap_or_default()),
+            (Err(_), Some(why)) => {
+                let mut report = Report::default();
+                report.push("format", Verdict::Fail(why.clone()));
+                Ok(report)
+            }
+            (Err(e), None) => Err(e.clone()),
         })
         .collect();
     if args.replay {
