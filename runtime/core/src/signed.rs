@@ -41,6 +41,8 @@ pub enum Kind {
     Evidence,
     /// A tool package: component, manifest and descriptor template.
     Package,
+    /// A tool author's signature over a package ([`crate::package`]).
+    Authorship,
     /// A wire request ([`crate::wire`]).
     Request,
     /// A wire response ([`crate::wire`]).
@@ -55,6 +57,7 @@ impl Kind {
             Kind::Receipt => "errand/receipt",
             Kind::Evidence => "errand/evidence",
             Kind::Package => "errand/package",
+            Kind::Authorship => "errand/authorship",
             Kind::Request => "errand/request",
             Kind::Response => "errand/response",
         }
@@ -67,6 +70,7 @@ impl Kind {
             Kind::Receipt => "tool receipt",
             Kind::Evidence => "evidence package",
             Kind::Package => "tool package",
+            Kind::Authorship => "tool authorship",
             Kind::Request => "wire request",
             Kind::Response => "wire response",
         }
@@ -80,6 +84,7 @@ impl Kind {
             b"errand/receipt" => Kind::Receipt,
             b"errand/evidence" => Kind::Evidence,
             b"errand/package" => Kind::Package,
+            b"errand/authorship" => Kind::Authorship,
             b"errand/request" => Kind::Request,
             b"errand/response" => Kind::Response,
             _ => return None,
@@ -705,6 +710,7 @@ mod tests {
             Kind::Receipt,
             Kind::Evidence,
             Kind::Package,
+            Kind::Authorship,
             Kind::Request,
             Kind::Response,
         ];
@@ -714,6 +720,7 @@ mod tests {
                 | Kind::Receipt
                 | Kind::Evidence
                 | Kind::Package
+                | Kind::Authorship
                 | Kind::Request
                 | Kind::Response => {}
             }
