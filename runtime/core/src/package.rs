@@ -27,7 +27,8 @@
 //!
 //! Before it runs a package to compute a canary's expected answer or to
 //! replay a run, a requester checks, with [`PackageRef::check`], that the
-//! fetched package decodes, that its author signature verifies, that its
+//! fetched package decodes (its component and manifest are the ones the
+//! author signed), that its author signature verifies, that its
 //! package digest is the one the candidate's descriptor names, and that its
 //! author is the descriptor's author. It does not matter who served the
 //! bytes: a peer serving the same component with a doctored manifest (no
@@ -204,11 +205,21 @@ impl Package {
     /// template's.
     pub fn open(bytes: &[u8]) -> Result<Package, PackageMismatch> {
         let p: Package = signed::decode(bytes)?;
-        p.check_signatures()?;
+        p.verify()?;
         Ok(p)
     }
 
-    fn check_signatures(&self) -> Result<(), PackageMismatch> {
+    /// Checks a package however it arrived (a package nested in a wire
+    /// response is decoded structurally only): that the signed digests
+    /// match the component and manifest it carries, and that the author's
+    /// and the template's signatures verify.
+    pub fn verify(&self) -> Result<(), PackageMismatch> {
+        self.validate().map_err(|invalid| {
+            PackageMismatch::Decode(DecodeError::Invalid {
+                kind: Kind::Package,
+                invalid,
+            })
+        })?;
         self.verify_author()
             .map_err(|error| PackageMismatch::AuthorSignature {
                 author: self.author(),
@@ -221,8 +232,9 @@ impl Package {
 }
 
 impl PackageRef {
-    /// Whether `package` is the one this reference names: its signatures
-    /// verify, its package digest is this digest and its author this author,
+    /// Whether `package` is the one this reference names: its component
+    /// and manifest are the ones signed, its signatures verify, its package
+    /// digest is this digest and its author this author,
     /// whoever served it (see the module docs).
     pub fn check(&self, package: &Package) -> Result<(), PackageMismatch> {
         let found = package.digest();
@@ -238,7 +250,7 @@ impl PackageRef {
                 found: package.author(),
             });
         }
-        package.check_signatures()
+        package.verify()
     }
 
     /// Decodes `bytes` and checks them with [`PackageRef::check`].

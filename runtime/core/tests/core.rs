@@ -8,10 +8,10 @@ use std::path::PathBuf;
 
 use errand_core::bounded::{BBytes, BString, BVec, FieldKind};
 use errand_core::descriptor::*;
-use errand_core::package::{Authorship, Package, PackageMismatch, SignedAuthorship};
 use errand_core::evidence::{
     self, Blob, Evidence, Supplied, TraceBlob, TraceChain, TraceEvent, Verdict,
 };
+use errand_core::package::{Authorship, Package, PackageMismatch, SignedAuthorship};
 use errand_core::receipt::*;
 use errand_core::signed::{self, DecodeError, Kind, OpenError};
 use errand_core::testing::{self, SAMPLE_TIME, key};
@@ -1435,7 +1435,6 @@ fn sample_package(manifest: &str, author: &errand_core::SecretKey) -> Package {
     .unwrap()
 }
 
-
 const HONEST_MANIFEST: &str = "name = \"imagegen\"\n[limits]\nfuel = 100000000\n[[examples]]\nname = \"fox\"\ninput_hex = \"666f78\"\n";
 const DOCTORED_MANIFEST: &str = "name = \"imagegen\"\n[limits]\nfuel = 1\n";
 
@@ -1447,7 +1446,10 @@ fn a_package_is_signed_by_its_author_and_names_itself_in_its_template() {
     let back = Package::open(&bytes).unwrap();
     assert_eq!(back.author(), author.peer_id());
     assert_eq!(back.descriptor.body().package, Some(back.reference()));
-    assert_eq!(back.authorship.body().manifest, Digest::of(HONEST_MANIFEST.as_bytes()));
+    assert_eq!(
+        back.authorship.body().manifest,
+        Digest::of(HONEST_MANIFEST.as_bytes())
+    );
     assert_eq!(back.digest(), Digest::of(back.authorship.signed_bytes()));
     back.reference().check(&back).unwrap();
 }
@@ -1465,10 +1467,19 @@ fn a_doctored_manifest_for_the_same_component_is_refused() {
     let wanted = honest.reference();
     wanted.check(&honest).unwrap();
 
-    // 1. Honest authorship, doctored manifest: the package does not decode.
+    // 1. Honest authorship, doctored manifest: the package does not decode,
+    //    and a requester refuses it even when it arrived nested in a wire
+    //    response (decoded structurally only).
     let mut doctored = honest.clone();
     doctored.manifest = BString::new(DOCTORED_MANIFEST).unwrap();
     assert!(signed::encode(&doctored).is_err());
+    assert_eq!(doctored.digest(), wanted.digest);
+    match wanted.check(&doctored) {
+        Err(PackageMismatch::Decode(DecodeError::Invalid { invalid, .. })) => {
+            assert_eq!(invalid.field, "authorship.manifest")
+        }
+        other => panic!("{other:?}"),
+    }
     let mut bytes = signed::encode(&honest).unwrap();
     let at = bytes
         .windows(b"fuel = 100000000".len())

@@ -264,6 +264,8 @@ fn workflow(run: usize) -> WorkflowFile {
                 output_type: Some("image/png".into()),
                 capability: None,
                 fuel: None,
+                author: None,
+                component: None,
             },
             StepSpec {
                 name: "publish".into(),
@@ -278,6 +280,8 @@ fn workflow(run: usize) -> WorkflowFile {
                 output_type: Some("application/json".into()),
                 capability: None,
                 fuel: None,
+                author: None,
+                component: None,
             },
         ],
     }
@@ -315,10 +319,7 @@ pub async fn run(cfg: &DemoConfig, progress: &dyn Fn(&str)) -> Result<DemoReport
     // Node configs name paths relative to their own folder, so a relative
     // output folder would be joined twice: resolve it once, here.
     let out = std::path::absolute(&cfg.out).map_err(setup)?;
-    let cfg = &DemoConfig {
-        out,
-        ..cfg.clone()
-    };
+    let cfg = &DemoConfig { out, ..cfg.clone() };
     let host = Host::with_config(HostConfig {
         cache_dir: Some(cfg.out.join("compiled")),
         ..HostConfig::default()

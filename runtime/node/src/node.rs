@@ -412,6 +412,9 @@ impl Inner {
             .descriptor
             .verify()
             .map_err(|e| format!("descriptor template signature: {e}"))?;
+        package
+            .verify_author()
+            .map_err(|e| format!("author signature of {}: {e}", package.author()))?;
         let manifest =
             packaging::parse_manifest(path, &package.manifest).map_err(|e| e.to_string())?;
         let prepared = self
@@ -419,7 +422,10 @@ impl Inner {
             .prepare(&package.component)
             .map_err(|e| e.to_string())?;
         let limits = packaging::manifest_limits(&manifest);
-        let template = package.descriptor.body().clone();
+        let mut template = package.descriptor.body().clone();
+        // Descriptors name the package they run, so requesters fetch and
+        // check exactly this one.
+        template.package = Some(package.reference());
         Ok(Hosted {
             path: path.to_owned(),
             file_key,
@@ -756,7 +762,7 @@ impl Handler for Inner {
             Request::FetchPackage(digest) => {
                 let found = read(&self.hosted)
                     .values()
-                    .find(|h| h.prepared.digest() == digest)
+                    .find(|h| h.template.package.map(|p| p.digest) == Some(digest))
                     .map(|h| Box::new(h.package.clone()));
                 Response::Package(found)
             }
