@@ -628,6 +628,8 @@ fn verify_with_other_params_than_the_run_had_exits_1_naming_them() {
         "-p",
         "iterations=1",
         "--replay",
+        "--component",
+        p(&component),
     ]);
     assert_eq!(code(&o), 0, "{}", stdout(&o));
     assert!(
@@ -646,4 +648,114 @@ fn verify_with_other_params_than_the_run_had_exits_1_naming_them() {
     // A bad --param is unusable input, not a failed check.
     let o = env.errand(&["verify", "run.evidence", "-p", "size"]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
+}
+
+/// `errand pack` signs as the tool author; `errand inspect` shows the
+/// author, the author signature and the package digest; one byte of the
+/// manifest changed inside the package makes inspect and verify report the
+/// author signature (issue 10, item 3).
+#[test]
+fn pack_signs_as_the_author_and_a_tampered_manifest_fails_the_author_signature() {
+    let env = Sandbox::new();
+    let author = errand::keystore::load(&env.path("key")).unwrap().peer_id();
+    let (manifest, component) = env.tool_dir("text-stats");
+    let pkg = env.path("ts.errand");
+    let o = env.errand(&[
+        "pack",
+        p(&manifest),
+        "--component",
+        p(&component),
+        "-o",
+        p(&pkg),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("author     {author}")),
+        "{}",
+        stdout(&o)
+    );
+
+    let package: errand_core::package::Package =
+        errand_core::signed::decode(&std::fs::read(&pkg).unwrap()).unwrap();
+    let o = env.errand(&["inspect", p(&pkg)]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("author        {author} (author signature valid)")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains(&format!("package       sha256:{}", package.digest())));
+    let o = env.errand(&["inspect", p(&pkg), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["author"], author.to_string());
+    assert_eq!(v["author_signature_valid"], true);
+    assert_eq!(v["package_digest"], package.digest().to_string());
+
+    // Evidence of a run, to verify against the package.
+    std::fs::write(env.path("in.txt"), "one two two").unwrap();
+    let o = env.errand(&[
+        "run",
+        p(&pkg),
+        "--input",
+        "in.txt",
+        "-o",
+        "out.json",
+        "--evidence",
+        "run.evidence",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = env.errand(&["verify", "run.evidence", "--component", p(&pkg)]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("author           pass"),
+        "{}",
+        stdout(&o)
+    );
+
+    // One byte of the manifest, inside the package.
+    let mut bytes = std::fs::read(&pkg).unwrap();
+    let needle = b"description = \"";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap()
+        + needle.len();
+    bytes[at] = if bytes[at] == b'X' { b'Y' } else { b'X' };
+    let tampered = env.path("tampered.errand");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let o = env.errand(&["inspect", p(&tampered)]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(stderr(&o).contains("author signature"), "{}", stderr(&o));
+    let o = env.errand(&["verify", "run.evidence", "--component", p(&tampered)]);
+    assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("author           FAIL"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("author signature"), "{}", stdout(&o));
+
+    // A valid structure under a signature from someone else's key.
+    let mut forged = package.clone();
+    let body = forged.authorship.body().clone();
+    let mut signed_bytes = errand_core::signed::encode(&body).unwrap();
+    let other = errand_core::SecretKey::from_seed([77; 32]);
+    signed_bytes.extend_from_slice(&other.sign(&signed_bytes).0);
+    forged.authorship = errand_core::package::SignedAuthorship::decode(&signed_bytes).unwrap();
+    let forged_path = env.path("forged.errand");
+    std::fs::write(&forged_path, errand_core::signed::encode(&forged).unwrap()).unwrap();
+    let o = env.errand(&["inspect", p(&forged_path)]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("AUTHOR SIGNATURE INVALID"),
+        "{}",
+        stdout(&o)
+    );
+    let o = env.errand(&["verify", "run.evidence", "--component", p(&forged_path)]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("author           FAIL"),
+        "{}",
+        stdout(&o)
+    );
 }

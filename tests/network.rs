@@ -139,9 +139,14 @@ fn full_path_publish_find_invoke_verify_offline() {
         "--evidence",
         "run.evidence",
         "--trace",
+        "--risk",
+        "high",
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(stderr(&o).contains("receipt verified"), "{}", stderr(&o));
+    // Through the trust plane: at high risk, canary, receipt and replay.
+    for check in ["canary ok", "receipt ok", "replay ok", "accepted"] {
+        assert!(stderr(&o).contains(check), "{check}: {}", stderr(&o));
+    }
     let out: serde_json::Value =
         serde_json::from_slice(&std::fs::read(user.path("out.json")).unwrap()).unwrap();
     assert_eq!(out["words"], 8);

@@ -56,11 +56,29 @@ impl Net {
 
     /// Starts an executor hosting `tools`, with extra config (an adversary).
     fn executor(&mut self, name: &str, tools: &[&str], extra: &str) -> PeerId {
+        let author = self.author.clone();
+        self.executor_by(name, tools, extra, &author)
+    }
+
+    /// Starts an executor hosting `tools` packaged by `author`.
+    fn executor_by(
+        &mut self,
+        name: &str,
+        tools: &[&str],
+        extra: &str,
+        author: &SecretKey,
+    ) -> PeerId {
         let dir = self.dir.path().join(name);
         let packages = dir.join("packages");
         for t in tools {
-            pack_example(t, &packages, &self.author, None);
+            pack_example(t, &packages, author, None);
         }
+        self.start_executor(name, extra)
+    }
+
+    /// Starts an executor on whatever is in its packages folder.
+    fn start_executor(&mut self, name: &str, extra: &str) -> PeerId {
+        let dir = self.dir.path().join(name);
         let cfg = format!(
             "packages = \"packages\"\n[[registries]]\npeer = \"{}\"\naddr = \"{}\"\n[publish]\nttl_ms = 10000\nrefresh_ms = 2000\nscan_ms = 60000\n{extra}",
             self.registry.peer_id(),
@@ -137,6 +155,8 @@ fn count_step(input: &str, risk: Risk) -> WorkflowFile {
             output_type: None,
             capability: Some("text-stats".into()),
             fuel: None,
+            author: None,
+            component: None,
         }],
     }
 }
@@ -589,4 +609,199 @@ fn workflow_run_from_the_cli_prints_each_steps_checks() {
         let o = user.errand(&["verify", e.unwrap().path().to_str().unwrap()]);
         assert_eq!(code(&o), 0, "{}", stdout(&o));
     }
+}
+
+/// The text-stats manifest of `package`, doctored: a fuel limit no run
+/// fits in, and no examples to make a canary from.
+fn doctored_manifest(package: &Package) -> String {
+    let mut m: errand_core::manifest::Manifest = toml::from_str(&package.manifest).unwrap();
+    m.limits.fuel = Some(1);
+    m.examples.clear();
+    toml::to_string(&m).unwrap()
+}
+
+/// An adversary that advertises the honest package (same digest, same
+/// author), attractively, but serves a doctored manifest with the honest
+/// component when asked for it, and runs nothing.
+struct Doctor {
+    doctored: Package,
+}
+
+impl errand_net::Handler for Doctor {
+    async fn handle(&self, _peer: PeerId, req: Request) -> Response {
+        match req {
+            Request::FetchPackage(_) => Response::Package(Some(Box::new(self.doctored.clone()))),
+            _ => Response::Error(WireError::new(ErrorCode::Busy, "busy")),
+        }
+    }
+}
+
+/// Issue 10, item 3: the package a canary's expected answer and limits come
+/// from must not be whatever the first (most attractive) candidate serves.
+/// Two attractive adversaries serve the honest component with a doctored
+/// manifest (tiny limits, no examples): one under the honest package's
+/// digest and author, one re-signed as its own package. The honest
+/// candidates are still canaried with the honest author's package, pass,
+/// and one of them serves the step.
+#[test]
+fn canary_material_from_the_adversary_is_not_used() {
+    let mut net = Net::new();
+    // The honest package, as the honest executors host it.
+    let honest_pkg_path = pack_example(
+        "text-stats",
+        &net.dir.path().join("honest-package"),
+        &net.author,
+        None,
+    );
+    let honest_pkg: Package = signed::decode(&std::fs::read(&honest_pkg_path).unwrap()).unwrap();
+    let doctored_text = doctored_manifest(&honest_pkg);
+
+    // Adversary 1: a real node hosting the honest component with the
+    // doctored manifest, signed as its own package.
+    let sybil_author = SecretKey::from_seed(rand_seed());
+    let resigned = Package::sign(
+        errand_core::bounded::BString::new(doctored_text.clone()).unwrap(),
+        honest_pkg.component.clone(),
+        honest_pkg.descriptor.body().clone(),
+        &sybil_author,
+    )
+    .unwrap();
+    assert_eq!(resigned.component_digest(), honest_pkg.component_digest());
+    let dir = net.dir.path().join("sybil").join("packages");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("text-stats.errand"),
+        signed::encode(&resigned).unwrap(),
+    )
+    .unwrap();
+    let sybil = net.start_executor(
+        "sybil",
+        &format!("[adversary]\nbehaviour = \"wrong-output\"\n{ATTRACTIVE}"),
+    );
+
+    // Adversary 2: names the honest package but serves the doctored manifest
+    // under the honest author's signature.
+    let mut doctored = honest_pkg.clone();
+    doctored.manifest = errand_core::bounded::BString::new(doctored_text).unwrap();
+    let doctor_key = SecretKey::from_seed(rand_seed());
+    let doctor = doctor_key.peer_id();
+    rt().block_on(async {
+        let ep = errand_net::Endpoint::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            doctor_key.clone(),
+            Default::default(),
+        )
+        .unwrap();
+        tokio::spawn(errand_net::serve(ep.clone(), Arc::new(Doctor { doctored })));
+        let mut d = honest_pkg.descriptor.body().clone();
+        assert_eq!(d.package, Some(honest_pkg.reference()));
+        d.publisher = doctor;
+        d.addrs = BVec::new(vec![NetAddr::Quic(ep.local_addr().unwrap())]).unwrap();
+        d.qos.latency_ms = 1;
+        d.qos.cost = 0;
+        d.seq = 1;
+        d.issued_at = errand::node::now();
+        let c = Client::new(SecretKey::from_seed(rand_seed())).unwrap();
+        c.request(
+            net.reg(),
+            &Request::Publish(
+                BVec::new(vec![SignedDescriptor::sign(d, &doctor_key).unwrap()]).unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+    });
+
+    let honest = [
+        net.executor("honest-1", &["text-stats"], ""),
+        net.executor("honest-2", &["text-stats"], ""),
+    ];
+    net.wait_for(4);
+
+    let text = "one fish two fish red fish blue fish";
+    let mut runner = net.runner(Policy::Fixed(TierSet::T2), None);
+    let r = run(&mut runner, &count_step(text, Risk::Low));
+    assert!(r.succeeded, "{r:#?}");
+    assert!(right_count(&r, text));
+    let s = &r.steps[0];
+    let exec = executor_of(&r);
+    assert!(
+        honest.iter().any(|h| exec.starts_with(&h.to_string())),
+        "{s:#?}"
+    );
+    // The adversaries ranked first and were tried first...
+    assert!(s.attempts.len() >= 3, "{s:#?}");
+    for a in &s.attempts[..2] {
+        assert!(
+            a.peer.starts_with(&sybil.to_string()) || a.peer.starts_with(&doctor.to_string()),
+            "{s:#?}"
+        );
+        assert!(a.rejected.is_some(), "{s:#?}");
+    }
+    // ...and no honest candidate was marked wrong.
+    for a in &s.attempts {
+        if honest.iter().any(|h| a.peer.starts_with(&h.to_string())) {
+            assert_eq!(a.rejected, None, "{s:#?}");
+            assert!(a.checks.iter().all(|(_, ok)| *ok), "{s:#?}");
+        }
+    }
+    let now = errand::node::now();
+    for h in &honest {
+        assert!(runner.reputation().score(h, now) >= runner.reputation().score(&sybil, now));
+    }
+}
+
+/// A step pinned to an author ignores candidates whose package has another
+/// author, however attractive.
+#[test]
+fn a_step_pinned_to_an_author_ignores_other_authors_packages() {
+    let mut net = Net::new();
+    let other_author = SecretKey::from_seed(rand_seed());
+    let other = net.executor_by(
+        "other",
+        &["text-stats"],
+        &format!("[adversary]\nbehaviour = \"wrong-output\"\n{ATTRACTIVE}"),
+        &other_author,
+    );
+    let pinned = net.executor("pinned", &["text-stats"], "");
+    net.wait_for(2);
+    let text = "red fish blue fish";
+
+    // Unpinned, the attractive one serves.
+    let mut runner = net.runner(Policy::Fixed(TierSet::NONE), None);
+    let r = run(&mut runner, &count_step(text, Risk::Low));
+    assert!(executor_of(&r).starts_with(&other.to_string()), "{r:#?}");
+
+    // Pinned to the net's author, it is never tried.
+    let mut wf = count_step(text, Risk::Low);
+    wf.steps[0].author = Some(net.author.peer_id().to_string());
+    wf.check().unwrap();
+    let r = run(&mut runner, &wf);
+    assert!(r.succeeded, "{r:#?}");
+    assert!(executor_of(&r).starts_with(&pinned.to_string()), "{r:#?}");
+    assert_eq!(r.steps[0].candidates, 2, "discovery still sees both");
+    assert!(
+        r.steps[0]
+            .attempts
+            .iter()
+            .all(|a| !a.peer.starts_with(&other.to_string())),
+        "{r:#?}"
+    );
+
+    // Pinned to a component nobody hosts: no candidate.
+    let mut wf = count_step(text, Risk::Low);
+    wf.steps[0].component = Some(format!("sha256:{}", errand_core::Digest::of(b"nothing")));
+    let r = run(&mut runner, &wf);
+    assert!(!r.succeeded);
+    assert_eq!(r.steps[0].error.as_deref(), Some("no candidate matches"));
+
+    // A bad pin is refused by name.
+    let mut wf = count_step(text, Risk::Low);
+    wf.steps[0].author = Some("not-a-peer".into());
+    let e = wf.check().unwrap_err().to_string();
+    assert!(e.contains("not-a-peer"), "{e}");
+    let mut wf = count_step(text, Risk::Low);
+    wf.steps[0].component = Some("sha256:xyz".into());
+    let e = wf.check().unwrap_err().to_string();
+    assert!(e.contains("sha256:xyz"), "{e}");
 }

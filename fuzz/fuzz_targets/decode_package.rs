@@ -9,5 +9,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(p) = signed::decode::<Package>(data) {
         assert_eq!(signed::encode(&p).expect("decoded package re-encodes"), data);
         let _ = p.descriptor.verify();
+        let _ = p.verify();
+        let _ = p.reference().check(&p);
     }
 });

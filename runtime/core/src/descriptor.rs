@@ -173,6 +173,18 @@ impl fmt::Display for NetAddr {
     }
 }
 
+/// Which tool package a descriptor runs: its package digest (see
+/// [`crate::package::Package::digest`]) and its author. Both must match a
+/// fetched package before a requester uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PackageRef {
+    /// The package digest, committing to component, manifest, name,
+    /// version and author.
+    pub digest: Digest,
+    /// The tool author, whose key signed the package.
+    pub author: PeerId,
+}
+
 /// A signed, soft-state capability descriptor (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Descriptor {
@@ -192,6 +204,10 @@ pub struct Descriptor {
     pub output: MediaSpec,
     /// The SHA-256 of its WebAssembly component, when it is one.
     pub component: Option<Digest>,
+    /// The tool package it runs, named by package digest and author, when
+    /// it is one: requesters fetch this exact package (from anyone) to make
+    /// canaries and replay, and accept it only if the author signed it.
+    pub package: Option<PackageRef>,
     /// Declared quality of service.
     pub qos: Qos,
     /// Supported verification tiers.
@@ -320,7 +336,7 @@ fn validate_media(field: &'static str, m: &MediaSpec) -> Result<(), Invalid> {
 
 impl Object for Descriptor {
     const KIND: Kind = Kind::Descriptor;
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
 
     fn validate(&self) -> Result<(), Invalid> {
         validate_name(&self.name).map_err(|p| Invalid::new("name", p))?;

@@ -348,7 +348,8 @@ fn verify_with(
     report.push(
         "format",
         Verdict::Pass(format!(
-            "well-formed tool receipt v1 ({} bytes); outcome {}",
+            "well-formed tool receipt v{} ({} bytes); outcome {}",
+            <crate::receipt::Receipt as Object>::VERSION,
             evidence.receipt.encoded_len(),
             r.outcome
         )),

@@ -36,6 +36,7 @@
 //!     input: MediaSpec::new("text/plain")?,
 //!     output: MediaSpec::new("application/json")?,
 //!     component: None,
+//!     package: None,
 //!     qos: Qos { latency_ms: 20, cost: 1, fuel: 5_000_000, max_input_bytes: 1 << 20 },
 //!     tiers: Tiers { canary: true, receipts: true, replay: true },
 //!     addrs: BVec::empty(),

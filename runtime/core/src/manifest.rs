@@ -293,6 +293,7 @@ impl Manifest {
             input: media("input", &self.input)?,
             output: media("output", &self.output)?,
             component: p.component,
+            package: None,
             qos: Qos {
                 latency_ms: p.latency_ms.or(self.qos.latency_ms).unwrap_or(100),
                 cost: self.qos.cost.unwrap_or(1),

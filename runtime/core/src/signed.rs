@@ -50,6 +50,8 @@ pub enum Kind {
     Evidence,
     /// A tool package: component, manifest and descriptor template.
     Package,
+    /// A tool author's signature over a package ([`crate::package`]).
+    Authorship,
     /// A wire request ([`crate::wire`]).
     Request,
     /// A wire response ([`crate::wire`]).
@@ -66,6 +68,7 @@ impl Kind {
             Kind::Receipt => "errand/receipt",
             Kind::Evidence => "errand/evidence",
             Kind::Package => "errand/package",
+            Kind::Authorship => "errand/authorship",
             Kind::Request => "errand/request",
             Kind::Response => "errand/response",
             Kind::SignedRequest => "errand/signed-request",
@@ -79,6 +82,7 @@ impl Kind {
             Kind::Receipt => "tool receipt",
             Kind::Evidence => "evidence package",
             Kind::Package => "tool package",
+            Kind::Authorship => "tool authorship",
             Kind::Request => "wire request",
             Kind::Response => "wire response",
             Kind::SignedRequest => "signed request",
@@ -93,6 +97,7 @@ impl Kind {
             b"errand/receipt" => Kind::Receipt,
             b"errand/evidence" => Kind::Evidence,
             b"errand/package" => Kind::Package,
+            b"errand/authorship" => Kind::Authorship,
             b"errand/request" => Kind::Request,
             b"errand/response" => Kind::Response,
             b"errand/signed-request" => Kind::SignedRequest,
@@ -951,6 +956,7 @@ mod tests {
             Kind::Receipt,
             Kind::Evidence,
             Kind::Package,
+            Kind::Authorship,
             Kind::Request,
             Kind::Response,
             Kind::SignedRequest,
@@ -961,6 +967,7 @@ mod tests {
                 | Kind::Receipt
                 | Kind::Evidence
                 | Kind::Package
+                | Kind::Authorship
                 | Kind::Request
                 | Kind::Response
                 | Kind::SignedRequest => {}

@@ -4,7 +4,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use crate::bounded::{BString, BVec};
-use crate::descriptor::{DEFAULT_TTL_MS, Descriptor, MediaSpec, NetAddr, Qos, Tiers, Version};
+use crate::descriptor::{
+    DEFAULT_TTL_MS, Descriptor, MediaSpec, NetAddr, PackageRef, Qos, Tiers, Version,
+};
 use crate::digest::Digest;
 use crate::evidence::TraceChain;
 use crate::identity::SecretKey;
@@ -44,6 +46,10 @@ pub fn descriptor(key: &SecretKey) -> Descriptor {
             schema: Some(s(r#"{"type":"string","contentEncoding":"binary"}"#)),
         },
         component: Some(Digest::of(b"imagegen component")),
+        package: Some(PackageRef {
+            digest: Digest::of(b"imagegen package"),
+            author: SecretKey::from_seed([9; 32]).peer_id(),
+        }),
         qos: Qos {
             latency_ms: 40,
             cost: 3,
@@ -179,4 +185,15 @@ pub fn trace() -> Vec<crate::evidence::TraceEvent> {
             result: Digest::of(b""),
         },
     ]
+}
+
+/// A sample authorship by `author`, for the imagegen sample descriptor.
+pub fn authorship(author: &SecretKey) -> crate::package::Authorship {
+    crate::package::Authorship {
+        author: author.peer_id(),
+        name: s("imagegen"),
+        version: Version::new(1, 2, 0),
+        component: Digest::of(b"imagegen component"),
+        manifest: Digest::of(b"imagegen manifest"),
+    }
 }

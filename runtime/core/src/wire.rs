@@ -52,7 +52,7 @@
 //!
 //! ```text
 //! GetReceipt(request id)  →  Receipt(signed receipt, if stored)
-//! FetchPackage(digest)    →  Package(tool package, if hosted)
+//! FetchPackage(package digest) → Package(tool package, if hosted)
 //! Status                  →  Status(report)            // the node's own key only
 //! Ping                    →  Pong
 //! ```
@@ -248,7 +248,8 @@ pub enum Request {
     Invoke(Box<InvokeRequest>),
     /// Fetch a stored receipt.
     GetReceipt(RequestId),
-    /// Fetch a hosted tool package by component digest.
+    /// Fetch a hosted tool package by package digest
+    /// ([`crate::package::Package::digest`]).
     FetchPackage(Digest),
     /// The node's status (its own key only).
     Status,
@@ -315,7 +316,8 @@ impl Object for Request {
 
 impl Object for Response {
     const KIND: Kind = Kind::Response;
-    const VERSION: u8 = 1;
+    // 2: packages carry their author's signature.
+    const VERSION: u8 = 2;
 
     fn validate(&self) -> Result<(), Invalid> {
         Ok(())

@@ -11,6 +11,7 @@ use errand_core::descriptor::*;
 use errand_core::evidence::{
     self, Blob, Evidence, Supplied, TraceBlob, TraceChain, TraceEvent, Verdict,
 };
+use errand_core::package::{Authorship, Package, PackageMismatch, SignedAuthorship};
 use errand_core::receipt::*;
 use errand_core::request::{Request, Seed, SignedRequest};
 use errand_core::signed::{self, DecodeError, Kind, OpenError};
@@ -60,7 +61,15 @@ fn golden_descriptor_signed_bytes_and_encoding() {
     assert_golden("descriptor.signed.hex", d.signed_bytes());
     assert_golden("descriptor.hex", &d.to_bytes());
     // The signed bytes start with the domain-separation header.
-    assert_eq!(&d.signed_bytes()[..19], b"\x11errand/descriptor\x01");
+    assert_eq!(&d.signed_bytes()[..19], b"\x11errand/descriptor\x02");
+}
+
+#[test]
+fn golden_authorship_signed_bytes_and_encoding() {
+    let a = SignedAuthorship::sign(testing::authorship(&key(4)), &key(4)).unwrap();
+    assert_golden("authorship.signed.hex", a.signed_bytes());
+    assert_golden("authorship.hex", &a.to_bytes());
+    assert_eq!(&a.signed_bytes()[..19], b"\x11errand/authorship\x01");
 }
 
 #[test]
@@ -146,7 +155,10 @@ fn arb_descriptor() -> impl Strategy<Value = (u8, Descriptor)> {
         prop::collection::vec(bstring::<48>(48), 0..8),
         media(),
         media(),
-        prop::option::of(digest()),
+        (
+            prop::option::of(digest()),
+            prop::option::of((digest(), 1u8..=255)),
+        ),
         (any::<u32>(), any::<u32>(), any::<u64>(), any::<u64>()),
         (any::<bool>(), any::<bool>(), any::<bool>()),
         prop::collection::vec((any::<[u8; 4]>(), 1u16..), 0..8),
@@ -166,7 +178,7 @@ fn arb_descriptor() -> impl Strategy<Value = (u8, Descriptor)> {
                 intents,
                 input,
                 output,
-                component,
+                (component, package),
                 q,
                 t,
                 addrs,
@@ -182,6 +194,10 @@ fn arb_descriptor() -> impl Strategy<Value = (u8, Descriptor)> {
                     input,
                     output,
                     component,
+                    package: package.map(|(digest, a)| PackageRef {
+                        digest,
+                        author: key(a).peer_id(),
+                    }),
                     qos: Qos {
                         latency_ms: q.0,
                         cost: q.1,
@@ -341,6 +357,25 @@ proptest! {
         prop_assert_eq!(back.to_bytes(), bytes);
         let json = signed.to_json();
         let from_json = SignedDescriptor::from_json(&json).unwrap();
+        prop_assert!(from_json.verify().is_ok());
+        prop_assert_eq!(from_json, signed);
+    }
+
+    #[test]
+    fn authorship_round_trips(
+        k in 1u8..=255,
+        name in name(),
+        version in version(),
+        component in digest(),
+        manifest in digest(),
+    ) {
+        let a = Authorship { author: key(k).peer_id(), name, version, component, manifest };
+        let signed = SignedAuthorship::sign(a, &key(k)).unwrap();
+        let bytes = signed.to_bytes();
+        let back = SignedAuthorship::from_bytes(&bytes).unwrap();
+        prop_assert_eq!(&back, &signed);
+        prop_assert_eq!(back.to_bytes(), bytes);
+        let from_json = SignedAuthorship::from_json(&signed.to_json()).unwrap();
         prop_assert!(from_json.verify().is_ok());
         prop_assert_eq!(from_json, signed);
     }
@@ -521,7 +556,7 @@ fn decoding_rejects_truncation_at_every_length() {
 fn decoding_rejects_oversized_fields_before_allocating() {
     // Hand-build a descriptor body whose name claims 65 bytes (bound 64).
     let d = testing::descriptor(&key(1));
-    let mut bytes = b"\x11errand/descriptor\x01".to_vec();
+    let mut bytes = b"\x11errand/descriptor\x02".to_vec();
     bytes.extend_from_slice(&d.publisher.0);
     bytes.push(65);
     bytes.extend(std::iter::repeat_n(b'a', 65));
@@ -538,7 +573,7 @@ fn decoding_rejects_oversized_fields_before_allocating() {
         e => panic!("unexpected {e:?}"),
     }
     // A list claiming four billion intents with nothing behind it.
-    let mut bytes = b"\x11errand/descriptor\x01".to_vec();
+    let mut bytes = b"\x11errand/descriptor\x02".to_vec();
     bytes.extend_from_slice(&d.publisher.0);
     bytes.extend_from_slice(&[1, b'x', 1, 2, 3, 1, b'y', 0xff, 0xff, 0xff, 0xff, 0x0f]);
     assert!(SignedDescriptor::decode(&bytes).is_err());
@@ -577,7 +612,7 @@ fn decoding_rejects_semantically_invalid_objects_even_when_signed() {
     // Signing refuses it...
     assert!(SignedDescriptor::sign(d.clone(), &k).is_err());
     // ...and so does decoding, when someone signs it by hand.
-    let mut bytes = b"\x11errand/descriptor\x01".to_vec();
+    let mut bytes = b"\x11errand/descriptor\x02".to_vec();
     bytes.extend(postcard::to_allocvec(&d).unwrap());
     let sig = k.sign(&bytes);
     bytes.extend_from_slice(&sig.0);
@@ -1814,5 +1849,147 @@ mod batch_verification {
             let items = build(&kinds, &cases);
             prop_assert_eq!(batch(&items), expected(&items));
         }
+    }
+}
+
+// ------------------------------------------------------------- tool packages
+
+/// A package of a (fake) component with `manifest`, by `author`.
+fn sample_package(manifest: &str, author: &errand_core::SecretKey) -> Package {
+    let mut template = testing::descriptor(author);
+    template.package = None;
+    Package::sign(
+        BString::new(manifest).unwrap(),
+        BBytes::new(b"\0asm the same component".to_vec()).unwrap(),
+        template,
+        author,
+    )
+    .unwrap()
+}
+
+const HONEST_MANIFEST: &str = "name = \"imagegen\"\n[limits]\nfuel = 100000000\n[[examples]]\nname = \"fox\"\ninput_hex = \"666f78\"\n";
+const DOCTORED_MANIFEST: &str = "name = \"imagegen\"\n[limits]\nfuel = 1\n";
+
+#[test]
+fn a_package_is_signed_by_its_author_and_names_itself_in_its_template() {
+    let author = key(20);
+    let p = sample_package(HONEST_MANIFEST, &author);
+    let bytes = signed::encode(&p).unwrap();
+    let back = Package::open(&bytes).unwrap();
+    assert_eq!(back.author(), author.peer_id());
+    assert_eq!(back.descriptor.body().package, Some(back.reference()));
+    assert_eq!(
+        back.authorship.body().manifest,
+        Digest::of(HONEST_MANIFEST.as_bytes())
+    );
+    assert_eq!(back.digest(), Digest::of(back.authorship.signed_bytes()));
+    back.reference().check(&back).unwrap();
+}
+
+/// Issue 10, item 3: the canary material must not come from the adversary.
+/// The same component with a doctored manifest (no examples, tiny limits)
+/// is refused, whether the adversary keeps the honest authorship (the
+/// digests no longer match the bytes), re-signs it with the honest author's
+/// name (the signature fails), or signs it as itself (another package
+/// digest and another author than the descriptor names).
+#[test]
+fn a_doctored_manifest_for_the_same_component_is_refused() {
+    let author = key(21);
+    let honest = sample_package(HONEST_MANIFEST, &author);
+    let wanted = honest.reference();
+    wanted.check(&honest).unwrap();
+
+    // 1. Honest authorship, doctored manifest: the package does not decode,
+    //    and a requester refuses it even when it arrived nested in a wire
+    //    response (decoded structurally only).
+    let mut doctored = honest.clone();
+    doctored.manifest = BString::new(DOCTORED_MANIFEST).unwrap();
+    assert!(signed::encode(&doctored).is_err());
+    assert_eq!(doctored.digest(), wanted.digest);
+    match wanted.check(&doctored) {
+        Err(PackageMismatch::Decode(DecodeError::Invalid { invalid, .. })) => {
+            assert_eq!(invalid.field, "authorship.manifest")
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut bytes = signed::encode(&honest).unwrap();
+    let at = bytes
+        .windows(b"fuel = 100000000".len())
+        .position(|w| w == b"fuel = 100000000")
+        .unwrap();
+    bytes[at + 7] = b'9'; // fuel = 900000000
+    match wanted.open(&bytes) {
+        Err(PackageMismatch::Decode(DecodeError::Invalid { invalid, .. })) => {
+            assert_eq!(invalid.field, "authorship.manifest")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // 2. Authorship naming the honest author over the doctored manifest,
+    //    signed by someone else: not the named digest, and a bad signature.
+    let adversary = key(22);
+    let forged = {
+        let mut a = honest.authorship.body().clone();
+        a.manifest = Digest::of(DOCTORED_MANIFEST.as_bytes());
+        let mut b = signed::encode(&a).unwrap();
+        b.extend_from_slice(&adversary.sign(&b).0);
+        SignedAuthorship::decode(&b).unwrap()
+    };
+    let mut p = honest.clone();
+    p.manifest = BString::new(DOCTORED_MANIFEST).unwrap();
+    p.authorship = forged;
+    let mut template = honest.descriptor.body().clone();
+    template.package = None;
+    p.descriptor = SignedDescriptor::with_placeholder_signature(template).unwrap();
+    let bytes = signed::encode(&p).unwrap();
+    assert!(matches!(
+        wanted.open(&bytes),
+        Err(PackageMismatch::Digest { .. })
+    ));
+    let same_digest = errand_core::descriptor::PackageRef {
+        digest: p.digest(),
+        author: author.peer_id(),
+    };
+    assert!(matches!(
+        same_digest.open(&bytes),
+        Err(PackageMismatch::AuthorSignature { .. })
+    ));
+    assert!(matches!(
+        Package::open(&bytes),
+        Err(PackageMismatch::AuthorSignature { .. })
+    ));
+
+    // 3. The adversary signs the doctored package as its own author.
+    let own = sample_package(DOCTORED_MANIFEST, &adversary);
+    assert_eq!(own.component_digest(), honest.component_digest());
+    own.reference().check(&own).unwrap();
+    assert!(matches!(
+        wanted.check(&own),
+        Err(PackageMismatch::Digest { .. })
+    ));
+    let author_only = errand_core::descriptor::PackageRef {
+        digest: own.digest(),
+        author: author.peer_id(),
+    };
+    assert!(matches!(
+        author_only.check(&own),
+        Err(PackageMismatch::Author { .. })
+    ));
+}
+
+#[test]
+fn a_package_whose_template_disagrees_with_its_authorship_does_not_decode() {
+    let author = key(23);
+    let honest = sample_package(HONEST_MANIFEST, &author);
+    let mut d = honest.descriptor.body().clone();
+    d.version = Version::new(9, 9, 9);
+    d.package = None;
+    let mut p = honest.clone();
+    p.descriptor = SignedDescriptor::sign(d, &author).unwrap();
+    match signed::encode(&p) {
+        Err(signed::EncodeError::Invalid { invalid, .. }) => {
+            assert_eq!(invalid.field, "descriptor.name")
+        }
+        other => panic!("{other:?}"),
     }
 }

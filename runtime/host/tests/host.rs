@@ -665,11 +665,16 @@ fn randomness_is_seeded_from_the_request() {
     let mut i = inv(b"random", &[], small());
     let a = h.run(&p, &i).unwrap().output;
     let b = h.run(&p, &i).unwrap().output;
+    // The seed is the request's own field, not derived from the nonce: the
+    // same request sent to two executors (a cross-check) must agree.
     i.request_id = RequestId([8; 16]);
     let c = h.run(&p, &i).unwrap().output;
+    i.seed = Seed([9; 32]);
+    let d = h.run(&p, &i).unwrap().output;
     assert_eq!(a.len(), 16);
     assert_eq!(a, b, "same request, same randomness");
-    assert_ne!(a, c, "another request, other randomness");
+    assert_eq!(a, c, "another nonce, the same seed: the same randomness");
+    assert_ne!(a, d, "another seed, other randomness");
 }
 
 #[test]

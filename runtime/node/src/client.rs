@@ -419,17 +419,16 @@ impl Client {
         let _ = tokio::time::timeout(Duration::from_millis(500), self.endpoint.wait_idle()).await;
     }
 
-    /// Fetches the tool package for component `digest` from `from`, and
-    /// checks that it really holds that component.
+    /// Fetches the tool package with package digest `digest` from `from`,
+    /// and checks that it is that package and that its author and template
+    /// signatures verify. (The caller checks the author it expects.)
     pub async fn fetch_package(
         &self,
         from: PeerAddr,
         digest: errand_core::Digest,
     ) -> Result<Option<errand_core::package::Package>, ClientError> {
         match self.request(from, &Request::FetchPackage(digest)).await? {
-            Response::Package(Some(p))
-                if p.component_digest() == digest && p.descriptor.verify().is_ok() =>
-            {
+            Response::Package(Some(p)) if p.digest() == digest && p.verify().is_ok() => {
                 Ok(Some(*p))
             }
             Response::Package(_) => Ok(None),

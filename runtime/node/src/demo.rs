@@ -142,14 +142,16 @@ struct Network {
     nodes: Vec<Node>,
 }
 
-async fn start_node(seed: u64, dir: &Path, toml: &str) -> Result<Node, DemoError> {
+async fn start_node(seed: u64, host: &Host, dir: &Path, toml: &str) -> Result<Node, DemoError> {
     std::fs::create_dir_all(dir).map_err(setup)?;
     let tag = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let key = seed_key(seed, &tag);
     crate::keystore::save(&key, &dir.join("key"), true).map_err(setup)?;
     std::fs::write(dir.join("node.toml"), toml).map_err(setup)?;
     let config = NodeConfig::load(&dir.join("node.toml")).map_err(setup)?;
-    Node::start(config).await.map_err(setup)
+    Node::start_with_host(config, Some(host.clone()))
+        .await
+        .map_err(setup)
 }
 
 /// Packs the demo's tools once, as their author.
@@ -165,6 +167,7 @@ fn write_packages(cfg: &DemoConfig, host: &Host) -> Result<PathBuf, DemoError> {
 
 async fn start_network(
     cfg: &DemoConfig,
+    host: &Host,
     nodes_dir: &Path,
     packages: &Path,
 ) -> Result<Network, DemoError> {
@@ -177,6 +180,7 @@ async fn start_network(
     // deterministic order, and the tiers have to earn every success.
     let registry = start_node(
         seed,
+        host,
         &nodes_dir.join("registry"),
         &format!("{base}[registry]\nranking = \"relevance\"\n"),
     )
@@ -198,6 +202,7 @@ async fn start_network(
         nodes.push(
             start_node(
                 seed,
+                host,
                 &nodes_dir.join(format!("honest-{i}")),
                 &executor("", packages),
             )
@@ -219,6 +224,7 @@ async fn start_network(
         nodes.push(
             start_node(
                 seed,
+                host,
                 &nodes_dir.join(format!("sybil-{i}")),
                 &executor(&adv, packages),
             )
@@ -233,6 +239,7 @@ async fn start_network(
         nodes.push(
             start_node(
                 seed,
+                host,
                 &nodes_dir.join(format!("drifting-{i}")),
                 &executor(&adv, packages),
             )
@@ -272,6 +279,8 @@ fn workflow(run: usize) -> WorkflowFile {
                 output_type: Some("image/png".into()),
                 capability: None,
                 fuel: None,
+                author: None,
+                component: None,
             },
             StepSpec {
                 name: "publish".into(),
@@ -286,6 +295,8 @@ fn workflow(run: usize) -> WorkflowFile {
                 output_type: Some("application/json".into()),
                 capability: None,
                 fuel: None,
+                author: None,
+                component: None,
             },
         ],
     }
@@ -323,10 +334,7 @@ pub async fn run(cfg: &DemoConfig, progress: &dyn Fn(&str)) -> Result<DemoReport
     // Node configs name paths relative to their own folder, so a relative
     // output folder would be joined twice: resolve it once, here.
     let out = std::path::absolute(&cfg.out).map_err(setup)?;
-    let cfg = &DemoConfig {
-        out,
-        ..cfg.clone()
-    };
+    let cfg = &DemoConfig { out, ..cfg.clone() };
     let host = Host::with_config(HostConfig {
         cache_dir: Some(cfg.out.join("compiled")),
         ..HostConfig::default()
@@ -342,7 +350,7 @@ pub async fn run(cfg: &DemoConfig, progress: &dyn Fn(&str)) -> Result<DemoReport
     let (mut verified, mut failed) = (0, 0);
     for (label, policy) in policies(0.5) {
         let slug = label.replace('+', "-");
-        let net = start_network(cfg, &cfg.out.join("nodes").join(&slug), &pkg_dir).await?;
+        let net = start_network(cfg, &host, &cfg.out.join("nodes").join(&slug), &pkg_dir).await?;
         let reg = PeerAddr {
             peer: net.registry.peer_id(),
             addr: net.registry.local_addr(),

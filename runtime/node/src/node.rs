@@ -140,19 +140,29 @@ impl Node {
     /// Starts a node from `config`: loads the key, opens the store, loads
     /// the packages, binds the endpoint and starts serving and publishing.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        Node::start_with_host(config, None).await
+    }
+
+    /// [`Node::start`], running tools on `host` when given (several nodes in
+    /// one process, as `errand demo` runs them, share one engine and its
+    /// compiled components) instead of an engine of its own.
+    pub async fn start_with_host(config: NodeConfig, host: Option<Host>) -> Result<Node, NodeError> {
         let key_path = match &config.key {
             Some(k) => k.clone(),
             None => crate::keystore::default_key_path()?,
         };
         let key = crate::keystore::load(&key_path)?;
         let store = Store::open(&config.storage)?;
-        let host = Host::with_config(HostConfig {
-            cache_dir: Some(config.storage.join("compiled")),
-            max_concurrent: (config.limits.max_concurrent_invocations as u32)
-                .saturating_mul(2)
-                .max(4),
-            ..HostConfig::default()
-        })?;
+        let host = match host {
+            Some(h) => h,
+            None => Host::with_config(HostConfig {
+                cache_dir: Some(config.storage.join("compiled")),
+                max_concurrent: (config.limits.max_concurrent_invocations as u32)
+                    .saturating_mul(2)
+                    .max(4),
+                ..HostConfig::default()
+            })?,
+        };
         let l = &config.limits;
         let endpoint = Endpoint::bind(
             config.listen,
@@ -413,6 +423,9 @@ impl Inner {
             .descriptor
             .verify()
             .map_err(|e| format!("descriptor template signature: {e}"))?;
+        package
+            .verify_author()
+            .map_err(|e| format!("author signature of {}: {e}", package.author()))?;
         let manifest =
             packaging::parse_manifest(path, &package.manifest).map_err(|e| e.to_string())?;
         let prepared = self
@@ -420,7 +433,10 @@ impl Inner {
             .prepare(&package.component)
             .map_err(|e| e.to_string())?;
         let limits = packaging::manifest_limits(&manifest);
-        let template = package.descriptor.body().clone();
+        let mut template = package.descriptor.body().clone();
+        // Descriptors name the package they run, so requesters fetch and
+        // check exactly this one.
+        template.package = Some(package.reference());
         Ok(Hosted {
             path: path.to_owned(),
             file_key,
@@ -828,7 +844,7 @@ impl Handler for Inner {
             Request::FetchPackage(digest) => {
                 let found = read(&self.hosted)
                     .values()
-                    .find(|h| h.prepared.digest() == digest)
+                    .find(|h| h.template.package.map(|p| p.digest) == Some(digest))
                     .map(|h| Box::new(h.package.clone()));
                 Response::Package(found)
             }

@@ -2,8 +2,9 @@
 //!
 //! `errand pack` reads a `capability.toml`, inlines every example file,
 //! checks that the component implements an accepted world and that every
-//! example runs, and writes a [`Package`] with a descriptor template signed
-//! by the packer.
+//! example runs, and writes a [`Package`] signed by the tool author: the
+//! author's key signs the component digest, the manifest digest, name and
+//! version (see [`errand_core::package`]), and the descriptor template.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,7 @@ use errand_core::SecretKey;
 use errand_core::descriptor::{DEFAULT_TTL_MS, SignedDescriptor};
 use errand_core::evidence::MAX_BLOB_BYTES;
 use errand_core::manifest::{Manifest, ManifestError, Publication};
-use errand_core::package::{MAX_MANIFEST_BYTES, Package};
+use errand_core::package::{MAX_MANIFEST_BYTES, Package, SignedAuthorship};
 use errand_core::receipt::{InvocationContext, Outcome, RequestId};
 use errand_core::signed::{self, DecodeError, EncodeError, Kind};
 use errand_core::{Digest, UnixMillis};
@@ -88,6 +89,14 @@ pub enum PackError {
         path: PathBuf,
         /// Why.
         reason: String,
+    },
+    /// The package's component or manifest is not what its author signed.
+    #[error("{path}: the author signature does not cover this package: {source}")]
+    AuthorSignature {
+        /// The file.
+        path: PathBuf,
+        /// Which signed digest does not match.
+        source: DecodeError,
     },
     /// The package is corrupt.
     #[error("{path} is a corrupt tool package: {source}")]
@@ -195,7 +204,8 @@ pub struct PackReport {
     pub examples: Vec<ExampleRun>,
 }
 
-/// Packs the tool described by `manifest_path` (see the module docs).
+/// Packs the tool described by `manifest_path` (see the module docs),
+/// signed by the tool author's `key` (keep it apart from any node's key).
 pub fn pack(
     host: &Host,
     manifest_path: &Path,
@@ -295,22 +305,20 @@ pub fn pack(
         path: manifest_path.to_owned(),
         reason: e.to_string(),
     })?;
-    let package = Package {
-        manifest: errand_core::bounded::BString::new(manifest_text).map_err(|e| {
+    let package = Package::sign(
+        errand_core::bounded::BString::new(manifest_text).map_err(|e| {
             PackError::ManifestSyntax {
                 path: manifest_path.to_owned(),
                 reason: e.to_string(),
             }
         })?,
-        component: errand_core::bounded::BBytes::new(component).map_err(|e| {
-            PackError::ManifestSyntax {
-                path: component_path.clone(),
-                reason: e.to_string(),
-            }
+        errand_core::bounded::BBytes::new(component).map_err(|e| PackError::ManifestSyntax {
+            path: component_path.clone(),
+            reason: e.to_string(),
         })?,
-        descriptor: SignedDescriptor::sign(descriptor, key)?,
-    };
-    signed::encode(&package)?;
+        descriptor,
+        key,
+    )?;
     Ok(PackReport {
         package,
         info,
@@ -328,6 +336,9 @@ pub struct LoadedTool {
     pub manifest: Option<Manifest>,
     /// The signed descriptor template, for packages.
     pub descriptor: Option<SignedDescriptor>,
+    /// The author's signature, for packages (not yet checked: see
+    /// [`Package::verify_author`]).
+    pub authorship: Option<SignedAuthorship>,
 }
 
 /// Reads a package or a bare component from `path`.
@@ -338,6 +349,7 @@ pub fn load_tool(path: &Path) -> Result<LoadedTool, PackError> {
             component: bytes,
             manifest: None,
             descriptor: None,
+            authorship: None,
         });
     }
     let pkg = decode_package(path, &bytes)?;
@@ -346,6 +358,7 @@ pub fn load_tool(path: &Path) -> Result<LoadedTool, PackError> {
         component: pkg.component.into_vec(),
         manifest: Some(manifest),
         descriptor: Some(pkg.descriptor),
+        authorship: Some(pkg.authorship),
     })
 }
 
@@ -353,9 +366,19 @@ pub fn load_tool(path: &Path) -> Result<LoadedTool, PackError> {
 pub fn decode_package(path: &Path, bytes: &[u8]) -> Result<Package, PackError> {
     match signed::sniff(bytes) {
         Ok((Kind::Package, _)) => {
-            signed::decode::<Package>(bytes).map_err(|source| PackError::CorruptPackage {
-                path: path.to_owned(),
-                source,
+            signed::decode::<Package>(bytes).map_err(|source| match &source {
+                DecodeError::Invalid { invalid, .. }
+                    if invalid.field.starts_with("authorship.") =>
+                {
+                    PackError::AuthorSignature {
+                        path: path.to_owned(),
+                        source,
+                    }
+                }
+                _ => PackError::CorruptPackage {
+                    path: path.to_owned(),
+                    source,
+                },
             })
         }
         Ok((kind, _)) => Err(PackError::NotATool {

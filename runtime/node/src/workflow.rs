@@ -22,12 +22,16 @@
 //! params = { title = "Lighthouse" }
 //! risk = "high"
 //! # tiers = "t2"                                  # override the policy for this step
+//! # author = "PEER-ID"                            # only tools packaged by this author
+//! # component = "sha256:..."                      # only this component
 //! ```
 //!
 //! For each step the [`Runner`] discovers candidates across the registries,
 //! orders them with the requester's reputation, and drives the I/O-free
 //! [`Delegation`] state machine from `errand-core`. It performs what it
-//! decides: canaries answered by running the public component locally,
+//! decides: canaries answered by running the public component locally (from
+//! the package the candidate's descriptor names, accepted only with its
+//! author's signature, whoever serves it),
 //! cross-checks, the real invocation, receipt checks and replays. A replay
 //! that contradicts a receipt is kept as a fraud proof in the evidence
 //! folder. Reputation is stored durably and survives restarts.
@@ -107,6 +111,57 @@ pub struct StepSpec {
     /// Fuel to ask for.
     #[serde(default)]
     pub fuel: Option<u64>,
+    /// Only tools packaged by this author (a peer id): candidates whose
+    /// descriptor names another author, or no package, are dropped.
+    #[serde(default)]
+    pub author: Option<String>,
+    /// Only this component (sha256 hex, `sha256:` prefix optional).
+    #[serde(default)]
+    pub component: Option<String>,
+}
+
+/// The author and component a step is pinned to, parsed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pins {
+    /// Only tools packaged by this author.
+    pub author: Option<PeerId>,
+    /// Only this component.
+    pub component: Option<Digest>,
+}
+
+impl Pins {
+    /// Parses the pins; an error names the bad value.
+    pub fn parse(author: Option<&str>, component: Option<&str>) -> Result<Pins, String> {
+        Ok(Pins {
+            author: author
+                .map(|a| {
+                    a.parse::<PeerId>()
+                        .map_err(|e| format!("author = {a:?} is not a peer id: {e}"))
+                })
+                .transpose()?,
+            component: component
+                .map(|c| {
+                    c.trim()
+                        .parse::<Digest>()
+                        .map_err(|e| format!("component = {c:?}: {e}"))
+                })
+                .transpose()?,
+        })
+    }
+
+    /// Whether a candidate's descriptor matches the pins.
+    pub fn admit(&self, d: &errand_core::descriptor::Descriptor) -> bool {
+        self.author
+            .is_none_or(|a| d.package.is_some_and(|p| p.author == a))
+            && self.component.is_none_or(|c| d.component == Some(c))
+    }
+}
+
+impl StepSpec {
+    /// The step's pins (see [`Pins`]).
+    pub fn pins(&self) -> Result<Pins, String> {
+        Pins::parse(self.author.as_deref(), self.component.as_deref())
+    }
 }
 
 fn default_risk() -> Risk {
@@ -194,6 +249,7 @@ impl WorkflowFile {
                 return Err(bad(format!("tiers = {t:?}: use none, t1, t2, t3 or risk")));
             }
             step_context(s, UnixMillis(0)).map_err(|e| bad(e.to_string()))?;
+            s.pins().map_err(bad)?;
         }
         Ok(())
     }
@@ -216,6 +272,9 @@ pub struct RunnerConfig {
     pub candidates: u16,
     /// Where evidence and fraud proofs go.
     pub evidence_dir: Option<PathBuf>,
+    /// Ask for the full trace even when no evidence tier applies, to keep
+    /// it in the evidence (`errand invoke --trace`).
+    pub keep_trace: bool,
 }
 
 impl Default for RunnerConfig {
@@ -228,6 +287,7 @@ impl Default for RunnerConfig {
             step_timeout: Duration::from_secs(10),
             candidates: 10,
             evidence_dir: None,
+            keep_trace: false,
         }
     }
 }
@@ -320,6 +380,8 @@ pub struct Runner {
     config: RunnerConfig,
     reputation: Reputation,
     store: Option<Store>,
+    /// Fetched packages, by package digest; each checked against the
+    /// descriptor that named it (see [`Runner::package`]).
     packages: HashMap<Digest, Package>,
     rng: Box<dyn Entropy + Send>,
 }
@@ -529,30 +591,51 @@ impl Runner {
         self.config.policy.tiers(spec.risk, step)
     }
 
-    /// The package for `digest`, from the cache or fetched from a peer
-    /// that advertises it; its component is checked against the digest.
+    /// The package descriptor `d` names, from the cache or fetched from a
+    /// peer that names the same package. Whoever serves it, it is used only
+    /// if it decodes, its author signature verifies, and its package digest
+    /// and author are the ones `d` names; and only for `d` if it holds the
+    /// component `d` names. `None` if `d` names no package or no holder
+    /// serves one that passes: the candidate cannot be run locally.
     async fn package(
         &mut self,
-        digest: Digest,
+        d: &errand_core::descriptor::Descriptor,
         holders: &[PeerAddr],
         traffic: &mut Traffic,
     ) -> Option<&Package> {
-        if !self.packages.contains_key(&digest) {
+        let wanted = d.package?;
+        if !self.packages.contains_key(&wanted.digest) {
             for h in holders {
                 traffic.control_messages += 2;
                 let got = tokio::time::timeout(
                     self.config.step_timeout,
-                    self.client.fetch_package(*h, digest),
+                    self.client.fetch_package(*h, wanted.digest),
                 )
                 .await;
                 if let Ok(Ok(Some(p))) = got {
                     traffic.control_bytes += p.component.len() as u64;
-                    self.packages.insert(digest, p);
-                    break;
+                    match wanted.check(&p) {
+                        Ok(()) => {
+                            self.packages.insert(wanted.digest, p);
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(peer = %h.peer, error = %e, "refusing a fetched package");
+                        }
+                    }
                 }
             }
         }
-        self.packages.get(&digest)
+        self.packages
+            .get(&wanted.digest)
+            .filter(|p| d.component == Some(p.authorship.body().component))
+    }
+
+    /// A checked package holding component `digest`, if one is cached.
+    fn package_with_component(&self, digest: Digest) -> Option<&Package> {
+        self.packages
+            .values()
+            .find(|p| p.authorship.body().component == digest)
     }
 
     fn run_local(&self, pkg: &Package, ask: &Ask) -> Option<Vec<u8>> {
@@ -619,9 +702,13 @@ impl Runner {
         traffic.control_bytes += found.bytes;
         report.discovery_ms = found.elapsed.as_secs_f64() * 1e3;
         report.candidates = found.candidates.len();
+        // Pinned author or component: the others are dropped before ordering
+        // (`WorkflowFile::check` already refused unparsable pins).
+        let pins = spec.pins().unwrap_or_default();
         let cands: Vec<(PeerAddr, SignedDescriptor)> = found
             .candidates
             .into_iter()
+            .filter(|d| pins.admit(d.body()))
             .filter_map(|d| Client::address_of(&d).ok().map(|a| (a, d)))
             .collect();
         if cands.is_empty() {
@@ -653,14 +740,16 @@ impl Runner {
         // Components the requester can run itself (for canaries and replay).
         let mut can_run = Vec::with_capacity(ordered.len());
         for (_, d) in &ordered {
-            let ok = match d.body().component {
-                Some(digest) if tiers.canary || tiers.evidence => {
+            let ok = match d.body().package {
+                Some(pkg) if tiers.canary || tiers.evidence => {
                     let holders: Vec<PeerAddr> = ordered
                         .iter()
-                        .filter(|(_, o)| o.body().component == Some(digest))
+                        .filter(|(_, o)| o.body().package.map(|p| p.digest) == Some(pkg.digest))
                         .map(|(a, _)| *a)
                         .collect();
-                    self.package(digest, &holders, &mut traffic).await.is_some()
+                    self.package(d.body(), &holders, &mut traffic)
+                        .await
+                        .is_some()
                 }
                 _ => false,
             };
@@ -705,10 +794,12 @@ impl Runner {
                 }
                 Decision::Invoke { candidate } => {
                     let (to, d) = ordered[candidate];
+                    // The author-signed manifest's limits, as the canary
+                    // stated them: the same request shape.
                     let limits = d
                         .body()
-                        .component
-                        .and_then(|c| self.packages.get(&c))
+                        .package
+                        .and_then(|p| self.packages.get(&p.digest))
                         .and_then(package_limits);
                     let ask = ask_for(
                         d,
@@ -716,7 +807,7 @@ impl Runner {
                         context.clone(),
                         fuel,
                         limits,
-                        tiers.evidence,
+                        tiers.evidence || self.config.keep_trace,
                     );
                     let got = tokio::time::timeout(
                         self.config.step_timeout,
@@ -827,7 +918,14 @@ impl Runner {
         let Some(digest) = d.body().component else {
             return ours("no component to run a canary against".into());
         };
-        let Some(pkg) = self.packages.get(&digest).cloned() else {
+        // Only the package this descriptor names, checked when fetched.
+        let Some(pkg) = d
+            .body()
+            .package
+            .and_then(|p| self.packages.get(&p.digest))
+            .filter(|p| p.authorship.body().component == digest)
+            .cloned()
+        else {
             return ours("component package unavailable".into());
         };
         let manifest: Manifest = match toml::from_str(&pkg.manifest) {
@@ -855,7 +953,7 @@ impl Runner {
             context.clone(),
             fuel,
             package_limits(&pkg),
-            check_receipt,
+            check_receipt || self.config.keep_trace,
         );
         let Some(expected) = self.run_local(&pkg, &ask) else {
             return ours("the canary's answer could not be computed locally".into());
@@ -921,7 +1019,7 @@ impl Runner {
     /// signed receipt is a mismatch (fraud, with proof); anything that stops
     /// this side from replaying is inconclusive.
     fn replay(&self, digest: Digest, input: &[u8], done: &crate::client::Invoked) -> ReplayOutcome {
-        let Some(pkg) = self.packages.get(&digest) else {
+        let Some(pkg) = self.package_with_component(digest) else {
             return ReplayOutcome::Inconclusive("the component's package is not held".into());
         };
         let receipt = done.response.receipt.body();
@@ -992,8 +1090,7 @@ impl Runner {
             output: Blob::embed(r.output.to_vec()).ok(),
             trace: r.trace.clone().map(TraceBlob::Events),
             component: self
-                .packages
-                .get(&component)
+                .package_with_component(component)
                 .and_then(|p| Blob::embed(p.component.to_vec()).ok()),
             request: Some(done.request.clone()),
         };

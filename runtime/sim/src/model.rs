@@ -995,6 +995,7 @@ impl World {
             component: c
                 .public
                 .then(|| Digest::of_parts(&[b"component", &(k as u64).to_le_bytes()])),
+            package: None,
             qos: Qos {
                 latency_ms: if attractive { 1 } else { declared as u32 },
                 cost: if attractive { 0 } else { 1 + (k % 5) as u32 },

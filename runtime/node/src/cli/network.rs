@@ -295,6 +295,12 @@ pub struct InvokeArgs {
     /// [default: $ERRAND_STATE, else ~/.local/share/errand].
     #[arg(long, requires = "intent")]
     state: Option<PathBuf>,
+    /// Only executors of a tool packaged by this author (a peer id).
+    #[arg(long, conflicts_with = "ship")]
+    author: Option<String>,
+    /// Only executors of this component (sha256 hex, `sha256:` optional).
+    #[arg(long, conflicts_with = "ship")]
+    component: Option<String>,
     #[command(flatten)]
     constraints: Constraints,
     #[command(flatten)]
@@ -322,6 +328,8 @@ pub fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         bail!("--json prints a summary on stdout, so give the output a file with --output");
     }
     let key = keys::load_key(args.key.clone())?;
+    errand::workflow::Pins::parse(args.author.as_deref(), args.component.as_deref())
+        .map_err(|e| anyhow::anyhow!("--{e}"))?;
     let input = read_input(&args.input, 64 << 20)?;
     let params = parse_params(&args.params)?;
     super::runtime()?.block_on(async move {
@@ -441,6 +449,23 @@ async fn invoke_async(
                 (vec![a], vec![d])
             }
             (None, None) => bail!("give a target PEERID or --intent"),
+        };
+    // --author / --component: drop candidates whose descriptor does not match.
+    let pins = errand::workflow::Pins::parse(args.author.as_deref(), args.component.as_deref())
+        .map_err(|e| anyhow::anyhow!("--{e}"))?;
+    let (targets, descriptors): (Vec<PeerAddr>, Vec<Option<SignedDescriptor>>) =
+        if pins == errand::workflow::Pins::default() {
+            (targets, descriptors)
+        } else {
+            let kept: (Vec<_>, Vec<_>) = targets
+                .into_iter()
+                .zip(descriptors)
+                .filter(|(_, d)| d.as_ref().is_some_and(|d| pins.admit(d.body())))
+                .unzip();
+            if kept.0.is_empty() {
+                bail!("no candidate matches the pinned --author/--component");
+            }
+            kept
         };
 
     let mut last_err = None;
@@ -613,6 +638,7 @@ async fn invoke_by_intent(
             exploration: trust.exploration,
             replay: trust.replay,
             evidence_dir: Some(evidence_dir),
+            keep_trace: args.trace,
             ..RunnerConfig::default()
         },
         state.as_deref(),

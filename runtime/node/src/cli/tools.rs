@@ -38,7 +38,8 @@ pub struct PackArgs {
     /// The component [default: found next to the manifest or under target/wasm32-wasip2/].
     #[arg(long)]
     component: Option<PathBuf>,
-    /// The packer's key, which signs the descriptor template.
+    /// The tool author's key; keep it apart from your node's key. It signs
+    /// the package: component, manifest, name and version.
     #[arg(long)]
     key: Option<PathBuf>,
     /// Where to write the package [default: NAME-VERSION.errand].
@@ -83,7 +84,8 @@ pub fn pack(args: PackArgs) -> anyhow::Result<ExitCode> {
             report.info.denied.join(", ")
         );
     }
-    println!("  signed by  {}", d.publisher);
+    println!("  author     {}", report.package.author());
+    println!("  package    sha256:{}", report.package.digest());
     for ex in &report.examples {
         println!(
             "  example    {:<16} ok, {} fuel, {} output bytes",
@@ -113,6 +115,19 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             source,
         })?;
     let sig_ok = tool.descriptor.as_ref().map(|d| d.verify().is_ok());
+    // Decoding already checked that the signed digests match the component
+    // and manifest; this checks the signature itself.
+    let author_ok = tool.authorship.as_ref().map(|a| a.verify().is_ok());
+    let author = tool.authorship.as_ref().map(|a| a.body().author);
+    let package_digest = tool
+        .authorship
+        .as_ref()
+        .map(|a| Digest::of(a.signed_bytes()));
+    let exit = if author_ok == Some(false) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    };
     if args.json {
         let json = serde_json::json!({
             "file": args.package.display().to_string(),
@@ -126,10 +141,13 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             },
             "descriptor": tool.descriptor.as_ref().map(|d| d.to_json()),
             "descriptor_signature_valid": sig_ok,
+            "author": author.map(|a| a.to_string()),
+            "author_signature_valid": author_ok,
+            "package_digest": package_digest.map(|d| d.to_string()),
             "manifest": tool.manifest,
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(exit);
     }
     println!("{}", args.package.display());
     if let (Some(d), Some(m)) = (&tool.descriptor, &tool.manifest) {
@@ -154,6 +172,17 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             "  tiers         canary={} receipts={} replay={}",
             b.tiers.canary, b.tiers.receipts, b.tiers.replay
         );
+        if let (Some(a), Some(ok), Some(pd)) = (author, author_ok, package_digest) {
+            println!(
+                "  author        {a} ({})",
+                if ok {
+                    "author signature valid"
+                } else {
+                    "AUTHOR SIGNATURE INVALID"
+                }
+            );
+            println!("  package       sha256:{pd}");
+        }
         println!(
             "  signed by     {} ({})",
             b.publisher,
@@ -192,7 +221,7 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     for e in &info.exports {
         println!("    {e}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit)
 }
 
 /// Arguments of `errand run`.
@@ -266,6 +295,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         component,
         manifest,
         descriptor,
+        ..
     } = packaging::load_tool(&args.tool)?;
     let mut limits = manifest
         .as_ref()

@@ -272,11 +272,30 @@ fn single(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
         (Ok(c), Ok(i), Ok(o)) => (c, i, o),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Ok(unusable(e)),
     };
-    // --component may name a tool package: compare its component.
+    // --component may name a tool package: compare its component, and
+    // check its author's signature (the `author` check).
+    let mut author = None;
     let component = match (component, &args.component) {
         (Some(c), Some(path)) if !c.starts_with(b"\0asm") => {
             match errand::packaging::decode_package(path, &c) {
-                Ok(p) => Some(p.component.into_vec()),
+                Ok(p) => {
+                    author = Some(match p.verify_author() {
+                        Ok(()) => Verdict::Pass(format!(
+                            "package sha256:{} signed by its author {}",
+                            p.digest(),
+                            p.author()
+                        )),
+                        Err(e) => Verdict::Fail(format!(
+                            "the author signature of {} on the package does not verify: {e}",
+                            p.author()
+                        )),
+                    });
+                    Some(p.component.into_vec())
+                }
+                Err(e @ errand::packaging::PackError::AuthorSignature { .. }) => {
+                    author = Some(Verdict::Fail(e.to_string()));
+                    None
+                }
                 Err(e) => return Ok(unusable(e)),
             }
         }
@@ -295,6 +314,9 @@ fn single(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
         time: args.time.map(errand_core::UnixMillis),
     };
     let mut report = evidence::verify(&evidence, &supplied);
+    if let Some(verdict) = author {
+        report.push("author", verdict);
+    }
     if args.replay {
         replay(&evidence, &supplied, &mut report);
     }
