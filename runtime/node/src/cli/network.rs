@@ -612,6 +612,8 @@ async fn invoke_by_intent(
         output_type: args.constraints.output_type.clone(),
         capability: args.capability.clone().or(args.constraints.name.clone()),
         fuel: args.fuel,
+        author: args.author.clone(),
+        component: args.component.clone(),
     };
     // Each request's evidence gets its own file (STEP-REQUESTID.evidence),
     // so invocations running side by side never overwrite each other's.
