@@ -207,7 +207,8 @@ fn full_path_publish_find_invoke_verify_offline() {
     // The node's status, asked with its own key.
     let o = user.errand(&["status", "--config", p(&exec.dir.join("node.toml"))]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(stdout(&o).contains("receipts   2 stored"), "{}", stdout(&o));
+    // Two invocations, plus the canary the high-risk --intent call sent.
+    assert!(stdout(&o).contains("receipts   3 stored"), "{}", stdout(&o));
     // Anyone else is refused.
     let o = user.errand(&["status", &exec.peer_addr().to_string()]);
     assert_eq!(code(&o), 1);
@@ -575,6 +576,7 @@ fn nodes_in_separate_network_namespaces() {
             .args(args)
             .current_dir(user.dir.path())
             .env("ERRAND_KEY", user.path("key"))
+            .env("ERRAND_STATE", user.path("state"))
             .output()
             .unwrap()
     };

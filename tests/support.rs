@@ -69,6 +69,7 @@ impl Sandbox {
             .current_dir(self.dir.path())
             .env("ERRAND_KEY", self.path("key"))
             .env("ERRAND_CACHE_DIR", self.path("cache"))
+            .env("ERRAND_STATE", self.path("state"))
             .env_remove("ERRAND_REGISTRIES")
             .output()
             .expect("run errand")

@@ -555,14 +555,23 @@ fn with_sybils_no_verification_fails_while_risk_tiered_stays_high() {
             .unwrap()
             .success_rate()
     };
+    let exposed = |name: &str| {
+        report
+            .policies
+            .iter()
+            .find(|p| p.policy == name)
+            .unwrap()
+            .exposed
+    };
     let table = errand::demo::table(&report);
     assert!(rate("none") <= 0.2, "{table}");
-    assert!(rate("risk-tiered") >= 0.8, "{table}");
-    assert!(
-        rate("risk-tiered") - rate("none") >= 0.6,
-        "margin too small:\n{table}"
-    );
-    assert_eq!(report.evidence_failed, 0, "{table}");
+    // Issue 10's target against the informed mix (param-swap included).
+    assert!(rate("T1+T2+T3") >= 0.95, "{table}");
+    assert!(rate("risk-tiered") >= 0.95, "{table}");
+    // The audit can fail: it exposes what no verification accepted, and
+    // nothing that full verification accepted.
+    assert!(exposed("none") > 0, "{table}");
+    assert_eq!(exposed("T1+T2+T3"), 0, "{table}");
     assert!(report.evidence_verified > 0);
 }
 
@@ -804,4 +813,111 @@ fn a_step_pinned_to_an_author_ignores_other_authors_packages() {
     wf.steps[0].component = Some("sha256:xyz".into());
     let e = wf.check().unwrap_err().to_string();
     assert!(e.contains("sha256:xyz"), "{e}");
+}
+
+/// Issue 10, item 1: tier 3 did not bind what was asked. A `param-swap`
+/// executor runs cheaper parameters (`top=6` becomes `top=1`) and signs
+/// that honestly; receipts alone (no canary, no replay) now catch it,
+/// naming the parameters, and the next candidate serves.
+#[test]
+fn tier3_param_swap_honestly_signed_fails_the_request_binding() {
+    let mut net = Net::new();
+    let cheat = net.executor(
+        "cheat",
+        &["text-stats"],
+        &format!("[adversary]\nbehaviour = \"param-swap\"\n{ATTRACTIVE}"),
+    );
+    let honest = net.executor("honest", &["text-stats"], "");
+    net.wait_for(2);
+    let text = "one fish two fish red fish blue fish and a cat and a hat";
+    let mut wf = count_step(text, Risk::High);
+    wf.steps[0].params.insert("top".into(), "6".into());
+    let right = serde_json::to_vec(&text_stats::stats(text, 6)).unwrap();
+
+    // Reputation alone takes the cheaper work.
+    let mut t1 = net.runner(Policy::Fixed(TierSet::T1), None);
+    let r = run(&mut t1, &wf);
+    assert!(r.succeeded && executor_of(&r).starts_with(&cheat.to_string()), "{r:#?}");
+    assert_ne!(r.outputs.get("count"), Some(&right), "the cheaper answer was taken");
+
+    // Receipts bound to the signed request: no canary, no replay needed.
+    let receipts_only = TierSet {
+        reputation: true,
+        canary: false,
+        evidence: true,
+        replay: 0.0,
+    };
+    let mut t3 = net.runner(Policy::Fixed(receipts_only), None);
+    let r = run(&mut t3, &wf);
+    assert!(r.succeeded, "{r:#?}");
+    assert_eq!(r.outputs.get("count"), Some(&right));
+    let s = &r.steps[0];
+    assert!(s.attempts[0].peer.starts_with(&cheat.to_string()), "{s:#?}");
+    let why = s.attempts[0].rejected.clone().unwrap_or_default();
+    assert!(why.contains("params") && why.contains("top=6") && why.contains("top=1"), "{why}");
+    assert!(executor_of(&r).starts_with(&honest.to_string()));
+}
+
+/// Issue 10, items 3 and 5: a `frame-the-honest` node advertises the honest
+/// package but serves a doctored manifest, hoping the requester's own
+/// canary runs and replays fail and honest executors get the blame. The
+/// package's author signature refuses the doctored copy; no honest
+/// executor is rejected for cause and the step succeeds with full checks.
+#[test]
+fn frame_the_honest_cannot_get_honest_executors_blamed() {
+    let mut net = Net::new();
+    let framer = net.executor(
+        "framer",
+        &["text-stats"],
+        &format!("[adversary]\nbehaviour = \"frame-the-honest\"\n{ATTRACTIVE}"),
+    );
+    let honest = net.executor("honest", &["text-stats"], "");
+    net.wait_for(2);
+    let text = "frame me if you can";
+    let mut runner = net.runner(Policy::Fixed(TierSet::t3(1.0)), None);
+    for _ in 0..3 {
+        let r = run(&mut runner, &count_step(text, Risk::High));
+        assert!(r.succeeded && right_count(&r, text), "{r:#?}");
+        for a in &r.steps[0].attempts {
+            if a.peer.starts_with(&honest.to_string()) {
+                assert!(a.rejected.is_none(), "honest executor blamed: {a:#?}");
+            }
+        }
+    }
+    assert!(!runner.reputation().is_banned(&honest));
+    assert!(!runner.reputation().is_banned(&framer), "serving a bad copy is not fraud by the executor's receipts");
+}
+
+/// A `build-then-defect` executor serves honestly, then lies: replay catches
+/// the defection and keeps a fraud proof that anyone can re-check offline.
+#[test]
+fn build_then_defect_is_caught_by_replay_with_a_fraud_proof() {
+    let mut net = Net::new();
+    let defector = net.executor(
+        "defector",
+        &["text-stats"],
+        &format!("[adversary]\nbehaviour = \"build-then-defect\"\ndefect_after = 2\n{ATTRACTIVE}"),
+    );
+    net.executor("honest", &["text-stats"], "");
+    net.wait_for(2);
+    let no_canary = TierSet {
+        reputation: true,
+        canary: false,
+        evidence: true,
+        replay: 1.0,
+    };
+    let mut runner = net.runner(Policy::Fixed(no_canary), None);
+    let mut fraud = None;
+    for i in 0..5 {
+        let text = format!("patience pays {i}");
+        let r = run(&mut runner, &count_step(&text, Risk::High));
+        assert!(r.succeeded && right_count(&r, &text), "{r:#?}");
+        fraud = fraud.or(r.steps[0].evidence.iter().find(|e| e.contains("FRAUD-")).cloned());
+    }
+    assert!(runner.reputation().is_banned(&defector));
+    let fraud = fraud.expect("a fraud proof was kept");
+    let user = Sandbox::new();
+    let o = user.errand(&["verify", &fraud, "--replay"]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(stdout(&o).contains("replay-output"), "{}", stdout(&o));
 }

@@ -314,6 +314,11 @@ pub enum Behaviour {
     /// Serves honestly for its first `defect_after` invocations, building
     /// reputation, then lies like `wrong-output`.
     BuildThenDefect,
+    /// Runs requests honestly but serves a doctored manifest (no examples,
+    /// limits no run meets) for the package it advertises, so that a
+    /// requester who used it would fail its own canaries and replays and
+    /// blame honest executors. Author-signed packages refuse it.
+    FrameTheHonest,
 }
 
 /// Adversarial behaviour (demos and tests only).

@@ -846,7 +846,16 @@ impl Handler for Inner {
                     .values()
                     .find(|h| h.template.package.map(|p| p.digest) == Some(digest))
                     .map(|h| Box::new(h.package.clone()));
-                Response::Package(found)
+                let framing = self
+                    .config
+                    .adversary
+                    .as_ref()
+                    .is_some_and(|a| a.behaviour == Behaviour::FrameTheHonest);
+                Response::Package(if framing {
+                    found.map(|p| Box::new(doctored(*p)))
+                } else {
+                    found
+                })
             }
             Request::Status if peer == self.key.peer_id() => {
                 Response::Status(Box::new(self.status()))
@@ -1077,4 +1086,21 @@ fn cheaper(context: &InvocationContext) -> InvocationContext {
         .collect();
     c.params = BVec::new(params).unwrap_or_default();
     c
+}
+
+/// What a `frame-the-honest` adversary serves for a package: the author's
+/// component and signature with a manifest whose limits no run can meet
+/// and with no examples, so that a requester who trusted it would fail its
+/// own canary runs and replays and blame the honest executors.
+fn doctored(mut p: Package) -> Package {
+    let text = format!(
+        "{}\n# doctored\n",
+        p.manifest
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("input") && !l.contains("fuel"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    p.manifest = BString::truncate_from(&text);
+    p
 }

@@ -630,21 +630,35 @@ async fn invoke_by_intent(
         .state
         .clone()
         .or_else(errand::workflow::default_state_dir);
-    let mut runner = Runner::new(
-        client,
-        errand::packaging::default_host()?,
-        registries,
-        RunnerConfig {
-            policy,
-            fallback_budget: trust.fallbacks,
-            exploration: trust.exploration,
-            replay: trust.replay,
-            evidence_dir: Some(evidence_dir),
-            keep_trace: args.trace,
-            ..RunnerConfig::default()
-        },
+    let runner_config = RunnerConfig {
+        policy,
+        fallback_budget: trust.fallbacks,
+        exploration: trust.exploration,
+        replay: trust.replay,
+        evidence_dir: Some(evidence_dir),
+        keep_trace: args.trace,
+        ..RunnerConfig::default()
+    };
+    let host = errand::packaging::default_host()?;
+    // Agents call tools in parallel from several processes under one
+    // identity: the reputation store admits one process at a time, so the
+    // others go ahead with what they know in memory rather than fail.
+    let mut runner = match Runner::new(
+        client.clone(),
+        host.clone(),
+        registries.clone(),
+        runner_config.clone(),
         state.as_deref(),
-    )?;
+    ) {
+        Ok(r) => r,
+        Err(errand::workflow::WorkflowError::Store(e)) => {
+            eprintln!(
+                "note: reputation store busy or unreadable ({e}); this call uses a fresh in-memory reputation"
+            );
+            Runner::new(client, host, registries, runner_config, None)?
+        }
+        Err(e) => return Err(e.into()),
+    };
     let (report, output) = runner.run_step(&spec, &input, now()).await;
     runner.save()?;
     eprint!("{}", super::trust::format_step(&report));
