@@ -10,8 +10,11 @@
 //! * [`model`]: the world (peers, registries, requesters, links, attacks,
 //!   drift) and its event loop. Registries are `errand_core::discovery::Index`
 //!   values; requesters order candidates, run canaries, check receipts and
-//!   fall back with `errand_core::trust`. Only the network, the executors'
-//!   behaviour and the passage of time are modelled.
+//!   fall back with `errand_core::trust`; receipts are judged by
+//!   `errand_core::request::Request::check_receipt`. Only the network, the
+//!   executors' behaviour (including what they ran and what their receipts
+//!   claim), the requester's own replay runs (which can fail) and the
+//!   passage of time are modelled.
 //! * [`scenario`]: the sweeps behind `errand sim`, which write CSV, SVG and
 //!   Markdown, and the `paper` report.
 //! * [`stats`]: confidence intervals, quantiles and knees.
@@ -57,5 +60,5 @@ pub mod plot;
 pub mod scenario;
 pub mod stats;
 
-pub use model::{Attack, Metrics, Params, Selection, World, simulate};
+pub use model::{Attack, Metrics, Params, Run, Selection, World, simulate};
 pub use scenario::{Options, Scenario, SimError};

@@ -14,7 +14,9 @@
 //! | reputation, candidate ordering, exploration | `errand_core::trust` |
 //! | canaries, cross-checks, receipts, replay, fallback | `errand_core::trust::Delegation` |
 //! | risk → tiers | `errand_core::trust::Policy` |
+//! | whether a receipt answers the signed request (params, component, seed, …) | `errand_core::request::Request::check_receipt`, on real objects |
 //! | links, processing times, executors' answers, attacks, drift, feedback | modelled here |
+//! | the requester's own replay run (it re-runs the request; it can fail) | modelled here |
 //!
 //! Signatures are not computed: publishers send descriptors with a
 //! placeholder signature and registries take the path they take after a
@@ -35,17 +37,49 @@
 //!
 //! A workflow succeeds only if every step's accepted answer was right: the
 //! ground truth is kept beside the requester's view, never inferred from it.
+//!
+//! ## What an executor ran, what its receipt claims, and replay
+//!
+//! Each answer records what the executor *ran* (the asked parameters or
+//! cheaper ones, the asked component or another, the request's seed or
+//! another: a [`Run`]), what its receipt *claims* it ran, whether the
+//! receipt's signature holds, and whether the output is what running the
+//! request gives. When receipts are checked (tier 3), the claimed fields go
+//! through the real `Request::check_receipt` against the signed request
+//! ([`Binding`]): a receipt that honestly names cheaper parameters fails,
+//! naming `params`, and is an invalid receipt, replay or not. Replay runs
+//! the *request*, never the receipt's claims: it matches an honest run,
+//! contradicts a cheating run whose receipt answers the request (fraud),
+//! and with probability [`Params::replay_fail`] fails on the requester's own
+//! side (package missing, host error), which is inconclusive: no fraud, no
+//! reputation change.
+//!
+//! ## Canary-aware attackers and the detector's accuracy
+//!
+//! A canary-aware (or param-swap) Sybil classifies each request as canary
+//! or real work and cheats only on what it takes for real work. Its
+//! classifier is modelled at a balanced operating point with accuracy
+//! `a` = [`Params::detector_accuracy`]: a canary is flagged as a canary with
+//! probability `a` and real work as real with probability `a`, so it cheats
+//! on real work with probability `a` and on canaries with probability
+//! `1 − a` (where the canary catches it). `a = 0.5` is a coin flip (it
+//! cheats on half of everything), `a = 1` a perfect detector (canaries never
+//! see it). [`Params::canary_detect`] overrides this with the older model:
+//! a canary is recognised with that probability and real work is never
+//! mistaken for one.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use errand_core::bounded::{BString, BVec};
 use errand_core::descriptor::{
     Descriptor, MediaSpec, NetAddr, Qos, SignedDescriptor, Tiers, Version,
 };
 use errand_core::discovery::{Index, Ranking, RegistryLimits, merge};
+use errand_core::receipt::{BindingError, InvocationContext, Receipt};
+use errand_core::request::{Request, Seed, SignedRequest};
 use errand_core::trust::{
     CandidateView, CrossCheckOutcome, Decision, Delegation, Entropy, Event, Observation, Policy,
     Rejection, ReplayOutcome, Reputation, ReputationConfig, Risk, SplitMix, TierSet,
@@ -63,23 +97,31 @@ pub enum Attack {
     ForgeReceipt,
     /// No answer at all.
     Silent,
-    /// Answers canaries honestly (when it recognises them, with probability
-    /// `canary_detect`) and cheats on real work.
+    /// Answers what it takes for a canary honestly and cheats (wrong
+    /// output, with a receipt that answers the request) on what it takes
+    /// for real work; see the module docs for how often it guesses right.
     CanaryAware,
     /// Serves honestly `defect_after` times, then gives wrong output.
     BuildThenDefect,
-    /// Each Sybil picks one of the four cheating strategies at random.
+    /// Runs cheaper parameters than asked on what it takes for real work
+    /// (guessing like [`Attack::CanaryAware`]) and signs that honestly: its
+    /// receipt names the cheaper parameters, and the cheaper output differs
+    /// from the asked one. Receipt binding (tier 3) rejects it without
+    /// replay; canaries see it only when it does not recognise them.
+    ParamSwap,
+    /// Each Sybil picks one of the five cheating strategies at random.
     Mixed,
 }
 
 impl Attack {
     /// Every strategy, in documentation order.
-    pub const ALL: [Attack; 6] = [
+    pub const ALL: [Attack; 7] = [
         Attack::WrongOutput,
         Attack::ForgeReceipt,
         Attack::Silent,
         Attack::CanaryAware,
         Attack::BuildThenDefect,
+        Attack::ParamSwap,
         Attack::Mixed,
     ];
 
@@ -96,6 +138,7 @@ impl Attack {
             Attack::Silent => "silent",
             Attack::CanaryAware => "canary-aware",
             Attack::BuildThenDefect => "build-then-defect",
+            Attack::ParamSwap => "param-swap",
             Attack::Mixed => "mixed",
         }
     }
@@ -119,8 +162,19 @@ pub struct Params {
     pub sybil_fraction: f64,
     /// How Sybils cheat.
     pub attack: Attack,
-    /// Chance a canary-aware Sybil recognises a canary.
-    pub canary_detect: f64,
+    /// Accuracy of a canary-aware or param-swap Sybil's canary detector on
+    /// a balanced sample: it cheats on real work with this probability and
+    /// on canaries with one minus it (see the module docs). Default
+    /// [`DETECTOR_ACCURACY`].
+    pub detector_accuracy: f64,
+    /// Overrides the detector model: the chance a canary is recognised,
+    /// real work never being taken for a canary (the older model; `None`
+    /// uses [`Params::detector_accuracy`]).
+    pub canary_detect: Option<f64>,
+    /// Chance a replay fails on the requester's own side (package missing,
+    /// host error, a local limit): inconclusive, never fraud. Default
+    /// [`REPLAY_FAIL`].
+    pub replay_fail: f64,
     /// Honest answers a build-then-defect Sybil gives first.
     pub defect_after: u32,
     /// Sybils take a fresh identity this often (0: never).
@@ -191,6 +245,19 @@ pub struct Params {
     pub warmup_ms: u64,
 }
 
+/// The accuracy of the canary detector an adversary is assumed to have
+/// (see the module docs for how it maps to cheating rates).
+///
+/// This must equal the canary-indistinguishability figure recorded in
+/// `BENCHMARKS.md`: the accuracy of the best detector measured against the
+/// node's canaries on a balanced sample. 0.55 is the target that detector
+/// must not beat; when the measured figure is recorded, put it here (and
+/// regenerate `docs/evaluation`).
+pub const DETECTOR_ACCURACY: f64 = 0.55;
+
+/// The default chance that a replay fails on the requester's side.
+pub const REPLAY_FAIL: f64 = 0.01;
+
 /// Which [`Ranking`] the registries run (their seeds come from the run's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegistryRanking {
@@ -207,7 +274,9 @@ impl Default for Params {
             peers: 100,
             sybil_fraction: 0.0,
             attack: Attack::WrongOutput,
-            canary_detect: 1.0,
+            detector_accuracy: DETECTOR_ACCURACY,
+            canary_detect: None,
+            replay_fail: REPLAY_FAIL,
             defect_after: 5,
             remint_ms: 0,
             sybil_attractive: true,
@@ -294,6 +363,19 @@ pub struct Metrics {
     pub invocations: u64,
     /// … that reached a capability that had disappeared (stale descriptors).
     pub stale_hits: u64,
+    /// Receipts refused by tier 3 (a forged signature, or a receipt that
+    /// does not answer the signed request).
+    pub invalid_receipts: u64,
+    /// … of which `Request::check_receipt` named the parameters.
+    pub params_mismatches: u64,
+    /// Replays run.
+    pub replays: u64,
+    /// … that contradicted the receipt (fraud: the executor is banned).
+    pub replay_mismatches: u64,
+    /// … that failed on the requester's side (inconclusive).
+    pub replay_inconclusive: u64,
+    /// Honest executors a requester banned for fraud (should stay 0).
+    pub honest_banned: u64,
     /// Events processed.
     pub events: u64,
     /// Virtual time simulated (ms).
@@ -427,16 +509,135 @@ struct Peer {
     caps: Vec<Cap>,
 }
 
+/// What a run was, in the fields of a signed request an executor could
+/// cheapen: `true` where it is what the request asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// The asked parameters (not cheaper ones).
+    pub params: bool,
+    /// The asked component (not another one).
+    pub component: bool,
+    /// The request's seed (not another one, say a cached run's).
+    pub seed: bool,
+}
+
+impl Run {
+    /// Exactly what the request asked.
+    pub const ASKED: Run = Run {
+        params: true,
+        component: true,
+        seed: true,
+    };
+    /// The request, with cheaper parameters.
+    pub const CHEAPER_PARAMS: Run = Run {
+        params: false,
+        ..Run::ASKED
+    };
+
+    fn index(self) -> usize {
+        usize::from(!self.params) | usize::from(!self.component) << 1 | usize::from(!self.seed) << 2
+    }
+}
+
+/// A real signed request and, for each [`Run`] a receipt could claim, a
+/// real receipt claiming it: the sim asks `Request::check_receipt` whether
+/// a claim answers the request, rather than restating the rule. Built once
+/// (signing costs tens of microseconds); a check costs a few comparisons.
+pub struct Binding {
+    request: Request,
+    digest: Digest,
+    receipts: Vec<Receipt>,
+}
+
+impl Binding {
+    fn new() -> Binding {
+        use errand_core::testing;
+        let (executor, requester) = (testing::key(1), testing::key(2));
+        let time = testing::SAMPLE_TIME;
+        let context = |steps: &str| {
+            InvocationContext::from_pairs(
+                time,
+                &[("prompt", "a red fox at dawn"), ("steps", steps)],
+            )
+            .unwrap_or_default()
+        };
+        let mut request = testing::request(&executor, &requester);
+        request.context = context("50");
+        let digest = SignedRequest::sign(request.clone(), &requester)
+            .map_or_else(|_| Digest::of(b"errand-sim/request"), |s| s.digest());
+        let component = request
+            .component
+            .unwrap_or_else(|| Digest::of(b"component"));
+        let receipts = (0..8)
+            .map(|i| {
+                let claims = Run {
+                    params: i & 1 == 0,
+                    component: i & 2 == 0,
+                    seed: i & 4 == 0,
+                };
+                let mut r = testing::receipt(&executor, &requester);
+                r.request = digest;
+                r.context = context(if claims.params { "50" } else { "4" });
+                r.component = if claims.component {
+                    component
+                } else {
+                    Digest::of(b"a cheaper component")
+                };
+                r.seed = if claims.seed {
+                    request.seed
+                } else {
+                    Seed([0; 32])
+                };
+                r
+            })
+            .collect();
+        Binding {
+            request,
+            digest,
+            receipts,
+        }
+    }
+
+    /// The binding shared by every run.
+    pub fn get() -> &'static Binding {
+        static BINDING: LazyLock<Binding> = LazyLock::new(Binding::new);
+        &BINDING
+    }
+
+    /// `Request::check_receipt` on a receipt that claims `claims`.
+    pub fn check(&self, claims: Run) -> Result<(), BindingError> {
+        self.request
+            .check_receipt(self.digest, &self.receipts[claims.index()])
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Answer {
     /// No answer will come.
     silent: bool,
     /// The capability is not there (drifted away).
     gone: bool,
+    /// The output is what running the request gives.
     correct: bool,
-    receipt_valid: bool,
+    /// What the executor ran.
+    ran: Run,
+    /// What its receipt says it ran.
+    claims: Run,
+    /// Whether the receipt's signature holds.
+    signed: bool,
     /// Time the executor takes.
     work_us: u64,
+}
+
+impl Answer {
+    /// What a tier-3 requester makes of the receipt: the signature, then
+    /// every field against the signed request.
+    fn receipt(&self) -> Result<(), String> {
+        if !self.signed {
+            return Err("receipt signature invalid (forged)".into());
+        }
+        Binding::get().check(self.claims).map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Debug)]
@@ -455,8 +656,10 @@ struct Active {
     /// Candidates: (peer index, cap index, descriptor).
     cands: Vec<(u32, u16, Arc<SignedDescriptor>)>,
     delegation: Option<Delegation>,
-    /// The answer to the real request the delegation is judging.
+    /// The answer to the real request the delegation is judging, and who
+    /// gave it (peer index).
     last: Option<Answer>,
+    last_peer: Option<u32>,
     /// Whether this step met a stale descriptor.
     stale: bool,
     /// Bumped at every operation, so late outcomes are ignored.
@@ -787,7 +990,8 @@ impl World {
                     Attack::ForgeReceipt,
                     Attack::CanaryAware,
                     Attack::BuildThenDefect,
-                ][rng.below(4)],
+                    Attack::ParamSwap,
+                ][rng.below(5)],
                 a => a,
             });
             // Honest peers host popular kinds, and every workflow kind gets
@@ -1328,6 +1532,7 @@ impl World {
             cands: Vec::new(),
             delegation: None,
             last: None,
+            last_peer: None,
             stale: false,
             op: 0,
         });
@@ -1461,7 +1666,9 @@ impl World {
             silent: false,
             gone: false,
             correct: true,
-            receipt_valid: true,
+            ran: Run::ASKED,
+            claims: Run::ASKED,
+            signed: true,
             work_us: work,
         };
         if !alive {
@@ -1475,6 +1682,7 @@ impl World {
         let Some(attack) = self.peers[pi].sybil else {
             return honest;
         };
+        // Garbage output, with a receipt that answers the request.
         let wrong = Answer {
             correct: false,
             work_us: self.exp_us(1.0),
@@ -1483,7 +1691,7 @@ impl World {
         match attack {
             Attack::WrongOutput | Attack::Mixed => wrong,
             Attack::ForgeReceipt => Answer {
-                receipt_valid: false,
+                signed: false,
                 ..honest
             },
             Attack::Silent => Answer {
@@ -1491,10 +1699,25 @@ impl World {
                 ..honest
             },
             Attack::CanaryAware => {
-                if canary && self.rng.unit() < self.p.canary_detect {
+                if self.takes_for_canary(canary) {
                     honest
                 } else {
                     wrong
+                }
+            }
+            Attack::ParamSwap => {
+                if self.takes_for_canary(canary) {
+                    honest
+                } else {
+                    // Cheaper parameters, signed honestly: cheaper work
+                    // always gives other output than the asked work.
+                    Answer {
+                        correct: false,
+                        ran: Run::CHEAPER_PARAMS,
+                        claims: Run::CHEAPER_PARAMS,
+                        work_us: work / 4,
+                        ..honest
+                    }
                 }
             }
             Attack::BuildThenDefect => {
@@ -1504,6 +1727,20 @@ impl World {
                 } else {
                     wrong
                 }
+            }
+        }
+    }
+
+    /// Whether a canary-aware Sybil takes this request (a canary or not)
+    /// for a canary, and so answers it honestly (see the module docs).
+    fn takes_for_canary(&mut self, canary: bool) -> bool {
+        match self.p.canary_detect {
+            // The older model, drawing exactly as it did.
+            Some(detect) => canary && self.rng.unit() < detect,
+            None => {
+                let roll = self.rng.unit();
+                let a = self.p.detector_accuracy;
+                if canary { roll < a } else { roll >= a }
             }
         }
     }
@@ -1637,28 +1874,54 @@ impl World {
                     .as_ref()
                     .and_then(|a| a.delegation.as_ref())
                     .is_some_and(|d| d.tiers().evidence);
+                let peer = self.requesters[r]
+                    .active
+                    .as_ref()
+                    .and_then(|a| a.cands.get(candidate))
+                    .map(|c| c.0);
                 let ans = self.send(r, candidate, false, 0, move |a| Event::Invoked {
-                    receipt: evidence.then(|| {
-                        if a.receipt_valid {
-                            Ok(())
-                        } else {
-                            Err("forged".into())
-                        }
-                    }),
+                    receipt: evidence.then(|| a.receipt()),
                 });
+                if let Some(ans) = ans
+                    && evidence
+                    && !ans.silent
+                    && !ans.gone
+                    && let Err(why) = ans.receipt()
+                {
+                    self.metrics.invalid_receipts += 1;
+                    if why.contains("params") {
+                        self.metrics.params_mismatches += 1;
+                    }
+                }
                 if let (Some(ans), Some(a)) = (ans, self.requesters[r].active.as_mut()) {
                     a.last = Some(ans);
+                    a.last_peer = peer;
                 }
             }
             Decision::Replay { .. } => {
                 let last = self.requesters[r].active.as_ref().and_then(|a| a.last);
                 let op = self.bump(r);
                 let t = self.now + self.exp_us(self.p.processing_ms);
-                // The simulated replay is a perfect oracle: it never fails on
-                // the requester's side.
-                let event = Event::Replayed(match last {
-                    Some(a) if !a.correct => ReplayOutcome::Mismatch("output differs".into()),
-                    _ => ReplayOutcome::Matched,
+                // The requester re-runs the signed request (never the
+                // receipt's claims) and compares with the receipt. Its own
+                // run can fail: inconclusive, which proves nothing.
+                self.metrics.replays += 1;
+                let failed = self.p.replay_fail > 0.0 && self.rng.unit() < self.p.replay_fail;
+                let event = Event::Replayed(if failed {
+                    self.metrics.replay_inconclusive += 1;
+                    ReplayOutcome::Inconclusive("the requester's own run failed".into())
+                } else {
+                    match last {
+                        Some(a) if !a.correct => {
+                            self.metrics.replay_mismatches += 1;
+                            ReplayOutcome::Mismatch(if a.ran == Run::ASKED {
+                                "output differs from the request's run".into()
+                            } else {
+                                "the executor ran other work than the request".into()
+                            })
+                        }
+                        _ => ReplayOutcome::Matched,
+                    }
                 });
                 self.at(
                     t,
@@ -1686,13 +1949,27 @@ impl World {
 
     fn observe(&mut self, r: usize, event: Event) {
         let now = self.wall(self.now);
+        let replayed = matches!(event, Event::Replayed(_));
         let Requester {
             reputation, active, ..
         } = &mut self.requesters[r];
-        let Some(d) = active.as_mut().and_then(|a| a.delegation.as_mut()) else {
+        let Some(a) = active.as_mut() else {
+            return;
+        };
+        let Some(d) = a.delegation.as_mut() else {
             return;
         };
         d.observe(event, reputation, now);
+        // Only a replay can ban (proven fraud): check it never bans an
+        // honest executor, whatever the replay's outcome.
+        if replayed
+            && let Some(pi) = a.last_peer
+            && let Some(p) = self.peers.get(pi as usize)
+            && p.sybil.is_none()
+            && reputation.is_banned(&p.id)
+        {
+            self.metrics.honest_banned += 1;
+        }
         self.advance(r);
     }
 
@@ -1711,6 +1988,7 @@ impl World {
         a.step += 1;
         a.delegation = None;
         a.last = None;
+        a.last_peer = None;
         if a.step >= steps {
             self.finish(r, true);
         } else {
@@ -1784,6 +2062,58 @@ pub fn analytic_random_success(providers: &[(u32, u32)], steps: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sim's binding verdicts are `Request::check_receipt`'s on real
+    /// objects: a receipt that answers the request passes, and each
+    /// cheapened field is named, parameters first.
+    #[test]
+    fn binding_is_the_real_check_receipt() {
+        let b = Binding::get();
+        assert!(b.check(Run::ASKED).is_ok());
+        let named = |run: Run| match b.check(run) {
+            Err(BindingError::Field { field, .. }) => field,
+            other => panic!("{run:?}: {other:?}"),
+        };
+        assert_eq!(named(Run::CHEAPER_PARAMS), "params");
+        let other_component = Run {
+            component: false,
+            ..Run::ASKED
+        };
+        assert_eq!(named(other_component), "component");
+        let other_seed = Run {
+            seed: false,
+            ..Run::ASKED
+        };
+        assert_eq!(named(other_seed), "seed");
+        for i in 1..8 {
+            let run = Run {
+                params: i & 1 == 0,
+                component: i & 2 == 0,
+                seed: i & 4 == 0,
+            };
+            assert_eq!(run.index(), i);
+            assert!(b.check(run).is_err(), "{run:?}");
+        }
+        // A forged signature fails before the fields are looked at.
+        let forged = Answer {
+            silent: false,
+            gone: false,
+            correct: true,
+            ran: Run::ASKED,
+            claims: Run::ASKED,
+            signed: false,
+            work_us: 0,
+        };
+        assert!(forged.receipt().is_err_and(|e| e.contains("signature")));
+        let swapped = Answer {
+            signed: true,
+            correct: false,
+            ran: Run::CHEAPER_PARAMS,
+            claims: Run::CHEAPER_PARAMS,
+            ..forged
+        };
+        assert!(swapped.receipt().is_err_and(|e| e.contains("params")));
+    }
 
     /// The calendar queue pops exactly what a binary heap keyed by (time,
     /// scheduling order) would, including events scheduled for the bucket

@@ -198,11 +198,20 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("alpha", "Sybil fraction α, 0..=1 (a list in sybil-sweep)"),
     (
         "attack",
-        "wrong-output, forge-receipt, silent, canary-aware, build-then-defect, mixed",
+        "wrong-output, forge-receipt, silent, canary-aware, build-then-defect, param-swap, mixed",
+    ),
+    (
+        "detector_accuracy",
+        "accuracy A of a canary-aware/param-swap Sybil's canary detector on a balanced sample, 0..=1 \
+         (default 0.55): it cheats on real work with prob A, on canaries with prob 1-A",
     ),
     (
         "canary_detect",
-        "chance a canary-aware Sybil spots a canary, 0..=1",
+        "override: chance a canary is spotted, real work never taken for one (unset: from detector_accuracy)",
+    ),
+    (
+        "replay_fail",
+        "chance a replay fails on the requester's side (default 0.01): inconclusive, never fraud, 0..=1",
     ),
     (
         "defect_after",
@@ -435,10 +444,12 @@ impl Settings {
                 bad(
                     k,
                     v,
-                    "wrong-output, forge-receipt, silent, canary-aware, build-then-defect or mixed",
+                    "wrong-output, forge-receipt, silent, canary-aware, build-then-defect, param-swap or mixed",
                 )
             })?,
-            "canary_detect" => p.canary_detect = prob(k, v)?,
+            "detector_accuracy" => p.detector_accuracy = prob(k, v)?,
+            "canary_detect" => p.canary_detect = Some(prob(k, v)?),
+            "replay_fail" => p.replay_fail = prob(k, v)?,
             "defect_after" => p.defect_after = one(k, v, COUNT)?,
             "remint_ms" => p.remint_ms = one(k, v, COUNT)?,
             "sybil_attractive" => p.sybil_attractive = one(k, v, "true or false")?,
@@ -601,13 +612,21 @@ struct RunResult {
     verify_share: f64,
     fallbacks: f64,
     analytic: f64,
+    /// Replays per workflow.
+    replays: f64,
+    /// Inconclusive replays (failed on the requester's side) per replay.
+    inconclusive_share: f64,
+    /// Receipts rejected because they name other parameters, per workflow.
+    params_rejections: f64,
+    /// Honest executors banned (must stay 0).
+    honest_banned: f64,
     events: u64,
 }
 
 /// Reads one metric from a run.
 type Metric = fn(&RunResult) -> f64;
 
-const METRICS: [(&str, Metric); 15] = [
+const METRICS: [(&str, Metric); 19] = [
     ("success", |r| r.success),
     ("wrong_accepted", |r| r.wrong),
     ("stale_failures", |r| r.stale_failures),
@@ -623,6 +642,10 @@ const METRICS: [(&str, Metric); 15] = [
     ("verify_share", |r| r.verify_share),
     ("fallbacks_per_workflow", |r| r.fallbacks),
     ("analytic_random_success", |r| r.analytic),
+    ("replays_per_workflow", |r| r.replays),
+    ("replay_inconclusive_share", |r| r.inconclusive_share),
+    ("params_rejections_per_workflow", |r| r.params_rejections),
+    ("honest_banned", |r| r.honest_banned),
 ];
 
 fn summarise(p: &Params, m: &Metrics, analytic: f64) -> RunResult {
@@ -644,6 +667,14 @@ fn summarise(p: &Params, m: &Metrics, analytic: f64) -> RunResult {
         verify_share: m.verify_messages as f64 / m.control_messages().max(1) as f64,
         fallbacks: m.fallbacks as f64 / wf,
         analytic,
+        replays: m.replays as f64 / wf,
+        inconclusive_share: if m.replays == 0 {
+            f64::NAN
+        } else {
+            m.replay_inconclusive as f64 / m.replays as f64
+        },
+        params_rejections: m.params_mismatches as f64 / wf,
+        honest_banned: m.honest_banned as f64,
         events: m.events,
     }
 }
@@ -919,7 +950,8 @@ fn params_note(p: &Params) -> String {
     format!(
         "{} peers, {} requesters, {} workflows of {} steps per run; {} kinds of capability, {} per honest peer; \
          {} regions ({} ms within, {} ms between, ±{:.0}% jitter); processing {} ms mean; TTL {} s, refresh {} s; \
-         fallback budget {}, exploration {}, feedback {}; {} candidates per query; Sybil attack `{}`{}.",
+         fallback budget {}, exploration {}, feedback {}; {} candidates per query; a replay fails on the requester's \
+         side (inconclusive) with probability {}; Sybil attack `{}`{}{}.",
         p.peers,
         p.requesters,
         p.workflows,
@@ -937,7 +969,21 @@ fn params_note(p: &Params) -> String {
         p.exploration,
         p.feedback,
         p.candidates,
+        fmt_x(p.replay_fail),
         p.attack.name(),
+        match (p.attack, p.canary_detect) {
+            (Attack::CanaryAware | Attack::ParamSwap | Attack::Mixed, None) => format!(
+                " (canary detector accuracy {}: it cheats on real work with probability {} and on canaries with {})",
+                fmt_x(p.detector_accuracy),
+                fmt_x(p.detector_accuracy),
+                fmt_x(1.0 - p.detector_accuracy)
+            ),
+            (Attack::CanaryAware | Attack::ParamSwap | Attack::Mixed, Some(d)) => format!(
+                " (spots a canary with probability {}, always cheats on real work)",
+                fmt_x(d)
+            ),
+            _ => String::new(),
+        },
         if p.sybil_attractive {
             ", with attractive (stuffed, best-QoS) descriptors"
         } else {
@@ -1490,6 +1536,7 @@ fn paper(
         for (name, attack, remint) in [
             ("sybil-canary-aware", Attack::CanaryAware, 0),
             ("sybil-build-then-defect", Attack::BuildThenDefect, 30_000),
+            ("sybil-param-swap", Attack::ParamSwap, 0),
         ] {
             let mut s2 = st.clone();
             s2.base.attack = attack;
@@ -1535,7 +1582,20 @@ fn paper(
          compared. Every number below comes with a 95% confidence interval over independent runs.\n\n",
     );
     md.push_str("## Findings\n\n");
-    md.push_str(&findings(&sybil, &size, &ttl_f, &ttl, &smarter));
+    let honest_banned: f64 = [&sybil, &size, &ttl, &drift]
+        .into_iter()
+        .chain(smarter.iter())
+        .flat_map(|t| t.cells.iter().flatten().flatten())
+        .map(|r| r.honest_banned)
+        .sum();
+    md.push_str(&findings(
+        &sybil,
+        &size,
+        &ttl_f,
+        &ttl,
+        &smarter,
+        honest_banned,
+    ));
     md.push_str("\n## 1. Sybil index poisoning (paper setting)\n\n");
     md.push_str(&sybil_md);
     md.push_str("## 2. Smarter attackers (beyond the paper)\n\n");
@@ -1543,9 +1603,18 @@ fn paper(
         md.push_str("Skipped: `--set attack=…` chose one attacker for every sweep.\n\n");
     }
     md.push_str(
-        "A *canary-aware* Sybil answers anything that looks like a canary honestly and cheats on real work: \
-         tier 2 alone cannot see it, only replay (tier 3) can. A *build-then-defect* Sybil serves honestly five \
-         times, then cheats, and takes a fresh identity every 30 s, starting over as a newcomer.\n\n",
+        "A *canary-aware* Sybil answers what it takes for a canary honestly and cheats on what it takes for real \
+         work. How often it guesses right is the accuracy A of its canary detector on a balanced sample: it flags a \
+         canary as a canary with probability A and real work as real with probability A, so it cheats on real work \
+         with probability A and on canaries (where tier 2 catches it) with probability 1 − A. A is the accuracy the \
+         node's canaries must hold a detector to (`--set detector_accuracy`, default 0.55, the figure recorded in \
+         `BENCHMARKS.md`); at A = 1 tier 2 cannot see it and only replay (tier 3) can. A *build-then-defect* Sybil \
+         serves honestly five times, then cheats, and takes a fresh identity every 30 s, starting over as a \
+         newcomer. A *param-swap* Sybil guesses like the canary-aware one, but on real work runs cheaper parameters \
+         than asked and signs that honestly: its receipt names the parameters it ran, so the receipt does not \
+         answer the signed request and tier 3 rejects it (`Request::check_receipt` names `params`) without \
+         replay; without receipts only a canary it does not recognise shows it, since the cheaper work gives \
+         other output.\n\n",
     );
     for s in &smarter_md {
         md.push_str(s);
@@ -1566,9 +1635,16 @@ fn paper(
          answers that were accepted on reputation alone. Signatures are not computed (publishers' descriptors \
          carry a placeholder signature and registries take their post-verification path); in reality every \
          Sybil signs validly, so this changes nothing measured.\n\
-         * A canary is answered honestly by an honest executor and by a canary-aware Sybil that spots it; a \
-         cross-check (used when the component is not public) compares two executors, and colluding Sybils agree \
-         on the same wrong answer.\n\
+         * A canary is answered honestly by an honest executor and by a canary-aware Sybil that takes it for one \
+         (with the detector accuracy above); a cross-check (used when the component is not public) compares two \
+         executors, and colluding Sybils agree on the same wrong answer.\n\
+         * Receipts (tier 3): each answer records what the executor ran (asked or cheaper parameters, the component, \
+         the seed) and what its receipt claims; the claim is checked by errand-core's own \
+         `Request::check_receipt` against a real signed request, so a receipt naming cheaper parameters is an \
+         invalid receipt. Replay is not an oracle: it re-runs the request, not the receipt's claims, so it matches \
+         an honest run and contradicts a cheating run whose receipt answers the request (fraud, a ban); and it \
+         fails on the requester's own side with probability `replay_fail` (default 1%), which is inconclusive: \
+         the delegation moves on and nothing is held against the executor.\n\
          * Control-plane bytes are the encoded size of descriptors and candidate lists plus fixed sizes for \
          queries, acknowledgements and canaries; QUIC and TLS overhead are not counted.\n\n",
     );
@@ -1587,6 +1663,7 @@ fn findings(
     f: &TtlFindings,
     ttl: &Table,
     smarter: &[Table],
+    honest_banned: f64,
 ) -> String {
     let mut md = String::new();
     let last = sybil.sweep.xs.len().saturating_sub(1);
@@ -1768,17 +1845,62 @@ fn findings(
             .first()
             .and_then(|s| s.1.first())
             .map(|p| p.attack);
+        let p0 = t.sweep.series.first().and_then(|s| s.1.first());
+        let accuracy = p0.map_or(0.0, |p| p.detector_accuracy);
+        let overridden = p0.is_some_and(|p| p.canary_detect.is_some());
+        let success = |label: &str| {
+            t.series_index(label)
+                .map(|s| t.est(s, last, |r| r.success).mean)
+        };
         let why = match attack {
-            Some(Attack::CanaryAware) => {
+            Some(Attack::CanaryAware) if overridden || accuracy >= 0.99 => {
                 " A canary cannot tell this attacker apart, so the challenge tier alone adds \
                  nothing; only replay (T1+T2+T3) catches it. Risk-tiered replays only the \
                  high-risk last step, so it lands in between."
+                    .to_owned()
             }
+            Some(Attack::CanaryAware) => format!(
+                " With a canary detector of accuracy {a}, it cheats on {real:.0}% of real work and \
+                 answers {canary:.0}% of canaries wrongly, so the challenge tier {gain}; replay \
+                 (T1+T2+T3) catches the cheating that gets past it. A perfect detector \
+                 (`--set detector_accuracy=1`) would leave tier 2 blind to it.",
+                a = fmt_x(accuracy),
+                real = accuracy * 100.0,
+                canary = (1.0 - accuracy) * 100.0,
+                gain = match (success("T1+T2"), success("T1")) {
+                    (Some(t2), Some(t1)) if t2 > t1 + 0.05 => "catches a good part of it",
+                    _ => "catches little of it",
+                },
+            ),
             Some(Attack::BuildThenDefect) => {
-                " The honest answers earn the attacker the reputation that T1 then trusts, \
-                 which is why T1 can do worse than none; replay still catches the defection."
+                " The honest answers earn the attacker the reputation \
+                 that T1 then trusts, which is why T1 can do worse than none; replay still catches \
+                 the defection."
+                    .to_owned()
             }
-            _ => "",
+            Some(Attack::ParamSwap) => {
+                let rejected = ["T1+T2+T3", "risk-tiered"]
+                    .iter()
+                    .filter_map(|l| t.series_index(l))
+                    .map(|s| t.est(s, last, |r| r.params_rejections))
+                    .next();
+                format!(
+                    " Its receipts honestly name the cheaper parameters, so wherever receipts are \
+                     checked (T1+T2+T3, and risk-tiered on the high-risk last step) `Request::check_receipt` \
+                     rejects them as invalid receipts naming `params`, replay or not ({} such \
+                     rejections per workflow under {}); before signed requests bound the \
+                     parameters, this attacker passed every tier. Without receipts, canaries \
+                     catch it only when its detector (accuracy {}) misses them.",
+                    rejected.map_or("n/a".into(), |e| val(e, "")),
+                    if t.series_index("T1+T2+T3").is_some() {
+                        "T1+T2+T3"
+                    } else {
+                        "risk-tiered"
+                    },
+                    fmt_x(accuracy)
+                )
+            }
+            _ => String::new(),
         };
         let _ = writeln!(
             md,
@@ -1788,6 +1910,31 @@ fn findings(
             fmt_x(t.sweep.xs.get(last).copied().unwrap_or(0.0)),
             row.join("; ")
         );
+    }
+    // Replay is not an oracle: requester-side failures are inconclusive.
+    let n = 5 + smarter.len();
+    match sybil.series_index("T1+T2+T3") {
+        Some(s) => {
+            let p = sybil.sweep.series[s].1.first();
+            let _ = writeln!(
+                md,
+                "{n}. Replay is not a perfect oracle here: it re-runs the signed request and fails on the requester's \
+                 own side with probability {}. Under T1+T2+T3 at α = {}, {} replays ran per workflow and {} of them \
+                 were inconclusive: the delegation moved on to the next candidate and recorded nothing against the \
+                 executor. Honest executors banned for fraud, over every run in this report: {}.",
+                p.map_or("?".into(), |p| fmt_x(p.replay_fail)),
+                fmt_x(top_alpha),
+                val(sybil.est(s, last, |r| r.replays), ""),
+                pct(sybil.est(s, last, |r| r.inconclusive_share)),
+                honest_banned
+            );
+        }
+        None => {
+            let _ = writeln!(
+                md,
+                "{n}. Honest executors banned for fraud, over every run in this report: {honest_banned}."
+            );
+        }
     }
     md
 }

@@ -109,6 +109,7 @@ fn a_wrong_output_is_never_counted_as_a_success() {
                 };
                 let m = simulate(&p, 11);
                 assert_eq!(m.workflows as usize, m.records.len());
+                assert_eq!(m.honest_banned, 0, "{label} {attack:?}");
                 let counted = m.records.iter().filter(|r| r.success).count() as u64;
                 assert_eq!(counted, m.successes, "{label} {attack:?}");
                 for r in &m.records {
@@ -266,11 +267,13 @@ fn poisoned_relevance_ranking_starves_every_policy_while_sampling_does_not() {
 
 #[test]
 fn canary_aware_sybils_beat_canaries_but_not_replay() {
+    // A perfect canary detector (the model before detector_accuracy).
     let run = |policy| {
         simulate(
             &Params {
                 sybil_fraction: 0.4,
                 attack: Attack::CanaryAware,
+                detector_accuracy: 1.0,
                 policy,
                 workflows: 300,
                 ..Params::default()
@@ -384,7 +387,9 @@ fn bad_settings_are_refused_by_name() {
     let msg = |r: Result<(), SimError>| r.unwrap_err().to_string();
     assert!(msg(run(&["nope=1"])).contains("unknown setting `nope`"));
     assert!(msg(run(&["alpha=2"])).contains("setting `alpha`"));
-    assert!(msg(run(&["attack=polite"])).contains("canary-aware"));
+    assert!(msg(run(&["attack=polite"])).contains("param-swap"));
+    assert!(msg(run(&["detector_accuracy=1.5"])).contains("setting `detector_accuracy`"));
+    assert!(msg(run(&["replay_fail=-0.1"])).contains("setting `replay_fail`"));
     assert!(msg(run(&["candidates=0"])).contains("between 1 and 100"));
     assert!(msg(run(&["workflows"])).contains("is not key=value"));
     assert!(msg(run(&["regions=2", "region_ms=1,2,3"])).contains("regions²"));
@@ -406,4 +411,179 @@ fn bad_settings_are_refused_by_name() {
     );
     // Nothing was written by the refused runs.
     assert!(files(out.path()).is_empty());
+}
+
+/// Issue 10, item 9: replay is not a perfect oracle. It runs the request:
+/// an honest run matches, a cheating run whose receipt answers the request
+/// is fraud, and the requester's own run fails now and then
+/// (`replay_fail`), which is inconclusive.
+#[test]
+fn sim_replay_is_not_a_perfect_oracle() {
+    let run = |alpha, replay_fail| {
+        simulate(
+            &Params {
+                sybil_fraction: alpha,
+                policy: Policy::Fixed(TierSet::t3(1.0)),
+                replay_fail,
+                workflows: 300,
+                ..Params::default()
+            },
+            12,
+        )
+    };
+    // Honest executors, a replay that never fails: every replay matches.
+    let perfect = run(0.0, 0.0);
+    assert!(perfect.replays > 500, "{}", perfect.replays);
+    assert_eq!(perfect.replay_inconclusive, 0);
+    assert_eq!(perfect.replay_mismatches, 0);
+    // The default: about one replay in a hundred is inconclusive.
+    assert_eq!(Params::default().replay_fail, 0.01);
+    let default = run(0.0, Params::default().replay_fail);
+    assert!(default.replay_inconclusive > 0);
+    assert!(default.replay_inconclusive * 20 < default.replays);
+    assert_eq!(default.replay_mismatches, 0);
+    // A flaky requester: inconclusive replays cost fallbacks, not fraud.
+    let flaky = run(0.0, 0.3);
+    let share = flaky.replay_inconclusive as f64 / flaky.replays as f64;
+    assert!((0.25..0.35).contains(&share), "{share}");
+    assert_eq!(flaky.replay_mismatches, 0);
+    assert!(flaky.fallbacks > perfect.fallbacks);
+    assert!(flaky.success_rate() > 0.95, "{}", flaky.success_rate());
+    // Wrong output under a receipt that answers the request, from Sybils
+    // that pass every canary: the replay of the request contradicts it.
+    let cheats = simulate(
+        &Params {
+            sybil_fraction: 0.3,
+            attack: Attack::CanaryAware,
+            detector_accuracy: 1.0,
+            policy: Policy::Fixed(TierSet::t3(1.0)),
+            workflows: 300,
+            ..Params::default()
+        },
+        12,
+    );
+    assert!(cheats.replay_mismatches > 0);
+    assert_eq!(cheats.wrong_accepted, 0);
+    assert_eq!(cheats.honest_banned, 0);
+}
+
+/// Issue 10, item 1: an executor that runs cheaper parameters and signs
+/// that honestly. With receipts checked, `Request::check_receipt` rejects
+/// it by name (`params`) even without replay; without them, canaries see
+/// it only when it fails to recognise them.
+#[test]
+fn param_swap_is_caught_by_binding_in_the_sim() {
+    let run = |policy, accuracy| {
+        simulate(
+            &Params {
+                sybil_fraction: 0.4,
+                attack: Attack::ParamSwap,
+                detector_accuracy: accuracy,
+                policy,
+                workflows: 300,
+                ..Params::default()
+            },
+            13,
+        )
+    };
+    // Receipts bound, no canary, no replay: binding alone.
+    let receipts_only = TierSet {
+        reputation: true,
+        canary: false,
+        evidence: true,
+        replay: 0.0,
+    };
+    let bound = run(Policy::Fixed(receipts_only), 1.0);
+    assert_eq!(bound.replays, 0);
+    assert!(bound.params_mismatches > 50, "{}", bound.params_mismatches);
+    assert_eq!(bound.invalid_receipts, bound.params_mismatches);
+    assert_eq!(bound.wrong_accepted, 0);
+    assert!(bound.success_rate() > 0.9, "{}", bound.success_rate());
+    assert_eq!(bound.honest_banned, 0);
+    // T1+T2+T3 without replay: the same.
+    let t3 = run(
+        Policy::Fixed(TierSet::t3(0.0)),
+        Params::default().detector_accuracy,
+    );
+    assert_eq!(t3.wrong_accepted, 0);
+    assert!(t3.params_mismatches > 0);
+    // Without receipts, a perfect detector hides it from canaries; a
+    // detector at the target accuracy does not.
+    let blind = run(Policy::Fixed(TierSet::T2), 1.0);
+    let seen = run(Policy::Fixed(TierSet::T2), 0.55);
+    let none = run(none(), 0.55);
+    assert_eq!(blind.invalid_receipts + seen.invalid_receipts, 0);
+    assert!(blind.success_rate() < 0.6, "{}", blind.success_rate());
+    assert!(
+        seen.success_rate() > blind.success_rate() + 0.15,
+        "T1+T2: {} at accuracy 0.55, {} at 1",
+        seen.success_rate(),
+        blind.success_rate()
+    );
+    assert!(none.success_rate() < seen.success_rate());
+}
+
+/// Issue 10, item 5: a replay that fails on the requester's side is
+/// inconclusive, never fraud: an honest executor is never banned, however
+/// many inconclusive replays it gets.
+#[test]
+fn inconclusive_replays_never_ban_an_honest_executor() {
+    for (alpha, replay_fail) in [(0.0, 1.0), (0.0, 0.5), (0.3, 0.5)] {
+        let m = simulate(
+            &Params {
+                sybil_fraction: alpha,
+                policy: Policy::Fixed(TierSet::t3(1.0)),
+                replay_fail,
+                workflows: 400,
+                ..Params::default()
+            },
+            14,
+        );
+        assert!(m.replay_inconclusive > 300, "{}", m.replay_inconclusive);
+        assert_eq!(m.honest_banned, 0, "α={alpha}, replay_fail={replay_fail}");
+        if alpha == 0.0 {
+            assert_eq!(m.replay_mismatches, 0);
+            assert_eq!(m.wrong_accepted, 0);
+        }
+        if replay_fail == 1.0 {
+            // Nothing can be confirmed, so every step fails, but no honest
+            // executor is held responsible.
+            assert_eq!(m.replay_inconclusive, m.replays);
+            assert_eq!(m.successes, 0);
+        }
+    }
+}
+
+/// The canary-aware attacker's success follows the detector's accuracy
+/// (cheating on real work with probability A, on canaries with 1 - A);
+/// `canary_detect` still overrides it with the older model.
+#[test]
+fn canary_detection_follows_the_detector_accuracy() {
+    let run = |accuracy, detect: Option<f64>| {
+        simulate(
+            &Params {
+                sybil_fraction: 0.4,
+                attack: Attack::CanaryAware,
+                detector_accuracy: accuracy,
+                canary_detect: detect,
+                policy: Policy::Fixed(TierSet::T2),
+                workflows: 300,
+                ..Params::default()
+            },
+            15,
+        )
+        .success_rate()
+    };
+    assert_eq!(
+        Params::default().detector_accuracy,
+        errand_sim::model::DETECTOR_ACCURACY
+    );
+    let coin = run(0.5, None);
+    let target = run(0.55, None);
+    let perfect = run(1.0, None);
+    let legacy = run(0.55, Some(1.0));
+    assert!(perfect < 0.6, "{perfect}");
+    assert!(legacy < 0.6, "{legacy}");
+    assert!(target > perfect + 0.15, "{target} vs {perfect}");
+    assert!(coin >= target - 0.05, "{coin} vs {target}");
 }
