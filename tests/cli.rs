@@ -638,11 +638,20 @@ fn verify_with_other_params_than_the_run_had_exits_1_naming_them() {
         stdout(&o)
     );
     // Asked for size=96: exit 1, naming the parameters.
-    let o = env.errand(&["verify", "run.evidence", "-p", "size=96", "-p", "iterations=1"]);
+    let o = env.errand(&[
+        "verify",
+        "run.evidence",
+        "-p",
+        "size=96",
+        "-p",
+        "iterations=1",
+    ]);
     assert_eq!(code(&o), 1, "{}", stdout(&o));
     let text = stdout(&o);
     assert!(
-        text.contains("check `request` failed") && text.contains("params") && text.contains("size=96"),
+        text.contains("check `request` failed")
+            && text.contains("params")
+            && text.contains("size=96"),
         "{text}"
     );
     // A bad --param is unusable input, not a failed check.

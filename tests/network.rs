@@ -500,7 +500,11 @@ fn action_shipping_is_off_by_default_and_follows_the_allowlist() {
         );
         // Allowed: by digest first; the node asks for the bytes once.
         assert_eq!(
-            code_of(allowed.invoke_shipped(open.peer_addr(), &req(3), bytes(None)).await),
+            code_of(
+                allowed
+                    .invoke_shipped(open.peer_addr(), &req(3), bytes(None))
+                    .await
+            ),
             Some(ErrorCode::NeedComponent)
         );
         let done = allowed
@@ -696,7 +700,11 @@ fn receipts_export_with_their_requests_and_verify_as_a_folder() {
     let peer = exec.peer.to_string();
     let o = run(&["verify", "exported", "--executor", &peer]);
     assert_eq!(code(&o), 0, "{}", stdout(&o));
-    assert!(stdout(&o).contains("3 files: 3 verified, 0 failed"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("3 files: 3 verified, 0 failed"),
+        "{}",
+        stdout(&o)
+    );
     // One flipped byte in one file: that file fails, the others pass, and
     // the exit status is the worst.
     let victim = std::fs::read_dir(exec.dir.join("exported"))
@@ -711,5 +719,9 @@ fn receipts_export_with_their_requests_and_verify_as_a_folder() {
     std::fs::write(&victim, bytes).unwrap();
     let o = run(&["verify", "exported"]);
     assert_eq!(code(&o), 1, "{}", stdout(&o));
-    assert!(stdout(&o).contains("2 verified, 1 failed"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("2 verified, 1 failed"),
+        "{}",
+        stdout(&o)
+    );
 }

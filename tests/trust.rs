@@ -327,8 +327,10 @@ impl errand_net::Handler for Recorder {
                 self.seen.lock().unwrap().push((*inv).clone());
                 let asked = inv.request.body().clone();
                 let prepared = self.host.prepare(&self.package.component).unwrap();
-                let mut limits = errand_host::Limits::default();
-                limits.fuel = asked.fuel;
+                let mut limits = errand_host::Limits {
+                    fuel: asked.fuel,
+                    ..Default::default()
+                };
                 if let Some(l) = &asked.limits {
                     limits = errand_host::Limits::for_replay(asked.fuel, l, &limits);
                 }
@@ -425,8 +427,20 @@ fn a_canary_is_indistinguishable_from_a_real_request() {
     // Same shape on the wire: same target, same options, the same
     // parameters and declared time, fresh random ids and seeds.
     assert_eq!(
-        (&qa.capability, qa.component, qa.fuel, qa.limits, a.want_trace),
-        (&qb.capability, qb.component, qb.fuel, qb.limits, b.want_trace)
+        (
+            &qa.capability,
+            qa.component,
+            qa.fuel,
+            qa.limits,
+            a.want_trace
+        ),
+        (
+            &qb.capability,
+            qb.component,
+            qb.fuel,
+            qb.limits,
+            b.want_trace
+        )
     );
     assert_eq!(qa.context, qb.context);
     assert_ne!(qa.request_id, qb.request_id);
@@ -837,8 +851,15 @@ fn tier3_param_swap_honestly_signed_fails_the_request_binding() {
     // Reputation alone takes the cheaper work.
     let mut t1 = net.runner(Policy::Fixed(TierSet::T1), None);
     let r = run(&mut t1, &wf);
-    assert!(r.succeeded && executor_of(&r).starts_with(&cheat.to_string()), "{r:#?}");
-    assert_ne!(r.outputs.get("count"), Some(&right), "the cheaper answer was taken");
+    assert!(
+        r.succeeded && executor_of(&r).starts_with(&cheat.to_string()),
+        "{r:#?}"
+    );
+    assert_ne!(
+        r.outputs.get("count"),
+        Some(&right),
+        "the cheaper answer was taken"
+    );
 
     // Receipts bound to the signed request: no canary, no replay needed.
     let receipts_only = TierSet {
@@ -854,7 +875,10 @@ fn tier3_param_swap_honestly_signed_fails_the_request_binding() {
     let s = &r.steps[0];
     assert!(s.attempts[0].peer.starts_with(&cheat.to_string()), "{s:#?}");
     let why = s.attempts[0].rejected.clone().unwrap_or_default();
-    assert!(why.contains("params") && why.contains("top=6") && why.contains("top=1"), "{why}");
+    assert!(
+        why.contains("params") && why.contains("top=6") && why.contains("top=1"),
+        "{why}"
+    );
     assert!(executor_of(&r).starts_with(&honest.to_string()));
 }
 
@@ -885,7 +909,10 @@ fn frame_the_honest_cannot_get_honest_executors_blamed() {
         }
     }
     assert!(!runner.reputation().is_banned(&honest));
-    assert!(!runner.reputation().is_banned(&framer), "serving a bad copy is not fraud by the executor's receipts");
+    assert!(
+        !runner.reputation().is_banned(&framer),
+        "serving a bad copy is not fraud by the executor's receipts"
+    );
 }
 
 /// A `build-then-defect` executor serves honestly, then lies: replay catches
@@ -912,7 +939,11 @@ fn build_then_defect_is_caught_by_replay_with_a_fraud_proof() {
         let text = format!("patience pays {i}");
         let r = run(&mut runner, &count_step(&text, Risk::High));
         assert!(r.succeeded && right_count(&r, &text), "{r:#?}");
-        fraud = fraud.or(r.steps[0].evidence.iter().find(|e| e.contains("FRAUD-")).cloned());
+        fraud = fraud.or(r.steps[0]
+            .evidence
+            .iter()
+            .find(|e| e.contains("FRAUD-"))
+            .cloned());
     }
     assert!(runner.reputation().is_banned(&defector));
     let fraud = fraud.expect("a fraud proof was kept");

@@ -32,8 +32,8 @@ use crate::digest::Digest;
 use crate::identity::PeerId;
 use crate::receipt::{InvocationContext, SignedReceipt};
 use crate::request::{ParamsText, SignedRequest};
-use crate::time::UnixMillis;
 use crate::signed::{Invalid, Kind, Object};
+use crate::time::UnixMillis;
 
 /// Largest input, output or component an evidence package may embed: 64 MiB.
 pub const MAX_BLOB_BYTES: usize = 64 << 20;
@@ -328,11 +328,7 @@ pub fn verify_many(list: &[&Evidence], supplied: &Supplied<'_>) -> Vec<Report> {
     let batch_ok = crate::signed::verify_batch(&receipts).is_ok();
     list.iter()
         .map(|e| {
-            let sig = if batch_ok {
-                Ok(())
-            } else {
-                e.receipt.verify()
-            };
+            let sig = if batch_ok { Ok(()) } else { e.receipt.verify() };
             verify_with(e, supplied, sig)
         })
         .collect()

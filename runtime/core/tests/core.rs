@@ -1468,7 +1468,12 @@ fn answer(q: &SignedRequest, exec: &errand_core::SecretKey, output: &[u8]) -> Re
     r
 }
 
-fn bind(q: &SignedRequest, r: Receipt, exec: &errand_core::SecretKey, output: &[u8]) -> Result<(), BindingError> {
+fn bind(
+    q: &SignedRequest,
+    r: Receipt,
+    exec: &errand_core::SecretKey,
+    output: &[u8],
+) -> Result<(), BindingError> {
     SignedReceipt::sign(r, exec)
         .unwrap()
         .check_binding(&Expected { request: q, output })
@@ -1481,17 +1486,32 @@ fn bind(q: &SignedRequest, r: Receipt, exec: &errand_core::SecretKey, output: &[
 fn tier3_param_swap_is_caught_by_the_request_binding() {
     let (exec, me) = (key(2), key(3));
     let mut asked = testing::request(&exec, &me);
-    asked.context = InvocationContext::from_pairs(SAMPLE_TIME, &[("size", "96"), ("iterations", "48")]).unwrap();
+    asked.context =
+        InvocationContext::from_pairs(SAMPLE_TIME, &[("size", "96"), ("iterations", "48")])
+            .unwrap();
     let q = SignedRequest::sign(asked, &me).unwrap();
     let out = b"cheap image";
     // The honest answer binds.
     bind(&q, answer(&q, &exec, out), &exec, out).unwrap();
     // Cheaper work, honestly signed: the receipt names what it ran.
     let mut swapped = answer(&q, &exec, out);
-    swapped.context = InvocationContext::from_pairs(SAMPLE_TIME, &[("size", "16"), ("iterations", "1")]).unwrap();
+    swapped.context =
+        InvocationContext::from_pairs(SAMPLE_TIME, &[("size", "16"), ("iterations", "1")]).unwrap();
     let e = bind(&q, swapped, &exec, out).unwrap_err();
-    assert!(matches!(e, BindingError::Field { field: "params", .. }), "{e}");
-    assert!(e.to_string().contains("size=96") && e.to_string().contains("size=16"), "{e}");
+    assert!(
+        matches!(
+            e,
+            BindingError::Field {
+                field: "params",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("size=96") && e.to_string().contains("size=16"),
+        "{e}"
+    );
     // Every other field the run depends on is bound too, and named.
     type Mutate = fn(&mut Receipt);
     let cases: Vec<(&str, Mutate)> = vec![
@@ -1502,7 +1522,9 @@ fn tier3_param_swap_is_caught_by_the_request_binding() {
         ("input", |r| r.input = Digest::of(b"other")),
         ("component", |r| r.component = Digest::of(b"other")),
         ("request id", |r| r.request_id = RequestId([1; 16])),
-        ("capability", |r| r.capability.as_mut().unwrap().name = BString::new("other").unwrap()),
+        ("capability", |r| {
+            r.capability.as_mut().unwrap().name = BString::new("other").unwrap()
+        }),
         ("request", |r| r.request = Digest::of(b"another request")),
     ];
     for (field, mutate) in cases {
@@ -1549,7 +1571,11 @@ fn evidence_digest_that_contradicts_the_receipt_fails_verification() {
     let (mut e, ..) = sample_evidence();
     e.component = Some(Blob::Digest(Digest::of(b"not the component")));
     let report = evidence::verify(&e, &Supplied::default());
-    assert_eq!(report.first_failure().map(|c| c.name), Some("component"), "{report:#?}");
+    assert_eq!(
+        report.first_failure().map(|c| c.name),
+        Some("component"),
+        "{report:#?}"
+    );
     e.component = Some(Blob::Digest(e.receipt.body().component));
     assert!(evidence::verify(&e, &Supplied::default()).verified());
 }
@@ -1573,7 +1599,13 @@ fn no_single_bit_flip_of_an_evidence_file_still_verifies() {
             survived.push(i);
         }
     }
-    assert!(survived.is_empty(), "{} of {} flips still verify: bits {:?}", survived.len(), bytes.len() * 8, &survived[..survived.len().min(20)]);
+    assert!(
+        survived.is_empty(),
+        "{} of {} flips still verify: bits {:?}",
+        survived.len(),
+        bytes.len() * 8,
+        &survived[..survived.len().min(20)]
+    );
 }
 
 #[test]
@@ -1581,20 +1613,51 @@ fn the_request_check_names_params_an_auditor_states_differently() {
     let (e, ..) = sample_evidence();
     // The package's own signed request matches.
     let report = evidence::verify(&e, &Supplied::default());
-    assert!(matches!(report.checks.iter().find(|c| c.name == "request").unwrap().verdict, Verdict::Pass(_)));
+    assert!(matches!(
+        report
+            .checks
+            .iter()
+            .find(|c| c.name == "request")
+            .unwrap()
+            .verdict,
+        Verdict::Pass(_)
+    ));
     // Without it, nothing says what was asked: skipped, not passed.
     let mut bare = e.clone();
     bare.request = None;
     let report = evidence::verify(&bare, &Supplied::default());
-    assert!(matches!(report.checks.iter().find(|c| c.name == "request").unwrap().verdict, Verdict::Skip(_)));
+    assert!(matches!(
+        report
+            .checks
+            .iter()
+            .find(|c| c.name == "request")
+            .unwrap()
+            .verdict,
+        Verdict::Skip(_)
+    ));
     // An auditor who asked for other parameters sees them named.
     let asked = InvocationContext::from_pairs(SAMPLE_TIME, &[("title", "Wolf")]).unwrap();
     for ev in [&e, &bare] {
-        let report = evidence::verify(ev, &Supplied { params: Some(&asked), ..Default::default() });
+        let report = evidence::verify(
+            ev,
+            &Supplied {
+                params: Some(&asked),
+                ..Default::default()
+            },
+        );
         let f = report.first_failure().unwrap();
         assert_eq!(f.name, "request");
-        assert!(matches!(&f.verdict, Verdict::Fail(m) if m.contains("title=Wolf") && m.contains("title=Fox")), "{f:?}");
-        let report = evidence::verify(ev, &Supplied { time: Some(SAMPLE_TIME.plus_ms(5)), ..Default::default() });
+        assert!(
+            matches!(&f.verdict, Verdict::Fail(m) if m.contains("title=Wolf") && m.contains("title=Fox")),
+            "{f:?}"
+        );
+        let report = evidence::verify(
+            ev,
+            &Supplied {
+                time: Some(SAMPLE_TIME.plus_ms(5)),
+                ..Default::default()
+            },
+        );
         assert_eq!(report.first_failure().unwrap().name, "request");
     }
     // A request the receipt does not answer, or signed by someone else.
@@ -1602,8 +1665,14 @@ fn the_request_check_names_params_an_auditor_states_differently() {
     let mut q = other.request.clone().unwrap().body().clone();
     q.seed = Seed([1; 32]);
     other.request = Some(SignedRequest::sign(q, &key(3)).unwrap());
-    let f = evidence::verify(&other, &Supplied::default()).first_failure().cloned().unwrap();
-    assert!(f.name == "request" && matches!(&f.verdict, Verdict::Fail(m) if m.contains("seed")), "{f:?}");
+    let f = evidence::verify(&other, &Supplied::default())
+        .first_failure()
+        .cloned()
+        .unwrap();
+    assert!(
+        f.name == "request" && matches!(&f.verdict, Verdict::Fail(m) if m.contains("seed")),
+        "{f:?}"
+    );
 }
 
 proptest! {

@@ -177,7 +177,9 @@ pub const MIN_REPLAY_DEADLINE: std::time::Duration = std::time::Duration::from_s
 
 /// The wall-clock backstop for replaying a run of `fuel`.
 pub fn replay_deadline(fuel: u64) -> std::time::Duration {
-    MIN_REPLAY_DEADLINE.max(std::time::Duration::from_secs(fuel / REPLAY_FUEL_PER_SEC + 1))
+    MIN_REPLAY_DEADLINE.max(std::time::Duration::from_secs(
+        fuel / REPLAY_FUEL_PER_SEC + 1,
+    ))
 }
 
 /// Re-executes a run and compares the outcome, the output digest, the fuel

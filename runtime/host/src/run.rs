@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use errand_core::bounded::BString;
 use errand_core::evidence::TraceEvent;
-use errand_core::request::Seed;
 use errand_core::receipt::{AbortReason, InvocationContext, Outcome, RequestId};
+use errand_core::request::Seed;
 use errand_core::{Digest, UnixMillis};
 
 use crate::sandbox::LogLine;

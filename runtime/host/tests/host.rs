@@ -253,9 +253,15 @@ fn receipt_and_evidence_verify_offline_and_replay_matches_for_every_example_tool
             },
         );
         assert!(report.verified(), "{}: {report:#?}", t.name);
-        let replay =
-            errand_host::replay(&h, receipt.body(), None, t.component, &input, e.trace.as_deref())
-                .unwrap();
+        let replay = errand_host::replay(
+            &h,
+            receipt.body(),
+            None,
+            t.component,
+            &input,
+            e.trace.as_deref(),
+        )
+        .unwrap();
         assert!(replay.matched(), "{}: {:#?}", t.name, replay.report);
     }
 }
@@ -919,8 +925,16 @@ fn replay_runs_the_request_not_the_receipts_claims() {
     let component = tool("imagegen");
     let input = b"a lighthouse in fog";
     let p = h.prepare(component).unwrap();
-    let asked = inv(input, &[("size", "96"), ("iterations", "48")], Limits::default());
-    let cheap = inv(input, &[("size", "16"), ("iterations", "1")], Limits::default());
+    let asked = inv(
+        input,
+        &[("size", "96"), ("iterations", "48")],
+        Limits::default(),
+    );
+    let cheap = inv(
+        input,
+        &[("size", "16"), ("iterations", "1")],
+        Limits::default(),
+    );
     let ran = h.run(&p, &cheap).unwrap();
     // The receipt claims the asked parameters over the cheap run's output.
     let receipt = sign(&h, &key, component, &asked, &ran);
@@ -936,13 +950,18 @@ fn replay_runs_the_request_not_the_receipts_claims() {
         limits: None,
         seed: asked.seed,
     };
-    let r = errand_host::replay(&h, receipt.body(), Some(&request), component, input, None).unwrap();
+    let r =
+        errand_host::replay(&h, receipt.body(), Some(&request), component, input, None).unwrap();
     assert!(!r.matched(), "{:#?}", r.report);
     let f = r.report.first_failure().unwrap();
-    assert!(f.name == "replay-output" || f.name == "replay-fuel", "{f:?}");
+    assert!(
+        f.name == "replay-output" || f.name == "replay-fuel",
+        "{f:?}"
+    );
     // An honest run of the request matches.
     let honest = h.run(&p, &asked).unwrap();
     let receipt = sign(&h, &key, component, &asked, &honest);
-    let r = errand_host::replay(&h, receipt.body(), Some(&request), component, input, None).unwrap();
+    let r =
+        errand_host::replay(&h, receipt.body(), Some(&request), component, input, None).unwrap();
     assert!(r.matched(), "{:#?}", r.report);
 }

@@ -188,14 +188,16 @@ fn main() {
     let first = rt
         .block_on(client.invoke(target, &invoke_request(0, &input)))
         .unwrap();
-    let req_len = signed::encode(&Request::Invoke(Box::new(errand_core::wire::InvokeRequest {
-        request: first.request.clone(),
-        input: BBytes::new(input.clone()).unwrap(),
-        component: None,
-        want_trace: false,
-    })))
-        .unwrap()
-        .len()
+    let req_len = signed::encode(&Request::Invoke(Box::new(
+        errand_core::wire::InvokeRequest {
+            request: first.request.clone(),
+            input: BBytes::new(input.clone()).unwrap(),
+            component: None,
+            want_trace: false,
+        },
+    )))
+    .unwrap()
+    .len()
         + 4;
     let resp_len = signed::encode(&Response::Invoked(Box::new(first.response.clone())))
         .unwrap()

@@ -13,9 +13,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use errand_core::bounded::BBytes;
 use errand_core::descriptor::SignedDescriptor;
 use errand_core::discovery::merge;
-use errand_core::bounded::BBytes;
 use errand_core::evidence::MAX_BLOB_BYTES;
 use errand_core::receipt::{BindingError, Expected, InvocationContext, RequestId, RunLimits};
 use errand_core::request::{CapabilityTarget, Seed, SignedRequest};

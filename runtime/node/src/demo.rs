@@ -110,7 +110,8 @@ fn setup<E: std::fmt::Display>(e: E) -> DemoError {
 }
 
 fn seed_key(seed: u64, tag: &str) -> SecretKey {
-    let mix = errand_core::Digest::of_parts(&[b"errand/demo-key", &seed.to_le_bytes(), tag.as_bytes()]);
+    let mix =
+        errand_core::Digest::of_parts(&[b"errand/demo-key", &seed.to_le_bytes(), tag.as_bytes()]);
     SecretKey::from_seed(mix.0)
 }
 
@@ -144,7 +145,10 @@ struct Network {
 
 async fn start_node(seed: u64, host: &Host, dir: &Path, toml: &str) -> Result<Node, DemoError> {
     std::fs::create_dir_all(dir).map_err(setup)?;
-    let tag = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tag = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let key = seed_key(seed, &tag);
     crate::keystore::save(&key, &dir.join("key"), true).map_err(setup)?;
     std::fs::write(dir.join("node.toml"), toml).map_err(setup)?;
@@ -407,7 +411,10 @@ pub async fn run(cfg: &DemoConfig, progress: &dyn Fn(&str)) -> Result<DemoReport
                 // The offline audit: every accepted result's evidence, with
                 // the executor the requester dialled, the signed request it
                 // sent, and a replay from the author's package.
-                let executor = s.executor.as_deref().and_then(|e| e.split('@').next()?.parse().ok());
+                let executor = s
+                    .executor
+                    .as_deref()
+                    .and_then(|e| e.split('@').next()?.parse().ok());
                 for path in s.evidence.iter().filter(|p| !p.contains("FRAUD-")) {
                     if audit(&host, Path::new(path), executor, &pkg_dir) {
                         verified += 1;

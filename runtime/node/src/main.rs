@@ -42,7 +42,7 @@ enum Command {
     /// Invoke a capability on a peer, verify the receipt, write the evidence.
     ///
     /// Exit status: 0 if the tool returned output, 1 otherwise.
-    Invoke(cli::network::InvokeArgs),
+    Invoke(Box<cli::network::InvokeArgs>),
     /// Report on a running node (asks with the node's own key).
     Status(cli::network::StatusArgs),
     /// List or export the receipts a (stopped) node has signed, with the
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cli::tools::run(a),
         Command::Node(a) => cli::network::node(a),
         Command::Find(a) => cli::network::find(a),
-        Command::Invoke(a) => cli::network::invoke(a),
+        Command::Invoke(a) => cli::network::invoke(*a),
         Command::Status(a) => cli::network::status(a),
         Command::Receipts(a) => cli::receipts::receipts(a),
         Command::Workflow(c) => cli::trust::workflow(c),

@@ -146,7 +146,10 @@ impl Node {
     /// [`Node::start`], running tools on `host` when given (several nodes in
     /// one process, as `errand demo` runs them, share one engine and its
     /// compiled components) instead of an engine of its own.
-    pub async fn start_with_host(config: NodeConfig, host: Option<Host>) -> Result<Node, NodeError> {
+    pub async fn start_with_host(
+        config: NodeConfig,
+        host: Option<Host>,
+    ) -> Result<Node, NodeError> {
         let key_path = match &config.key {
             Some(k) => k.clone(),
             None => crate::keystore::default_key_path()?,

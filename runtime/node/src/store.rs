@@ -194,9 +194,9 @@ impl Store {
             let id = RequestId(*k.value());
             let receipt = SignedReceipt::decode(v.value()).map_err(|_| StoreError::Corrupt(id))?;
             let request = match q.get(k.value()).map_err(db)? {
-                Some(r) => Some(
-                    SignedRequest::decode(r.value()).map_err(|_| StoreError::Corrupt(id))?,
-                ),
+                Some(r) => {
+                    Some(SignedRequest::decode(r.value()).map_err(|_| StoreError::Corrupt(id))?)
+                }
                 None => None,
             };
             f(receipt, request)?;

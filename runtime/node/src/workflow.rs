@@ -959,8 +959,8 @@ impl Runner {
             return ours("the canary's answer could not be computed locally".into());
         };
         traffic.control_messages += 2;
-        let got = tokio::time::timeout(self.config.step_timeout, self.client.invoke_raw(*to, &ask))
-            .await;
+        let got =
+            tokio::time::timeout(self.config.step_timeout, self.client.invoke_raw(*to, &ask)).await;
         match got {
             Err(_) => Event::Rejected(Rejection::Timeout),
             Ok(Err(e)) => Event::Rejected(Rejection::Unavailable(e.to_string())),
@@ -989,7 +989,9 @@ impl Runner {
     ) -> Event {
         // A variant of the step's real input, never a public sentence.
         let Ok(input) = BBytes::new(vary_canary(real_input, &mut *self.rng)) else {
-            return Event::Rejected(Rejection::Inconclusive("cross-check input too large".into()));
+            return Event::Rejected(Rejection::Inconclusive(
+                "cross-check input too large".into(),
+            ));
         };
         let ask = ask_for(da, input, context.clone(), fuel, None, false);
         let mut outs = Vec::new();

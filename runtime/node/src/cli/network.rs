@@ -13,8 +13,8 @@ use errand::workflow::{InputSpec, Runner, RunnerConfig, StepSpec};
 use errand_core::bounded::{BBytes, BString};
 use errand_core::descriptor::{SignedDescriptor, Tiers};
 use errand_core::receipt::{InvocationContext, Outcome};
-use errand_core::signed;
 use errand_core::request::CapabilityTarget;
+use errand_core::signed;
 use errand_core::wire::Query;
 use errand_host::Embed;
 

@@ -81,7 +81,11 @@ pub fn receipts(args: ReceiptsArgs) -> anyhow::Result<ExitCode> {
         "{n} receipts{}",
         args.export
             .as_ref()
-            .map(|d| format!(" exported to {} (check them with `errand verify {}`)", d.display(), d.display()))
+            .map(|d| format!(
+                " exported to {} (check them with `errand verify {}`)",
+                d.display(),
+                d.display()
+            ))
             .unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)

@@ -24,8 +24,6 @@ pub fn now() -> UnixMillis {
     )
 }
 
-/// 16 random bytes for a request id.
-
 fn host() -> anyhow::Result<errand_host::Host> {
     packaging::default_host().context("starting the WebAssembly host")
 }
@@ -313,11 +311,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             source,
         })?;
     let (request_id, seed) = errand::client::Ask::fresh_ids();
-    let context = InvocationContext::from_pairs(
-        args.time.map(UnixMillis).unwrap_or_else(now),
-        &args.params,
-    )
-    .map_err(|e| anyhow::anyhow!("--param: {e}"))?;
+    let context =
+        InvocationContext::from_pairs(args.time.map(UnixMillis).unwrap_or_else(now), &args.params)
+            .map_err(|e| anyhow::anyhow!("--param: {e}"))?;
     // A local run answers a request too: this user's, to themselves, so
     // the evidence says exactly what was asked.
     let request = errand_core::request::SignedRequest::sign(
