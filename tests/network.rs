@@ -466,7 +466,7 @@ fn action_shipping_is_off_by_default_and_follows_the_allowlist() {
         component: Some(digest),
         input: BBytes::new(b"shipped action".to_vec()).unwrap(),
         context: InvocationContext::default(),
-        fuel: u64::MAX,
+        fuel: 50_000_000,
         limits: None,
         seed: Seed([id; 32]),
         want_trace: false,
@@ -513,10 +513,23 @@ fn action_shipping_is_off_by_default_and_follows_the_allowlist() {
             .unwrap();
         let r = done.response.receipt.body();
         assert!(r.outcome.is_ok());
-        assert_eq!(
-            r.fuel_limit, 50_000_000,
-            "fuel is capped by the shipping policy"
-        );
+        assert_eq!(r.fuel_limit, 50_000_000, "exactly the fuel asked");
+        // More fuel than the shipping policy allows is refused, by name,
+        // rather than run with less than the request signed.
+        let greedy = Ask {
+            fuel: 50_000_001,
+            ..req(6)
+        };
+        match allowed
+            .invoke_shipped(open.peer_addr(), &greedy, bytes(Some(component)))
+            .await
+        {
+            Err(errand::client::ClientError::Remote { error, .. }) => {
+                assert_eq!(error.code, ErrorCode::Forbidden);
+                assert!(error.message.contains("at most 50000000"), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(r.component, digest);
         // Now held: the digest alone suffices.
         let done = allowed

@@ -403,6 +403,11 @@ pub(crate) mod hex_array {
     ) -> Result<[u8; N], D::Error> {
         if d.is_human_readable() {
             let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            // One spelling only: a JSON rendering is canonical, so no
+            // character of it can change without changing what it says.
+            if s.bytes().any(|b| b.is_ascii_uppercase()) {
+                return Err(de::Error::custom("hex digits must be lowercase"));
+            }
             let mut out = [0u8; N];
             hex::decode_to_slice(s.as_bytes(), &mut out).map_err(|e| {
                 de::Error::custom(format_args!("expected {} hex digits: {e}", 2 * N))

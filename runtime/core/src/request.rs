@@ -96,7 +96,8 @@ pub struct Request {
     pub input: Digest,
     /// The declared time and the parameters the tool sees.
     pub context: InvocationContext,
-    /// The most fuel the run may use.
+    /// The fuel the run has: an executor whose policy allows less refuses
+    /// the request rather than run with less.
     pub fuel: u64,
     /// The limits the run must have, when the requester states them (from
     /// the author-signed manifest); otherwise the executor's, as recorded
@@ -152,8 +153,8 @@ fn field<T: fmt::Display + PartialEq>(
 
 impl Request {
     /// Checks that `receipt` answers exactly this request: same parties,
-    /// nonce, target, input, parameters, time, seed, limits, a fuel limit
-    /// within the cap, and the request's digest `digest`. Names the first
+    /// nonce, target, input, parameters, time, seed, limits, fuel, and the
+    /// request's digest `digest`. Names the first
     /// field that differs. The signatures are not checked here.
     pub fn check_receipt(&self, digest: Digest, receipt: &Receipt) -> Result<(), BindingError> {
         field("executor", &self.executor, &receipt.executor)?;
@@ -199,13 +200,9 @@ impl Request {
         )?;
         field("time", &self.context.time, &receipt.context.time)?;
         field("seed", &self.seed, &receipt.seed)?;
-        if receipt.fuel_limit > self.fuel {
-            return Err(BindingError::Field {
-                field: "fuel",
-                asked: format!("at most {}", self.fuel),
-                ran: receipt.fuel_limit.to_string(),
-            });
-        }
+        // Exactly the fuel asked: with less, an executor could stop early,
+        // report running out of fuel, and have a replay agree.
+        field("fuel", &self.fuel, &receipt.fuel_limit)?;
         if let Some(l) = &self.limits {
             field("limits", &LimitsText(l), &LimitsText(&receipt.limits))?;
         }

@@ -51,7 +51,7 @@
 //! **Auditing and canaries**:
 //!
 //! ```text
-//! GetReceipt(request id)  →  Receipt(signed receipt, if stored)
+//! GetReceipt(request id)  →  Receipt(signed receipt, if stored)   // the asker's own requests only
 //! FetchPackage(package digest) → Package(tool package, if hosted)
 //! Status                  →  Status(report)            // the node's own key only
 //! Ping                    →  Pong

@@ -1535,12 +1535,15 @@ fn tier3_param_swap_is_caught_by_the_request_binding() {
             other => panic!("{field}: {other:?}"),
         }
     }
-    // Less fuel than the cap is the executor's right (it only risks
-    // running out); more is not.
+    // Less fuel than asked is refused too: an executor could stop early,
+    // report running out of fuel, and have a replay agree.
     let mut r = answer(&q, &exec, out);
     r.fuel_limit -= 1;
     r.fuel_consumed = r.fuel_consumed.min(r.fuel_limit);
-    bind(&q, r, &exec, out).unwrap();
+    assert!(matches!(
+        bind(&q, r, &exec, out).unwrap_err(),
+        BindingError::Field { field: "fuel", .. }
+    ));
     // A request signed by someone else than its requester is refused.
     let forged = SignedRequest::decode(&{
         let mut b = q.to_bytes();
@@ -2060,5 +2063,21 @@ fn a_package_whose_template_disagrees_with_its_authorship_does_not_decode() {
             assert_eq!(invalid.field, "descriptor.name")
         }
         other => panic!("{other:?}"),
+    }
+}
+
+/// Review finding: the JSON rendering accepted uppercase hex, so flipping
+/// bit 0x20 of a hex letter still verified. Every spelling is now canonical.
+#[test]
+fn json_evidence_refuses_uppercase_hex() {
+    let (e, ..) = sample_evidence();
+    let json = signed::to_json(&e).to_string();
+    assert!(signed::from_json::<Evidence>(&serde_json::from_str(&json).unwrap()).is_ok());
+    // The seed (0x3c bytes) and a digest, each with one letter upper-cased.
+    for (from, to) in [("\"3c3c", "\"3C3c"), ("\"seed\":\"3c", "\"seed\":\"3C")] {
+        assert!(json.contains(from), "{from}");
+        let changed = json.replacen(from, to, 1);
+        let v: serde_json::Value = serde_json::from_str(&changed).unwrap();
+        assert!(signed::from_json::<Evidence>(&v).is_err(), "{to} accepted");
     }
 }

@@ -296,15 +296,24 @@ pub fn replay(
         });
     }
 
-    let (want, got) = (outcome_kind(&receipt.outcome), outcome_kind(&exec.outcome));
+    // The whole outcome, the tool's own message included; for a host abort
+    // the reason (its detail text is the host's wording).
+    let same_outcome = match (&receipt.outcome, &exec.outcome) {
+        (Outcome::Aborted { reason: a, .. }, Outcome::Aborted { reason: b, .. }) => a == b,
+        (a, b) => a == b,
+    };
     report.push(
         "replay-outcome",
-        if want == got {
-            Verdict::Pass(format!("outcome {got}"))
+        if same_outcome {
+            Verdict::Pass(format!("outcome {}", outcome_kind(&exec.outcome)))
         } else {
-            Verdict::Fail(format!("replay ended {got}, receipt says {want}"))
+            Verdict::Fail(format!(
+                "replay ended {}, receipt says {}",
+                exec.outcome, receipt.outcome
+            ))
         },
     );
+    let same_engine = platform.engine == receipt.platform.engine;
     report.push(
         "replay-output",
         if exec.output_digest == receipt.output {
@@ -316,6 +325,21 @@ pub fn replay(
             ))
         },
     );
+    if !same_engine {
+        // Fuel and the fuel-stamped trace depend on the engine's settings.
+        report.push(
+            "replay-fuel",
+            Verdict::Skip("another engine: fuel is not comparable".into()),
+        );
+        report.push(
+            "replay-trace",
+            Verdict::Skip("another engine: the fuel-stamped trace is not comparable".into()),
+        );
+        return Ok(Replay {
+            report,
+            execution: exec,
+        });
+    }
     report.push(
         "replay-fuel",
         if exec.fuel_consumed == receipt.fuel_consumed {

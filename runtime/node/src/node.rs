@@ -121,7 +121,7 @@ struct Inner {
     started: Instant,
     invocations: AtomicU64,
     invocation_slots: tokio::sync::Semaphore,
-    in_flight: Mutex<HashSet<RequestId>>,
+    in_flight: Mutex<HashSet<(PeerId, RequestId)>>,
     changed: tokio::sync::Notify,
     advertised: Vec<SocketAddr>,
     /// The component an adversary really runs (`different-component`).
@@ -555,7 +555,7 @@ impl Inner {
             );
         }
         let id = asked.request_id;
-        match self.store.has_receipt(&id) {
+        match self.store.has_receipt(&peer, &id) {
             Ok(false) => {}
             Ok(true) => {
                 return err(
@@ -565,18 +565,18 @@ impl Inner {
             }
             Err(e) => return err(ErrorCode::Internal, e),
         }
-        if !lock(&self.in_flight).insert(id) {
+        if !lock(&self.in_flight).insert((peer, id)) {
             return err(
                 ErrorCode::Replay,
                 format!("request id {id} is already running"),
             );
         }
         let resp = self.invoke_inner(peer, inv).await;
-        lock(&self.in_flight).remove(&id);
+        lock(&self.in_flight).remove(&(peer, id));
         resp
     }
 
-    async fn invoke_inner(&self, peer: PeerId, inv: InvokeRequest) -> Response {
+    async fn invoke_inner(&self, peer: PeerId, mut inv: InvokeRequest) -> Response {
         let behaviour = match self.config.adversary.as_ref() {
             // Honest until it has earned some trust, then a liar.
             Some(a) if a.behaviour == Behaviour::BuildThenDefect => Some(
@@ -655,7 +655,7 @@ impl Inner {
                         "this node does not run components shipped by this peer (see [policy] action_shipping)",
                     );
                 }
-                let prepared = match (self.host.cached(&digest), &inv.component) {
+                let prepared = match (self.host.cached(&digest), inv.component.take()) {
                     (Some(p), _) => p,
                     (None, None) => {
                         return err(
@@ -663,10 +663,31 @@ impl Inner {
                             format!("send component sha256:{digest}"),
                         );
                     }
-                    (None, Some(b)) => match self.host.prepare(b) {
-                        Ok(p) => p,
-                        Err(e) => return err(ErrorCode::BadRequest, e),
-                    },
+                    (None, Some(b)) => {
+                        // Compiling is CPU work: off the async threads, and
+                        // only for an input this node would accept at all.
+                        if inv.input.len() > Limits::default().max_input {
+                            return err(
+                                ErrorCode::TooLarge,
+                                format!(
+                                    "input is {} bytes, over this node's limit of {}",
+                                    inv.input.len(),
+                                    Limits::default().max_input
+                                ),
+                            );
+                        }
+                        let host = self.host.clone();
+                        match tokio::task::spawn_blocking(move || host.prepare(&b)).await {
+                            Ok(Ok(p)) => p,
+                            Ok(Err(e)) => return err(ErrorCode::BadRequest, e),
+                            Err(e) => {
+                                return err(
+                                    ErrorCode::Internal,
+                                    format!("compile task failed: {e}"),
+                                );
+                            }
+                        }
+                    }
                 };
                 let limits = Limits {
                     fuel: p.shipping_max_fuel,
@@ -680,17 +701,32 @@ impl Inner {
             None => limits.fuel,
             Some(_) => self.config.limits.max_fuel,
         };
-        // At most the fuel asked for (the receipt must stay within the
-        // signed cap); less if this node's policy caps it.
-        limits.fuel = asked.fuel.min(fuel_cap);
-        // Limits the requester states (from the author-signed manifest) are
-        // the ones the run has; the receipt records them either way.
-        if let Some(l) = &asked.limits {
-            limits = Limits::for_replay(limits.fuel, l, &limits);
-        }
-        // The reply must fit the wire: a bigger output ends the run as
-        // OutputTooLarge (in the receipt) rather than travelling truncated.
+        // This node's caps: what it would run unasked, bounded by what its
+        // engine gives and what a reply can carry.
+        limits.memory_bytes = limits.memory_bytes.min(self.host.config().max_memory_bytes);
         limits.max_output = limits.max_output.min(errand_core::evidence::MAX_BLOB_BYTES);
+        // The run has exactly the fuel and limits the request signed, or it
+        // does not happen: running with less would break the receipt's
+        // binding, and more would lift this node's caps.
+        if asked.fuel > fuel_cap {
+            return err(
+                ErrorCode::Forbidden,
+                format!(
+                    "the request asks for {} fuel; this node runs at most {fuel_cap}: ask for at most that",
+                    asked.fuel
+                ),
+            );
+        }
+        limits.fuel = asked.fuel;
+        if let Some(stated) = &asked.limits {
+            if let Some((name, want, cap)) = over_cap(stated, &limits.run_limits()) {
+                return err(
+                    ErrorCode::Forbidden,
+                    format!("the request states {name} = {want}; this node allows at most {cap}"),
+                );
+            }
+            limits = Limits::for_replay(limits.fuel, stated, &limits);
+        }
         if inv.input.len() > limits.max_input {
             return err(
                 ErrorCode::TooLarge,
@@ -840,7 +876,9 @@ impl Handler for Inner {
             Request::Publish(list) => self.publish_to_index(list.into_vec()),
             Request::Query(q) => self.query(&q),
             Request::Invoke(inv) => self.invoke(peer, *inv).await,
-            Request::GetReceipt(id) => match self.store.get_receipt(&id) {
+            // Only the requester's own receipts: nonces and receipts are
+            // per requester.
+            Request::GetReceipt(id) => match self.store.get_receipt(&peer, &id) {
                 Ok(r) => Response::Receipt(r.map(Box::new)),
                 Err(e) => err(ErrorCode::Internal, e),
             },
@@ -1106,4 +1144,29 @@ fn doctored(mut p: Package) -> Package {
     );
     p.manifest = BString::truncate_from(&text);
     p
+}
+
+/// The first limit in `stated` above this node's `cap`: its name, the
+/// stated value and the cap.
+fn over_cap(
+    stated: &errand_core::receipt::RunLimits,
+    cap: &errand_core::receipt::RunLimits,
+) -> Option<(&'static str, u64, u64)> {
+    [
+        ("memory_bytes", stated.memory_bytes, cap.memory_bytes),
+        ("table_elements", stated.table_elements, cap.table_elements),
+        ("instances", stated.instances.into(), cap.instances.into()),
+        ("tables", stated.tables.into(), cap.tables.into()),
+        ("memories", stated.memories.into(), cap.memories.into()),
+        ("max_output", stated.max_output, cap.max_output),
+        (
+            "max_trace_events",
+            stated.max_trace_events.into(),
+            cap.max_trace_events.into(),
+        ),
+        ("max_stdio", stated.max_stdio, cap.max_stdio),
+        ("max_log_bytes", stated.max_log_bytes, cap.max_log_bytes),
+    ]
+    .into_iter()
+    .find(|(_, want, cap)| want > cap)
 }

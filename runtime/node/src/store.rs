@@ -12,14 +12,25 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 
+use errand_core::PeerId;
 use errand_core::receipt::{RequestId, SignedReceipt};
 use errand_core::request::SignedRequest;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 
-const RECEIPTS: TableDefinition<'_, &[u8; 16], &[u8]> = TableDefinition::new("receipts");
-const REQUESTS: TableDefinition<'_, &[u8; 16], &[u8]> = TableDefinition::new("requests");
+/// Keyed by requester ‖ request id: a nonce is single-use per requester,
+/// so nobody can burn another requester's nonces, or read its receipts.
+const RECEIPTS: TableDefinition<'_, &[u8; 48], &[u8]> = TableDefinition::new("receipts-v2");
+const REQUESTS: TableDefinition<'_, &[u8; 48], &[u8]> = TableDefinition::new("requests-v2");
+
+/// The key of `requester`'s request `id`.
+fn key(requester: &PeerId, id: &RequestId) -> [u8; 48] {
+    let mut k = [0u8; 48];
+    k[..32].copy_from_slice(requester.as_bytes());
+    k[32..].copy_from_slice(&id.0);
+    k
+}
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const BLOBS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("blobs");
 
@@ -53,7 +64,7 @@ fn db<E: std::fmt::Display>(e: E) -> StoreError {
 }
 
 type Job = (
-    RequestId,
+    [u8; 48],
     Vec<u8>,
     Option<Vec<u8>>,
     tokio::sync::oneshot::Sender<Result<(), String>>,
@@ -142,7 +153,7 @@ impl Store {
             .ok_or(StoreError::Stopped)?;
         queue
             .send((
-                r.body().request_id,
+                key(&r.body().requester, &r.body().request_id),
                 r.to_bytes(),
                 request.map(SignedRequest::to_bytes),
                 done,
@@ -155,11 +166,15 @@ impl Store {
         }
     }
 
-    /// The receipt for `id`, if stored.
-    pub fn get_receipt(&self, id: &RequestId) -> Result<Option<SignedReceipt>, StoreError> {
+    /// The receipt for `requester`'s request `id`, if stored.
+    pub fn get_receipt(
+        &self,
+        requester: &PeerId,
+        id: &RequestId,
+    ) -> Result<Option<SignedReceipt>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(RECEIPTS).map_err(db)?;
-        match t.get(&id.0).map_err(db)? {
+        match t.get(&key(requester, id)).map_err(db)? {
             None => Ok(None),
             Some(v) => SignedReceipt::decode(v.value())
                 .map(Some)
@@ -167,11 +182,15 @@ impl Store {
         }
     }
 
-    /// The signed request receipt `id` answers, if stored.
-    pub fn get_request(&self, id: &RequestId) -> Result<Option<SignedRequest>, StoreError> {
+    /// The signed request `requester`'s receipt `id` answers, if stored.
+    pub fn get_request(
+        &self,
+        requester: &PeerId,
+        id: &RequestId,
+    ) -> Result<Option<SignedRequest>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(REQUESTS).map_err(db)?;
-        match t.get(&id.0).map_err(db)? {
+        match t.get(&key(requester, id)).map_err(db)? {
             None => Ok(None),
             Some(v) => SignedRequest::decode(v.value())
                 .map(Some)
@@ -191,7 +210,9 @@ impl Store {
         let q = tx.open_table(REQUESTS).map_err(db)?;
         for row in t.iter().map_err(db)? {
             let (k, v) = row.map_err(db)?;
-            let id = RequestId(*k.value());
+            let mut raw = [0u8; 16];
+            raw.copy_from_slice(&k.value()[32..]);
+            let id = RequestId(raw);
             let receipt = SignedReceipt::decode(v.value()).map_err(|_| StoreError::Corrupt(id))?;
             let request = match q.get(k.value()).map_err(db)? {
                 Some(r) => {
@@ -204,11 +225,11 @@ impl Store {
         Ok(())
     }
 
-    /// Whether a receipt for `id` is stored.
-    pub fn has_receipt(&self, id: &RequestId) -> Result<bool, StoreError> {
+    /// Whether a receipt for `requester`'s request `id` is stored.
+    pub fn has_receipt(&self, requester: &PeerId, id: &RequestId) -> Result<bool, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(RECEIPTS).map_err(db)?;
-        Ok(t.get(&id.0).map_err(db)?.is_some())
+        Ok(t.get(&key(requester, id)).map_err(db)?.is_some())
     }
 
     /// How many receipts are stored.
@@ -277,11 +298,10 @@ fn writer(db: Arc<Database>, rx: mpsc::Receiver<Job>) {
             {
                 let mut t = tx.open_table(RECEIPTS).map_err(|e| e.to_string())?;
                 let mut q = tx.open_table(REQUESTS).map_err(|e| e.to_string())?;
-                for (id, bytes, request, _) in &group {
-                    t.insert(&id.0, bytes.as_slice())
-                        .map_err(|e| e.to_string())?;
+                for (k, bytes, request, _) in &group {
+                    t.insert(k, bytes.as_slice()).map_err(|e| e.to_string())?;
                     if let Some(r) = request {
-                        q.insert(&id.0, r.as_slice()).map_err(|e| e.to_string())?;
+                        q.insert(k, r.as_slice()).map_err(|e| e.to_string())?;
                     }
                 }
             }
@@ -318,9 +338,14 @@ mod tests {
             assert_eq!(s.reserve_seqs(1, 5).unwrap(), 13..14);
         }
         let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.get_receipt(&r.body().request_id).unwrap().unwrap(), r);
+        let (me, id) = (r.body().requester, r.body().request_id);
+        assert_eq!(s.get_receipt(&me, &id).unwrap().unwrap(), r);
         let q = testing::signed_request(&testing::key(1), &testing::key(2));
-        assert_eq!(s.get_request(&r.body().request_id).unwrap().unwrap(), q);
+        assert_eq!(s.get_request(&me, &id).unwrap().unwrap(), q);
+        // Another requester's nonce is another key.
+        let other = testing::key(9).peer_id();
+        assert!(!s.has_receipt(&other, &id).unwrap());
+        assert!(s.get_receipt(&other, &id).unwrap().is_none());
         let mut listed = Vec::new();
         s.for_each_receipt::<StoreError>(|r, q| {
             listed.push((r, q));
@@ -328,7 +353,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(listed, vec![(r.clone(), Some(q))]);
-        assert!(s.has_receipt(&r.body().request_id).unwrap());
+        assert!(s.has_receipt(&me, &id).unwrap());
         assert_eq!(s.reserve_seqs(1, 0).unwrap(), 14..15);
         assert_eq!(s.reserve_seqs(1, 1000).unwrap(), 1000..1001);
     }

@@ -786,7 +786,7 @@ impl Runner {
                             ordered[witness],
                             input,
                             &context,
-                            fuel,
+                            (fuel, tiers.evidence || self.config.keep_trace),
                             &mut traffic,
                         )
                         .await;
@@ -984,7 +984,7 @@ impl Runner {
         (b, _): &(PeerAddr, SignedDescriptor),
         real_input: &[u8],
         context: &InvocationContext,
-        fuel: u64,
+        (fuel, want_trace): (u64, bool),
         traffic: &mut Traffic,
     ) -> Event {
         // A variant of the step's real input, never a public sentence.
@@ -993,20 +993,33 @@ impl Runner {
                 "cross-check input too large".into(),
             ));
         };
-        let ask = ask_for(da, input, context.clone(), fuel, None, false);
+        // Shaped exactly like the real request (the requester holds no
+        // package here, so no stated limits either way).
+        let ask = ask_for(da, input, context.clone(), fuel, None, want_trace);
         let mut outs = Vec::new();
-        for to in [a, b] {
+        let mut candidate_receipt = Ok(());
+        for (i, to) in [a, b].into_iter().enumerate() {
             traffic.control_messages += 2;
             let got =
                 tokio::time::timeout(self.config.step_timeout, self.client.invoke_raw(*to, &ask))
                     .await;
             outs.push(match got {
-                Ok(Ok((done, _))) => {
+                Ok(Ok((done, binding))) => {
                     traffic.control_bytes += done.bytes;
-                    Some(done.response.output.into_vec())
+                    // An answer whose receipt does not answer the request
+                    // counts for nothing: from the witness, it is silence.
+                    if i == 0 {
+                        candidate_receipt = binding.map_err(|e| e.to_string());
+                        Some(done.response.output.into_vec())
+                    } else {
+                        binding.ok().map(|()| done.response.output.into_vec())
+                    }
                 }
                 _ => None,
             });
+        }
+        if let (Some(_), Err(why)) = (&outs[0], candidate_receipt) {
+            return Event::Rejected(Rejection::InvalidReceipt(why));
         }
         match (&outs[0], &outs[1]) {
             (None, _) => Event::Rejected(Rejection::Timeout),
@@ -1025,6 +1038,15 @@ impl Runner {
             return ReplayOutcome::Inconclusive("the component's package is not held".into());
         };
         let receipt = done.response.receipt.body();
+        // Fuel and traces are only comparable on the same engine settings;
+        // a difference there proves nothing against the executor.
+        if receipt.platform.engine != self.host.platform().engine {
+            return ReplayOutcome::Inconclusive(format!(
+                "the executor ran engine {}, this host is {}",
+                receipt.platform.engine.short(),
+                self.host.platform().engine.short()
+            ));
+        }
         let recorded: Option<Vec<_>> = done.response.trace.as_ref().map(|t| t.as_slice().to_vec());
         match errand_host::replay(
             &self.host,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::cross_check::{DISAGREEMENTS_TO_REJECT, MAX_WITNESSES, draw_witness};
-use super::evidence::should_replay;
+use super::evidence::{ReplayPlan, replay_plan};
 use super::{
     CrossCheckOutcome, Entropy, Observation, ReplayOutcome, Reputation, SplitMix, TierSet,
 };
@@ -447,14 +447,23 @@ impl Delegation {
                     if other.is_some() {
                         self.check("receipt", true);
                     }
-                    if should_replay(
+                    match replay_plan(
                         &self.tiers,
                         self.replay_roll,
                         self.runs_locally(self.current),
                     ) {
-                        self.phase = Phase::Replay;
-                    } else {
-                        self.succeed(rep, now);
+                        ReplayPlan::Replay => self.phase = Phase::Replay,
+                        ReplayPlan::Skip => self.succeed(rep, now),
+                        ReplayPlan::Unverifiable => {
+                            self.check("replay (inconclusive)", false);
+                            self.reject(
+                                Rejection::Inconclusive(
+                                    "a replay is due but the component cannot be run here".into(),
+                                ),
+                                rep,
+                                now,
+                            );
+                        }
                     }
                 }
             },
@@ -803,6 +812,60 @@ mod tests {
     }
 
     // Regression (item 5): any replay error was a mismatch, fraud, a ban.
+    #[test]
+    /// Review finding: under T3 with replay due, a candidate whose
+    /// component the requester cannot run (it withholds its package, or
+    /// names none) was accepted unreplayed. Now it is passed over.
+    fn t3_replay_cannot_be_escaped_by_withholding_the_package() {
+        let t = UnixMillis(0);
+        let mut rep = Reputation::new(ReputationConfig::default());
+        let no_canary = TierSet {
+            canary: false,
+            ..TierSet::t3(1.0)
+        };
+        let mut d = Delegation::new(
+            no_canary,
+            vec![peer(1), peer(2)],
+            vec![false, true],
+            5,
+            &mut SplitMix(1),
+        );
+        assert_eq!(d.decide(), Decision::Invoke { candidate: 0 });
+        d.observe(
+            Event::Invoked {
+                receipt: Some(Ok(())),
+            },
+            &mut rep,
+            t,
+        );
+        assert!(
+            matches!(d.attempts()[0].rejected, Some(Rejection::Inconclusive(_))),
+            "{:?}",
+            d.attempts()
+        );
+        assert!(rep.record(&peer(1)).is_none(), "nothing proven against it");
+        assert_eq!(d.decide(), Decision::Invoke { candidate: 1 });
+        // Without replay due, an answer with a binding receipt is accepted.
+        let mut d = Delegation::new(
+            TierSet {
+                canary: false,
+                ..TierSet::t3(0.0)
+            },
+            vec![peer(1)],
+            vec![false],
+            5,
+            &mut SplitMix(1),
+        );
+        d.observe(
+            Event::Invoked {
+                receipt: Some(Ok(())),
+            },
+            &mut rep,
+            t,
+        );
+        assert_eq!(d.decide(), Decision::Succeeded { candidate: 0 });
+    }
+
     #[test]
     fn replay_error_on_the_requesters_side_is_never_fraud() {
         let t = UnixMillis(0);

@@ -24,9 +24,27 @@ pub enum ReplayOutcome {
     Inconclusive(String),
 }
 
-/// Whether to replay a run: evidence is required, the delegation's roll
-/// fell under the replay probability, and the requester can run the
-/// component itself.
-pub(super) fn should_replay(tiers: &TierSet, roll: f64, can_run_locally: bool) -> bool {
-    tiers.evidence && roll < tiers.replay && can_run_locally
+/// What tier 3 asks of an answer the receipt check passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReplayPlan {
+    /// No replay this time: accept.
+    Skip,
+    /// Replay it.
+    Replay,
+    /// A replay is called for but the requester cannot run the component:
+    /// the answer is unverifiable, so it is passed over (inconclusive),
+    /// never accepted unchecked.
+    Unverifiable,
+}
+
+/// Whether to replay a run: evidence is required and the delegation's roll
+/// fell under the replay probability. An executor cannot escape a replay
+/// by withholding its package: a run that should be replayed and cannot be
+/// is not accepted.
+pub(super) fn replay_plan(tiers: &TierSet, roll: f64, can_run_locally: bool) -> ReplayPlan {
+    match (tiers.evidence && roll < tiers.replay, can_run_locally) {
+        (false, _) => ReplayPlan::Skip,
+        (true, true) => ReplayPlan::Replay,
+        (true, false) => ReplayPlan::Unverifiable,
+    }
 }

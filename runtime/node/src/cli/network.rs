@@ -278,7 +278,9 @@ pub struct InvokeArgs {
     /// A request parameter, `key=value` (repeatable).
     #[arg(long = "param", short = 'p')]
     params: Vec<String>,
-    /// Fuel to ask for (the executor caps it).
+    /// Fuel the run gets [default: 5000000000, or 1000000000 with --ship,
+    /// the default caps]. An executor whose policy allows less refuses,
+    /// saying how much it allows.
     #[arg(long)]
     fuel: Option<u64>,
     /// Ask for the full trace and keep it in the evidence.
@@ -364,7 +366,7 @@ async fn invoke_async(
             input: BBytes::new(input.clone())?,
             context: InvocationContext::from_pairs(now, &params)
                 .map_err(|e| anyhow::anyhow!("--param: {e}"))?,
-            fuel: args.fuel.unwrap_or(DEFAULT_FUEL),
+            fuel: args.fuel.unwrap_or(SHIPPING_FUEL),
             limits: None,
             seed,
             want_trace: args.trace,
@@ -572,6 +574,10 @@ fn finish(
         ExitCode::from(1)
     })
 }
+
+/// Fuel for a shipped component when none is given: the default
+/// `[policy] shipping_max_fuel`.
+const SHIPPING_FUEL: u64 = 1_000_000_000;
 
 /// `errand invoke --intent`: a one-step workflow through the same
 /// delegation state machine as `errand workflow run` (discovery, reputation,

@@ -178,14 +178,29 @@ fn many(args: &VerifyArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
             }
         });
     }
-    let (mut passed, mut failed, mut broken) = (0, 0, 0);
+    let (mut passed, mut failed, mut broken, mut unbound, mut unreplayed) = (0, 0, 0, 0, 0);
     let mut json = Vec::new();
     for (path, r) in paths.iter().zip(&results) {
         match r {
             Ok(report) if report.verified() => {
                 passed += 1;
+                // Say plainly what was not checked: what was asked, or the
+                // replay this machine could not run.
+                let mut notes = Vec::new();
+                if skipped(report, "request") {
+                    unbound += 1;
+                    notes.push("no signed request: what was asked is unchecked");
+                }
+                if args.replay && skipped(report, "replay") {
+                    unreplayed += 1;
+                    notes.push("not replayed here");
+                }
                 if !args.json {
-                    println!("ok      {}", path.display());
+                    if notes.is_empty() {
+                        println!("ok      {}", path.display());
+                    } else {
+                        println!("ok*     {}  ({})", path.display(), notes.join("; "));
+                    }
                 }
             }
             Ok(report) => {
@@ -233,8 +248,13 @@ fn many(args: &VerifyArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
             "\n{} files: {passed} verified, {failed} failed, {broken} unreadable",
             paths.len()
         );
+        if unbound + unreplayed > 0 {
+            println!(
+                "of the verified: {unbound} carry no signed request (pass -p/--time to state what you asked), {unreplayed} could not be replayed here"
+            );
+        }
     }
-    Ok(if broken > 0 {
+    Ok(if broken > 0 || unreplayed > 0 {
         ExitCode::from(EXIT_UNUSABLE)
     } else if failed > 0 {
         ExitCode::from(EXIT_FAILED)
@@ -324,11 +344,23 @@ fn single(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
         replay(&evidence, &supplied, &mut report);
     }
     print_report(args, path, &report, Some(&evidence));
-    Ok(if report.verified() {
-        ExitCode::SUCCESS
-    } else {
+    Ok(if !report.verified() {
         ExitCode::from(EXIT_FAILED)
+    } else if args.replay && skipped(&report, "replay") {
+        // Asked to replay and could not: not a verdict on the evidence.
+        eprintln!("error: the run could not be replayed on this machine (see `replay` above)");
+        ExitCode::from(EXIT_UNUSABLE)
+    } else {
+        ExitCode::SUCCESS
     })
+}
+
+/// Whether check `name` ran and was skipped.
+fn skipped(report: &Report, name: &str) -> bool {
+    report
+        .checks
+        .iter()
+        .any(|c| c.name == name && matches!(c.verdict, Verdict::Skip(_)))
 }
 
 /// Re-executes the run and appends the `replay-*` checks.
@@ -376,7 +408,8 @@ fn replay_with(
         .map(|q| q.body());
     match errand_host::replay(host, ev.receipt.body(), asked, component, input, recorded) {
         Ok(r) => report.checks.extend(r.report.checks),
-        Err(e) => report.push("replay", Verdict::Fail(e.to_string())),
+        // This side could not replay: that says nothing about the executor.
+        Err(e) => report.push("replay", Verdict::Skip(format!("not replayed here: {e}"))),
     }
 }
 
