@@ -51,9 +51,15 @@ pub const POOL_CAPABILITIES: usize = 64;
 pub const POOL_MAX_INPUT: usize = 256 * 1024;
 /// Bytes kept in all, across capabilities; the oldest inputs go first.
 pub const POOL_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// Distinct words counted per capability (long-run word frequencies of its
+/// text inputs, so that a canary's words are as common as the real ones).
+pub const POOL_WORDS: usize = 2048;
 
 /// The eight bytes that open every PNG file.
 pub const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
+
+/// Whether replacement words keep past word pairs (off: measured worse).
+const PAIRS_FIRST: bool = false;
 
 /// Bytes of an unknown binary input treated as its header and never changed.
 const BINARY_HEADER: usize = 16;
@@ -74,6 +80,41 @@ pub struct CanaryPool {
     order: VecDeque<String>,
     /// Bytes held.
     bytes: usize,
+    /// Long-run word counts of the text inputs, per capability.
+    words: HashMap<String, WordStats>,
+}
+
+/// Long-run counts of the words of a capability's text inputs, and the
+/// forms each was seen in; at most [`POOL_WORDS`] words (past that, all
+/// counts are halved and the words left at zero forgotten).
+#[derive(Debug, Clone, Default)]
+struct WordStats {
+    counts: HashMap<String, usize>,
+    forms: HashMap<String, HashSet<(bool, String)>>,
+}
+
+impl WordStats {
+    fn add(&mut self, text: &str) {
+        for w in words(text) {
+            let (core, suffix) = split_word(w);
+            if core.is_empty() {
+                continue;
+            }
+            *self.counts.entry(core.clone()).or_default() += 1;
+            self.forms
+                .entry(core)
+                .or_default()
+                .insert((is_capitalised(w), suffix.to_owned()));
+        }
+        while self.counts.len() > POOL_WORDS {
+            self.counts.retain(|_, n| {
+                *n /= 2;
+                *n > 0
+            });
+            let counts = &self.counts;
+            self.forms.retain(|c, _| counts.contains_key(c));
+        }
+    }
 }
 
 impl CanaryPool {
@@ -91,11 +132,17 @@ impl CanaryPool {
         self.order.retain(|c| c != capability);
         self.order.push_back(capability.to_owned());
         while self.order.len() > POOL_CAPABILITIES {
-            if let Some(old) = self.order.pop_front()
-                && let Some(q) = self.inputs.remove(&old)
-            {
-                self.bytes -= q.iter().map(Vec::len).sum::<usize>();
+            if let Some(old) = self.order.pop_front() {
+                self.words.remove(&old);
+                if let Some(q) = self.inputs.remove(&old) {
+                    self.bytes -= q.iter().map(Vec::len).sum::<usize>();
+                }
             }
+        }
+        if let Ok(text) = std::str::from_utf8(input)
+            && serde_json::from_str::<serde_json::Value>(text).is_err()
+        {
+            self.words.entry(capability.to_owned()).or_default().add(text);
         }
         let q = self.inputs.entry(capability.to_owned()).or_default();
         q.push_back(input.to_vec());
@@ -135,13 +182,18 @@ impl CanaryPool {
     /// `real_input`, never from public examples or a fixed word list.
     pub fn make(&self, capability: &str, real_input: &[u8], rng: &mut dyn Entropy) -> Vec<u8> {
         let past = self.samples(capability);
-        make_canary(&past, real_input, rng)
+        make_canary(&past, self.words.get(capability), real_input, rng)
     }
 }
 
 /// A canary for `real_input` from the past inputs `past` (see
 /// [`CanaryPool::make`]).
-fn make_canary(past: &[&[u8]], real_input: &[u8], rng: &mut dyn Entropy) -> Vec<u8> {
+fn make_canary(
+    past: &[&[u8]],
+    stats: Option<&WordStats>,
+    real_input: &[u8],
+    rng: &mut dyn Entropy,
+) -> Vec<u8> {
     if let Some(ihdr) = Ihdr::parse(real_input)
         && let Some(png) = png_canary(&ihdr, past, rng)
     {
@@ -166,7 +218,7 @@ fn make_canary(past: &[&[u8]], real_input: &[u8], rng: &mut dyn Entropy) -> Vec<
                 .iter()
                 .filter_map(|p| std::str::from_utf8(p).ok())
                 .collect();
-            return text_canary(text, &past_text, rng).into_bytes();
+            return text_canary(text, &past_text, stats, rng).into_bytes();
         }
     }
     binary_canary(real_input, past, rng)
@@ -178,7 +230,7 @@ fn make_canary(past: &[&[u8]], real_input: &[u8], rng: &mut dyn Entropy) -> Vec<
 /// header with bytes past it changed. Prefer [`CanaryPool::make`], which
 /// also draws on the requester's past inputs.
 pub fn vary_canary(example: &[u8], rng: &mut dyn Entropy) -> Vec<u8> {
-    make_canary(&[], example, rng)
+    make_canary(&[], None, example, rng)
 }
 
 // ---------------------------------------------------------------- text
@@ -212,6 +264,7 @@ fn bare(w: &str) -> &str {
     w.trim_end()
 }
 
+
 /// `real`'s words shuffled, each position keeping its whitespace: the same
 /// length, the same words.
 fn shuffle_words(real: &str, real_words: &[&str], rng: &mut dyn Entropy) -> String {
@@ -232,140 +285,199 @@ fn shuffle_words(real: &str, real_words: &[&str], rng: &mut dyn Entropy) -> Stri
     out
 }
 
-/// A text of about `real`'s length (±10%) recombined from the words of
-/// `past` and `real`: a chain over the past inputs' word pairs that jumps
-/// to a random word at the rate the real input has word pairs the past
-/// lacks, and that uses each word of `real` new to the past at least once
-/// (so neither text of the pair holds a new word the other lacks).
-fn text_canary(real: &str, past: &[&str], rng: &mut dyn Entropy) -> String {
+/// A word's core: its letters and digits before any punctuation suffix,
+/// lower-cased, and the suffix.
+fn split_word(w: &str) -> (String, &str) {
+    let w = bare(w);
+    let core = w.trim_end_matches(|c: char| !c.is_alphanumeric());
+    (core.to_lowercase(), &w[core.len()..])
+}
+
+fn is_capitalised(w: &str) -> bool {
+    w.chars().next().is_some_and(char::is_uppercase)
+}
+
+/// A new text on `real`'s skeleton (its sentences, punctuation,
+/// capitalisation, whitespace and word repetitions): each word the
+/// requester's past inputs already hold is consistently replaced by another
+/// past word of about the same length and about as frequent there; words
+/// new to the past are kept where they are, so neither text of the pair
+/// holds a new word the other lacks. The length stays within a few percent.
+fn text_canary(
+    real: &str,
+    past: &[&str],
+    stats: Option<&WordStats>,
+    rng: &mut dyn Entropy,
+) -> String {
     let lead = &real[..real.len() - real.trim_start().len()];
-    let tail = &real[real.trim_end().len()..];
     let real_words = words(real);
-    let past_words: Vec<Vec<&str>> = past.iter().map(|p| words(p)).collect();
-    let mut past_pairs: HashSet<(&str, &str)> = HashSet::new();
-    let mut past_vocab: HashSet<&str> = HashSet::new();
-    let mut next: HashMap<&str, Vec<&str>> = HashMap::new();
-    let mut starts: Vec<&str> = Vec::new();
-    let mut old: Vec<&str> = Vec::new();
-    for ws in &past_words {
-        if let Some(first) = ws.first() {
-            starts.push(first);
-        }
-        for w in ws {
-            past_vocab.insert(bare(w));
-        }
-        for p in ws.windows(2) {
-            past_pairs.insert((bare(p[0]), bare(p[1])));
-            next.entry(bare(p[0])).or_default().push(p[1]);
-            if bare(p[0]).ends_with(['.', '!', '?']) {
-                starts.push(p[1]);
-            }
-        }
-        old.extend(ws.iter().copied());
-    }
     if real_words.is_empty() {
         return real.to_owned();
     }
-    if old.is_empty() {
+    // Past word cores with their counts, and the forms (capitalised or
+    // not, punctuation suffix) each was seen in: the long-run table if the
+    // pool keeps one, else from the past inputs.
+    let mut local = WordStats::default();
+    let stats = match stats {
+        Some(st) if !st.counts.is_empty() => st,
+        _ => {
+            for p in past {
+                local.add(p);
+            }
+            &local
+        }
+    };
+    let (counts, forms) = (&stats.counts, &stats.forms);
+    // The forms each core of the real input takes that the past holds: its
+    // replacement must have been seen in them too.
+    let mut needed: HashMap<String, HashSet<(bool, String)>> = HashMap::new();
+    // And those it takes that the past lacks: its replacement must lack
+    // them too.
+    let mut unseen: HashMap<String, HashSet<(bool, String)>> = HashMap::new();
+    for w in &real_words {
+        let (core, suffix) = split_word(w);
+        let form = (is_capitalised(w), suffix.to_owned());
+        let seen = forms.get(&core).is_some_and(|f| f.contains(&form));
+        if seen {
+            needed.entry(core).or_default().insert(form);
+        } else {
+            unseen.entry(core).or_default().insert(form);
+        }
+    }
+    if counts.is_empty() {
         return shuffle_words(real, &real_words, rng);
     }
-    let pairs_in_real = real_words.len().saturating_sub(1).max(1);
-    let new_pairs = real_words
-        .windows(2)
-        .filter(|p| !past_pairs.contains(&(bare(p[0]), bare(p[1]))))
-        .count();
-    // With no history every step is a jump: the real input's own words,
-    // shuffled.
-    let jump = if old.is_empty() {
-        1.0
-    } else {
-        new_pairs as f64 / pairs_in_real as f64
-    };
-    let new_words: Vec<&str> = real_words
-        .iter()
-        .copied()
-        .filter(|w| !past_vocab.contains(bare(w)))
-        .collect();
-    let novelty = new_words.len() as f64 / real_words.len() as f64;
-    let mut new_distinct: Vec<&str> = Vec::new();
-    for w in &new_words {
-        if !new_distinct.iter().any(|d| bare(d) == bare(w)) {
-            new_distinct.push(w);
+    let total: usize = counts.values().sum();
+    let mut by_len: BTreeMap<usize, Vec<(&str, usize)>> = BTreeMap::new();
+    for (core, n) in counts.iter().filter(|(_, n)| n.saturating_mul(100) < total) {
+        by_len
+            .entry(core.chars().count())
+            .or_default()
+            .push((core.as_str(), *n));
+    }
+    for v in by_len.values_mut() {
+        v.sort_unstable();
+    }
+    // Which cores followed which in the past.
+    let mut follows: HashSet<(String, String)> = HashSet::new();
+    for p in past {
+        for pair in words(p).windows(2) {
+            follows.insert((split_word(pair[0]).0, split_word(pair[1]).0));
         }
     }
-    let pick_any = |rng: &mut dyn Entropy| -> &str {
-        if old.is_empty() || (!new_words.is_empty() && rng.unit() < novelty) {
-            if new_words.is_empty() {
-                real_words[rng.below(real_words.len())]
-            } else {
-                new_words[rng.below(new_words.len())]
-            }
-        } else {
-            old[rng.below(old.len())]
-        }
-    };
-    let target = (real.len() as f64 * (0.93 + 0.14 * rng.unit())).round() as usize;
-    let lo = real.len() * 9 / 10;
-    let hi = real.len() * 11 / 10 + 1;
     let mut best: Option<String> = None;
-    for _attempt in 0..8 {
-        let mut seq: Vec<&str> = Vec::new();
-        let mut len = lead.len() + tail.len();
-        let mut w = if starts.is_empty() || rng.unit() < jump {
-            pick_any(rng)
-        } else {
-            starts[rng.below(starts.len())]
-        };
-        loop {
-            let add = bare(w).len() + 1;
-            if len + add > target && len >= lo {
-                break;
-            }
-            seq.push(w);
-            len += add;
-            if len >= hi {
-                break;
-            }
-            let follow = next.get(bare(w)).filter(|v| !v.is_empty());
-            w = match follow {
-                Some(v) if rng.unit() >= jump => v[rng.below(v.len())],
-                _ => pick_any(rng),
-            };
-        }
-        // Every word new to the past appears in the canary too.
-        for (k, d) in new_distinct.iter().enumerate() {
-            if seq.iter().any(|w| bare(w) == bare(d)) || seq.is_empty() {
-                continue;
-            }
-            let at = rng.below(seq.len());
-            let taken = seq[at];
-            if new_distinct[..k].iter().any(|n| bare(n) == bare(taken)) {
-                seq.push(d);
-            } else {
-                seq[at] = d;
-            }
-        }
+    for _attempt in 0..4 {
+        let mut map: HashMap<String, String> = HashMap::new();
+        let mut prev: Option<(String, String)> = None;
+        let mut delta: i64 = 0;
+        let mut used: HashSet<String> = HashSet::new();
         let mut out = String::from(lead);
-        for (k, w) in seq.iter().enumerate() {
-            out.push_str(w);
-            if k + 1 < seq.len() && bare(w).len() == w.len() {
-                out.push(' ');
-            }
+        for slot in &real_words {
+            let word = bare(slot);
+            let (core, suffix) = split_word(word);
+            let replaced = match counts.get(&core) {
+                // The requester's most common words (1% of its words or
+                // more: function words, its recurring terms) stay.
+                Some(&n) if !core.is_empty() && n.saturating_mul(100) < total => {
+                    if !map.contains_key(&core) {
+                        let len = core.chars().count();
+                        let mut pick = None;
+                        // Same length and frequency within ×2, widening.
+                        let none = HashSet::new();
+                        let need = needed.get(&core).unwrap_or(&none);
+                        let lack = unseen.get(&core).unwrap_or(&none);
+                        let has_forms = |c: &str| {
+                            forms.get(c).is_some_and(|f| {
+                                need.iter().all(|x| f.contains(x))
+                                    && !lack.iter().any(|x| f.contains(x))
+                            })
+                        };
+                        // A pair the past holds stays one it holds.
+                        let after = prev
+                            .as_ref()
+                            .filter(|(p, _)| follows.contains(&(p.clone(), core.clone())))
+                            .map(|(_, to)| to.clone());
+                        let follows_after = |c: &str| {
+                            after
+                                .as_ref()
+                                .is_none_or(|a| follows.contains(&(a.clone(), c.to_owned())))
+                        };
+                        let balanced = |c: &str| {
+                            let l = c.chars().count();
+                            (delta <= 0 || l <= len) && (delta >= 0 || l >= len)
+                        };
+                        'widen: for (spread, f, strict) in [
+                            (0usize, 2usize, true),
+                            (1, 2, true),
+                            (2, 2, true),
+                            (0, 3, true),
+                            (2, 3, true),
+                            (4, 3, true),
+                            (64, 3, true),
+                            (64, 6, true),
+                            (64, usize::MAX, true),
+                            (1, 4, false),
+                            (64, usize::MAX, false),
+                        ] {
+                            {
+                                let fits: Vec<&str> = by_len
+                                    .range(len.saturating_sub(spread)..=len + spread)
+                                    .flat_map(|(_, v)| v.iter())
+                                    .filter(|(c, m)| {
+                                        *c != core
+                                            && !used.contains(*c)
+                                            && *m <= n.saturating_mul(f)
+                                            && n <= m.saturating_mul(f)
+                                            && (!strict || has_forms(c))
+                                            && (!strict || balanced(c))
+                                            && (spread > 2 || !strict || !PAIRS_FIRST || follows_after(c))
+                                    })
+                                    .map(|(c, _)| *c)
+                                    .collect();
+                                if !fits.is_empty() {
+                                    pick = Some(fits[rng.below(fits.len())].to_owned());
+                                    break 'widen;
+                                }
+                            }
+                        }
+                        let pick = pick.unwrap_or_else(|| core.clone());
+                        delta += pick.chars().count() as i64 - len as i64;
+                        used.insert(pick.clone());
+                        map.insert(core.clone(), pick);
+                    }
+                    let to = map.get(&core).map_or(core.as_str(), String::as_str);
+                    let upper = word.chars().next().is_some_and(char::is_uppercase);
+                    let all_upper = word.chars().filter(|c| c.is_alphabetic()).count() > 1
+                        && word
+                            .chars()
+                            .filter(|c| c.is_alphabetic())
+                            .all(char::is_uppercase);
+                    let mut w = if all_upper {
+                        to.to_uppercase()
+                    } else if upper {
+                        let mut c = to.chars();
+                        c.next()
+                            .map(|f| f.to_uppercase().chain(c).collect())
+                            .unwrap_or_default()
+                    } else {
+                        to.to_owned()
+                    };
+                    w.push_str(suffix);
+                    prev = Some((core.clone(), to.to_owned()));
+                    w
+                }
+                _ => {
+                    prev = Some((core.clone(), core.clone()));
+                    word.to_owned()
+                }
+            };
+            out.push_str(&replaced);
+            out.push_str(&slot[word.len()..]);
         }
-        let body = out.trim_end().len();
-        out.truncate(body);
-        out.push_str(tail);
-        let fits = out.len() >= lo && out.len() <= hi;
-        let fresh = out != real && !past.contains(&out.as_str());
-        if fits && fresh {
+        if out != real && !past.contains(&out.as_str()) {
             return out;
         }
-        let closer = best
-            .as_ref()
-            .is_none_or(|b| out.len().abs_diff(real.len()) < b.len().abs_diff(real.len()));
-        if fresh && closer {
-            best = Some(out);
-        }
+        best = Some(out);
     }
     best.unwrap_or_else(|| real.to_owned())
 }
@@ -475,40 +587,58 @@ fn leaf_key(stack: &[(bool, String)], key: &str) -> String {
     }
 }
 
-/// The real JSON text with each leaf replaced by a leaf of the same kind
-/// under the same key in `past` (or, failing that, elsewhere in the real
-/// input); `None` if the result would not parse.
+/// The real JSON text with its leaves varied, keeping keys, key order and
+/// layout: a leaf the past already holds (a string, number, bool or null
+/// seen before) is replaced by a past value of the same kind under the same
+/// key; a string new to the past is kept (so neither input of the pair has
+/// a value new to the executor that the other lacks); a number new to the
+/// past gets fresh digits in the same format. With no history, strings are
+/// swapped among the input's own strings. `None` if the result would not
+/// parse.
 fn json_canary(real: &str, past: &[&str], rng: &mut dyn Entropy) -> Option<String> {
     let mine = leaves(real);
     let mut by_key: BTreeMap<(String, Leaf), Vec<&str>> = BTreeMap::new();
     let mut by_kind: BTreeMap<Leaf, Vec<&str>> = BTreeMap::new();
-    for text in past.iter().copied().chain(std::iter::once(real)) {
+    let mut seen: HashSet<&str> = HashSet::new();
+    for text in past.iter().copied() {
         for l in leaves(text) {
             let v = &text[l.start..l.end];
             by_key.entry((l.key.clone(), l.kind)).or_default().push(v);
             by_kind.entry(l.kind).or_default().push(v);
+            seen.insert(v);
         }
     }
+    let own_strings: Vec<&str> = mine
+        .iter()
+        .filter(|l| l.kind == Leaf::Str)
+        .map(|l| &real[l.start..l.end])
+        .collect();
     let mut out = String::with_capacity(real.len());
     let mut at = 0;
     for l in &mine {
         out.push_str(&real[at..l.start]);
         let own = &real[l.start..l.end];
-        let same_key = by_key.get(&(l.key.clone(), l.kind));
-        let choices: Vec<&str> = match same_key {
-            Some(v) if v.iter().any(|x| *x != own) => v.clone(),
-            _ => by_kind.get(&l.kind).cloned().unwrap_or_default(),
+        let from_past = || {
+            by_key
+                .get(&(l.key.clone(), l.kind))
+                .or_else(|| by_kind.get(&l.kind))
+                .filter(|v| !v.is_empty())
         };
-        let value = if choices.is_empty() {
-            own.to_owned()
+        let value: String = if past.is_empty() {
+            match l.kind {
+                Leaf::Str => own_strings[rng.below(own_strings.len())].to_owned(),
+                Leaf::Num => fresh_digits(own, rng),
+                _ => own.to_owned(),
+            }
+        } else if !seen.contains(own) {
+            match l.kind {
+                Leaf::Num => fresh_digits(own, rng),
+                _ => own.to_owned(),
+            }
         } else {
-            let v = choices[rng.below(choices.len())];
-            if l.kind == Leaf::Str && past.is_empty() && v.len() > 12 {
-                // No history: vary long strings from their own words.
-                let inner = &v[1..v.len() - 1];
-                format!("\"{}\"", text_canary(inner, &[], rng))
-            } else {
-                v.to_owned()
+            match from_past() {
+                Some(v) => v[rng.below(v.len())].to_owned(),
+                None => own.to_owned(),
             }
         };
         out.push_str(&value);
@@ -518,6 +648,32 @@ fn json_canary(real: &str, past: &[&str], rng: &mut dyn Entropy) -> Option<Strin
     serde_json::from_str::<serde_json::Value>(&out)
         .ok()
         .map(|_| out)
+}
+
+/// A number in the same format as `n` (sign, digit count, point, exponent)
+/// with fresh digits; a leading digit stays non-zero.
+fn fresh_digits(n: &str, rng: &mut dyn Entropy) -> String {
+    let mut out = String::with_capacity(n.len());
+    let mut leading = true;
+    let mut in_exponent = false;
+    let b = n.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        if c.is_ascii_digit() && !in_exponent {
+            let multi = leading && b.get(i + 1).is_some_and(u8::is_ascii_digit);
+            let d = if multi { 1 + rng.below(9) } else { rng.below(10) };
+            out.push(char::from(b'0' + d as u8));
+            leading = false;
+        } else {
+            if c == b'e' || c == b'E' {
+                in_exponent = true;
+            }
+            if c == b'.' {
+                leading = false;
+            }
+            out.push(char::from(c));
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------- PNG
