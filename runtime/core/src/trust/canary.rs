@@ -13,31 +13,41 @@
 //! from the current real input, never from the manifest's public examples
 //! and never from a fixed word list:
 //!
-//! * UTF-8 text: a new text of about the same length (±10%), recombined
-//!   from the words of the requester's own recent inputs (a word chain that
-//!   follows their word pairs, jumping at the rate the real input itself
-//!   departs from them, so that its n-gram overlap and novelty look like
-//!   real traffic), keeping each word's trailing whitespace;
-//! * JSON: the real input's text with every leaf value (string, number,
-//!   bool, null) replaced by a value of the same type found under the same
-//!   key in the requester's own samples, so keys, key order and layout are
-//!   kept;
+//! * UTF-8 text: the real input's skeleton (sentences, punctuation,
+//!   capitalisation, whitespace, which words repeat) with each word the
+//!   requester has used before consistently replaced by another word it has
+//!   used, of about the same length, about as frequent in its long-run
+//!   counts and seen in the same forms; its most common words (function
+//!   words) and words new to it are kept, so neither input of the pair
+//!   holds a word new to the executor that the other lacks. The length
+//!   stays within a few percent (well inside ±10%);
+//! * JSON: the real input's text with its leaf values varied in place, so
+//!   keys, key order and layout are kept: a value the requester sent before
+//!   is replaced by one it sent under the same key, a new string is kept, a
+//!   new number gets fresh digits in the same format;
 //! * PNG: a valid PNG with the real input's width, height, bit depth 8 and
 //!   colour type, written with stored (uncompressed) deflate blocks; its
 //!   pixels are tiles of the requester's own same-sized PNGs when those can
 //!   be read (stored blocks), with fresh noise, else a random smooth image;
 //! * other binary: the real input (or a past one of the same size and
-//!   header) with its header kept and a few bytes past it changed. Such an
-//!   input may be rejected by the tool; the canary then tests only that the
-//!   executor rejects it like the requester's own run does.
+//!   header) with its first 16 bytes kept and a few bytes past them
+//!   changed. Such an input may be rejected by the tool; the canary then
+//!   tests only that the executor rejects it as the requester's own run
+//!   does.
 //!
-//! With no history yet, the canary is a variant of the real input itself.
+//! With no history yet (a capability's first request), the canary is a
+//! variant of the real input itself: its words shuffled, its JSON strings
+//! swapped and numbers redrawn, a new PNG of its size.
 //!
-//! What an executor can still see: that the pair exists (two requests from
-//! one requester close together), their sizes (the same to ±10% for text,
-//! exactly for PNG), and, for PNG, stored deflate blocks, which a requester
-//! whose real PNGs are zlib-compressed does not send (see `BENCHMARKS.md`
-//! and the detector in [`super::detector`]).
+//! What an executor can still see: that two requests from one requester
+//! came close together (one of them is likely a canary, but which one is
+//! random), that they share the words new to it, and, for PNG, stored
+//! deflate blocks, which tell the canary apart from a requester whose real
+//! PNGs are zlib-compressed (this writer has no compressor). Natural
+//! language also carries word order a language model could check, which
+//! the word substitution does not keep. [`super::detector`] is the
+//! adversary the tests measure: about chance on the synthetic workload,
+//! against 100% for the old example-and-word-list scheme (`BENCHMARKS.md`).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -57,9 +67,6 @@ pub const POOL_WORDS: usize = 2048;
 
 /// The eight bytes that open every PNG file.
 pub const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
-
-/// Whether replacement words keep past word pairs (off: measured worse).
-const PAIRS_FIRST: bool = false;
 
 /// Bytes of an unknown binary input treated as its header and never changed.
 const BINARY_HEADER: usize = 16;
@@ -142,7 +149,10 @@ impl CanaryPool {
         if let Ok(text) = std::str::from_utf8(input)
             && serde_json::from_str::<serde_json::Value>(text).is_err()
         {
-            self.words.entry(capability.to_owned()).or_default().add(text);
+            self.words
+                .entry(capability.to_owned())
+                .or_default()
+                .add(text);
         }
         let q = self.inputs.entry(capability.to_owned()).or_default();
         q.push_back(input.to_vec());
@@ -264,7 +274,6 @@ fn bare(w: &str) -> &str {
     w.trim_end()
 }
 
-
 /// `real`'s words shuffled, each position keeping its whitespace: the same
 /// length, the same words.
 fn shuffle_words(real: &str, real_words: &[&str], rng: &mut dyn Entropy) -> String {
@@ -358,17 +367,9 @@ fn text_canary(
     for v in by_len.values_mut() {
         v.sort_unstable();
     }
-    // Which cores followed which in the past.
-    let mut follows: HashSet<(String, String)> = HashSet::new();
-    for p in past {
-        for pair in words(p).windows(2) {
-            follows.insert((split_word(pair[0]).0, split_word(pair[1]).0));
-        }
-    }
     let mut best: Option<String> = None;
     for _attempt in 0..4 {
         let mut map: HashMap<String, String> = HashMap::new();
-        let mut prev: Option<(String, String)> = None;
         let mut delta: i64 = 0;
         let mut used: HashSet<String> = HashSet::new();
         let mut out = String::from(lead);
@@ -391,16 +392,6 @@ fn text_canary(
                                 need.iter().all(|x| f.contains(x))
                                     && !lack.iter().any(|x| f.contains(x))
                             })
-                        };
-                        // A pair the past holds stays one it holds.
-                        let after = prev
-                            .as_ref()
-                            .filter(|(p, _)| follows.contains(&(p.clone(), core.clone())))
-                            .map(|(_, to)| to.clone());
-                        let follows_after = |c: &str| {
-                            after
-                                .as_ref()
-                                .is_none_or(|a| follows.contains(&(a.clone(), c.to_owned())))
                         };
                         let balanced = |c: &str| {
                             let l = c.chars().count();
@@ -430,7 +421,6 @@ fn text_canary(
                                             && n <= m.saturating_mul(f)
                                             && (!strict || has_forms(c))
                                             && (!strict || balanced(c))
-                                            && (spread > 2 || !strict || !PAIRS_FIRST || follows_after(c))
                                     })
                                     .map(|(c, _)| *c)
                                     .collect();
@@ -463,13 +453,9 @@ fn text_canary(
                         to.to_owned()
                     };
                     w.push_str(suffix);
-                    prev = Some((core.clone(), to.to_owned()));
                     w
                 }
-                _ => {
-                    prev = Some((core.clone(), core.clone()));
-                    word.to_owned()
-                }
+                _ => word.to_owned(),
             };
             out.push_str(&replaced);
             out.push_str(&slot[word.len()..]);
@@ -660,7 +646,11 @@ fn fresh_digits(n: &str, rng: &mut dyn Entropy) -> String {
     for (i, &c) in b.iter().enumerate() {
         if c.is_ascii_digit() && !in_exponent {
             let multi = leading && b.get(i + 1).is_some_and(u8::is_ascii_digit);
-            let d = if multi { 1 + rng.below(9) } else { rng.below(10) };
+            let d = if multi {
+                1 + rng.below(9)
+            } else {
+                rng.below(10)
+            };
             out.push(char::from(b'0' + d as u8));
             leading = false;
         } else {
@@ -943,7 +933,10 @@ mod tests {
         assert_ne!(a, ex.to_vec());
         assert_ne!(a, b);
         let a = std::str::from_utf8(&a).unwrap();
-        let own: HashSet<&str> = ex.split(|c: &u8| *c == b' ').map(|w| std::str::from_utf8(w).unwrap()).collect();
+        let own: HashSet<&str> = ex
+            .split(|c: &u8| *c == b' ')
+            .map(|w| std::str::from_utf8(w).unwrap())
+            .collect();
         for w in a.split(' ') {
             assert!(own.contains(w), "{w} is not one of the example's words");
         }
@@ -972,14 +965,22 @@ mod tests {
             let c = String::from_utf8(c).unwrap();
             assert!(c.split_whitespace().all(|w| vocab.contains(w)), "{c}");
             let (lo, hi) = (real.len() * 9 / 10, real.len() * 11 / 10 + 1);
-            assert!(c.len() >= lo && c.len() <= hi, "{} vs {}", c.len(), real.len());
+            assert!(
+                c.len() >= lo && c.len() <= hi,
+                "{} vs {}",
+                c.len(),
+                real.len()
+            );
         }
     }
 
     #[test]
     fn json_canaries_keep_keys_and_order() {
         let mut pool = CanaryPool::new();
-        pool.record("j", br#"{"name":"Ada","age":36,"tags":["x","y"],"ok":true}"#);
+        pool.record(
+            "j",
+            br#"{"name":"Ada","age":36,"tags":["x","y"],"ok":true}"#,
+        );
         pool.record("j", br#"{"name":"Bob","age":41,"tags":["z"],"ok":false}"#);
         let real = br#"{"name":"Cy","age":29,"tags":["w","v"],"ok":true}"#;
         let mut rng = SplitMix(5);
@@ -1014,7 +1015,10 @@ mod tests {
         // Chunk CRCs and the zlib checksum are right.
         assert_eq!(crc32(b"IEND"), 0xae42_6082);
         assert_eq!(adler32(b"Wikipedia"), 0x11e6_0398);
-        assert_eq!(read_stored_png(&real, &Ihdr::parse(&real).unwrap()).unwrap(), px);
+        assert_eq!(
+            read_stored_png(&real, &Ihdr::parse(&real).unwrap()).unwrap(),
+            px
+        );
     }
 
     #[test]

@@ -798,7 +798,13 @@ mod tests {
             })
             .unwrap();
         let mut rep = Reputation::new(ReputationConfig::default());
-        let mut d = Delegation::new(TierSet::T2, vec![peer(1)], vec![true], 5, &mut SplitMix(seed));
+        let mut d = Delegation::new(
+            TierSet::T2,
+            vec![peer(1)],
+            vec![true],
+            5,
+            &mut SplitMix(seed),
+        );
         d.observe(Event::Invoked { receipt: None }, &mut rep, t);
         assert!(rep.is_empty(), "nothing recorded before the canary");
         d.observe(Event::Canary { correct: true }, &mut rep, t);

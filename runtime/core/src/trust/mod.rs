@@ -44,7 +44,9 @@
 //! candidate i (the next one in order, while the fallback budget lasts)
 //!   │
 //!   ├─ no tier 2 ────────────────────────────────────────────────┐
-//!   ├─ the requester can run it: [T2] Canary                     │
+//!   ├─ the requester can run it: [T2] Canary (before or after    │
+//!   │   Invoke, at random, with a random gap; a wrong canary     │
+//!   │   discards the real answer)                                │
 //!   │     ├─ right ──────────────────────────────────── checked ─┤
 //!   │     ├─ wrong ────────────────────────────► ✗               │
 //!   │     └─ its own run failed ───────────────► ?               │
