@@ -78,7 +78,8 @@ const PNG_MAX_RAW: usize = 16 * 1024 * 1024;
 /// The requester's memory of its own real inputs, per capability, and the
 /// canary maker built on it. Bounded: at most [`POOL_PER_CAPABILITY`]
 /// inputs for each of at most [`POOL_CAPABILITIES`] capabilities, none
-/// larger than [`POOL_MAX_INPUT`], [`POOL_MAX_BYTES`] in all.
+/// larger than [`POOL_MAX_INPUT`], [`POOL_MAX_BYTES`] in all, plus long-run
+/// counts of at most [`POOL_WORDS`] distinct words per capability.
 #[derive(Debug, Clone, Default)]
 pub struct CanaryPool {
     /// Recent inputs per capability, oldest first.
