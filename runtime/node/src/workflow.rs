@@ -49,9 +49,9 @@ use errand_core::receipt::{InvocationContext, Outcome, RequestId, RunLimits};
 use errand_core::request::CapabilityTarget;
 use errand_core::signed;
 use errand_core::trust::{
-    CandidateView, CrossCheckOutcome, Decision, Delegation, Entropy, Event, Policy, Rejection,
-    ReplayOutcome, Reputation, ReputationConfig, Risk, SplitMix, TierSet, order_candidates,
-    vary_canary,
+    CanaryPool, CandidateView, CrossCheckOutcome, Decision, Delegation, Entropy, Event, Policy,
+    Rejection, ReplayOutcome, Reputation, ReputationConfig, Risk, SplitMix, TierSet,
+    order_candidates,
 };
 use errand_core::wire::Query;
 use errand_core::{Digest, PeerId, UnixMillis};
@@ -384,6 +384,9 @@ pub struct Runner {
     /// descriptor that named it (see [`Runner::package`]).
     packages: HashMap<Digest, Package>,
     rng: Box<dyn Entropy + Send>,
+    /// The requester's own recent inputs, per capability: canaries are
+    /// made from them, never from public examples.
+    canaries: CanaryPool,
 }
 
 impl std::fmt::Debug for Runner {
@@ -439,6 +442,17 @@ fn ask_for(
     }
 }
 
+/// Before the second request of a candidate's canary/real pair, waits the
+/// delegation's random gap, so an executor cannot pair them by timing.
+async fn pair_gap(paired: &mut Option<usize>, candidate: usize, delay_ms: u64) {
+    if *paired == Some(candidate) {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        *paired = None;
+    } else {
+        *paired = Some(candidate);
+    }
+}
+
 /// The run limits a package's manifest gives, as a request states them
 /// (outputs bounded by what a reply can carry, as every executor bounds
 /// them).
@@ -485,6 +499,7 @@ impl Runner {
             store,
             packages: HashMap::new(),
             rng: Box::new(SplitMix(seed)),
+            canaries: CanaryPool::new(),
         })
     }
 
@@ -768,14 +783,23 @@ impl Runner {
             crate::client::Invoked,
             Result<(), errand_core::receipt::BindingError>,
         )> = None;
-        // The fuel cap every request of this step states.
+        // The fuel every request of this step states.
         let fuel = spec.fuel.unwrap_or(DEFAULT_FUEL);
+        // The candidate whose canary or real request went out last: the
+        // second of a pair waits a random gap, so timing tells nothing.
+        let mut paired: Option<usize> = None;
         let result = loop {
             match del.decide() {
                 Decision::Canary { candidate } => {
-                    let (to, d) = ordered[candidate];
+                    pair_gap(&mut paired, candidate, del.delay_ms()).await;
                     let event = self
-                        .canary(to, d, &context, fuel, &mut traffic, tiers.evidence)
+                        .canary(
+                            ordered[candidate],
+                            input,
+                            &context,
+                            (fuel, tiers.evidence || self.config.keep_trace),
+                            &mut traffic,
+                        )
                         .await;
                     del.observe(event, &mut self.reputation, crate::node::now());
                 }
@@ -793,7 +817,11 @@ impl Runner {
                     del.observe(event, &mut self.reputation, crate::node::now());
                 }
                 Decision::Invoke { candidate } => {
+                    pair_gap(&mut paired, candidate, del.delay_ms()).await;
                     let (to, d) = ordered[candidate];
+                    if tiers.canary {
+                        self.canaries.record(d.body().name.as_str(), input);
+                    }
                     // The author-signed manifest's limits, as the canary
                     // stated them: the same request shape.
                     let limits = d
@@ -902,17 +930,19 @@ impl Runner {
     }
 
     /// Sends a canary to `to` and checks the answer against a local run of
-    /// the same request. When this side cannot make or answer a canary (no
-    /// package, no example, a local run that fails) the check is
-    /// inconclusive and never held against the candidate.
+    /// the same request. The canary's input is made from this requester's
+    /// own recent inputs to the capability, shaped like the real one; its
+    /// parameters, time, fuel, limits and options are the real request's.
+    /// When this side cannot make or answer a canary (no package, a local
+    /// run that fails) the check is inconclusive and never held against
+    /// the candidate.
     async fn canary(
         &mut self,
-        to: &PeerAddr,
-        d: &SignedDescriptor,
+        (to, d): &(PeerAddr, SignedDescriptor),
+        real_input: &[u8],
         context: &InvocationContext,
-        fuel: u64,
+        (fuel, check_receipt): (u64, bool),
         traffic: &mut Traffic,
-        check_receipt: bool,
     ) -> Event {
         let ours = |why: String| Event::CanaryInconclusive(why);
         let Some(digest) = d.body().component else {
@@ -928,32 +958,20 @@ impl Runner {
         else {
             return ours("component package unavailable".into());
         };
-        let manifest: Manifest = match toml::from_str(&pkg.manifest) {
-            Ok(m) => m,
-            Err(e) => return ours(format!("package manifest: {e}")),
-        };
-        let examples: Vec<_> = manifest
-            .examples
-            .iter()
-            .filter(|e| e.bytes().is_ok())
-            .collect();
-        if examples.is_empty() {
-            return ours("the package has no example to make a canary from".into());
-        }
-        let ex = examples[self.rng.below(examples.len())];
-        let canary_input = vary_canary(&ex.bytes().unwrap_or_default(), &mut *self.rng);
-        let canary_input = match BBytes::new(canary_input) {
+        let made = self
+            .canaries
+            .make(d.body().name.as_str(), real_input, &mut *self.rng);
+        let canary_input = match BBytes::new(made) {
             Ok(b) => b,
             Err(e) => return ours(format!("canary input: {e}")),
         };
-        // The real step's parameters, time and fuel: the same request shape.
         let ask = ask_for(
             d,
             canary_input,
             context.clone(),
             fuel,
             package_limits(&pkg),
-            check_receipt || self.config.keep_trace,
+            check_receipt,
         );
         let Some(expected) = self.run_local(&pkg, &ask) else {
             return ours("the canary's answer could not be computed locally".into());
@@ -987,8 +1005,11 @@ impl Runner {
         (fuel, want_trace): (u64, bool),
         traffic: &mut Traffic,
     ) -> Event {
-        // A variant of the step's real input, never a public sentence.
-        let Ok(input) = BBytes::new(vary_canary(real_input, &mut *self.rng)) else {
+        // Made like a canary, from the requester's own inputs.
+        let made = self
+            .canaries
+            .make(da.body().name.as_str(), real_input, &mut *self.rng);
+        let Ok(input) = BBytes::new(made) else {
             return Event::Rejected(Rejection::Inconclusive(
                 "cross-check input too large".into(),
             ));

@@ -11,6 +11,13 @@ use super::{
 use crate::identity::PeerId;
 use crate::time::UnixMillis;
 
+/// The longest pause, in milliseconds, [`Delegation::delay_ms`] asks for
+/// between a candidate's canary and real request.
+pub const MAX_PAIR_DELAY_MS: u64 = 250;
+
+/// Mixed into the delegation's seed for the order/delay generator.
+const ORDER_SALT: u64 = 0x6f72_6465_725f_6461;
+
 /// Why a candidate was rejected, or passed over without a verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Rejection {
@@ -80,7 +87,9 @@ pub enum Decision {
     /// Send candidate `candidate` a canary whose answer the caller can
     /// compute (by running the public component), then report
     /// [`Event::Canary`], or [`Event::CanaryInconclusive`] if the caller's
-    /// own run failed.
+    /// own run failed. It may come before or after the candidate's
+    /// [`Decision::Invoke`] ([`Delegation::real_first`]); leave
+    /// [`Delegation::delay_ms`] between the two.
     Canary {
         /// Index into the ordered candidates.
         candidate: usize,
@@ -96,7 +105,8 @@ pub enum Decision {
         /// The other candidate it is checked against.
         witness: usize,
     },
-    /// Send the real request, then report [`Event::Invoked`].
+    /// Send the real request, then report [`Event::Invoked`]. When it comes
+    /// before the canary, keep its answer until the canary passed.
     Invoke {
         /// Index into the ordered candidates.
         candidate: usize,
@@ -187,6 +197,17 @@ pub struct Delegation {
     replay_roll: f64,
     /// Draws witnesses; seeded once in [`Delegation::new`].
     rng: SplitMix,
+    /// Draws the order and delay of each canary/real pair; seeded once in
+    /// [`Delegation::new`], apart from `rng` so witness draws do not change.
+    order_rng: SplitMix,
+    /// The current candidate gets the real request before its canary.
+    real_first: bool,
+    /// The pause to leave between the canary and the real request.
+    delay_ms: u64,
+    /// The current candidate's canary is still to be answered.
+    canary_pending: bool,
+    /// The current candidate answered the real request.
+    real_done: bool,
     /// Witnesses drawn for the current candidate.
     witnesses: Vec<usize>,
     /// Witnesses that disagreed with the current candidate.
@@ -201,8 +222,9 @@ impl Delegation {
     /// `fallback_budget` candidates after the first are tried.
     /// `can_run_locally[i]` says whether the requester can run candidate
     /// `i`'s component itself (for canaries and replay). Takes 64 bits from
-    /// `rng`, once: they make the replay roll and seed the witness draws, so
-    /// the whole delegation replays exactly for a seed.
+    /// `rng`, once: they make the replay roll and seed the witness draws and
+    /// the canary/real order and delay, so the whole delegation replays
+    /// exactly for a seed.
     pub fn new(
         tiers: TierSet,
         peers: Vec<PeerId>,
@@ -221,6 +243,11 @@ impl Delegation {
             // The same value `Entropy::unit` makes of these bits.
             replay_roll: (bits >> 11) as f64 / (1u64 << 53) as f64,
             rng: SplitMix(bits),
+            order_rng: SplitMix(bits ^ ORDER_SALT),
+            real_first: false,
+            delay_ms: 0,
+            canary_pending: false,
+            real_done: false,
             witnesses: Vec::new(),
             disagreements: 0,
             checked: false,
@@ -247,12 +274,23 @@ impl Delegation {
             self.witnesses.clear();
             self.disagreements = 0;
             self.checked = false;
+            self.real_first = false;
+            self.delay_ms = 0;
+            self.canary_pending = false;
+            self.real_done = false;
             if !self.tiers.canary {
                 self.phase = Phase::Invoke;
                 return;
             }
             if self.runs_locally(self.current) {
-                self.phase = Phase::Canary;
+                self.real_first = self.order_rng.below(2) == 1;
+                self.delay_ms = self.order_rng.below(MAX_PAIR_DELAY_MS as usize + 1) as u64;
+                self.canary_pending = true;
+                self.phase = if self.real_first {
+                    Phase::Invoke
+                } else {
+                    Phase::Canary
+                };
                 return;
             }
             if self.draw_witness() {
@@ -332,6 +370,22 @@ impl Delegation {
         self.tiers
     }
 
+    /// Whether the current candidate gets the real request before its
+    /// canary ([`Decision::Invoke`] comes first); drawn at random for each
+    /// candidate tested with a canary, so order does not tell them apart.
+    pub fn real_first(&self) -> bool {
+        self.real_first
+    }
+
+    /// The pause, in milliseconds (`0..=`[`MAX_PAIR_DELAY_MS`]), the caller
+    /// should leave between sending the first and the second of the current
+    /// candidate's canary and real request, so that the gap does not tell
+    /// them apart; drawn at random for each candidate tested with a canary,
+    /// 0 otherwise.
+    pub fn delay_ms(&self) -> u64 {
+        self.delay_ms
+    }
+
     /// What to do next. Cheap and pure: every random draw was made when the
     /// state changed.
     pub fn decide(&self) -> Decision {
@@ -398,7 +452,33 @@ impl Delegation {
         self.phase = Phase::Done;
     }
 
+    /// The real request was answered and the canary (if any) passed: replay
+    /// it if rolled, else succeed.
+    fn after_invoke(&mut self, rep: &mut Reputation, now: UnixMillis) {
+        match replay_plan(
+            &self.tiers,
+            self.replay_roll,
+            self.runs_locally(self.current),
+        ) {
+            ReplayPlan::Replay => self.phase = Phase::Replay,
+            ReplayPlan::Skip => self.succeed(rep, now),
+            ReplayPlan::Unverifiable => {
+                self.check("replay (inconclusive)", false);
+                self.reject(
+                    Rejection::Inconclusive(
+                        "a replay is due but the component cannot be run here".into(),
+                    ),
+                    rep,
+                    now,
+                );
+            }
+        }
+    }
+
     /// Reports what happened and updates the requester's reputation.
+    /// The canary and the real request of a candidate may be reported in
+    /// either order; the candidate succeeds only when both are answered and
+    /// the canary passed.
     pub fn observe(&mut self, event: Event, rep: &mut Reputation, now: UnixMillis) {
         if self.phase == Phase::Done || self.current >= self.peers.len() {
             return;
@@ -406,10 +486,16 @@ impl Delegation {
         match event {
             Event::Canary { correct } => {
                 self.check("canary", correct);
+                self.canary_pending = false;
                 if correct {
                     self.checked = true;
-                    self.phase = Phase::Invoke;
+                    if self.real_done {
+                        self.after_invoke(rep, now);
+                    } else {
+                        self.phase = Phase::Invoke;
+                    }
                 } else {
+                    // After the real request too: its answer is discarded.
                     self.reject(Rejection::CanaryFailed, rep, now);
                 }
             }
@@ -447,23 +533,11 @@ impl Delegation {
                     if other.is_some() {
                         self.check("receipt", true);
                     }
-                    match replay_plan(
-                        &self.tiers,
-                        self.replay_roll,
-                        self.runs_locally(self.current),
-                    ) {
-                        ReplayPlan::Replay => self.phase = Phase::Replay,
-                        ReplayPlan::Skip => self.succeed(rep, now),
-                        ReplayPlan::Unverifiable => {
-                            self.check("replay (inconclusive)", false);
-                            self.reject(
-                                Rejection::Inconclusive(
-                                    "a replay is due but the component cannot be run here".into(),
-                                ),
-                                rep,
-                                now,
-                            );
-                        }
+                    self.real_done = true;
+                    if self.canary_pending {
+                        self.phase = Phase::Canary;
+                    } else {
+                        self.after_invoke(rep, now);
                     }
                 }
             },
@@ -549,6 +623,8 @@ mod tests {
             TierSet::T2,
             &mut |dec| match dec {
                 Decision::Canary { .. } => Some(Event::Canary { correct: false }),
+                // The real request may come first (random order).
+                Decision::Invoke { .. } => Some(Event::Invoked { receipt: None }),
                 _ => None,
             },
             5,
@@ -674,6 +750,78 @@ mod tests {
             } if c == candidate => witness,
             other => panic!("expected a cross-check of {candidate}, got {other:?}"),
         }
+    }
+
+    // Regression (issue 10 item 2): the canary always came first, right
+    // before the real request, so order and timing told them apart.
+    #[test]
+    fn canary_and_real_request_come_in_a_random_order_with_a_random_gap() {
+        let t = UnixMillis(0);
+        let mut firsts = [0usize; 2];
+        let mut delays = std::collections::HashSet::new();
+        for seed in 0..200 {
+            let mut rep = Reputation::new(ReputationConfig::default());
+            let mut d = Delegation::new(
+                TierSet::T2,
+                vec![peer(1), peer(2)],
+                vec![true, true],
+                5,
+                &mut SplitMix(seed),
+            );
+            assert!(d.delay_ms() <= MAX_PAIR_DELAY_MS);
+            delays.insert(d.delay_ms());
+            if d.real_first() {
+                firsts[1] += 1;
+                assert_eq!(d.decide(), Decision::Invoke { candidate: 0 });
+                d.observe(Event::Invoked { receipt: None }, &mut rep, t);
+                // Not done before the canary passed.
+                assert_eq!(d.decide(), Decision::Canary { candidate: 0 });
+                // A failed canary after the real request discards its answer.
+                d.observe(Event::Canary { correct: false }, &mut rep, t);
+                assert_eq!(d.attempts()[0].rejected, Some(Rejection::CanaryFailed));
+                assert!(matches!(
+                    d.decide(),
+                    Decision::Canary { candidate: 1 } | Decision::Invoke { candidate: 1 }
+                ));
+            } else {
+                firsts[0] += 1;
+                assert_eq!(d.decide(), Decision::Canary { candidate: 0 });
+                d.observe(Event::Canary { correct: true }, &mut rep, t);
+                assert_eq!(d.decide(), Decision::Invoke { candidate: 0 });
+                d.observe(Event::Invoked { receipt: None }, &mut rep, t);
+                assert_eq!(d.decide(), Decision::Succeeded { candidate: 0 });
+                assert_eq!(d.attempts()[0].checks, vec![("canary", true)]);
+            }
+        }
+        assert!(firsts[0] > 60 && firsts[1] > 60, "{firsts:?}");
+        assert!(delays.len() > 50, "{}", delays.len());
+    }
+
+    #[test]
+    fn real_request_first_then_a_passed_canary_succeeds_checked() {
+        let t = UnixMillis(0);
+        let seed = (0..100)
+            .find(|&s| {
+                Delegation::new(TierSet::T2, vec![peer(1)], vec![true], 5, &mut SplitMix(s))
+                    .real_first()
+            })
+            .unwrap();
+        let mut rep = Reputation::new(ReputationConfig::default());
+        let mut d = Delegation::new(
+            TierSet::T2,
+            vec![peer(1)],
+            vec![true],
+            5,
+            &mut SplitMix(seed),
+        );
+        d.observe(Event::Invoked { receipt: None }, &mut rep, t);
+        assert!(rep.is_empty(), "nothing recorded before the canary");
+        d.observe(Event::Canary { correct: true }, &mut rep, t);
+        assert_eq!(d.decide(), Decision::Succeeded { candidate: 0 });
+        assert_eq!(
+            rep.record(&peer(1)).map(|r| r.successes),
+            Some(ReputationConfig::default().prior_success + 1.0)
+        );
     }
 
     // Regression (issue 10 item 4): the witness was always the lowest other

@@ -15,9 +15,14 @@
 //!   canary: an invocation whose right answer it knows, either by running
 //!   the public component itself or, when it cannot, by cross-checking a
 //!   second candidate, a *witness* drawn at random ([`CrossCheckOutcome`]).
-//!   Canary inputs are derived from the manifest's examples and varied per
-//!   request ([`vary_canary`]) so that an executor cannot recognise them,
-//!   and they travel exactly like real requests.
+//!   Canary inputs are made from the requester's own recent real inputs
+//!   for the capability ([`CanaryPool`]), never from the manifest's public
+//!   examples or a fixed word list; the canary and the real request travel
+//!   alike (parameters, time, fuel, limits, fresh nonce and seed each), go
+//!   in a random order ([`Delegation::real_first`]) with a random gap
+//!   ([`Delegation::delay_ms`]). An executor sees only two requests of
+//!   the same shape, size and type; [`detector`] is the adversary that
+//!   tries to tell them apart, and the tests measure how well it does.
 //! * **Tier 3, evidence.** The receipt must bind executor, nonce, component,
 //!   input and output; with a configurable probability the requester also
 //!   replays the run. A replay that contradicts the signed receipt is proof
@@ -39,7 +44,9 @@
 //! candidate i (the next one in order, while the fallback budget lasts)
 //!   │
 //!   ├─ no tier 2 ────────────────────────────────────────────────┐
-//!   ├─ the requester can run it: [T2] Canary                     │
+//!   ├─ the requester can run it: [T2] Canary (before or after    │
+//!   │   Invoke, at random, with a random gap; a wrong canary     │
+//!   │   discards the real answer)                                │
 //!   │     ├─ right ──────────────────────────────────── checked ─┤
 //!   │     ├─ wrong ────────────────────────────► ✗               │
 //!   │     └─ its own run failed ───────────────► ?               │
@@ -74,7 +81,8 @@
 //! | module | tier | what |
 //! |---|---|---|
 //! | `reputation` | 1 | observations, peer records, candidate ordering |
-//! | `canary` | 2 | canary inputs varied per request |
+//! | `canary` | 2 | canary inputs drawn from the requester's own traffic |
+//! | `detector` | 2 | the adversary model: an executor guessing which request is a canary |
 //! | `cross_check` | 2 | witness draws and cross-check outcomes |
 //! | `evidence` | 3 | replay outcomes and whether to replay a run |
 //! | `policy` | all | risk, tier sets, policies |
@@ -86,13 +94,17 @@
 mod canary;
 mod cross_check;
 mod delegation;
+pub mod detector;
 mod evidence;
 mod policy;
 mod reputation;
 
-pub use canary::vary_canary;
+pub use canary::{
+    CanaryPool, PNG_SIGNATURE, POOL_CAPABILITIES, POOL_MAX_BYTES, POOL_MAX_INPUT,
+    POOL_PER_CAPABILITY, encode_png, vary_canary,
+};
 pub use cross_check::{CrossCheckOutcome, MAX_WITNESSES};
-pub use delegation::{Attempt, Decision, Delegation, Event, Rejection};
+pub use delegation::{Attempt, Decision, Delegation, Event, MAX_PAIR_DELAY_MS, Rejection};
 pub use evidence::ReplayOutcome;
 pub use policy::{Policy, Risk, RiskPolicy, TierSet, standard_policies};
 pub use reputation::{
