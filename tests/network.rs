@@ -552,6 +552,20 @@ fn action_shipping_is_off_by_default_and_follows_the_allowlist() {
         "--input",
         "in.md",
     ]);
+    // The default fuel is over this node's shipping cap: refused, saying
+    // how much it allows, rather than run with less than was signed.
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("at most 50000000"), "{}", stderr(&o));
+    let o = user.errand(&[
+        "invoke",
+        &open.peer_addr().to_string(),
+        "--ship",
+        "md.wasm",
+        "--input",
+        "in.md",
+        "--fuel",
+        "50000000",
+    ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(stdout(&o), "<p><em>shipped</em></p>\n");
 }

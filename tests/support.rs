@@ -94,7 +94,7 @@ pub fn pack_example(name: &str, dir: &Path, key: &SecretKey, version: Option<&st
     std::fs::write(&mpath, manifest).unwrap();
     let cpath = work.path().join("tool.wasm");
     std::fs::write(&cpath, tool.component).unwrap();
-    let host = errand_host::Host::new().unwrap();
+    let host = shared_host();
     let report =
         errand::packaging::pack(&host, &mpath, Some(&cpath), key, errand::node::now()).unwrap();
     std::fs::create_dir_all(dir).unwrap();
@@ -277,4 +277,19 @@ pub fn rt() -> &'static tokio::runtime::Runtime {
             .build()
             .unwrap()
     })
+}
+
+/// One WebAssembly engine for every in-process node, runner and packer of
+/// the test binary: tests run in parallel, and an engine per node would
+/// reserve more memory mappings than the kernel allows.
+pub fn shared_host() -> errand_host::Host {
+    static HOST: std::sync::OnceLock<errand_host::Host> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        errand_host::Host::with_config(errand_host::HostConfig {
+            max_concurrent: 64,
+            ..errand_host::HostConfig::default()
+        })
+        .unwrap()
+    })
+    .clone()
 }

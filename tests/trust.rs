@@ -18,7 +18,7 @@ use errand_core::wire::{ErrorCode, InvokeRequest, InvokeResponse, Request, Respo
 use errand_core::{PeerId, SecretKey, signed};
 use errand_host::{Host, Invocation, ReceiptInfo};
 
-use crate::support::{Sandbox, code, pack_example, rand_seed, rt, stdout};
+use crate::support::{Sandbox, code, pack_example, rand_seed, rt, shared_host, stdout};
 
 /// A network of in-process nodes in a temporary folder.
 struct Net {
@@ -106,7 +106,7 @@ impl Net {
             rt().block_on(async { Client::new(SecretKey::from_seed(rand_seed())).unwrap() });
         Runner::new(
             client,
-            Host::new().unwrap(),
+            shared_host(),
             vec![self.reg()],
             RunnerConfig {
                 policy,
@@ -132,7 +132,8 @@ fn start(dir: &Path, extra: &str) -> Node {
     )
     .unwrap();
     let cfg = NodeConfig::load(&dir.join("node.toml")).unwrap();
-    rt().block_on(Node::start(cfg)).unwrap()
+    rt().block_on(Node::start_with_host(cfg, Some(shared_host())))
+        .unwrap()
 }
 
 /// Makes an executor the most attractive candidate.
@@ -388,7 +389,7 @@ fn a_canary_is_indistinguishable_from_a_real_request() {
     let package: Package = signed::decode(&std::fs::read(&pkg_path).unwrap()).unwrap();
     let recorder = Arc::new(Recorder {
         key: key.clone(),
-        host: Host::new().unwrap(),
+        host: shared_host(),
         package: package.clone(),
         seen: Mutex::new(Vec::new()),
     });
