@@ -159,6 +159,8 @@ fn paired_ratios() {
                 .unwrap()
         },
     );
+    println!("\n## The requester's binding check\n");
+    println!("{}", benchkit::header());
     println!(
         "{}",
         bind.row(
