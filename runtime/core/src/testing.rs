@@ -126,6 +126,7 @@ fn sample_limits() -> RunLimits {
 /// A fully populated receipt executed by `executor` for `requester`,
 /// answering [`signed_request`].
 pub fn receipt(executor: &SecretKey, requester: &SecretKey) -> Receipt {
+    let asked = request(executor, requester);
     let mut chain = TraceChain::new();
     for e in trace() {
         chain.push(&e);
@@ -140,17 +141,10 @@ pub fn receipt(executor: &SecretKey, requester: &SecretKey) -> Receipt {
             version: Version::new(1, 2, 0),
             seq: 7,
         }),
-        component: Digest::of(b"imagegen component"),
-        input: Digest::of(b"a red fox at dawn"),
-        context: InvocationContext {
-            time: SAMPLE_TIME,
-            params: BVec::new(vec![Param {
-                key: s("title"),
-                value: s("Fox"),
-            }])
-            .unwrap_or_default(),
-        },
-        seed: Seed([0x3c; 32]),
+        component: asked.component.unwrap_or_default(),
+        input: asked.input,
+        context: asked.context,
+        seed: asked.seed,
         outcome: Outcome::Ok,
         output: Digest::of(b"\x89PNG..."),
         fuel_limit: 500_000_000,
