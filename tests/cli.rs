@@ -768,3 +768,53 @@ fn pack_signs_as_the_author_and_a_tampered_manifest_fails_the_author_signature()
         stdout(&o)
     );
 }
+
+/// Review findings: a replay this machine cannot run (no component) is not
+/// a failed check (exit 2, never 1), and a folder's symlinks cannot loop
+/// the walk or count a file twice; `--json` says which files are bound.
+#[test]
+fn verify_reports_an_unreplayable_run_as_unusable_and_does_not_follow_folder_links() {
+    let env = Sandbox::new();
+    let (_manifest, component) = env.tool_dir("text-stats");
+    std::fs::write(env.path("in.txt"), "one two two").unwrap();
+    std::fs::create_dir_all(env.path("audit")).unwrap();
+    let o = env.errand(&[
+        "run",
+        p(&component),
+        "--input",
+        "in.txt",
+        "-o",
+        "out.json",
+        "--evidence",
+        "audit/run.evidence",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = env.errand(&["verify", "audit/run.evidence", "--replay"]);
+    assert_eq!(code(&o), 2, "{}", stdout(&o));
+    assert!(stdout(&o).contains("not replayed"), "{}", stdout(&o));
+    // Given the component, the same replay runs and passes.
+    let o = env.errand(&[
+        "verify",
+        "audit/run.evidence",
+        "--replay",
+        "--component",
+        p(&component),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("..", env.path("audit/loop")).unwrap();
+    let o = env.errand(&["verify", "audit"]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    assert!(stdout(&o).contains("1 files: 1 verified"), "{}", stdout(&o));
+    let o = env.errand(&["verify", "audit", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v[0]["status"], "ok", "{v}");
+    // Duplicate parameters are named as the user typed them.
+    let o = env.errand(&["verify", "audit/run.evidence", "-p", "top=2", "-p", "top=3"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("-p top is given twice"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -463,7 +463,7 @@ fn check_request(report: &mut Report, evidence: &Evidence, supplied: &Supplied<'
         }
         passed.push(format!(
             "the receipt answers the request signed by {}",
-            asked.requester.short()
+            asked.requester
         ));
     }
     if let Some(stated) = supplied.params {

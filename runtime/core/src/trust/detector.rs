@@ -9,7 +9,9 @@
 //! * it knows each delegation sends one candidate a canary and a real
 //!   request close together, and is told which two requests form a pair;
 //! * it keeps, per capability, everything it has seen: inputs, words, word
-//!   pairs, byte n-grams, sizes, types, and the manifest's public examples;
+//!   pairs, byte n-grams, sizes, types, and the manifest's public examples
+//!   (which the legacy scheme varied into canaries and today's canaries
+//!   never use, so they are a tell only against the legacy scheme);
 //! * it knows the old scheme's fixed word list ([`LEGACY_CANARY_WORDS`]);
 //! * it is trained (logistic regression on the difference of the two
 //!   requests' features) on traffic it generates itself by running the

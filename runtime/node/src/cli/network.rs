@@ -316,13 +316,20 @@ pub struct InvokeArgs {
 }
 
 pub(crate) fn parse_params(list: &[String]) -> anyhow::Result<Vec<(String, String)>> {
-    list.iter()
+    let pairs: Vec<(String, String)> = list
+        .iter()
         .map(|p| {
             p.split_once('=')
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .with_context(|| format!("parameter {p:?} must be key=value"))
         })
-        .collect()
+        .collect::<anyhow::Result<_>>()?;
+    for (i, (k, _)) in pairs.iter().enumerate() {
+        if pairs[..i].iter().any(|(o, _)| o == k) {
+            bail!("-p {k} is given twice");
+        }
+    }
+    Ok(pairs)
 }
 
 pub fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {

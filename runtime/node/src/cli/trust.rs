@@ -212,7 +212,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "\nexposed = accepted results the offline audit (expected executor, signed request, replay) shows wrong"
     );
     println!(
-        "audited offline: {} evidence files held, {} did not; evidence and fraud proofs in {}",
+        "audited offline: {} evidence files passed the audit, {} failed it; evidence and fraud proofs in {}",
         report.evidence_verified,
         report.evidence_failed,
         report.evidence_dir.display()

@@ -90,7 +90,10 @@ fn expand(args: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         let mut found: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
         found.sort();
         for p in found {
-            if p.is_dir() {
+            // Symlinked folders are not followed: a received folder must not
+            // be able to loop the walk or count a file twice.
+            let is_link = std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink());
+            if p.is_dir() && !is_link {
                 walk(&p, out)?;
             } else if p
                 .extension()
@@ -148,7 +151,14 @@ fn many(args: &VerifyArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         .iter()
         .zip(&corrupt)
         .map(|(l, c)| match (l, c) {
-            (Ok(_), _) => Ok(reports.next().unwrap_or_default()),
+            (Ok(_), _) => Ok(reports.next().unwrap_or_else(|| {
+                let mut r = Report::default();
+                r.push(
+                    "format",
+                    Verdict::Fail("internal: no report for this file".into()),
+                );
+                r
+            })),
             (Err(_), Some(why)) => {
                 let mut report = Report::default();
                 report.push("format", Verdict::Fail(why.clone()));
@@ -225,14 +235,31 @@ fn many(args: &VerifyArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         }
         if args.json {
             json.push(match r {
-                Ok(report) => serde_json::json!({
-                    "evidence": path.display().to_string(),
-                    "verified": report.verified(),
-                    "checks": report.checks,
-                }),
+                Ok(report) => {
+                    let mut notes = Vec::new();
+                    if skipped(report, "request") {
+                        notes.push("no signed request");
+                    }
+                    if args.replay && skipped(report, "replay") {
+                        notes.push("not replayed here");
+                    }
+                    let status = match (report.verified(), notes.is_empty()) {
+                        (false, _) => "failed",
+                        (true, true) => "ok",
+                        (true, false) => "ok*",
+                    };
+                    serde_json::json!({
+                        "evidence": path.display().to_string(),
+                        "verified": report.verified(),
+                        "status": status,
+                        "notes": notes,
+                        "checks": report.checks,
+                    })
+                }
                 Err(e) => serde_json::json!({
                     "evidence": path.display().to_string(),
                     "verified": false,
+                    "status": "unreadable",
                     "error": e,
                 }),
             });
@@ -369,7 +396,9 @@ fn replay(ev: &evidence::Evidence, supplied: &Supplied<'_>, report: &mut Report)
         Ok(host) => replay_with(&host, ev, supplied, report),
         Err(e) => report.push(
             "replay",
-            Verdict::Fail(format!("cannot start the WebAssembly host: {e}")),
+            Verdict::Skip(format!(
+                "not replayed: cannot start the WebAssembly host: {e}"
+            )),
         ),
     }
 }
@@ -380,18 +409,33 @@ fn replay_with(
     supplied: &Supplied<'_>,
     report: &mut Report,
 ) {
-    let component = supplied
+    // A component the package embeds is the executor's word for what ran;
+    // only a request that pins the component, or the auditor's own copy,
+    // fixes what the replay must run.
+    let pinned = ev
+        .request
+        .as_ref()
+        .is_some_and(|q| q.body().component.is_some());
+    let embedded = ev
         .component
-        .or_else(|| ev.component.as_ref().and_then(|b| b.bytes()));
+        .as_ref()
+        .and_then(|b| b.bytes())
+        .filter(|_| pinned);
+    let component = supplied.component.or(embedded);
     let input = supplied
         .input
         .or_else(|| ev.input.as_ref().and_then(|b| b.bytes()));
     let (Some(component), Some(input)) = (component, input) else {
+        let missing = match (component, input) {
+            (None, None) => "the component and the input",
+            (None, Some(_)) => "the component (the author's package)",
+            _ => "the input",
+        };
         report.push(
             "replay",
-            Verdict::Fail(
-                "replay needs the component and the input: pass --component and --input".into(),
-            ),
+            Verdict::Skip(format!(
+                "not replayed: the package does not hold {missing}; with one file, pass --component and --input"
+            )),
         );
         return;
     };
