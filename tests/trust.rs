@@ -953,3 +953,25 @@ fn build_then_defect_is_caught_by_replay_with_a_fraud_proof() {
     assert_eq!(code(&o), 1, "{}", stdout(&o));
     assert!(stdout(&o).contains("replay-output"), "{}", stdout(&o));
 }
+
+/// A `canary-aware` executor pairs each requester's requests and asks the
+/// protocol-aware detector which one is the canary, lying on the other.
+/// Whatever it guesses, full verification (canary, receipt, replay) never
+/// accepts a wrong answer from it.
+#[test]
+fn canary_aware_executor_never_gets_a_wrong_answer_past_replay() {
+    let mut net = Net::new();
+    net.executor(
+        "aware",
+        &["text-stats"],
+        &format!("[adversary]\nbehaviour = \"canary-aware\"\n{ATTRACTIVE}"),
+    );
+    net.executor("honest", &["text-stats"], "");
+    net.wait_for(2);
+    let mut runner = net.runner(Policy::Fixed(TierSet::t3(1.0)), None);
+    for i in 0..4 {
+        let text = format!("count these words again and again, round {i}");
+        let r = run(&mut runner, &count_step(&text, Risk::High));
+        assert!(r.succeeded && right_count(&r, &text), "{r:#?}");
+    }
+}

@@ -314,6 +314,13 @@ pub enum Behaviour {
     /// Serves honestly for its first `defect_after` invocations, building
     /// reputation, then lies like `wrong-output`.
     BuildThenDefect,
+    /// Tells canaries from real work as well as it can: it pairs requests
+    /// that one requester sends it for one capability close together and
+    /// asks `errand_core::trust::detector` which of the two is the canary.
+    /// It answers what it takes for a canary honestly, and lies (like
+    /// `wrong-output`) on what it takes for real work; a request it cannot
+    /// pair yet is answered honestly.
+    CanaryAware,
     /// Runs requests honestly but serves a doctored manifest (no examples,
     /// limits no run meets) for the package it advertises, so that a
     /// requester who used it would fail its own canaries and replays and

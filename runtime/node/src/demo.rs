@@ -214,11 +214,17 @@ async fn start_network(
         );
     }
     // The most attractive Sybils (lowest advertised latency) do cheaper
-    // work than asked and sign it honestly; then liars about their output;
-    // then lazy ones; then receipt forgers, whose outputs are right.
-    // Distinct latencies make the registry's ranking, and so the demo,
-    // deterministic.
-    let cheats = ["param-swap", "wrong-output", "lazy", "forge-receipt"];
+    // work than asked and sign it honestly; then ones that try to tell
+    // canaries from real work; then liars about their output; then lazy
+    // ones; then receipt forgers, whose outputs are right. Distinct
+    // latencies make the registry's ranking, and so the demo, deterministic.
+    let cheats = [
+        "param-swap",
+        "canary-aware",
+        "wrong-output",
+        "lazy",
+        "forge-receipt",
+    ];
     for i in 0..cfg.sybil {
         let adv = format!(
             "[adversary]\nbehaviour = \"{}\"\nadvertise_latency_ms = {}\nadvertise_cost = 0\nextra_intents = [\"fast\", \"best quality\", \"image generation\", \"publish\"]\n",

@@ -122,6 +122,9 @@ struct Inner {
     invocations: AtomicU64,
     invocation_slots: tokio::sync::Semaphore,
     in_flight: Mutex<HashSet<(PeerId, RequestId)>>,
+    /// A `canary-aware` adversary's detector and the last request of each
+    /// requester and capability (demos and tests only).
+    aware: Mutex<Aware>,
     changed: tokio::sync::Notify,
     advertised: Vec<SocketAddr>,
     /// The component an adversary really runs (`different-component`).
@@ -226,6 +229,7 @@ impl Node {
             started: Instant::now(),
             invocations: AtomicU64::new(0),
             in_flight: Mutex::new(HashSet::new()),
+            aware: Mutex::new(Aware::default()),
             changed: tokio::sync::Notify::new(),
             impostor,
             publish_traffic: (AtomicU64::new(0), AtomicU64::new(0)),
@@ -578,6 +582,7 @@ impl Inner {
 
     async fn invoke_inner(&self, peer: PeerId, mut inv: InvokeRequest) -> Response {
         let behaviour = match self.config.adversary.as_ref() {
+            Some(a) if a.behaviour == Behaviour::CanaryAware => Some(self.aware_guess(peer, &inv)),
             // Honest until it has earned some trust, then a liar.
             Some(a) if a.behaviour == Behaviour::BuildThenDefect => Some(
                 if self.invocations.load(Ordering::Relaxed) >= a.defect_after {
@@ -842,6 +847,79 @@ impl Inner {
             receipt,
             trace: exec.trace.and_then(|t| BVec::new(t).ok()),
         }))
+    }
+
+    /// A `canary-aware` adversary's choice for this request: lie
+    /// (`WrongOutput`) on what its detector takes for real work, answer
+    /// honestly (`CanaryAware`) otherwise.
+    fn aware_guess(&self, peer: PeerId, inv: &InvokeRequest) -> Behaviour {
+        let asked = inv.request.body();
+        let cap = asked
+            .capability
+            .as_ref()
+            .map(|c| c.name.to_string())
+            .unwrap_or_default();
+        let mut a = lock(&self.aware);
+        let now = Instant::now();
+        // Everything the request states besides its input, as the
+        // detector compares it.
+        let params = format!("{:?} {} {:?}", asked.context, asked.fuel, asked.limits).into_bytes();
+        let key = (peer, cap.clone());
+        let gap_ms = a
+            .last
+            .get(&key)
+            .map(|(_, at, _)| now.duration_since(*at).as_millis() as u64)
+            .unwrap_or(u64::MAX);
+        let seen = errand_core::trust::detector::Seen {
+            input: inv.input.to_vec(),
+            params,
+            gap_ms,
+        };
+        if a.detector.is_none() {
+            let examples: Vec<(String, Vec<u8>)> = read(&self.hosted)
+                .values()
+                .flat_map(|h| {
+                    let name = h.name().to_string();
+                    h.manifest
+                        .examples
+                        .iter()
+                        .filter_map(|e| e.bytes().ok())
+                        .map(move |b| (name.clone(), b))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let refs: Vec<(&str, &[u8])> = examples
+                .iter()
+                .map(|(c, b)| (c.as_str(), b.as_slice()))
+                .collect();
+            a.detector = Some(errand_core::trust::detector::Detector::new(&refs));
+        }
+        // The second of a pair sent close together: guess which was the canary.
+        let choice = match a.last.remove(&key) {
+            Some((first, at, false)) if now.duration_since(at) < Duration::from_secs(2) => {
+                let first_is_canary = a
+                    .detector
+                    .as_ref()
+                    .is_some_and(|d| d.guess(&cap, &first, &seen));
+                a.last.insert(key, (seen.clone(), now, true));
+                if first_is_canary {
+                    Behaviour::WrongOutput
+                } else {
+                    Behaviour::CanaryAware
+                }
+            }
+            _ => {
+                a.last.insert(key, (seen.clone(), now, false));
+                Behaviour::CanaryAware
+            }
+        };
+        // Bounded memory: forget requesters not heard from for a while.
+        a.last
+            .retain(|_, (_, at, _)| now.duration_since(*at) < Duration::from_secs(60));
+        if let Some(d) = a.detector.as_mut() {
+            d.remember(&cap, &seen.input);
+        }
+        choice
     }
 
     /// Updates the capability's latency EWMA and republishes on drift.
@@ -1169,4 +1247,13 @@ fn over_cap(
     ]
     .into_iter()
     .find(|(_, want, cap)| want > cap)
+}
+
+/// What a `canary-aware` adversary remembers: its detector, built on first
+/// use from the hosted manifests' public examples, and per (requester,
+/// capability) the last request, when it came, and whether it was paired.
+#[derive(Default)]
+struct Aware {
+    detector: Option<errand_core::trust::detector::Detector>,
+    last: HashMap<(PeerId, String), (errand_core::trust::detector::Seen, Instant, bool)>,
 }
