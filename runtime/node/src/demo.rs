@@ -5,18 +5,24 @@
 //! * a **registry**;
 //! * **honest** executors hosting `imagegen` and `publish`;
 //! * **Sybil** executors hosting the same tools but advertising irresistible
-//!   QoS (1 ms, free), then cheating in turn: corrupted output with a
-//!   matching receipt, forged receipts, or lazy work that claims the full job;
+//!   QoS (1 ms, free), then cheating in turn: cheaper work than asked,
+//!   honestly signed (`param-swap`); guessing which request is a canary and
+//!   lying on the other (`canary-aware`); corrupted output with a matching
+//!   receipt; lazy work that claims the full job; forged receipts;
 //! * **drifting** executors whose capability comes and goes while their
 //!   descriptors stay listed.
 //!
 //! A requester then runs the seed paper's two-step workflow (generate an
 //! image from a prompt, publish it) `runs` times under each policy: none,
-//! T1, T1+T2, T1+T2+T3, and risk-tiered, with a fresh reputation for each.
-//! Success is judged against ground truth: the demo computes the right
-//! outputs itself, so an undetected wrong answer counts as a failure. It
-//! finally verifies every receipt it collected, offline, and leaves the
-//! evidence (and any fraud proofs) in the output folder.
+//! T1, T1+T2, T1+T2+T3, and risk-tiered, each on a fresh network started
+//! from the same seed, with a fresh reputation and the runner's default
+//! fallback budget. Success is judged against ground truth: the demo
+//! computes the right outputs itself, so an undetected wrong answer counts
+//! as a failure. Every accepted result's evidence is then audited offline,
+//! as an auditor would (the executor the requester dialled, the signed
+//! request, a replay of that request from the author's package); the runs
+//! whose evidence fails are reported as *exposed*. The evidence and any
+//! fraud proofs stay in the output folder.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
