@@ -27,7 +27,7 @@
 //! receipts = true
 //! replay = true
 //!
-//! [[examples]]        # realistic inputs; also used as canaries
+//! [[examples]]        # realistic inputs; `errand pack` runs each (canaries never use them)
 //! name = "fox"
 //! input = "the quick brown fox jumps over the lazy dog"
 //! params = { top = "3" }
