@@ -357,6 +357,14 @@ pub async fn run(cfg: &DemoConfig, progress: &dyn Fn(&str)) -> Result<DemoReport
     })
     .map_err(setup)?;
     let pkg_dir = write_packages(cfg, &host)?;
+    // The author's packages, read once: the audit replays from them.
+    let packages: Vec<errand_core::package::Package> = ["imagegen", "publish"]
+        .iter()
+        .map(|name| {
+            let bytes = std::fs::read(pkg_dir.join(format!("{name}.errand"))).map_err(setup)?;
+            signed::decode(&bytes).map_err(setup)
+        })
+        .collect::<Result<_, DemoError>>()?;
     let client = Client::new(seed_key(cfg.seed, "requester")).map_err(setup)?;
     progress(&format!(
         "each policy meets a fresh network of a registry, {} honest, {} Sybil and {} drifting executors on loopback",
@@ -428,7 +436,7 @@ pub async fn run(cfg: &DemoConfig, progress: &dyn Fn(&str)) -> Result<DemoReport
                     .as_deref()
                     .and_then(|e| e.split('@').next()?.parse().ok());
                 for path in s.evidence.iter().filter(|p| !p.contains("FRAUD-")) {
-                    if audit(&host, Path::new(path), executor, &pkg_dir) {
+                    if audit(&host, Path::new(path), executor, &packages) {
                         verified += 1;
                     } else {
                         failed += 1;
@@ -487,7 +495,12 @@ pub async fn run(cfg: &DemoConfig, progress: &dyn Fn(&str)) -> Result<DemoReport
 /// Audits one evidence file offline, as an auditor would: every check with
 /// the executor the requester dialled, plus a replay of the signed request
 /// from the author's package. True if it holds.
-fn audit(host: &Host, path: &Path, executor: Option<errand_core::PeerId>, pkg_dir: &Path) -> bool {
+fn audit(
+    host: &Host,
+    path: &Path,
+    executor: Option<errand_core::PeerId>,
+    packages: &[errand_core::package::Package],
+) -> bool {
     let Ok(ev) = crate::files::load_evidence(path) else {
         return false;
     };
@@ -502,18 +515,17 @@ fn audit(host: &Host, path: &Path, executor: Option<errand_core::PeerId>, pkg_di
         return false;
     }
     let r = ev.receipt.body();
-    let component = ["imagegen", "publish"].iter().find_map(|name| {
-        let bytes = std::fs::read(pkg_dir.join(format!("{name}.errand"))).ok()?;
-        let p = signed::decode::<errand_core::package::Package>(&bytes).ok()?;
-        (p.component_digest() == r.component).then_some(p.component)
-    });
+    let component = packages
+        .iter()
+        .find(|p| p.component_digest() == r.component)
+        .map(|p| &p.component);
     let (Some(component), Some(input)) = (component, ev.input.as_ref().and_then(|b| b.bytes()))
     else {
         return false;
     };
     let asked = ev.request.as_ref().map(|q| q.body());
     matches!(
-        errand_host::replay(host, r, asked, &component, input, None),
+        errand_host::replay(host, r, asked, component, input, None),
         Ok(replay) if replay.matched()
     )
 }

@@ -172,14 +172,7 @@ impl Store {
         requester: &PeerId,
         id: &RequestId,
     ) -> Result<Option<SignedReceipt>, StoreError> {
-        let tx = self.db.begin_read().map_err(db)?;
-        let t = tx.open_table(RECEIPTS).map_err(db)?;
-        match t.get(&key(requester, id)).map_err(db)? {
-            None => Ok(None),
-            Some(v) => SignedReceipt::decode(v.value())
-                .map(Some)
-                .map_err(|_| StoreError::Corrupt(*id)),
-        }
+        self.get(RECEIPTS, requester, id, SignedReceipt::decode)
     }
 
     /// The signed request `requester`'s receipt `id` answers, if stored.
@@ -188,11 +181,21 @@ impl Store {
         requester: &PeerId,
         id: &RequestId,
     ) -> Result<Option<SignedRequest>, StoreError> {
+        self.get(REQUESTS, requester, id, SignedRequest::decode)
+    }
+
+    fn get<T, E>(
+        &self,
+        table: TableDefinition<'_, &[u8; 48], &[u8]>,
+        requester: &PeerId,
+        id: &RequestId,
+        decode: impl FnOnce(&[u8]) -> Result<T, E>,
+    ) -> Result<Option<T>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
-        let t = tx.open_table(REQUESTS).map_err(db)?;
+        let t = tx.open_table(table).map_err(db)?;
         match t.get(&key(requester, id)).map_err(db)? {
             None => Ok(None),
-            Some(v) => SignedRequest::decode(v.value())
+            Some(v) => decode(v.value())
                 .map(Some)
                 .map_err(|_| StoreError::Corrupt(*id)),
         }
