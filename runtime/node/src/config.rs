@@ -326,6 +326,12 @@ pub enum Behaviour {
     /// requester who used it would fail its own canaries and replays and
     /// blame honest executors. Author-signed packages refuse it.
     FrameTheHonest,
+    /// One of a colluding ring: lies like `wrong-output` (every member
+    /// corrupts alike, so members agree with each other when one witnesses
+    /// another's cross-check) and refuses to serve the package it
+    /// advertises, so that a requester cannot run the component itself and
+    /// must fall back to a cross-check the ring hopes to win.
+    WitnessLiar,
 }
 
 /// Adversarial behaviour (demos and tests only).

@@ -265,6 +265,32 @@ async fn start_network(
     Ok(Network { registry, nodes })
 }
 
+/// One line saying why a run's result was not right: the first failed
+/// step's error and its attempts, or that an accepted output was wrong.
+fn why_wrong(report: &crate::workflow::WorkflowReport) -> String {
+    let Some(s) = report.steps.iter().find(|s| s.error.is_some()) else {
+        return "accepted a wrong output".into();
+    };
+    let tried: Vec<String> = s
+        .attempts
+        .iter()
+        .map(|a| {
+            let peer = a.peer.split('@').next().unwrap_or(&a.peer);
+            let short = peer.get(..16).unwrap_or(peer);
+            match &a.rejected {
+                Some(r) => format!("{short}: {r}"),
+                None => format!("{short}: accepted"),
+            }
+        })
+        .collect();
+    format!(
+        "step {} failed: {} [{}]",
+        s.name,
+        s.error.as_deref().unwrap_or("?"),
+        tried.join("; ")
+    )
+}
+
 fn workflow(run: usize) -> WorkflowFile {
     let prompts = [
         "a lighthouse in a storm",
@@ -420,6 +446,9 @@ pub async fn run(cfg: &DemoConfig, progress: &dyn Fn(&str)) -> Result<DemoReport
                         && report.outputs.get("publish") == Some(&rec)
                 });
             successes += usize::from(right);
+            if !right && report.steps.iter().any(|s| s.error.is_some()) {
+                eprintln!("demo: {label}, run {run}: {}", why_wrong(&report));
+            }
             latencies.push(report.latency_ms);
             let mut run_exposed = false;
             for s in &report.steps {

@@ -591,6 +591,8 @@ impl Inner {
                     Behaviour::BuildThenDefect
                 },
             ),
+            // The ring's lie is `wrong-output`'s, byte for byte.
+            Some(a) if a.behaviour == Behaviour::WitnessLiar => Some(Behaviour::WrongOutput),
             a => a.map(|a| a.behaviour),
         };
         match (behaviour, &self.config.adversary) {
@@ -965,15 +967,12 @@ impl Handler for Inner {
                     .values()
                     .find(|h| h.template.package.map(|p| p.digest) == Some(digest))
                     .map(|h| Box::new(h.package.clone()));
-                let framing = self
-                    .config
-                    .adversary
-                    .as_ref()
-                    .is_some_and(|a| a.behaviour == Behaviour::FrameTheHonest);
-                Response::Package(if framing {
-                    found.map(|p| Box::new(doctored(*p)))
-                } else {
-                    found
+                let behaviour = self.config.adversary.as_ref().map(|a| a.behaviour);
+                Response::Package(match behaviour {
+                    Some(Behaviour::FrameTheHonest) => found.map(|p| Box::new(doctored(*p))),
+                    // Withheld, so the requester has to cross-check.
+                    Some(Behaviour::WitnessLiar) => None,
+                    _ => found,
                 })
             }
             Request::Status if peer == self.key.peer_id() => {

@@ -515,6 +515,13 @@ impl Runner {
         &self.reputation
     }
 
+    /// The reputation, to adjust: an operator importing trust it
+    /// established elsewhere, or a test giving a peer a track record.
+    /// Saved with the rest after the next workflow.
+    pub fn reputation_mut(&mut self) -> &mut Reputation {
+        &mut self.reputation
+    }
+
     /// Saves the reputation durably (also done after every workflow).
     pub fn save(&self) -> Result<(), WorkflowError> {
         if let Some(s) = &self.store {
@@ -646,6 +653,17 @@ impl Runner {
             .filter(|p| d.component == Some(p.authorship.body().component))
     }
 
+    /// The checked package to run `d`'s component from: the one `d` names
+    /// when it is held and holds that component, else any held package
+    /// holding it.
+    fn runnable(&self, d: &errand_core::descriptor::Descriptor) -> Option<&Package> {
+        let component = d.component?;
+        d.package
+            .and_then(|p| self.packages.get(&p.digest))
+            .filter(|p| p.authorship.body().component == component)
+            .or_else(|| self.package_with_component(component))
+    }
+
     /// A checked package holding component `digest`, if one is cached.
     fn package_with_component(&self, digest: Digest) -> Option<&Package> {
         self.packages
@@ -753,31 +771,43 @@ impl Runner {
             order.iter().map(|i| &cands[*i]).collect();
 
         // Components the requester can run itself (for canaries and replay).
-        let mut can_run = Vec::with_capacity(ordered.len());
-        for (_, d) in &ordered {
-            let ok = match d.body().package {
-                Some(pkg) if tiers.canary || tiers.evidence => {
-                    let holders: Vec<PeerAddr> = ordered
-                        .iter()
-                        .filter(|(_, o)| o.body().package.map(|p| p.digest) == Some(pkg.digest))
-                        .map(|(a, _)| *a)
-                        .collect();
-                    self.package(d.body(), &holders, &mut traffic)
-                        .await
-                        .is_some()
+        // Every package the candidates name is fetched and checked once,
+        // from whichever holder serves it; then a candidate is runnable here
+        // if any checked package holds its component. The bytes are the
+        // digest's whoever authored the package, so executors that withhold
+        // their own package (`witness-liar`) still get a local canary when
+        // anyone serves the same component.
+        let checks_locally = tiers.canary || tiers.evidence;
+        if checks_locally {
+            let mut tried = std::collections::HashSet::new();
+            for (_, d) in &ordered {
+                let Some(pkg) = d.body().package else {
+                    continue;
+                };
+                if !tried.insert(pkg.digest) {
+                    continue;
                 }
-                _ => false,
-            };
-            can_run.push(ok);
+                let holders: Vec<PeerAddr> = ordered
+                    .iter()
+                    .filter(|(_, o)| o.body().package.map(|p| p.digest) == Some(pkg.digest))
+                    .map(|(a, _)| *a)
+                    .collect();
+                let _ = self.package(d.body(), &holders, &mut traffic).await;
+            }
         }
+        let can_run: Vec<bool> = ordered
+            .iter()
+            .map(|(_, d)| checks_locally && self.runnable(d.body()).is_some())
+            .collect();
 
         let peers: Vec<PeerId> = ordered.iter().map(|(a, _)| a.peer).collect();
-        let mut del = Delegation::new(
+        let mut del = Delegation::with_reputation(
             tiers,
             peers,
             can_run,
             self.config.fallback_budget,
             &mut *self.rng,
+            tiers.reputation.then_some(&self.reputation),
         );
         let mut last: Option<(
             crate::client::Invoked,
@@ -824,11 +854,7 @@ impl Runner {
                     }
                     // The author-signed manifest's limits, as the canary
                     // stated them: the same request shape.
-                    let limits = d
-                        .body()
-                        .package
-                        .and_then(|p| self.packages.get(&p.digest))
-                        .and_then(package_limits);
+                    let limits = self.runnable(d.body()).and_then(package_limits);
                     let ask = ask_for(
                         d,
                         input_bytes.clone(),
@@ -945,17 +971,12 @@ impl Runner {
         traffic: &mut Traffic,
     ) -> Event {
         let ours = |why: String| Event::CanaryInconclusive(why);
-        let Some(digest) = d.body().component else {
+        if d.body().component.is_none() {
             return ours("no component to run a canary against".into());
-        };
-        // Only the package this descriptor names, checked when fetched.
-        let Some(pkg) = d
-            .body()
-            .package
-            .and_then(|p| self.packages.get(&p.digest))
-            .filter(|p| p.authorship.body().component == digest)
-            .cloned()
-        else {
+        }
+        // An author-signed package holding the component, checked when
+        // fetched.
+        let Some(pkg) = self.runnable(d.body()).cloned() else {
             return ours("component package unavailable".into());
         };
         let made = self

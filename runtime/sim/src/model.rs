@@ -1643,12 +1643,13 @@ impl World {
             .iter()
             .map(|(_, _, d)| d.body().component.is_some())
             .collect();
-        let del = Delegation::new(
+        let del = Delegation::with_reputation(
             tiers,
             peers,
             runnable,
             self.p.fallback_budget,
             &mut self.rng,
+            tiers.reputation.then_some(&self.requesters[r].reputation),
         );
         if let Some(a) = self.requesters[r].active.as_mut() {
             a.cands = ordered;

@@ -5,7 +5,9 @@
 //! will check it, among candidates that
 //!
 //! * were not rejected for cause (an inconclusive candidate did nothing
-//!   wrong and may witness),
+//!   wrong and may witness), and that the requester has not seen fail
+//!   before ([`super::Reputation::has_failed`]: a liar caught once does
+//!   not vote again),
 //! * are published by another peer than the candidate, and
 //! * are not published by a peer already used as a witness for this
 //!   candidate (two listings of one peer are one opinion).

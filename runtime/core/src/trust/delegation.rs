@@ -190,6 +190,8 @@ pub struct Delegation {
     tiers: TierSet,
     peers: Vec<PeerId>,
     can_run_locally: Vec<bool>,
+    /// Peers the requester has seen fail: never drawn as witnesses.
+    unfit_witness: Vec<bool>,
     budget: usize,
     current: usize,
     fallbacks: usize,
@@ -232,6 +234,24 @@ impl Delegation {
         fallback_budget: usize,
         rng: &mut dyn Entropy,
     ) -> Delegation {
+        Delegation::with_reputation(tiers, peers, can_run_locally, fallback_budget, rng, None)
+    }
+
+    /// [`Delegation::new`], with the requester's reputation: a peer it has
+    /// seen fail ([`Reputation::has_failed`]) is never drawn as a witness,
+    /// so a liar caught once cannot go on to vote in cross-checks.
+    pub fn with_reputation(
+        tiers: TierSet,
+        peers: Vec<PeerId>,
+        can_run_locally: Vec<bool>,
+        fallback_budget: usize,
+        rng: &mut dyn Entropy,
+        rep: Option<&Reputation>,
+    ) -> Delegation {
+        let unfit_witness = peers
+            .iter()
+            .map(|p| rep.is_some_and(|r| r.has_failed(p)))
+            .collect();
         let bits = rng.next_u64();
         let mut d = Delegation {
             tiers,
@@ -253,6 +273,7 @@ impl Delegation {
             checked: false,
             attempts: Vec::new(),
             peers,
+            unfit_witness,
         };
         d.start_candidate();
         d
@@ -312,10 +333,11 @@ impl Delegation {
         if self.witnesses.len() >= MAX_WITNESSES {
             return false;
         }
-        let mut rejected = vec![false; self.peers.len()];
+        let mut rejected = self.unfit_witness.clone();
+        rejected.resize(self.peers.len(), false);
         for a in &self.attempts {
             if let (Some(r), Some(slot)) = (&a.rejected, rejected.get_mut(a.candidate)) {
-                *slot = r.is_for_cause();
+                *slot |= r.is_for_cause();
             }
         }
         match draw_witness(
@@ -842,6 +864,28 @@ mod tests {
             assert_eq!(d.attempts()[1].rejected, Some(Rejection::CrossCheckFailed));
             // 0 and 1 are rejected: 3 is the only witness 2 can have.
             assert_eq!(witness_of(&d, 2), 3, "seed {seed}");
+        }
+    }
+
+    // Regression (witness-liar): a peer the requester had caught lying in
+    // an earlier delegation was still drawn as a witness, and could vote
+    // a fellow liar through.
+    #[test]
+    fn a_witness_caught_lying_before_is_never_drawn_again() {
+        let t = UnixMillis(0);
+        let mut rep = Reputation::new(ReputationConfig::default());
+        rep.observe(peer(2), Observation::WrongResult, t);
+        for seed in 0..100 {
+            let d = Delegation::with_reputation(
+                TierSet::T2,
+                (1..=4).map(peer).collect(),
+                vec![false; 4],
+                5,
+                &mut SplitMix(seed),
+                Some(&rep),
+            );
+            let w = witness_of(&d, 0);
+            assert!(w == 2 || w == 3, "seed {seed}: witness {w}");
         }
     }
 

@@ -8,9 +8,10 @@
 //! ## Tiers
 //!
 //! * **Tier 1, reputation.** Each requester keeps its own record of every
-//!   peer's direct outcomes ([`Reputation`]). Candidates are ordered by
-//!   reputation × match × declared QoS, with a bounded chance to try a
-//!   newcomer ([`order_candidates`]).
+//!   peer's direct outcomes ([`Reputation`]). Peers with a track record are
+//!   ordered by reputation × match × declared QoS; newcomers' claims earn
+//!   nothing yet, so they are shuffled behind them, with a bounded chance
+//!   to try one first ([`order_candidates`]).
 //! * **Tier 2, canaries.** Before the real request the requester sends a
 //!   canary: an invocation whose right answer it knows, either by running
 //!   the public component itself or, when it cannot, by cross-checking a

@@ -189,6 +189,16 @@ impl Reputation {
         self.peers.get(peer)
     }
 
+    /// Whether `peer` carries a failure this requester observed (a wrong
+    /// answer, a bad receipt, a timeout...) that has not yet decayed away.
+    /// Such a peer is not explored ahead of others and is not drawn as a
+    /// cross-check witness.
+    pub fn has_failed(&self, peer: &PeerId) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|r| r.banned || r.failures > self.config.prior_failure + 1e-9)
+    }
+
     /// Records a direct outcome.
     pub fn observe(&mut self, peer: PeerId, obs: Observation, now: UnixMillis) {
         let c = self.config;
@@ -298,11 +308,17 @@ pub fn match_weight(rank: usize) -> f64 {
 }
 
 /// Orders candidates for trying (indexes into `cands`), best first, and
-/// drops peers proven to cheat. The order is reputation × match × QoS;
-/// then, with probability `exploration`, one newcomer chosen uniformly is
-/// moved to the front. The chance of trying *a* newcomer is `exploration`
-/// however many newcomers there are, so an attacker gains nothing by
-/// minting identities.
+/// drops peers proven to cheat. A peer with a track record is ordered by
+/// reputation × match × declared QoS. A newcomer's claims have earned
+/// nothing yet: an attacker who has read this code would declare the best
+/// QoS and stuff its descriptor to top the registry's ranking, so a
+/// newcomer is scored as if its match and QoS were the worst on offer, and
+/// newcomers are shuffled among themselves. Then, with probability
+/// `exploration`, one newcomer chosen uniformly is moved to the front. The
+/// chance of trying *a* newcomer first is `exploration` however many
+/// newcomers there are, and which one is tried does not depend on what
+/// they claim, so an attacker gains nothing by minting identities or by
+/// lying about them.
 pub fn order_candidates(
     cands: &[CandidateView<'_>],
     rep: &Reputation,
@@ -310,24 +326,42 @@ pub fn order_candidates(
     rng: &mut dyn Entropy,
     exploration: f64,
 ) -> Vec<usize> {
-    // (index, score, newcomer), one reputation lookup per candidate.
-    let mut scored: Vec<(usize, f64, bool)> = Vec::with_capacity(cands.len());
+    // The least a claim can earn: the last registry rank, the worst QoS.
+    let unearned = match_weight(cands.len().saturating_sub(1)) * 0.5;
+    // (index, score, newcomer, tie-break), one reputation lookup per
+    // candidate. Ties (newcomers alike) break at random.
+    let mut scored: Vec<(usize, f64, bool, u64)> = Vec::with_capacity(cands.len());
     for (i, c) in cands.iter().enumerate() {
         let record = rep.record(&c.peer);
         if record.is_some_and(|r| r.banned) {
             continue;
         }
-        let qos = crate::discovery::qos_factor(c.descriptor) as f64;
         let newcomer = record.is_none_or(|r| r.observations < rep.config.newcomer_until);
+        let claims = if newcomer {
+            unearned
+        } else {
+            let qos = crate::discovery::qos_factor(c.descriptor) as f64;
+            match_weight(i) * (0.5 + 0.5 * qos)
+        };
+        let tie = if newcomer { rng.next_u64() } else { 0 };
         scored.push((
             i,
-            rep.score_of(&c.peer, record, now) * match_weight(i) * (0.5 + 0.5 * qos),
+            rep.score_of(&c.peer, record, now) * claims,
             newcomer,
+            tie,
         ));
     }
-    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let newcomers: Vec<usize> = scored.iter().filter(|s| s.2).map(|s| s.0).collect();
-    let mut order: Vec<usize> = scored.into_iter().map(|(i, _, _)| i).collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.3.cmp(&b.3)).then(a.0.cmp(&b.0)));
+    // Exploration tries a newcomer with nothing against it yet: one that
+    // already failed a check is not explored again (it still comes up in
+    // score order).
+    let newcomers: Vec<usize> = scored
+        .iter()
+        .filter(|s| s.2)
+        .filter(|s| !rep.has_failed(&cands[s.0].peer))
+        .map(|s| s.0)
+        .collect();
+    let mut order: Vec<usize> = scored.into_iter().map(|(i, ..)| i).collect();
     if !newcomers.is_empty() && rng.unit() < exploration {
         let pick = newcomers[rng.below(newcomers.len())];
         order.retain(|i| *i != pick);
@@ -437,6 +471,61 @@ mod tests {
                 (newcomer_first - 0.1).abs() < 0.03,
                 "{sybils} sybils: {newcomer_first}"
             );
+        }
+    }
+
+    /// An informed Sybil declares the best QoS and sits at the registry's
+    /// top rank; among newcomers that must buy it nothing. On the old code
+    /// the attractive newcomer was tried first every time exploration did
+    /// not fire.
+    #[test]
+    fn newcomer_claims_do_not_order_candidates() {
+        let honest = testing::descriptor(&testing::key(1));
+        let mut sybil = honest.clone();
+        sybil.qos.latency_ms = 1;
+        sybil.qos.cost = 0;
+        let rep = Reputation::new(ReputationConfig::default());
+        let peers: Vec<PeerId> = (0..4).map(|i| peer(40 + i)).collect();
+        // The Sybil is candidate 0: the registry's best match.
+        let cands: Vec<CandidateView<'_>> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| CandidateView {
+                peer: *p,
+                descriptor: if i == 0 { &sybil } else { &honest },
+            })
+            .collect();
+        let mut rng = SplitMix(11);
+        let trials = 4000;
+        let sybil_first = (0..trials)
+            .filter(|_| order_candidates(&cands, &rep, UnixMillis(0), &mut rng, 0.0)[0] == 0)
+            .count() as f64
+            / trials as f64;
+        assert!((sybil_first - 0.25).abs() < 0.03, "{sybil_first}");
+    }
+
+    /// A newcomer that already failed a check is not explored again ahead
+    /// of the others.
+    #[test]
+    fn exploration_skips_newcomers_that_already_failed() {
+        let d = testing::descriptor(&testing::key(1));
+        let mut rep = Reputation::new(ReputationConfig::default());
+        let t = UnixMillis(0);
+        let (liar, fresh) = (peer(50), peer(51));
+        rep.observe(liar, Observation::WrongResult, t);
+        let cands = [
+            CandidateView {
+                peer: liar,
+                descriptor: &d,
+            },
+            CandidateView {
+                peer: fresh,
+                descriptor: &d,
+            },
+        ];
+        let mut rng = SplitMix(3);
+        for _ in 0..200 {
+            assert_eq!(order_candidates(&cands, &rep, t, &mut rng, 1.0), vec![1, 0]);
         }
     }
 
