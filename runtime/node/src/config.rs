@@ -32,8 +32,8 @@
 //! shipping_max_memory = 67108864
 //!
 //! [trust]                          # as a requester (errand workflow run --config)
-//! low = "t1"                       # tiers per risk level: none, t1, t2 or t3
-//! medium = "t2"
+//! low = "t1"                       # tiers per risk level: none, t1, t2, t3 or t3:P
+//! medium = "t3:0"                  # T1+T2 and receipts bound to the request, no replay
 //! high = "t3"
 //! replay = 1.0                     # replay probability for t3
 //! fallbacks = 4                    # most fallbacks per step
@@ -260,7 +260,7 @@ impl Default for TrustConfig {
     fn default() -> TrustConfig {
         TrustConfig {
             low: "t1".into(),
-            medium: "t2".into(),
+            medium: "t3:0".into(),
             high: "t3".into(),
             replay: 1.0,
             fallbacks: 4,
@@ -273,11 +273,16 @@ impl TrustConfig {
     /// The risk policy this describes.
     pub fn risk_policy(&self) -> Result<errand_core::trust::RiskPolicy, String> {
         use errand_core::trust::{Policy, RiskPolicy};
-        let tiers =
-            |field: &str, v: &str| match Policy::parse(v, RiskPolicy::default(), self.replay) {
-                Some(Policy::Fixed(t)) => Ok(t),
-                _ => Err(format!("trust.{field} = {v:?}: use none, t1, t2 or t3")),
-            };
+        let tiers = |field: &str, v: &str| match Policy::parse(
+            v,
+            RiskPolicy::default(),
+            self.replay,
+        ) {
+            Some(Policy::Fixed(t)) => Ok(t),
+            _ => Err(format!(
+                "trust.{field} = {v:?}: use none, t1, t2, t3 or t3:P (replay probability P, 0 to 1)"
+            )),
+        };
         let p = RiskPolicy {
             low: tiers("low", &self.low)?,
             medium: tiers("medium", &self.medium)?,

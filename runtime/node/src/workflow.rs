@@ -246,7 +246,9 @@ impl WorkflowFile {
             if let Some(t) = &s.tiers
                 && Policy::parse(t, Default::default(), 1.0).is_none()
             {
-                return Err(bad(format!("tiers = {t:?}: use none, t1, t2, t3 or risk")));
+                return Err(bad(format!(
+                    "tiers = {t:?}: use none, t1, t2, t3, t3:P (replay probability P) or risk"
+                )));
             }
             step_context(s, UnixMillis(0)).map_err(|e| bad(e.to_string()))?;
             s.pins().map_err(bad)?;

@@ -95,11 +95,14 @@ pub struct RiskPolicy {
 }
 
 impl Default for RiskPolicy {
-    /// low → T1; medium → T1+T2; high → T1+T2+T3 with replay always.
+    /// low → T1; medium → T1+T2 with receipts bound to the signed request
+    /// (no replay: the check is a signature and a field comparison, so a
+    /// forged or param-swapped receipt is never accepted where it costs
+    /// nothing to refuse it); high → T1+T2+T3 with replay always.
     fn default() -> RiskPolicy {
         RiskPolicy {
             low: TierSet::T1,
-            medium: TierSet::T2,
+            medium: TierSet::t3(0.0),
             high: TierSet::t3(1.0),
         }
     }
@@ -137,10 +140,18 @@ impl Policy {
         }
     }
 
-    /// Parses `none`, `t1`, `t2`, `t3` or `risk`; `t3` replays with
-    /// probability `replay`.
+    /// Parses `none`, `t1`, `t2`, `t3`, `t3:P` or `risk`; `t3` replays with
+    /// probability `replay`, `t3:P` with probability `P` (0 to 1; `t3:0`
+    /// checks receipts against the signed request and never replays).
     pub fn parse(s: &str, risk: RiskPolicy, replay: f64) -> Option<Policy> {
-        Some(match s.to_ascii_lowercase().as_str() {
+        let s = s.to_ascii_lowercase();
+        if let Some(p) = s.strip_prefix("t3:") {
+            let p: f64 = p.parse().ok()?;
+            return (0.0..=1.0)
+                .contains(&p)
+                .then_some(Policy::Fixed(TierSet::t3(p)));
+        }
+        Some(match s.as_str() {
             "none" => Policy::Fixed(TierSet::NONE),
             "t1" => Policy::Fixed(TierSet::T1),
             "t2" => Policy::Fixed(TierSet::T2),
@@ -172,9 +183,24 @@ mod tests {
     fn risk_policy_maps_as_documented_and_steps_can_override() {
         let p = Policy::Risk(RiskPolicy::default());
         assert_eq!(p.tiers(Risk::Low, None), TierSet::T1);
-        assert_eq!(p.tiers(Risk::Medium, None), TierSet::T2);
+        assert_eq!(p.tiers(Risk::Medium, None), TierSet::t3(0.0));
         assert_eq!(p.tiers(Risk::High, None), TierSet::t3(1.0));
         assert_eq!(p.tiers(Risk::High, Some(TierSet::NONE)), TierSet::NONE);
+        assert_eq!(
+            Policy::parse("t3:0", RiskPolicy::default(), 1.0),
+            Some(Policy::Fixed(TierSet::t3(0.0)))
+        );
+        assert_eq!(
+            Policy::parse("T3:0.25", RiskPolicy::default(), 1.0),
+            Some(Policy::Fixed(TierSet::t3(0.25)))
+        );
+        for bad in ["t3:", "t3:1.5", "t3:-0.1", "t3:NaN", "t4"] {
+            assert_eq!(
+                Policy::parse(bad, RiskPolicy::default(), 1.0),
+                None,
+                "{bad}"
+            );
+        }
         assert_eq!(
             Policy::parse("t1", RiskPolicy::default(), 0.5),
             Some(Policy::Fixed(TierSet::T1))
