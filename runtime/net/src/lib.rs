@@ -40,7 +40,7 @@
 //! waits for a free one); per peer, at most
 //! [`NetConfig::max_connections_per_peer`] connections. A peer at its limit
 //! that connects again has the *new* connection refused (closed with
-//! [`close::TOO_MANY_CONNECTIONS`], which the dialler sees as
+//! [`close::REFUSED`], which the dialler sees as
 //! [`NetError::Refused`], retryable): work in flight on its open
 //! connections is never dropped to admit another.
 //!
@@ -93,10 +93,15 @@ pub mod close {
     pub const DONE: VarInt = VarInt::from_u32(0);
     /// The peer sent a malformed or oversized frame.
     pub const PROTOCOL_VIOLATION: VarInt = VarInt::from_u32(1);
-    /// The peer has too many connections open; this (new) one is refused.
+    /// No longer sent: older nodes closed a peer's *oldest* connection with
+    /// this code at its connection limit, work in flight included, so it
+    /// says nothing about whether a request on it ran.
     pub const TOO_MANY_CONNECTIONS: VarInt = VarInt::from_u32(2);
     /// The node is shutting down.
     pub const SHUTDOWN: VarInt = VarInt::from_u32(3);
+    /// This new connection is refused at a limit (the peer's connections)
+    /// before anything on it was read: nothing was done; retry later.
+    pub const REFUSED: VarInt = VarInt::from_u32(4);
 }
 
 /// Stream reset and stop codes Errand uses.
@@ -457,7 +462,7 @@ pub async fn read_frame(
 fn refined(conn: &quinn::Connection, e: NetError) -> NetError {
     match (&e, conn.close_reason()) {
         (NetError::Closed(_), Some(quinn::ConnectionError::ApplicationClosed(c)))
-            if c.error_code == close::TOO_MANY_CONNECTIONS =>
+            if c.error_code == close::REFUSED =>
         {
             NetError::Refused(String::from_utf8_lossy(&c.reason).into_owned())
         }
@@ -521,7 +526,15 @@ impl Connection {
     }
 
     async fn read_response(&self, recv: &mut RecvStream) -> Result<Response, NetError> {
-        let frame = read_frame(recv, self.config.max_frame_bytes, &self.budget).await?;
+        let frame = match read_frame(recv, self.config.max_frame_bytes, &self.budget).await {
+            Ok(f) => f,
+            // The peer acted on the request: dropping its answer for want
+            // of memory here is not a refusal to retry blindly.
+            Err(e @ NetError::NoMemory { .. }) => {
+                return Err(NetError::Closed(format!("response dropped: {e}")));
+            }
+            Err(e) => return Err(e),
+        };
         Ok(signed::decode::<Response>(&frame)?)
     }
 }
@@ -744,7 +757,7 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>) {
             if !admitted {
                 tracing::debug!(%peer, "peer at its connection limit; refusing its new connection");
                 conn.close(
-                    close::TOO_MANY_CONNECTIONS,
+                    close::REFUSED,
                     format!(
                         "too many connections from this peer (at most {})",
                         endpoint.shared.config.max_connections_per_peer

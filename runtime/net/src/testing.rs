@@ -389,7 +389,7 @@ pub async fn run(attack: &Attack, target: Target, hold: Duration) -> Result<Repo
                     for c in &held {
                         if let Some(quinn::ConnectionError::ApplicationClosed(a)) =
                             c.conn.close_reason()
-                            && a.error_code == crate::close::TOO_MANY_CONNECTIONS
+                            && a.error_code == crate::close::REFUSED
                         {
                             r.refused += 1;
                         }
