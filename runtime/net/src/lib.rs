@@ -12,10 +12,12 @@
 //! which the sender finishes its side of the stream. The payload is an
 //! encoded [`Request`] or [`Response`] (tagged, versioned, bounded: see
 //! `errand_core::wire`). The length is checked against
-//! [`NetConfig::max_frame_bytes`] first; a frame that is too large, ends
-//! early, does not decode, or is followed by more bytes is a protocol
-//! violation: the peer gets an error response and is disconnected, and the
-//! server carries on with everyone else.
+//! [`NetConfig::max_frame_bytes`] first; a frame that is too large, does
+//! not decode, or is followed by more bytes is a protocol violation: the
+//! peer gets an error response and is disconnected, and the server carries
+//! on with everyone else. A frame whose stream ends early is answered with
+//! an error but costs only that stream (a requester that gives up on a
+//! request resets its stream; see [`stream::CANCELLED`]).
 //!
 //! ## Memory
 //!
@@ -113,6 +115,8 @@ pub mod stream {
     /// No frame memory was free: the request is refused (and answered with
     /// a `Busy` error).
     pub const NO_MEMORY: VarInt = VarInt::from_u32(2);
+    /// The requester gave up on a request before sending all of it.
+    pub const CANCELLED: VarInt = VarInt::from_u32(3);
 }
 
 /// What [`Connection::request`] reports when the stream could not even be
@@ -293,10 +297,15 @@ impl FrameBudget {
         if n > self.total {
             return Err(no_memory());
         }
-        let permit = match timeout(self.wait, self.bytes.clone().acquire_many_owned(want)).await {
-            Ok(Ok(p)) => p,
-            // Timed out, or the semaphore was closed (never happens).
-            _ => return Err(no_memory()),
+        // Memory that is free is taken at once, even while a larger
+        // reservation waits; only what is not free queues (in order).
+        let permit = match self.bytes.clone().try_acquire_many_owned(want) {
+            Ok(p) => p,
+            Err(_) => match timeout(self.wait, self.bytes.clone().acquire_many_owned(want)).await {
+                Ok(Ok(p)) => p,
+                // Timed out, or the semaphore was closed (never happens).
+                _ => return Err(no_memory()),
+            },
         };
         match &mut held.0 {
             Some(h) => h.merge(permit),
@@ -500,10 +509,18 @@ impl Connection {
     /// Sends raw frame bytes as a request (for tests of misbehaviour) and
     /// waits for the response.
     pub async fn request_raw(&self, payload: &[u8]) -> Result<Response, NetError> {
-        let (mut send, mut recv) = self.open().await?;
-        let sent = timeout(self.config.write_timeout, write_frame(&mut send, payload))
-            .await
-            .map_err(|_| NetError::Timeout("sending a request"))?;
+        let (send, mut recv) = self.open().await?;
+        let mut sending = Sending {
+            send,
+            complete: false,
+        };
+        let sent = timeout(
+            self.config.write_timeout,
+            write_frame(&mut sending.send, payload),
+        )
+        .await
+        .map_err(|_| NetError::Timeout("sending a request"))?;
+        sending.complete = sent.is_ok();
         if let Err(e) = sent {
             // The peer may have refused the request part-way, and said why.
             return match timeout(Duration::from_secs(1), self.read_response(&mut recv)).await {
@@ -536,6 +553,23 @@ impl Connection {
             Err(e) => return Err(e),
         };
         Ok(signed::decode::<Response>(&frame)?)
+    }
+}
+
+/// A request's sending side. Dropped before the whole frame is written
+/// (the request was cancelled, or its write failed or timed out), it resets
+/// the stream: quinn would otherwise finish it, and the peer would see a
+/// truncated frame.
+struct Sending {
+    send: SendStream,
+    complete: bool,
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        if !self.complete {
+            let _ = self.send.reset(stream::CANCELLED);
+        }
     }
 }
 
@@ -866,7 +900,15 @@ async fn serve_stream<H: Handler>(
             ErrorCode::BadRequest,
             "bytes after the frame".into(),
         )),
-        Err(e @ NetError::Truncated { .. }) => Err(violation(ErrorCode::BadRequest, e.to_string())),
+        Err(e @ NetError::Truncated { .. }) => {
+            // A request abandoned part-way by a client that finished its
+            // stream: answered, but not a reason to cut off the requests the
+            // peer has in flight on this connection.
+            tracing::debug!(%peer, error = %e, "truncated request");
+            let bad = Response::Error(WireError::new(ErrorCode::BadRequest, &e));
+            respond(&mut send, &bad, config.write_timeout).await;
+            return;
+        }
         Err(_) => return, // the peer went away mid-request
     };
     match request {

@@ -560,3 +560,57 @@ async fn the_server_keeps_serving_an_honest_peer_through_every_attack() {
         frame_memory_drains(&srv).await;
     }
 }
+
+#[tokio::test]
+async fn a_truncated_request_is_answered_without_cutting_off_the_peers_other_requests() {
+    let (srv, _) = server(config()).await;
+    let c = client(50);
+    let conn = c
+        .connect(srv.local_addr().unwrap(), srv.peer_id())
+        .await
+        .unwrap();
+    let slow = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.request(&Request::Status).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Declares 1000 bytes, sends 10, finishes the stream.
+    let cut = [&1000u32.to_be_bytes()[..], &[7u8; 10][..]].concat();
+    match testing::send_raw(&conn, &cut, Duration::from_secs(5))
+        .await
+        .unwrap()
+    {
+        Response::Error(e) => {
+            assert_eq!(e.code, ErrorCode::BadRequest, "{e}");
+            assert!(e.message.as_str().contains("truncated"), "{e}");
+        }
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(slow.await.unwrap().unwrap(), Response::Pong);
+    assert_eq!(conn.request(&Request::Ping).await.unwrap(), Response::Pong);
+}
+
+#[tokio::test]
+async fn a_request_given_up_mid_write_is_reset_not_truncated() {
+    let (srv, _) = server(NetConfig {
+        max_frame_bytes: 32 << 20,
+        ..config()
+    })
+    .await;
+    let c = client(51);
+    let conn = c
+        .connect(srv.local_addr().unwrap(), srv.peer_id())
+        .await
+        .unwrap();
+    let slow = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.request(&Request::Status).await })
+    };
+    // A 24 MiB request, abandoned while it is being written.
+    let huge = vec![0u8; 24 << 20];
+    let _ = tokio::time::timeout(Duration::from_millis(5), conn.request_raw(&huge)).await;
+    // The peer's other request and its connection are unaffected.
+    assert_eq!(slow.await.unwrap().unwrap(), Response::Pong);
+    assert_eq!(conn.request(&Request::Ping).await.unwrap(), Response::Pong);
+    assert!(!conn.is_closed());
+}
