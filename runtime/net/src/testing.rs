@@ -319,12 +319,14 @@ pub struct Report {
 impl Report {
     fn answer(&mut self, r: &Response) {
         let kind = match r {
+            Response::Pong => "Pong".to_owned(),
+            Response::Published(_) => "Published".to_owned(),
+            Response::Candidates(_) => "Candidates".to_owned(),
+            Response::Invoked(_) => "Invoked".to_owned(),
+            Response::Receipt(_) => "Receipt".to_owned(),
+            Response::Package(_) => "Package".to_owned(),
+            Response::Status(_) => "Status".to_owned(),
             Response::Error(e) => format!("Error({:?})", e.code),
-            other => format!("{other:?}")
-                .split(['(', ' ', '{'])
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
         };
         *self.answers.entry(kind).or_default() += 1;
     }
