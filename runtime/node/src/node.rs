@@ -815,7 +815,12 @@ impl Inner {
         .await;
         let (mut exec, input) = match run {
             Ok((Ok(e), input)) => (e, input),
-            Ok((Err(e), _)) => return err(ErrorCode::Busy, e),
+            // Only a full host is worth retrying (requesters retry `Busy`).
+            Ok((Err(e @ errand_host::RunError::Busy(_)), _)) => return err(ErrorCode::Busy, e),
+            Ok((Err(e @ errand_host::RunError::InputTooLarge { .. }), _)) => {
+                return err(ErrorCode::TooLarge, e);
+            }
+            Ok((Err(e), _)) => return err(ErrorCode::Internal, e),
             Err(e) => return err(ErrorCode::Internal, format!("invocation task failed: {e}")),
         };
         match behaviour {
