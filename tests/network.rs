@@ -752,3 +752,286 @@ fn receipts_export_with_their_requests_and_verify_as_a_folder() {
         stdout(&o)
     );
 }
+
+/// An executor hosting text-stats, with no registry, `extra` appended to its
+/// node.toml; returns once it hosts the tool.
+fn lone_executor(extra: &str) -> NodeProc {
+    let exec = NodeProc::start(&NodeSpec {
+        packages: true,
+        extra: extra.to_owned(),
+        ..NodeSpec::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let key = SecretKey::from_seed(crate::support::rand_seed());
+    pack_example("text-stats", tmp.path(), &key, None);
+    std::fs::copy(
+        tmp.path().join("text-stats.errand"),
+        exec.packages().join("text-stats.errand"),
+    )
+    .unwrap();
+    let own = block_on(async { Client::new(exec.key()).unwrap() });
+    let hosted = eventually(Duration::from_secs(20), || {
+        block_on(own.status(exec.peer_addr())).is_ok_and(|s| !s.capabilities.is_empty())
+    });
+    assert!(hosted.is_some(), "never hosted text-stats:\n{}", exec.log());
+    block_on(own.close());
+    exec
+}
+
+/// An encoded `Invoke` of text-stats on `exec`, signed by `key`.
+fn signed_invoke(key: &SecretKey, exec: &NodeProc, id: RequestId, input: &[u8]) -> Vec<u8> {
+    let client = block_on(async { Client::new(key.clone()).unwrap() });
+    let ask = text_stats_request(id, input);
+    let request = client.sign(exec.peer, &ask).unwrap();
+    errand_core::signed::encode(&Request::Invoke(Box::new(
+        errand_core::wire::InvokeRequest {
+            request,
+            input: ask.input,
+            component: None,
+            want_trace: false,
+        },
+    )))
+    .unwrap()
+}
+
+#[test]
+fn parallel_invokes_from_one_identity_all_succeed_and_every_receipt_is_delivered() {
+    // Agents run tools in parallel from several processes under one key.
+    // At its per-peer connection limit the node used to close the peer's
+    // oldest connection, in-flight invocation included: the work was done
+    // and its receipt stored, but the requester never got it.
+    let exec = lone_executor("[limits]\nmax_connections_per_peer = 2\n");
+    let user = Sandbox::new();
+    std::fs::write(user.path("in.txt"), "twelve agents, one key, one executor").unwrap();
+    let target = exec.peer_addr().to_string();
+    let n = 12;
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            user.command(&[
+                "invoke",
+                &target,
+                "--capability",
+                "text-stats",
+                "--input",
+                "in.txt",
+                "-o",
+                &format!("out{i}.json"),
+                "--evidence",
+                &format!("run{i}.evidence"),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), exec.log());
+    }
+    // Every receipt stored was delivered, and every one delivered is stored.
+    let me = block_on(async {
+        Client::new(errand::keystore::load(&user.path("key")).unwrap()).unwrap()
+    });
+    for i in 0..n {
+        let ev = std::fs::read(user.path(&format!("run{i}.evidence"))).unwrap();
+        let ev: errand_core::evidence::Evidence = errand_core::signed::decode(&ev).unwrap();
+        let id = ev.receipt.body().request_id;
+        match block_on(me.request(exec.peer_addr(), &Request::GetReceipt(id))).unwrap() {
+            Response::Receipt(Some(stored)) => assert_eq!(*stored, ev.receipt),
+            other => panic!("receipt {id} delivered but not stored: {other:?}"),
+        }
+    }
+    let own = block_on(async { Client::new(exec.key()).unwrap() });
+    let status = block_on(own.status(exec.peer_addr())).unwrap();
+    assert_eq!(status.receipts_stored, n as u64, "{status:?}");
+}
+
+#[test]
+fn status_does_not_list_its_own_probing_connection() {
+    let exec = NodeProc::start(&NodeSpec::default());
+    let user = Sandbox::new();
+    let config = exec.dir.join("node.toml");
+    let o = user.errand(&["status", "--config", p(&config)]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("peers      0 connected"),
+        "{}",
+        stdout(&o)
+    );
+    // A real peer, connected while status is asked, is listed; the probe is not.
+    let other = new_client();
+    assert_eq!(
+        block_on(other.request(exec.peer_addr(), &Request::Ping)).unwrap(),
+        Response::Pong
+    );
+    let o = user.errand(&["status", "--config", p(&config), "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        v["peers"],
+        serde_json::json!([other.peer_id().to_string()]),
+        "{v}"
+    );
+    block_on(other.close());
+}
+
+#[test]
+fn concurrent_replays_of_one_request_id_run_exactly_once() {
+    let exec = lone_executor("");
+    let key = SecretKey::from_seed(crate::support::rand_seed());
+    let ids: Vec<RequestId> = (0..6u8).map(|i| RequestId([i + 1; 16])).collect();
+    let payloads: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|id| signed_invoke(&key, &exec, *id, b"once and only once"))
+        .collect();
+    let target = errand_net::testing::Target {
+        addr: exec.addr,
+        peer: exec.peer,
+    };
+    let report = block_on(errand_net::testing::run(
+        &errand_net::testing::Attack::Replay {
+            key: key.clone(),
+            payloads,
+            copies: 8,
+            connections: 4,
+        },
+        target,
+        Duration::ZERO,
+    ))
+    .unwrap();
+    assert_eq!(report.count("Invoked"), ids.len() as u64, "{report:?}");
+    assert_eq!(
+        report.count("Error(Replay)"),
+        (ids.len() * 7) as u64,
+        "{report:?}"
+    );
+    // What each requester got is what is stored: nothing was overwritten.
+    let me = block_on(async { Client::new(key.clone()).unwrap() });
+    for (i, resp) in &report.replies {
+        if let Response::Invoked(r) = resp {
+            match block_on(me.request(exec.peer_addr(), &Request::GetReceipt(ids[*i]))).unwrap() {
+                Response::Receipt(Some(stored)) => assert_eq!(*stored, r.receipt),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let own = block_on(async { Client::new(exec.key()).unwrap() });
+    assert_eq!(
+        block_on(own.status(exec.peer_addr()))
+            .unwrap()
+            .receipts_stored,
+        ids.len() as u64
+    );
+}
+
+#[test]
+fn a_node_keeps_serving_an_honest_requester_through_hostile_peers() {
+    use errand_net::testing::{self, Attack, Target};
+    let exec = lone_executor(
+        "[limits]\nmax_frame_bytes = 4194304\nframe_memory_bytes = 16777216\nrequest_timeout_ms = 2000\nwrite_timeout_ms = 1000\n",
+    );
+    let target = Target {
+        addr: exec.addr,
+        peer: exec.peer,
+    };
+    let package = {
+        let path = exec.packages().join("text-stats.errand");
+        let bytes = std::fs::read(&path).unwrap();
+        errand::packaging::decode_package(&path, &bytes)
+            .unwrap()
+            .digest()
+    };
+    let ping = errand_core::signed::encode(&Request::Ping).unwrap();
+    let fetch = errand_core::signed::encode(&Request::FetchPackage(package)).unwrap();
+    let replayer = SecretKey::from_seed(crate::support::rand_seed());
+    let replayed: Vec<Vec<u8>> = (0..4u8)
+        .map(|i| signed_invoke(&replayer, &exec, RequestId([0xa0 + i; 16]), b"replayed"))
+        .collect();
+    let attacks = [
+        Attack::ConnectionFlood {
+            identities: 500,
+            per_identity: 1,
+        },
+        Attack::DeclaredNotSent {
+            identities: 50,
+            streams: 8,
+            declared: 4 << 20,
+            sent: 0,
+        },
+        Attack::SlowSenders {
+            identities: 10,
+            streams: 4,
+            payload: ping,
+            chunk: 1,
+            every: Duration::from_millis(300),
+        },
+        Attack::NeverRead {
+            identities: 5,
+            streams: 8,
+            payload: fetch,
+        },
+        Attack::BadFrames {
+            identities: 10,
+            rounds: 6,
+            oversized: 8 << 20,
+        },
+        Attack::Replay {
+            key: replayer.clone(),
+            payloads: replayed.clone(),
+            copies: 6,
+            connections: 3,
+        },
+    ];
+    let honest = new_client();
+    let mut delivered = Vec::new();
+    let mut replays_run = 0;
+    for attack in attacks {
+        let hold = Duration::from_secs(3);
+        let (report, served) = block_on(async {
+            let run = {
+                let attack = attack.clone();
+                tokio::spawn(async move { testing::run(&attack, target, hold).await })
+            };
+            let t0 = std::time::Instant::now();
+            let mut served = Vec::new();
+            while t0.elapsed() < hold {
+                let (id, _) = Ask::fresh_ids();
+                let ask = text_stats_request(id, b"still served");
+                let done = errand::client::retry(
+                    errand::client::Backoff::default(),
+                    || honest.invoke(exec.peer_addr(), &ask),
+                    |_, _| {},
+                )
+                .await;
+                served.push(done.map_err(|e| format!("{attack:?}: {e}")));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (run.await.unwrap().unwrap(), served)
+        });
+        for s in served {
+            delivered.push(s.unwrap().response.receipt);
+        }
+        if matches!(attack, Attack::Replay { .. }) {
+            assert_eq!(report.count("Invoked"), replayed.len() as u64, "{report:?}");
+            replays_run += report.count("Invoked");
+        }
+    }
+    assert!(!delivered.is_empty());
+    // No honest receipt lost or overwritten.
+    for r in &delivered {
+        match block_on(honest.request(exec.peer_addr(), &Request::GetReceipt(r.body().request_id)))
+            .unwrap()
+        {
+            Response::Receipt(Some(stored)) => assert_eq!(&*stored, r),
+            other => panic!("{other:?}"),
+        }
+    }
+    let own = block_on(async { Client::new(exec.key()).unwrap() });
+    assert_eq!(
+        block_on(own.status(exec.peer_addr()))
+            .unwrap()
+            .receipts_stored,
+        delivered.len() as u64 + replays_run
+    );
+}

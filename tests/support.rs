@@ -64,15 +64,19 @@ impl Sandbox {
     /// Runs errand with this sandbox's key and compile cache: every call is
     /// a fresh process, so a second call is "after a restart".
     pub fn errand(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .args(args)
+        self.command(args).output().expect("run errand")
+    }
+
+    /// The command [`Sandbox::errand`] runs, to start several at once.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args)
             .current_dir(self.dir.path())
             .env("ERRAND_KEY", self.path("key"))
             .env("ERRAND_CACHE_DIR", self.path("cache"))
             .env("ERRAND_STATE", self.path("state"))
-            .env_remove("ERRAND_REGISTRIES")
-            .output()
-            .expect("run errand")
+            .env_remove("ERRAND_REGISTRIES");
+        c
     }
 }
 

@@ -12,20 +12,50 @@
 //! which the sender finishes its side of the stream. The payload is an
 //! encoded [`Request`] or [`Response`] (tagged, versioned, bounded: see
 //! `errand_core::wire`). The length is checked against
-//! [`NetConfig::max_frame_bytes`] before anything is allocated; a frame that
-//! is too large, does not decode, or is followed by more bytes is a protocol
-//! violation: the peer gets an error response and is disconnected, and the
-//! server carries on with everyone else.
+//! [`NetConfig::max_frame_bytes`] first; a frame that is too large, does
+//! not decode, or is followed by more bytes is a protocol violation: the
+//! peer gets an error response and is disconnected, and the server carries
+//! on with everyone else. A frame whose stream ends early is answered with
+//! an error but costs only that stream (a requester that gives up on a
+//! request resets its stream; see [`stream::CANCELLED`]).
+//!
+//! ## Memory
+//!
+//! The declared length of a frame is never trusted for allocation. A frame
+//! is read in chunks as its bytes arrive, and its buffer grows (at most to
+//! twice what has arrived, never past the declared length) only with memory
+//! reserved from the endpoint's [`FrameBudget`], one budget for every
+//! connection of every peer ([`NetConfig::frame_memory_bytes`], 256 MiB by
+//! default). A request keeps its reservation until it has been answered, so
+//! the budget also covers requests being decoded, queued and handled. A
+//! frame that cannot get memory within [`NetConfig::frame_memory_wait`] is
+//! refused with a `Busy` error (retryable; not a violation). So the
+//! memory held by frames has a hard bound however many identities connect:
+//! a peer that declares huge frames and never sends them holds nothing, and
+//! one that sends slowly holds only what it sent, until
+//! [`NetConfig::request_timeout`].
 //!
 //! ## Limits
 //!
 //! Per connection, at most [`NetConfig::max_streams_per_connection`]
-//! concurrent requests (enforced by QUIC flow control); per peer, at most
-//! [`NetConfig::max_connections_per_peer`] connections: a peer at its limit
-//! that connects again replaces its own oldest connection (a crashed client
-//! is not locked out until its old connections time out). Every wait that
-//! depends on the peer has a timeout: the handshake, reading a request,
-//! reading a response, and idleness.
+//! concurrent requests (enforced by QUIC flow control: a further stream
+//! waits for a free one); per peer, at most
+//! [`NetConfig::max_connections_per_peer`] connections. A peer at its limit
+//! that connects again has the *new* connection refused (closed with
+//! [`close::REFUSED`], which the dialler sees as
+//! [`NetError::Refused`], retryable): work in flight on its open
+//! connections is never dropped to admit another.
+//!
+//! ## Timeouts
+//!
+//! Every wait that depends on the peer has a timeout: the handshake
+//! ([`NetConfig::connect_timeout`]), reading a request
+//! ([`NetConfig::request_timeout`]), writing a message until the peer has
+//! acknowledged all of it ([`NetConfig::write_timeout`]: a peer that never
+//! reads cannot pin a response in the send buffer), reading a response
+//! ([`NetConfig::response_timeout`]), memory for a frame
+//! ([`NetConfig::frame_memory_wait`]), and idleness
+//! ([`NetConfig::idle_timeout`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), errand_net::NetError> {
@@ -51,8 +81,11 @@ use errand_core::wire::{ErrorCode, Request, Response, WireError};
 use errand_core::{PeerId, SecretKey};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{RecvStream, SendStream, VarInt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
 
+#[doc(hidden)]
+pub mod testing;
 pub mod tls;
 
 /// QUIC close codes Errand uses.
@@ -62,21 +95,51 @@ pub mod close {
     pub const DONE: VarInt = VarInt::from_u32(0);
     /// The peer sent a malformed or oversized frame.
     pub const PROTOCOL_VIOLATION: VarInt = VarInt::from_u32(1);
-    /// The peer has too many connections open.
+    /// No longer sent: older nodes closed a peer's *oldest* connection with
+    /// this code at its connection limit, work in flight included, so it
+    /// says nothing about whether a request on it ran.
     pub const TOO_MANY_CONNECTIONS: VarInt = VarInt::from_u32(2);
     /// The node is shutting down.
     pub const SHUTDOWN: VarInt = VarInt::from_u32(3);
+    /// This new connection is refused at a limit (the peer's connections)
+    /// before anything on it was read: nothing was done; retry later.
+    pub const REFUSED: VarInt = VarInt::from_u32(4);
 }
+
+/// Stream reset and stop codes Errand uses.
+pub mod stream {
+    use quinn::VarInt;
+    /// A wait on the peer timed out (reading a request, or the peer taking
+    /// delivery of a response).
+    pub const TIMED_OUT: VarInt = VarInt::from_u32(1);
+    /// No frame memory was free: the request is refused (and answered with
+    /// a `Busy` error).
+    pub const NO_MEMORY: VarInt = VarInt::from_u32(2);
+    /// The requester gave up on a request before sending all of it.
+    pub const CANCELLED: VarInt = VarInt::from_u32(3);
+}
+
+/// What [`Connection::request`] reports when the stream could not even be
+/// opened in time (the peer's streams were all busy): nothing was sent.
+pub const OPENING_A_STREAM: &str = "opening a stream";
 
 /// Connectivity settings.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
     /// Largest frame accepted, in bytes.
     pub max_frame_bytes: usize,
+    /// Memory for frames in flight, over every connection of every peer,
+    /// in bytes (see the module docs). At least `max_frame_bytes`.
+    pub frame_memory_bytes: usize,
+    /// How long a frame may wait for memory before it is refused.
+    pub frame_memory_wait: Duration,
     /// How long a TLS/QUIC handshake may take.
     pub connect_timeout: Duration,
     /// How long a peer may take to send a whole request.
     pub request_timeout: Duration,
+    /// How long a peer may take to take delivery of a whole message we
+    /// write (read it and acknowledge it).
+    pub write_timeout: Duration,
     /// How long to wait for a response (includes the remote's work).
     pub response_timeout: Duration,
     /// Idle connections close after this.
@@ -91,12 +154,15 @@ impl Default for NetConfig {
     fn default() -> NetConfig {
         NetConfig {
             max_frame_bytes: 96 << 20,
+            frame_memory_bytes: 256 << 20,
+            frame_memory_wait: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
             response_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(30),
             max_streams_per_connection: 64,
-            max_connections_per_peer: 4,
+            max_connections_per_peer: 16,
         }
     }
 }
@@ -115,6 +181,9 @@ pub enum NetError {
     /// TLS could not be configured.
     #[error("TLS configuration: {0}")]
     Tls(String),
+    /// The settings are inconsistent.
+    #[error("network settings: {0}")]
+    Config(String),
     /// The handshake failed: unreachable, or not the peer we dialled.
     #[error("cannot connect to {peer} at {addr}: {reason}")]
     Connect {
@@ -125,6 +194,10 @@ pub enum NetError {
         /// Why.
         reason: String,
     },
+    /// The peer refused this connection at a limit before reading anything
+    /// from it: nothing was done; retry later.
+    #[error("refused by the peer, retry later: {0}")]
+    Refused(String),
     /// A wait on the peer timed out.
     #[error("timed out {0}")]
     Timeout(&'static str),
@@ -139,6 +212,26 @@ pub enum NetError {
         /// The limit.
         max: usize,
     },
+    /// The stream ended before the frame did.
+    #[error("frame truncated: the stream ended after {got} of {len} bytes")]
+    Truncated {
+        /// Bytes the frame (with its 4-byte header) should have.
+        len: usize,
+        /// Bytes that arrived.
+        got: usize,
+    },
+    /// No frame memory was free in time (see [`FrameBudget`]).
+    #[error(
+        "no frame memory free: {wanted} more bytes wanted, {in_use} of {total} in use; retry later"
+    )]
+    NoMemory {
+        /// Bytes asked for.
+        wanted: usize,
+        /// Bytes reserved by frames in flight.
+        in_use: usize,
+        /// The budget.
+        total: usize,
+    },
     /// Bytes after the frame.
     #[error("bytes after the end of the frame")]
     TrailingBytes,
@@ -150,12 +243,118 @@ pub enum NetError {
     Encode(String),
 }
 
+impl NetError {
+    /// Whether the operation may be retried as it is: the failure happened
+    /// before the peer acted on anything (refused at a limit, no stream
+    /// free, no frame memory free).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            NetError::Refused(_) | NetError::NoMemory { .. } => true,
+            NetError::Timeout(what) => *what == OPENING_A_STREAM,
+            _ => false,
+        }
+    }
+}
+
+/// The memory budget for frames in flight, shared by every stream of an
+/// endpoint (see the module docs). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct FrameBudget {
+    bytes: Arc<Semaphore>,
+    total: usize,
+    wait: Duration,
+}
+
+impl FrameBudget {
+    /// A budget of `total` bytes; a reservation waits at most `wait`.
+    pub fn new(total: usize, wait: Duration) -> FrameBudget {
+        let total = total.min(Semaphore::MAX_PERMITS);
+        FrameBudget {
+            bytes: Arc::new(Semaphore::new(total)),
+            total,
+            wait,
+        }
+    }
+
+    /// The budget, in bytes.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Bytes reserved right now.
+    pub fn in_use(&self) -> usize {
+        self.total.saturating_sub(self.bytes.available_permits())
+    }
+
+    /// Adds `n` bytes to `held`, waiting at most the budget's wait.
+    async fn grow(&self, held: &mut Reservation, n: usize) -> Result<(), NetError> {
+        let no_memory = || NetError::NoMemory {
+            wanted: n,
+            in_use: self.in_use(),
+            total: self.total,
+        };
+        let want = u32::try_from(n).map_err(|_| no_memory())?;
+        if n > self.total {
+            return Err(no_memory());
+        }
+        // Memory that is free is taken at once, even while a larger
+        // reservation waits; only what is not free queues (in order).
+        let permit = match self.bytes.clone().try_acquire_many_owned(want) {
+            Ok(p) => p,
+            Err(_) => match timeout(self.wait, self.bytes.clone().acquire_many_owned(want)).await {
+                Ok(Ok(p)) => p,
+                // Timed out, or the semaphore was closed (never happens).
+                _ => return Err(no_memory()),
+            },
+        };
+        match &mut held.0 {
+            Some(h) => h.merge(permit),
+            None => held.0 = Some(permit),
+        }
+        Ok(())
+    }
+}
+
+/// Memory reserved from a [`FrameBudget`]; given back when dropped.
+#[derive(Debug, Default)]
+pub struct Reservation(Option<OwnedSemaphorePermit>);
+
+impl Reservation {
+    /// Bytes reserved.
+    pub fn bytes(&self) -> usize {
+        self.0.as_ref().map_or(0, OwnedSemaphorePermit::num_permits)
+    }
+}
+
+/// A frame's payload and the memory reserved for it.
+#[derive(Debug)]
+pub struct Frame {
+    bytes: Vec<u8>,
+    reservation: Reservation,
+}
+
+impl Frame {
+    /// The payload and its reservation, to keep the memory accounted for
+    /// while what was decoded from it lives.
+    pub fn into_parts(self) -> (Vec<u8>, Reservation) {
+        (self.bytes, self.reservation)
+    }
+}
+
+impl std::ops::Deref for Frame {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// A connection with an authenticated peer.
 #[derive(Clone, Debug)]
 pub struct Connection {
     conn: quinn::Connection,
     peer: PeerId,
     config: Arc<NetConfig>,
+    budget: FrameBudget,
 }
 
 fn peer_of(conn: &quinn::Connection) -> Option<PeerId> {
@@ -166,7 +365,9 @@ fn peer_of(conn: &quinn::Connection) -> Option<PeerId> {
     tls::peer_of_spki(certs.first()?.as_ref())
 }
 
-/// Writes one frame and finishes the stream.
+/// Writes one frame and finishes the stream. Returns once the frame is
+/// buffered for sending; see [`write_frame_delivered`] to wait for the
+/// peer's acknowledgement.
 pub async fn write_frame(send: &mut SendStream, payload: &[u8]) -> Result<(), NetError> {
     let len = u32::try_from(payload.len()).map_err(|_| NetError::FrameTooLarge {
         len: payload.len(),
@@ -181,26 +382,100 @@ pub async fn write_frame(send: &mut SendStream, payload: &[u8]) -> Result<(), Ne
     send.finish().map_err(|e| NetError::Closed(e.to_string()))
 }
 
+/// Writes one frame, finishes the stream and waits until the peer has
+/// acknowledged every byte, for at most `limit`; on timeout the stream is
+/// reset, which drops whatever is still buffered for the peer.
+pub async fn write_frame_delivered(
+    send: &mut SendStream,
+    payload: &[u8],
+    limit: Duration,
+) -> Result<(), NetError> {
+    let delivered = timeout(limit, async {
+        write_frame(send, payload).await?;
+        match send.stopped().await {
+            Ok(None) => Ok(()),
+            Ok(Some(code)) => Err(NetError::Closed(format!(
+                "the peer stopped reading (code {code})"
+            ))),
+            Err(e) => Err(NetError::Closed(e.to_string())),
+        }
+    })
+    .await;
+    match delivered {
+        Ok(r) => r,
+        Err(_) => {
+            let _ = send.reset(stream::TIMED_OUT);
+            Err(NetError::Timeout("waiting for the peer to take a message"))
+        }
+    }
+}
+
+/// The smallest step a frame buffer grows by (unless the frame is smaller).
+const MIN_GROWTH: usize = 16 << 10;
+
 /// Reads one frame of at most `max` bytes, then requires the stream to end.
-pub async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Vec<u8>, NetError> {
-    let mut len = [0u8; 4];
-    recv.read_exact(&mut len)
-        .await
-        .map_err(|e| NetError::Closed(e.to_string()))?;
-    let len = u32::from_be_bytes(len) as usize;
+/// The buffer grows with the bytes that arrive, with memory reserved from
+/// `budget` (see the module docs); the declared length only caps it.
+pub async fn read_frame(
+    recv: &mut RecvStream,
+    max: usize,
+    budget: &FrameBudget,
+) -> Result<Frame, NetError> {
+    let closed = |e: quinn::ReadError| NetError::Closed(e.to_string());
+    let mut header = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match recv.read(&mut header[got..]).await.map_err(closed)? {
+            Some(n) => got += n,
+            None => return Err(NetError::Truncated { len: 4, got }),
+        }
+    }
+    let len = u32::from_be_bytes(header) as usize;
     if len > max {
         return Err(NetError::FrameTooLarge { len, max });
     }
-    let mut buf = vec![0u8; len];
-    recv.read_exact(&mut buf)
-        .await
-        .map_err(|e| NetError::Closed(e.to_string()))?;
+    let mut frame = Frame {
+        bytes: Vec::new(),
+        reservation: Reservation::default(),
+    };
+    while frame.bytes.len() < len {
+        let have = frame.bytes.len();
+        let Some(chunk) = recv.read_chunk(len - have, true).await.map_err(closed)? else {
+            return Err(NetError::Truncated {
+                len: len + 4,
+                got: have + 4,
+            });
+        };
+        let need = have + chunk.bytes.len();
+        let reserved = frame.reservation.bytes();
+        if need > reserved {
+            // Double, to keep copying linear; never past the declared length.
+            let target = need.max(reserved * 2).max(MIN_GROWTH).min(len);
+            budget
+                .grow(&mut frame.reservation, target - reserved)
+                .await?;
+            frame.bytes.reserve_exact(target - have);
+        }
+        frame.bytes.extend_from_slice(&chunk.bytes);
+    }
     let mut extra = [0u8; 1];
     match recv.read(&mut extra).await {
-        Ok(None) => Ok(buf),
-        Ok(Some(0)) => Ok(buf),
+        Ok(None) | Ok(Some(0)) => Ok(frame),
         Ok(Some(_)) => Err(NetError::TrailingBytes),
-        Err(e) => Err(NetError::Closed(e.to_string())),
+        Err(e) => Err(closed(e)),
+    }
+}
+
+/// How a connection ended, when that explains a failure better than the
+/// stream error does (a refusal at the peer's connection limit).
+fn refined(conn: &quinn::Connection, e: NetError) -> NetError {
+    match (&e, conn.close_reason()) {
+        (NetError::Closed(_), Some(quinn::ConnectionError::ApplicationClosed(c)))
+            if c.error_code == close::REFUSED =>
+        {
+            NetError::Refused(String::from_utf8_lossy(&c.reason).into_owned())
+        }
+        _ => e,
     }
 }
 
@@ -234,20 +509,67 @@ impl Connection {
     /// Sends raw frame bytes as a request (for tests of misbehaviour) and
     /// waits for the response.
     pub async fn request_raw(&self, payload: &[u8]) -> Result<Response, NetError> {
-        let (mut send, mut recv) = timeout(self.config.request_timeout, self.conn.open_bi())
-            .await
-            .map_err(|_| NetError::Timeout("opening a stream"))?
-            .map_err(|e| NetError::Closed(e.to_string()))?;
-        timeout(self.config.request_timeout, write_frame(&mut send, payload))
-            .await
-            .map_err(|_| NetError::Timeout("sending a request"))??;
-        let bytes = timeout(
-            self.config.response_timeout,
-            read_frame(&mut recv, self.config.max_frame_bytes),
+        let (send, mut recv) = self.open().await?;
+        let mut sending = Sending {
+            send,
+            complete: false,
+        };
+        let sent = timeout(
+            self.config.write_timeout,
+            write_frame(&mut sending.send, payload),
         )
         .await
-        .map_err(|_| NetError::Timeout("waiting for the response"))??;
-        Ok(signed::decode::<Response>(&bytes)?)
+        .map_err(|_| NetError::Timeout("sending a request"))?;
+        sending.complete = sent.is_ok();
+        if let Err(e) = sent {
+            // The peer may have refused the request part-way, and said why.
+            return match timeout(Duration::from_secs(1), self.read_response(&mut recv)).await {
+                Ok(Ok(answer)) => Ok(answer),
+                _ => Err(refined(&self.conn, e)),
+            };
+        }
+        timeout(self.config.response_timeout, self.read_response(&mut recv))
+            .await
+            .map_err(|_| NetError::Timeout("waiting for the response"))?
+            .map_err(|e| refined(&self.conn, e))
+    }
+
+    /// Opens a stream, waiting at most the request timeout for a free one.
+    async fn open(&self) -> Result<(SendStream, RecvStream), NetError> {
+        timeout(self.config.request_timeout, self.conn.open_bi())
+            .await
+            .map_err(|_| NetError::Timeout(OPENING_A_STREAM))?
+            .map_err(|e| refined(&self.conn, NetError::Closed(e.to_string())))
+    }
+
+    async fn read_response(&self, recv: &mut RecvStream) -> Result<Response, NetError> {
+        let frame = match read_frame(recv, self.config.max_frame_bytes, &self.budget).await {
+            Ok(f) => f,
+            // The peer acted on the request: dropping its answer for want
+            // of memory here is not a refusal to retry blindly.
+            Err(e @ NetError::NoMemory { .. }) => {
+                return Err(NetError::Closed(format!("response dropped: {e}")));
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(signed::decode::<Response>(&frame)?)
+    }
+}
+
+/// A request's sending side. Dropped before the whole frame is written
+/// (the request was cancelled, or its write failed or timed out), it resets
+/// the stream: quinn would otherwise finish it, and the peer would see a
+/// truncated frame.
+struct Sending {
+    send: SendStream,
+    complete: bool,
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        if !self.complete {
+            let _ = self.send.reset(stream::CANCELLED);
+        }
     }
 }
 
@@ -261,8 +583,9 @@ struct Shared {
     key: SecretKey,
     config: Arc<NetConfig>,
     transport: Arc<quinn::TransportConfig>,
-    /// Open incoming connections per peer, oldest first.
-    incoming: Mutex<HashMap<PeerId, std::collections::VecDeque<quinn::Connection>>>,
+    budget: FrameBudget,
+    /// Open incoming connections per peer.
+    incoming: Mutex<HashMap<PeerId, Vec<quinn::Connection>>>,
     /// Outgoing connections we reuse.
     pool: tokio::sync::Mutex<HashMap<(PeerId, SocketAddr), Connection>>,
 }
@@ -292,6 +615,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Endpoint {
     /// Binds `addr` (UDP) as `key`, ready to dial and to [`serve`].
     pub fn bind(addr: SocketAddr, key: SecretKey, config: NetConfig) -> Result<Endpoint, NetError> {
+        if config.max_frame_bytes > config.frame_memory_bytes {
+            return Err(NetError::Config(format!(
+                "the frame memory ({} bytes) must hold at least one frame of the largest size ({} bytes)",
+                config.frame_memory_bytes, config.max_frame_bytes
+            )));
+        }
         let mut transport = quinn::TransportConfig::default();
         transport
             .max_concurrent_bidi_streams(VarInt::from_u32(config.max_streams_per_connection))
@@ -313,6 +642,7 @@ impl Endpoint {
             quic,
             shared: Arc::new(Shared {
                 key,
+                budget: FrameBudget::new(config.frame_memory_bytes, config.frame_memory_wait),
                 config: Arc::new(config),
                 transport,
                 incoming: Mutex::new(HashMap::new()),
@@ -334,6 +664,11 @@ impl Endpoint {
     /// The settings.
     pub fn config(&self) -> &NetConfig {
         &self.shared.config
+    }
+
+    /// The memory budget for frames in flight, shared by every connection.
+    pub fn frame_budget(&self) -> &FrameBudget {
+        &self.shared.budget
     }
 
     /// Peers with an open incoming connection.
@@ -365,6 +700,7 @@ impl Endpoint {
             conn,
             peer,
             config: self.shared.config.clone(),
+            budget: self.shared.budget.clone(),
         })
     }
 
@@ -441,21 +777,28 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>) {
                 conn.close(close::PROTOCOL_VIOLATION, b"no peer key");
                 return;
             };
-            let evicted = {
+            // At its limit, the peer's new connection is refused; what runs
+            // on its open ones is never cut off to make room.
+            let admitted = {
                 let mut incoming = lock(&endpoint.shared.incoming);
-                let open = incoming.entry(peer).or_default();
-                let evicted = (open.len() >= endpoint.shared.config.max_connections_per_peer)
-                    .then(|| open.pop_front())
-                    .flatten();
-                open.push_back(conn.clone());
-                evicted
+                let open = incoming.get(&peer).map_or(0, Vec::len);
+                let admit = open < endpoint.shared.config.max_connections_per_peer;
+                if admit {
+                    incoming.entry(peer).or_default().push(conn.clone());
+                }
+                admit
             };
-            if let Some(old) = evicted {
-                tracing::debug!(%peer, "peer at its connection limit; closing its oldest connection");
-                old.close(
-                    close::TOO_MANY_CONNECTIONS,
-                    b"replaced by a newer connection",
+            if !admitted {
+                tracing::debug!(%peer, "peer at its connection limit; refusing its new connection");
+                conn.close(
+                    close::REFUSED,
+                    format!(
+                        "too many connections from this peer (at most {})",
+                        endpoint.shared.config.max_connections_per_peer
+                    )
+                    .as_bytes(),
                 );
+                return;
             }
             serve_connection(&endpoint, conn.clone(), peer, handler).await;
             let mut incoming = lock(&endpoint.shared.incoming);
@@ -487,17 +830,20 @@ async fn serve_connection<H: Handler>(
         let conn = conn.clone();
         let handler = handler.clone();
         let config = endpoint.shared.config.clone();
+        let budget = endpoint.shared.budget.clone();
         tokio::spawn(async move {
-            serve_stream(conn, peer, send, recv, handler, config).await;
+            serve_stream(conn, peer, send, recv, handler, config, budget).await;
         });
     }
 }
 
-async fn respond(send: &mut SendStream, resp: &Response) {
+/// Sends `resp` and waits until the peer has taken all of it, for at most
+/// `limit`.
+async fn respond(send: &mut SendStream, resp: &Response, limit: Duration) {
     match signed::encode(resp) {
         Ok(bytes) => {
-            if let Err(e) = write_frame(send, &bytes).await {
-                tracing::debug!(error = %e, "could not send response");
+            if let Err(e) = write_frame_delivered(send, &bytes, limit).await {
+                tracing::debug!(error = %e, "could not deliver the response");
             }
         }
         Err(e) => tracing::error!(error = %e, "could not encode response"),
@@ -511,15 +857,17 @@ async fn serve_stream<H: Handler>(
     mut recv: RecvStream,
     handler: Arc<H>,
     config: Arc<NetConfig>,
+    budget: FrameBudget,
 ) {
     let frame = match timeout(
         config.request_timeout,
-        read_frame(&mut recv, config.max_frame_bytes),
+        read_frame(&mut recv, config.max_frame_bytes, &budget),
     )
     .await
     {
         Err(_) => {
-            let _ = send.reset(VarInt::from_u32(1));
+            let _ = recv.stop(stream::TIMED_OUT);
+            let _ = send.reset(stream::TIMED_OUT);
             return;
         }
         Ok(f) => f,
@@ -527,8 +875,23 @@ async fn serve_stream<H: Handler>(
     let violation =
         |code: ErrorCode, why: String| (Response::Error(WireError::new(code, &why)), why);
     let request = match frame {
-        Ok(bytes) => signed::decode::<Request>(&bytes)
-            .map_err(|e| violation(ErrorCode::BadRequest, format!("malformed request: {e}"))),
+        Ok(frame) => {
+            // The reservation stays until the request has been answered:
+            // the decoded request takes as much memory as its frame.
+            let (bytes, reservation) = frame.into_parts();
+            let decoded = signed::decode::<Request>(&bytes)
+                .map_err(|e| violation(ErrorCode::BadRequest, format!("malformed request: {e}")));
+            drop(bytes);
+            decoded.map(|req| (req, reservation))
+        }
+        Err(e @ NetError::NoMemory { .. }) => {
+            // Not the peer's fault: refuse this request, keep the connection.
+            tracing::debug!(%peer, error = %e, "refusing a request: no frame memory free");
+            let _ = recv.stop(stream::NO_MEMORY);
+            let busy = Response::Error(WireError::new(ErrorCode::Busy, &e));
+            respond(&mut send, &busy, config.write_timeout).await;
+            return;
+        }
         Err(NetError::FrameTooLarge { len, max }) => Err(violation(
             ErrorCode::TooLarge,
             format!("frame of {len} bytes exceeds the limit of {max}"),
@@ -537,18 +900,32 @@ async fn serve_stream<H: Handler>(
             ErrorCode::BadRequest,
             "bytes after the frame".into(),
         )),
+        Err(e @ NetError::Truncated { .. }) => {
+            // A request abandoned part-way by a client that finished its
+            // stream: answered, but not a reason to cut off the requests the
+            // peer has in flight on this connection.
+            tracing::debug!(%peer, error = %e, "truncated request");
+            let bad = Response::Error(WireError::new(ErrorCode::BadRequest, &e));
+            respond(&mut send, &bad, config.write_timeout).await;
+            return;
+        }
         Err(_) => return, // the peer went away mid-request
     };
     match request {
-        Ok(req) => {
+        Ok((req, reservation)) => {
             let resp = handler.handle(peer, req).await;
-            respond(&mut send, &resp).await;
+            drop(reservation);
+            respond(&mut send, &resp, config.write_timeout).await;
         }
         Err((resp, why)) => {
             tracing::warn!(%peer, reason = %why, "protocol violation; disconnecting peer");
-            respond(&mut send, &resp).await;
             // Give the error a moment to reach the peer, then cut it off.
-            let _ = timeout(Duration::from_millis(200), send.stopped()).await;
+            respond(
+                &mut send,
+                &resp,
+                config.write_timeout.min(Duration::from_millis(500)),
+            )
+            .await;
             conn.close(close::PROTOCOL_VIOLATION, why.as_bytes());
         }
     }

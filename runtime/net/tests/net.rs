@@ -6,8 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use errand_core::wire::{ErrorCode, Request, Response};
+use errand_core::bounded::BBytes;
+use errand_core::receipt::SignedReceipt;
+use errand_core::wire::{ErrorCode, InvokeResponse, Request, Response};
 use errand_core::{PeerId, SecretKey};
+use errand_net::testing::{self, Attack, Target};
 use errand_net::{Endpoint, Handler, NetConfig, NetError, serve};
 
 struct Echo {
@@ -19,6 +22,13 @@ impl Handler for Echo {
         self.seen.fetch_add(1, Ordering::Relaxed);
         match req {
             Request::Ping => Response::Pong,
+            // Slow work.
+            Request::Status => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Response::Pong
+            }
+            // A large answer.
+            Request::FetchPackage(_) => big_response(),
             Request::GetReceipt(_) => {
                 // Report who asked, through the error channel.
                 Response::Error(errand_core::wire::WireError::new(ErrorCode::NotFound, peer))
@@ -29,6 +39,21 @@ impl Handler for Echo {
             )),
         }
     }
+}
+
+/// A 4 MiB answer: more than a peer's stream window holds unread.
+fn big_response() -> Response {
+    let exec = errand_core::testing::key(1);
+    let receipt = SignedReceipt::sign(
+        errand_core::testing::receipt(&exec, &errand_core::testing::key(2)),
+        &exec,
+    )
+    .unwrap();
+    Response::Invoked(Box::new(InvokeResponse {
+        output: BBytes::new(vec![7u8; 4 << 20]).unwrap(),
+        receipt,
+        trace: None,
+    }))
 }
 
 fn key(n: u8) -> SecretKey {
@@ -144,7 +169,7 @@ async fn malformed_and_oversized_frames_cut_off_only_that_peer() {
 }
 
 #[tokio::test]
-async fn connections_per_peer_are_limited_and_the_oldest_is_replaced() {
+async fn a_peer_at_its_connection_limit_is_refused_new_connections_and_keeps_its_work() {
     let (srv, _) = server(NetConfig {
         max_connections_per_peer: 2,
         ..config()
@@ -156,18 +181,39 @@ async fn connections_per_peer_are_limited_and_the_oldest_is_replaced() {
     let b = c.connect(addr, key(1).peer_id()).await.unwrap();
     assert_eq!(a.request(&Request::Ping).await.unwrap(), Response::Pong);
     assert_eq!(b.request(&Request::Ping).await.unwrap(), Response::Pong);
-    // A third connection from the same peer is served, and its oldest one closed.
+    // Work in flight on the oldest connection...
+    let slow = {
+        let a = a.clone();
+        tokio::spawn(async move { a.request(&Request::Status).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // ...is not cut off to admit a third connection: the third is refused,
+    // clearly and retryably, before anything on it is read.
     let third = c.connect(addr, key(1).peer_id()).await.unwrap();
-    assert_eq!(third.request(&Request::Ping).await.unwrap(), Response::Pong);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = third.request(&Request::Ping).await.unwrap_err();
+    assert!(matches!(refused, NetError::Refused(_)), "{refused}");
+    assert!(refused.is_retryable());
     assert!(
-        a.request(&Request::Ping).await.is_err(),
-        "the oldest connection was closed"
+        refused.to_string().contains("too many connections"),
+        "{refused}"
     );
+    assert_eq!(slow.await.unwrap().unwrap(), Response::Pong);
+    assert_eq!(a.request(&Request::Ping).await.unwrap(), Response::Pong);
     assert_eq!(b.request(&Request::Ping).await.unwrap(), Response::Pong);
-    // Never more than two at once from this peer.
     assert_eq!(srv.connected_peers(), vec![key(5).peer_id()]);
-    // Another peer is unaffected.
+    // Once one closes, a new one is admitted.
+    b.close(errand_net::close::DONE, "done");
+    let mut admitted = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let d = c.connect(addr, key(1).peer_id()).await.unwrap();
+        if d.request(&Request::Ping).await.is_ok() {
+            admitted = true;
+            break;
+        }
+    }
+    assert!(admitted, "a freed slot is never given to a new connection");
+    // Another peer is unaffected throughout.
     assert_eq!(
         client(6)
             .request(addr, key(1).peer_id(), &Request::Ping)
@@ -225,4 +271,346 @@ async fn unreachable_peer_fails_within_the_connect_timeout() {
             .is_err()
     );
     assert!(t.elapsed() < Duration::from_secs(3));
+}
+
+/// The process's virtual memory size, in bytes (Linux), or `None`.
+fn vm_size() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmSize:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn target(srv: &Endpoint) -> Target {
+    Target {
+        addr: srv.local_addr().unwrap(),
+        peer: srv.peer_id(),
+    }
+}
+
+/// Pings `srv` as an honest peer every 50 ms for `during`; returns how many
+/// pings were answered and every failure.
+async fn honest_pings(srv: &Endpoint, during: Duration) -> (usize, Vec<String>) {
+    let honest = client(200);
+    let t0 = tokio::time::Instant::now();
+    let (mut ok, mut failed) = (0, Vec::new());
+    while t0.elapsed() < during {
+        match honest
+            .request(srv.local_addr().unwrap(), srv.peer_id(), &Request::Ping)
+            .await
+        {
+            Ok(Response::Pong) => ok += 1,
+            other => failed.push(format!("{other:?}")),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (ok, failed)
+}
+
+/// Waits until every frame reservation on `srv` has been given back.
+async fn frame_memory_drains(srv: &Endpoint) {
+    for _ in 0..200 {
+        if srv.frame_budget().in_use() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{} bytes of frame memory still reserved",
+        srv.frame_budget().in_use()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_declared_frames_never_sent_from_many_identities_take_no_memory() {
+    // The old reader allocated each frame's declared length up front: 64
+    // identities x 4 streams x 64 MiB declared was 16 GiB before one byte
+    // of payload arrived.
+    let (srv, _) = server(NetConfig {
+        max_frame_bytes: 64 << 20,
+        frame_memory_bytes: 128 << 20,
+        request_timeout: Duration::from_secs(20),
+        ..config()
+    })
+    .await;
+    let before = vm_size();
+    let hold = Duration::from_secs(4);
+    let attack = {
+        let t = target(&srv);
+        tokio::spawn(async move {
+            let never = Attack::DeclaredNotSent {
+                identities: 64,
+                streams: 4,
+                declared: 64 << 20,
+                sent: 0,
+            };
+            // A few send part of their frame: they hold what they sent.
+            let some = Attack::DeclaredNotSent {
+                identities: 8,
+                streams: 4,
+                declared: 64 << 20,
+                sent: 256 << 10,
+            };
+            let (a, b) = tokio::join!(testing::run(&never, t, hold), testing::run(&some, t, hold));
+            (a.unwrap(), b.unwrap())
+        })
+    };
+    let mut peak_vm = 0;
+    let mut peak_frames = 0;
+    let honest = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let t0 = tokio::time::Instant::now();
+        while t0.elapsed() < Duration::from_secs(3) {
+            peak_vm = peak_vm.max(vm_size().unwrap_or(0));
+            peak_frames = peak_frames.max(srv.frame_budget().in_use());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let ((ok, failed), ()) = tokio::join!(honest_pings(&srv, Duration::from_secs(3)), honest);
+    let (never, some) = attack.await.unwrap();
+    assert_eq!(never.streams, 256, "{never:?}");
+    assert_eq!(some.streams, 32, "{some:?}");
+    assert!(failed.is_empty(), "the honest peer was refused: {failed:?}");
+    assert!(ok > 0);
+    // Only what was sent is held: 32 streams x 256 KiB, at most doubled.
+    assert!(
+        peak_frames <= 32 * (512 << 10),
+        "{peak_frames} bytes reserved"
+    );
+    assert!(peak_frames <= srv.frame_budget().total());
+    if let Some(before) = before {
+        let grown = peak_vm.saturating_sub(before);
+        assert!(
+            grown < 4 << 30,
+            "virtual memory grew by {} MiB under the attack",
+            grown >> 20
+        );
+    }
+    frame_memory_drains(&srv).await;
+}
+
+#[tokio::test]
+async fn a_request_that_cannot_get_frame_memory_is_refused_busy_and_retryable() {
+    let (srv, _) = server(NetConfig {
+        max_frame_bytes: 1 << 20,
+        frame_memory_bytes: 1 << 20,
+        frame_memory_wait: Duration::from_millis(300),
+        request_timeout: Duration::from_secs(5),
+        ..config()
+    })
+    .await;
+    // One peer sends 600 KiB of a 1 MiB frame and stalls: its buffer has
+    // grown (by doubling) to the whole budget.
+    let hog = client(30);
+    let conn = hog
+        .connect(srv.local_addr().unwrap(), srv.peer_id())
+        .await
+        .unwrap();
+    let held = testing::declare_frame(&conn, 1 << 20, 600 << 10)
+        .await
+        .unwrap();
+    let mut full = false;
+    for _ in 0..100 {
+        if srv.frame_budget().in_use() == srv.frame_budget().total() {
+            full = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(full, "{} bytes reserved", srv.frame_budget().in_use());
+    // Anyone else's request waits briefly, then is refused as Busy.
+    let other = client(31);
+    match other
+        .request(srv.local_addr().unwrap(), srv.peer_id(), &Request::Ping)
+        .await
+        .unwrap()
+    {
+        Response::Error(e) => {
+            assert_eq!(e.code, ErrorCode::Busy, "{e}");
+            assert!(e.message.as_str().contains("frame memory"), "{e}");
+        }
+        r => panic!("{r:?}"),
+    }
+    // Not a violation: the refused peer stays connected and is served once
+    // memory is free again.
+    drop(held);
+    frame_memory_drains(&srv).await;
+    assert_eq!(
+        other
+            .request(srv.local_addr().unwrap(), srv.peer_id(), &Request::Ping)
+            .await
+            .unwrap(),
+        Response::Pong
+    );
+}
+
+#[tokio::test]
+async fn a_peer_that_never_reads_cannot_pin_its_responses() {
+    // Two streams per connection; each answer (4 MiB) is more than the
+    // peer's stream window, so a peer that never reads blocks the write.
+    let (srv, _) = server(NetConfig {
+        max_streams_per_connection: 2,
+        write_timeout: Duration::from_millis(300),
+        ..config()
+    })
+    .await;
+    let c = client(40);
+    let conn = c
+        .connect(srv.local_addr().unwrap(), srv.peer_id())
+        .await
+        .unwrap();
+    let ask = errand_core::signed::encode(&Request::FetchPackage(Default::default())).unwrap();
+    let _never_read = (
+        testing::send_and_never_read(&conn, &ask).await.unwrap(),
+        testing::send_and_never_read(&conn, &ask).await.unwrap(),
+    );
+    // The node gives up on those answers after its write timeout and frees
+    // the streams: the peer's next request is served. (Before, the writes
+    // blocked forever, and with them the peer's stream slots.)
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(10), conn.request(&Request::Ping))
+            .await
+            .expect("the stream slots were never freed")
+            .unwrap(),
+        Response::Pong
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_keeps_serving_an_honest_peer_through_every_attack() {
+    let (srv, _) = server(NetConfig {
+        max_frame_bytes: 1 << 20,
+        frame_memory_bytes: 8 << 20,
+        request_timeout: Duration::from_secs(2),
+        write_timeout: Duration::from_millis(500),
+        ..config()
+    })
+    .await;
+    let ping = errand_core::signed::encode(&Request::Ping).unwrap();
+    let big = errand_core::signed::encode(&Request::FetchPackage(Default::default())).unwrap();
+    let attacks = [
+        Attack::ConnectionFlood {
+            identities: 1000,
+            per_identity: 1,
+        },
+        Attack::ConnectionFlood {
+            identities: 4,
+            per_identity: 40,
+        },
+        Attack::DeclaredNotSent {
+            identities: 50,
+            streams: 8,
+            declared: 1 << 20,
+            sent: 0,
+        },
+        Attack::SlowSenders {
+            identities: 20,
+            streams: 4,
+            payload: ping,
+            chunk: 1,
+            every: Duration::from_millis(300),
+        },
+        Attack::NeverRead {
+            identities: 10,
+            streams: 4,
+            payload: big,
+        },
+        Attack::BadFrames {
+            identities: 10,
+            rounds: 6,
+            oversized: 2 << 20,
+        },
+    ];
+    for attack in attacks {
+        let t = target(&srv);
+        let hold = Duration::from_secs(3);
+        let run = {
+            let attack = attack.clone();
+            tokio::spawn(async move { testing::run(&attack, t, hold).await })
+        };
+        let (ok, failed) = honest_pings(&srv, hold).await;
+        let report = run.await.unwrap().unwrap();
+        assert!(
+            failed.is_empty() && ok > 0,
+            "{attack:?}: honest peer refused: {failed:?} ({ok} served); attack: {report:?}"
+        );
+        assert!(srv.frame_budget().in_use() <= srv.frame_budget().total());
+        match &attack {
+            Attack::ConnectionFlood {
+                identities,
+                per_identity,
+            } => {
+                // The flood was real: nearly every identity got its
+                // connections (up to its limit; the rest were refused, or
+                // the attacker's own handshakes timed out).
+                let admitted = (*per_identity).min(config().max_connections_per_peer);
+                let wanted = (*identities * admitted) as u64;
+                assert!(
+                    (report.connections - report.refused) * 10 >= wanted * 9,
+                    "{report:?}"
+                );
+            }
+            Attack::BadFrames { .. } => {
+                assert!(report.count("Error(BadRequest)") > 0, "{report:?}");
+                assert!(report.count("Error(TooLarge)") > 0, "{report:?}");
+            }
+            Attack::SlowSenders { .. } => assert_eq!(report.count("Pong"), 0, "{report:?}"),
+            _ => {}
+        }
+        frame_memory_drains(&srv).await;
+    }
+}
+
+#[tokio::test]
+async fn a_truncated_request_is_answered_without_cutting_off_the_peers_other_requests() {
+    let (srv, _) = server(config()).await;
+    let c = client(50);
+    let conn = c
+        .connect(srv.local_addr().unwrap(), srv.peer_id())
+        .await
+        .unwrap();
+    let slow = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.request(&Request::Status).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Declares 1000 bytes, sends 10, finishes the stream.
+    let cut = [&1000u32.to_be_bytes()[..], &[7u8; 10][..]].concat();
+    match testing::send_raw(&conn, &cut, Duration::from_secs(5))
+        .await
+        .unwrap()
+    {
+        Response::Error(e) => {
+            assert_eq!(e.code, ErrorCode::BadRequest, "{e}");
+            assert!(e.message.as_str().contains("truncated"), "{e}");
+        }
+        r => panic!("{r:?}"),
+    }
+    assert_eq!(slow.await.unwrap().unwrap(), Response::Pong);
+    assert_eq!(conn.request(&Request::Ping).await.unwrap(), Response::Pong);
+}
+
+#[tokio::test]
+async fn a_request_given_up_mid_write_is_reset_not_truncated() {
+    let (srv, _) = server(NetConfig {
+        max_frame_bytes: 32 << 20,
+        ..config()
+    })
+    .await;
+    let c = client(51);
+    let conn = c
+        .connect(srv.local_addr().unwrap(), srv.peer_id())
+        .await
+        .unwrap();
+    let slow = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.request(&Request::Status).await })
+    };
+    // A 24 MiB request, abandoned while it is being written.
+    let huge = vec![0u8; 24 << 20];
+    let _ = tokio::time::timeout(Duration::from_millis(5), conn.request_raw(&huge)).await;
+    // The peer's other request and its connection are unaffected.
+    assert_eq!(slow.await.unwrap().unwrap(), Response::Pong);
+    assert_eq!(conn.request(&Request::Ping).await.unwrap(), Response::Pong);
+    assert!(!conn.is_closed());
 }

@@ -9,6 +9,11 @@
 //! fuel cap, limits, nonce and seed), dials the executor by its key, sends
 //! it, and checks that the receipt answers exactly that request and the
 //! output received.
+//!
+//! An executor at one of its limits (connections from this key, frame
+//! memory, invocation slots) refuses new work before acting on it; such a
+//! failure is [`ClientError::is_retryable`], and [`retry`] retries it with
+//! backoff.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -21,7 +26,7 @@ use errand_core::receipt::{BindingError, Expected, InvocationContext, RequestId,
 use errand_core::request::{CapabilityTarget, Seed, SignedRequest};
 use errand_core::signed::EncodeError;
 use errand_core::wire::{
-    InvokeRequest, InvokeResponse, Query, Request, Response, StatusReport, WireError,
+    ErrorCode, InvokeRequest, InvokeResponse, Query, Request, Response, StatusReport, WireError,
 };
 use errand_core::{Digest, PeerId, SecretKey, UnixMillis};
 use errand_net::{Endpoint, NetConfig, NetError};
@@ -70,6 +75,72 @@ pub enum ClientError {
     /// The request could not be signed (a field over its bounds).
     #[error("cannot sign the request: {0}")]
     Request(#[from] EncodeError),
+}
+
+impl ClientError {
+    /// Whether the call may be sent again as it is: the remote refused it
+    /// at a limit before acting on it (a refused connection, no stream or
+    /// frame memory free, all invocation slots busy).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Net(e) => e.is_retryable(),
+            ClientError::Remote { error, .. } => error.code == ErrorCode::Busy,
+            _ => false,
+        }
+    }
+}
+
+/// How [`retry`] retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Most attempts, the first included.
+    pub attempts: u32,
+    /// The wait after the first attempt; it doubles after each.
+    pub first: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff {
+            attempts: 6,
+            first: Duration::from_millis(200),
+            max: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Runs `call` until it succeeds, fails in a way that is not
+/// [`ClientError::is_retryable`], or `backoff.attempts` are spent. Waits
+/// between attempts grow exponentially, each drawn at random between half
+/// and all of its step (so parallel callers spread out); `before_retry` is
+/// told each retryable failure and the wait that follows.
+pub async fn retry<T, F, Fut>(
+    backoff: Backoff,
+    mut call: F,
+    mut before_retry: impl FnMut(&ClientError, Duration),
+) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let mut step = backoff.first;
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(e) if e.is_retryable() && attempt < backoff.attempts => {
+                let jitter =
+                    f64::from(getrandom::u32().unwrap_or(u32::MAX / 2)) / f64::from(u32::MAX);
+                let wait = step.mul_f64(0.5 + 0.5 * jitter);
+                before_retry(&e, wait);
+                tokio::time::sleep(wait).await;
+                step = (step * 2).min(backoff.max);
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Fuel asked for when the requester states none: this node's default cap.

@@ -17,13 +17,16 @@
 //! scan_ms = 2000                   # look for package changes this often
 //! drift_ratio = 0.5                # republish when measured latency strays this far from declared
 //!
-//! [limits]
-//! max_connections_per_peer = 4
+//! [limits]                       # see errand_net for what each bounds
+//! max_connections_per_peer = 16    # more from one key are refused (retryable), never evicted
 //! max_streams_per_connection = 64
 //! max_concurrent_invocations = 8
 //! max_fuel = 5000000000
 //! max_frame_bytes = 100663296
-//! request_timeout_ms = 30000
+//! frame_memory_bytes = 268435456   # memory for requests in flight, all peers together
+//! frame_memory_wait_ms = 2000      # a request waits this long for memory, then gets Busy
+//! request_timeout_ms = 30000       # a peer sending a request
+//! write_timeout_ms = 30000         # a peer taking delivery of a response
 //!
 //! [policy]                         # action shipping: running components requesters send
 //! action_shipping = false
@@ -143,19 +146,30 @@ pub struct LimitsConfig {
     pub max_fuel: u64,
     /// Largest frame, in bytes.
     pub max_frame_bytes: usize,
+    /// Memory for frames in flight, every peer together, in bytes; at
+    /// least `max_frame_bytes`.
+    pub frame_memory_bytes: usize,
+    /// How long a request may wait for frame memory before it is refused
+    /// as `Busy`.
+    pub frame_memory_wait_ms: u64,
     /// How long a peer may take to send a request.
     pub request_timeout_ms: u64,
+    /// How long a peer may take to take delivery of a response.
+    pub write_timeout_ms: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> LimitsConfig {
         LimitsConfig {
-            max_connections_per_peer: 4,
+            max_connections_per_peer: 16,
             max_streams_per_connection: 64,
             max_concurrent_invocations: 8,
             max_fuel: 5_000_000_000,
             max_frame_bytes: 96 << 20,
+            frame_memory_bytes: 256 << 20,
+            frame_memory_wait_ms: 2_000,
             request_timeout_ms: 30_000,
+            write_timeout_ms: 30_000,
         }
     }
 }
@@ -536,6 +550,23 @@ impl NodeConfig {
                 "must be above 0".into(),
             ));
         }
+        if l.frame_memory_bytes < l.max_frame_bytes {
+            return Err(bad(
+                "limits.frame_memory_bytes",
+                format!(
+                    "must be at least max_frame_bytes ({}), or the largest request could never be received",
+                    l.max_frame_bytes
+                ),
+            ));
+        }
+        for (field, v) in [
+            ("limits.request_timeout_ms", l.request_timeout_ms),
+            ("limits.write_timeout_ms", l.write_timeout_ms),
+        ] {
+            if v == 0 {
+                return Err(bad(field, "must be above 0".into()));
+            }
+        }
         self.trust.risk_policy().map_err(|e| bad("trust", e))?;
         if !(0.0..=1.0).contains(&self.trust.replay)
             || !(0.0..=1.0).contains(&self.trust.exploration)
@@ -627,5 +658,29 @@ mod tests {
         std::fs::write(&p, "[registry]\nranking = \"relevant\"\n").unwrap();
         let e = format!("{:#}", NodeConfig::load(&p).unwrap_err());
         assert!(e.contains("relevant") && e.contains("sampled"), "{e}");
+    }
+
+    #[test]
+    fn frame_memory_and_write_timeout_are_configurable_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("node.toml");
+        std::fs::write(&p, "").unwrap();
+        let l = NodeConfig::load(&p).unwrap().limits;
+        assert_eq!(l.frame_memory_bytes, 256 << 20);
+        assert!(l.frame_memory_bytes >= l.max_frame_bytes);
+        std::fs::write(
+            &p,
+            "[limits]\nframe_memory_bytes = 33554432\nmax_frame_bytes = 16777216\nwrite_timeout_ms = 500\n",
+        )
+        .unwrap();
+        let l = NodeConfig::load(&p).unwrap().limits;
+        assert_eq!((l.frame_memory_bytes, l.write_timeout_ms), (32 << 20, 500));
+        // A budget that cannot hold the largest frame is refused, by name.
+        std::fs::write(&p, "[limits]\nframe_memory_bytes = 1048576\n").unwrap();
+        let e = NodeConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("limits.frame_memory_bytes"), "{e}");
+        std::fs::write(&p, "[limits]\nwrite_timeout_ms = 0\n").unwrap();
+        let e = NodeConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("limits.write_timeout_ms"), "{e}");
     }
 }

@@ -5,7 +5,10 @@
 //!
 //! * **Serving** (see [`errand_net::serve`]): every request from every peer,
 //!   concurrently; invocations are limited to
-//!   `limits.max_concurrent_invocations` at once.
+//!   `limits.max_concurrent_invocations` at once. Connections, streams,
+//!   frame memory and timeouts are bounded by `[limits]` (see
+//!   [`errand_net`]); a peer at a limit is refused new work, retryably,
+//!   and never loses work in flight.
 //! * **Package scanner**: every `publish.scan_ms`, the packages folder is
 //!   compared with what is hosted. Added, updated and removed packages take
 //!   effect at once and trigger a republish (removed ones as tombstones).
@@ -175,7 +178,10 @@ impl Node {
             key.clone(),
             NetConfig {
                 max_frame_bytes: l.max_frame_bytes,
+                frame_memory_bytes: l.frame_memory_bytes,
+                frame_memory_wait: Duration::from_millis(l.frame_memory_wait_ms),
                 request_timeout: Duration::from_millis(l.request_timeout_ms),
+                write_timeout: Duration::from_millis(l.write_timeout_ms),
                 max_streams_per_connection: l.max_streams_per_connection,
                 max_connections_per_peer: l.max_connections_per_peer,
                 ..NetConfig::default()
@@ -477,7 +483,10 @@ impl Inner {
             v.sort_by(|a, b| a.name.cmp(&b.name));
             v
         };
+        // Other peers: the node's own key is whoever asks for this report.
+        let me = self.key.peer_id();
         let mut peers = self.endpoint.connected_peers();
+        peers.retain(|p| *p != me);
         peers.truncate(4096);
         StatusReport {
             peer: self.key.peer_id(),
@@ -559,25 +568,41 @@ impl Inner {
             );
         }
         let id = asked.request_id;
+        let _reserved = match self.reserve(peer, id) {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        };
+        self.invoke_inner(peer, inv).await
+    }
+
+    /// Reserves `peer`'s request id `id` for one run, atomically: under the
+    /// in-flight lock, refused if it is running or already has a receipt.
+    /// The reservation is released (on drop) only after the run's receipt
+    /// is durably stored, so a later reservation sees that receipt; and the
+    /// store itself refuses to overwrite one.
+    fn reserve(&self, peer: PeerId, id: RequestId) -> Result<InFlight<'_>, Response> {
+        let mut running = lock(&self.in_flight);
+        if running.contains(&(peer, id)) {
+            return Err(err(
+                ErrorCode::Replay,
+                format!("request id {id} is already running"),
+            ));
+        }
         match self.store.has_receipt(&peer, &id) {
             Ok(false) => {}
             Ok(true) => {
-                return err(
+                return Err(err(
                     ErrorCode::Replay,
                     format!("request id {id} was already used"),
-                );
+                ));
             }
-            Err(e) => return err(ErrorCode::Internal, e),
+            Err(e) => return Err(err(ErrorCode::Internal, e)),
         }
-        if !lock(&self.in_flight).insert((peer, id)) {
-            return err(
-                ErrorCode::Replay,
-                format!("request id {id} is already running"),
-            );
-        }
-        let resp = self.invoke_inner(peer, inv).await;
-        lock(&self.in_flight).remove(&(peer, id));
-        resp
+        running.insert((peer, id));
+        Ok(InFlight {
+            set: &self.in_flight,
+            key: (peer, id),
+        })
     }
 
     async fn invoke_inner(&self, peer: PeerId, mut inv: InvokeRequest) -> Response {
@@ -792,7 +817,12 @@ impl Inner {
         .await;
         let (mut exec, input) = match run {
             Ok((Ok(e), input)) => (e, input),
-            Ok((Err(e), _)) => return err(ErrorCode::Busy, e),
+            // Only a full host is worth retrying (requesters retry `Busy`).
+            Ok((Err(e @ errand_host::RunError::Busy(_)), _)) => return err(ErrorCode::Busy, e),
+            Ok((Err(e @ errand_host::RunError::InputTooLarge { .. }), _)) => {
+                return err(ErrorCode::TooLarge, e);
+            }
+            Ok((Err(e), _)) => return err(ErrorCode::Internal, e),
             Err(e) => return err(ErrorCode::Internal, format!("invocation task failed: {e}")),
         };
         match behaviour {
@@ -833,9 +863,20 @@ impl Inner {
             Ok(r) => r,
             Err(e) => return err(ErrorCode::Internal, e),
         };
-        if let Err(e) = self.store.put_receipt(&receipt, Some(&inv.request)).await {
-            tracing::error!(error = %e, "cannot store receipt; withholding the result");
-            return err(ErrorCode::Internal, "could not store the receipt durably");
+        match self.store.put_receipt(&receipt, Some(&inv.request)).await {
+            Ok(()) => {}
+            Err(e @ StoreError::ReceiptExists { .. }) => {
+                // Only if the reservation failed: the first receipt stands.
+                tracing::error!(error = %e, "refusing to overwrite a receipt; withholding the result");
+                return err(
+                    ErrorCode::Replay,
+                    format!("request id {request_id} was already used"),
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store receipt; withholding the result");
+                return err(ErrorCode::Internal, "could not store the receipt durably");
+            }
         }
         self.invocations.fetch_add(1, Ordering::Relaxed);
         if let Some(h) = hosted {
@@ -1246,6 +1287,18 @@ fn over_cap(
     ]
     .into_iter()
     .find(|(_, want, cap)| want > cap)
+}
+
+/// A request id reserved by [`Inner::reserve`]; released when dropped.
+struct InFlight<'a> {
+    set: &'a Mutex<HashSet<(PeerId, RequestId)>>,
+    key: (PeerId, RequestId),
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(self.set).remove(&self.key);
+    }
 }
 
 /// What a `canary-aware` adversary remembers: its detector, built on first

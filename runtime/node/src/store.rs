@@ -7,6 +7,10 @@
 //! receipt has been made durable (fsync), but concurrent callers share one
 //! commit. So a receipt the node has returned to a requester survives a
 //! crash, and throughput under load does not pay one fsync per request.
+//!
+//! A stored receipt is never overwritten: the write transaction that would
+//! store a second receipt for the same requester and request id refuses it
+//! ([`StoreError::ReceiptExists`]), and the first stands.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,17 +61,37 @@ pub enum StoreError {
     /// A stored receipt no longer decodes (disk corruption).
     #[error("stored receipt {0} is corrupt")]
     Corrupt(RequestId),
+    /// A receipt for this requester's request id is already stored; it is
+    /// never overwritten.
+    #[error("a receipt for request {id} of {requester} is already stored")]
+    ReceiptExists {
+        /// The requester.
+        requester: PeerId,
+        /// The request id.
+        id: RequestId,
+    },
 }
 
 fn db<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
+/// What the writer thread tells one caller of [`Store::put_receipt`].
+#[derive(Debug, Clone)]
+enum Put {
+    /// Stored durably.
+    Stored,
+    /// A receipt with this key was already there; nothing was written.
+    Exists,
+    /// The commit failed.
+    Failed(String),
+}
+
 type Job = (
     [u8; 48],
     Vec<u8>,
     Option<Vec<u8>>,
-    tokio::sync::oneshot::Sender<Result<(), String>>,
+    tokio::sync::oneshot::Sender<Put>,
 );
 
 /// The writer thread and its queue. Dropping the last handle closes the
@@ -137,7 +161,8 @@ impl Store {
     }
 
     /// Stores a receipt, with the signed request it answers, durably;
-    /// returns once both are on disk.
+    /// returns once both are on disk. Refuses (and writes nothing) if a
+    /// receipt for the same requester and request id is already stored.
     pub async fn put_receipt(
         &self,
         r: &SignedReceipt,
@@ -160,8 +185,12 @@ impl Store {
             ))
             .map_err(|_| StoreError::Stopped)?;
         match wait.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Db(e)),
+            Ok(Put::Stored) => Ok(()),
+            Ok(Put::Exists) => Err(StoreError::ReceiptExists {
+                requester: r.body().requester,
+                id: r.body().request_id,
+            }),
+            Ok(Put::Failed(e)) => Err(StoreError::Db(e)),
             Err(_) => Err(StoreError::Stopped),
         }
     }
@@ -284,7 +313,9 @@ impl Store {
 }
 
 /// The group-commit loop: take one job, sweep up every job already queued,
-/// commit them together durably, then answer every waiter.
+/// commit them together durably, then answer every waiter. A job whose key
+/// already holds a receipt (stored before, or earlier in the same group) is
+/// skipped and answered [`Put::Exists`].
 fn writer(db: Arc<Database>, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
@@ -294,6 +325,7 @@ fn writer(db: Arc<Database>, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        let mut fresh = vec![true; group.len()];
         let result = (|| -> Result<(), String> {
             let mut tx = db.begin_write().map_err(|e| e.to_string())?;
             tx.set_durability(Durability::Immediate)
@@ -301,7 +333,11 @@ fn writer(db: Arc<Database>, rx: mpsc::Receiver<Job>) {
             {
                 let mut t = tx.open_table(RECEIPTS).map_err(|e| e.to_string())?;
                 let mut q = tx.open_table(REQUESTS).map_err(|e| e.to_string())?;
-                for (k, bytes, request, _) in &group {
+                for ((k, bytes, request, _), fresh) in group.iter().zip(&mut fresh) {
+                    if t.get(k).map_err(|e| e.to_string())?.is_some() {
+                        *fresh = false;
+                        continue;
+                    }
                     t.insert(k, bytes.as_slice()).map_err(|e| e.to_string())?;
                     if let Some(r) = request {
                         q.insert(k, r.as_slice()).map_err(|e| e.to_string())?;
@@ -313,8 +349,12 @@ fn writer(db: Arc<Database>, rx: mpsc::Receiver<Job>) {
         if let Err(e) = &result {
             tracing::error!(error = %e, receipts = group.len(), "failed to store receipts");
         }
-        for (_, _, _, done) in group {
-            let _ = done.send(result.clone());
+        for ((_, _, _, done), fresh) in group.into_iter().zip(fresh) {
+            let _ = done.send(match (&result, fresh) {
+                (Err(e), _) => Put::Failed(e.clone()),
+                (Ok(()), true) => Put::Stored,
+                (Ok(()), false) => Put::Exists,
+            });
         }
     }
 }
@@ -370,6 +410,53 @@ mod tests {
             drop(s);
             drop(s2);
         }
+    }
+
+    #[tokio::test]
+    async fn a_stored_receipt_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let (exec, req) = (testing::key(1), testing::key(2));
+        let first = SignedReceipt::sign(testing::receipt(&exec, &req), &exec).unwrap();
+        let mut body = testing::receipt(&exec, &req);
+        body.fuel_consumed += 1;
+        let second = SignedReceipt::sign(body, &exec).unwrap();
+        assert_ne!(first, second);
+        s.put_receipt(&first, None).await.unwrap();
+        let (me, id) = (first.body().requester, first.body().request_id);
+        match s.put_receipt(&second, None).await {
+            Err(StoreError::ReceiptExists { requester, id: got }) => {
+                assert_eq!((requester, got), (me, id))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.get_receipt(&me, &id).unwrap().unwrap(), first);
+        // Racing puts of one key, in one commit group or several: exactly
+        // one lands, and what is stored is that one.
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..32u64 {
+            let s = s.clone();
+            let (exec, req) = (exec.clone(), req.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut body = testing::receipt(&exec, &req);
+                body.fuel_consumed = i;
+                let r = SignedReceipt::sign(body, &exec).unwrap();
+                (s.put_receipt(&r, None).await, r)
+            }));
+        }
+        let mut stored = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                (Ok(()), r) => stored.push(r),
+                (Err(StoreError::ReceiptExists { .. }), _) => {}
+                (Err(e), _) => panic!("{e}"),
+            }
+        }
+        assert_eq!(stored.len(), 1);
+        assert_eq!(s.get_receipt(&me, &id).unwrap().unwrap(), stored[0]);
+        assert_eq!(s.receipt_count().unwrap(), 1);
     }
 
     #[tokio::test]

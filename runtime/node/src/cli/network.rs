@@ -3,10 +3,11 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use errand::client::{Ask, Client, ClientError, DEFAULT_FUEL};
+use errand::client::{Ask, Backoff, Client, ClientError, DEFAULT_FUEL, retry};
 use errand::config::{NodeConfig, PeerAddr};
 use errand::node::Node;
 use errand::workflow::{InputSpec, Runner, RunnerConfig, StepSpec};
@@ -382,7 +383,12 @@ async fn invoke_async(
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "shipped".into());
-        let done = client.ship(to, &tool.component, &req).await?;
+        let done = retry(
+            Backoff::default(),
+            || client.ship(to, &tool.component, &req),
+            |e, wait| busy_note(to, e, wait),
+        )
+        .await?;
         return finish(&args, &input, &name, to, 0.0, done);
     }
     // Who to ask, and which descriptor promised what.
@@ -500,7 +506,15 @@ async fn invoke_async(
             seed,
             want_trace: args.trace,
         };
-        match client.invoke(to, &req).await {
+        // Refused at a limit before any work was done: the same request
+        // (same nonce, never used) is sent again after a pause.
+        let sent = retry(
+            Backoff::default(),
+            || client.invoke(to, &req),
+            |e, wait| busy_note(to, e, wait),
+        )
+        .await;
+        match sent {
             Ok(done) => return finish(&args, &input, &name, to, discovery_ms, done),
             Err(
                 e
@@ -515,6 +529,14 @@ async fn invoke_async(
     Err(last_err
         .map(anyhow::Error::from)
         .unwrap_or_else(|| anyhow::anyhow!("no candidate could be invoked")))
+}
+
+/// Tells the user an executor refused at a limit and when we try again.
+fn busy_note(to: PeerAddr, e: &ClientError, wait: Duration) {
+    eprintln!(
+        "note: {to} is busy ({e}); retrying in {} ms",
+        wait.as_millis()
+    );
 }
 
 fn finish(

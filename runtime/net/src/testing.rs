@@ -1,0 +1,615 @@
+//! Hostile peers, for tests and benchmarks (not a stable API).
+//!
+//! Each [`Attack`] is one way a peer can misbehave at the connectivity
+//! level: many fresh identities, connection floods, frames declared and
+//! never sent, slow senders, peers that never read their answers,
+//! malformed, truncated and oversized frames, replayed requests. [`run`]
+//! mounts one against a live endpoint for a while, so that a test (or a
+//! bench) can keep an honest requester going at the same time and check
+//! that it is still served.
+//!
+//! Identities are free: one UDP socket dials as any number of keys (the
+//! client certificate is chosen per connection), so thousands of fresh
+//! identities cost a handshake each and nothing more.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use errand_core::signed;
+use errand_core::wire::Response;
+use errand_core::{Digest, PeerId, SecretKey};
+use quinn::crypto::rustls::QuicClientConfig;
+use quinn::{RecvStream, SendStream};
+
+use crate::{Connection, Endpoint, NetConfig, NetError, tls, write_frame};
+
+/// `n` fresh identities, different in every call and every process.
+pub fn identities(n: usize) -> Vec<SecretKey> {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    (0..n as u64)
+        .map(|i| {
+            let seed = Digest::of_parts(&[
+                b"errand-net hostile identity",
+                &now.to_le_bytes(),
+                &std::process::id().to_le_bytes(),
+                &call.to_le_bytes(),
+                &i.to_le_bytes(),
+            ]);
+            SecretKey::from_seed(seed.0)
+        })
+        .collect()
+}
+
+/// Where an attack is aimed.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// The server's identity.
+    pub peer: PeerId,
+}
+
+/// Handshakes a [`Dialler`] runs at once: an attacker on one machine
+/// gets more connections up by pacing its handshakes than by starting
+/// thousands together and timing most of them out.
+const DIALS_AT_ONCE: usize = 64;
+
+/// A socket that dials as any identity.
+#[derive(Debug, Clone)]
+pub struct Dialler {
+    endpoint: Endpoint,
+    dials: Arc<tokio::sync::Semaphore>,
+}
+
+impl Dialler {
+    /// A dialler on an ephemeral port of `family`'s loopback or unspecified
+    /// address (the same family as the target).
+    pub fn new(target: Target) -> Result<Dialler, NetError> {
+        let local: SocketAddr = if target.addr.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let config = NetConfig {
+            // Hostile peers hold many streams open.
+            max_streams_per_connection: 1024,
+            ..NetConfig::default()
+        };
+        Ok(Dialler {
+            endpoint: Endpoint::bind(local, identities(1).remove(0), config)?,
+            dials: Arc::new(tokio::sync::Semaphore::new(DIALS_AT_ONCE)),
+        })
+    }
+
+    /// Connects to `target` as `key`.
+    pub async fn connect(&self, key: &SecretKey, target: Target) -> Result<Connection, NetError> {
+        let err = |reason: String| NetError::Connect {
+            peer: target.peer,
+            addr: target.addr,
+            reason,
+        };
+        let tls = tls::client_config(key, target.peer).map_err(|e| NetError::Tls(e.to_string()))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(
+            QuicClientConfig::try_from(tls).map_err(|e| NetError::Tls(e.to_string()))?,
+        ));
+        client.transport_config(self.endpoint.shared.transport.clone());
+        let shared = &self.endpoint.shared;
+        let _turn = self.dials.acquire().await;
+        let connecting = self
+            .endpoint
+            .quic
+            .connect_with(client, target.addr, "errand.invalid")
+            .map_err(|e| err(e.to_string()))?;
+        let conn = tokio::time::timeout(shared.config.connect_timeout, connecting)
+            .await
+            .map_err(|_| err("handshake timed out".into()))?
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Connection {
+            conn,
+            peer: target.peer,
+            config: shared.config.clone(),
+            budget: shared.budget.clone(),
+        })
+    }
+
+    /// Closes every connection the dialler opened.
+    pub fn close(&self) {
+        self.endpoint.close();
+    }
+}
+
+/// A stream a hostile peer holds open; dropping it abandons the stream.
+#[derive(Debug)]
+pub struct Held {
+    /// Our sending side.
+    pub send: SendStream,
+    /// Our receiving side.
+    pub recv: RecvStream,
+}
+
+impl Connection {
+    /// Opens a bidirectional stream for raw use (hostile peers, tests).
+    pub async fn open_raw(&self) -> Result<Held, NetError> {
+        let (send, recv) = self.open().await?;
+        Ok(Held { send, recv })
+    }
+}
+
+/// Writes a frame header declaring `declared` bytes, then the first `sent`
+/// bytes of such a frame (zeros), and keeps the stream open.
+pub async fn declare_frame(
+    conn: &Connection,
+    declared: u32,
+    sent: usize,
+) -> Result<Held, NetError> {
+    let mut h = conn.open_raw().await?;
+    let closed = |e: quinn::WriteError| NetError::Closed(e.to_string());
+    h.send
+        .write_all(&declared.to_be_bytes())
+        .await
+        .map_err(closed)?;
+    let zeros = vec![0u8; 16 << 10];
+    let mut left = sent.min(declared as usize);
+    while left > 0 {
+        let n = left.min(zeros.len());
+        h.send.write_all(&zeros[..n]).await.map_err(closed)?;
+        left -= n;
+    }
+    Ok(h)
+}
+
+/// Sends `payload` as a whole request and never reads the answer.
+pub async fn send_and_never_read(conn: &Connection, payload: &[u8]) -> Result<Held, NetError> {
+    let mut h = conn.open_raw().await?;
+    write_frame(&mut h.send, payload).await?;
+    Ok(h)
+}
+
+/// Sends `bytes` as they are (no framing added), finishes the stream and
+/// returns the answer, if one comes within `wait`.
+pub async fn send_raw(
+    conn: &Connection,
+    bytes: &[u8],
+    wait: Duration,
+) -> Result<Response, NetError> {
+    let mut h = conn.open_raw().await?;
+    let closed = |e: String| NetError::Closed(e);
+    h.send
+        .write_all(bytes)
+        .await
+        .map_err(|e| closed(e.to_string()))?;
+    h.send.finish().map_err(|e| closed(e.to_string()))?;
+    let frame = tokio::time::timeout(
+        wait,
+        crate::read_frame(&mut h.recv, conn.config.max_frame_bytes, &conn.budget),
+    )
+    .await
+    .map_err(|_| NetError::Timeout("waiting for the response"))??;
+    Ok(signed::decode::<Response>(&frame)?)
+}
+
+/// Sends the frame of `payload` `chunk` bytes at a time, one chunk every
+/// `every`, and returns the answer.
+pub async fn send_slowly(
+    conn: &Connection,
+    payload: &[u8],
+    chunk: usize,
+    every: Duration,
+) -> Result<Response, NetError> {
+    let mut h = conn.open_raw().await?;
+    let closed = |e: quinn::WriteError| NetError::Closed(e.to_string());
+    let mut framed = u32::try_from(payload.len())
+        .map_err(|_| NetError::FrameTooLarge {
+            len: payload.len(),
+            max: u32::MAX as usize,
+        })?
+        .to_be_bytes()
+        .to_vec();
+    framed.extend_from_slice(payload);
+    for part in framed.chunks(chunk.max(1)) {
+        h.send.write_all(part).await.map_err(closed)?;
+        tokio::time::sleep(every).await;
+    }
+    h.send
+        .finish()
+        .map_err(|e| NetError::Closed(e.to_string()))?;
+    let frame = crate::read_frame(&mut h.recv, conn.config.max_frame_bytes, &conn.budget).await?;
+    Ok(signed::decode::<Response>(&frame)?)
+}
+
+/// One way to misbehave (see the module docs).
+#[derive(Debug, Clone)]
+pub enum Attack {
+    /// `identities` fresh identities each open `per_identity` connections
+    /// and hold them, idle.
+    ConnectionFlood {
+        /// Fresh identities.
+        identities: usize,
+        /// Connections each.
+        per_identity: usize,
+    },
+    /// Fresh identities each open `streams` streams declaring frames of
+    /// `declared` bytes, send `sent` bytes of each, and hold them.
+    DeclaredNotSent {
+        /// Fresh identities.
+        identities: usize,
+        /// Streams each.
+        streams: usize,
+        /// The declared length.
+        declared: u32,
+        /// Bytes actually sent.
+        sent: usize,
+    },
+    /// Fresh identities each send `streams` requests of `payload` a few
+    /// bytes at a time.
+    SlowSenders {
+        /// Fresh identities.
+        identities: usize,
+        /// Streams each.
+        streams: usize,
+        /// The request sent.
+        payload: Vec<u8>,
+        /// Bytes per write.
+        chunk: usize,
+        /// Pause between writes.
+        every: Duration,
+    },
+    /// Fresh identities each send `streams` copies of `payload` and never
+    /// read the answers.
+    NeverRead {
+        /// Fresh identities.
+        identities: usize,
+        /// Streams each.
+        streams: usize,
+        /// The request sent (one that gets a large answer hurts most).
+        payload: Vec<u8>,
+    },
+    /// Fresh identities each send `rounds` frames that do not decode, are
+    /// cut short, or declare more than the limit, reconnecting after each
+    /// disconnection.
+    BadFrames {
+        /// Fresh identities.
+        identities: usize,
+        /// Frames each.
+        rounds: usize,
+        /// A length over the server's frame limit.
+        oversized: u32,
+    },
+    /// One identity sends every payload `copies` times at once, on
+    /// `connections` connections.
+    Replay {
+        /// The identity the payloads are signed by.
+        key: SecretKey,
+        /// Request payloads (encoded requests).
+        payloads: Vec<Vec<u8>>,
+        /// Copies of each, all sent concurrently.
+        copies: usize,
+        /// Connections to spread them over.
+        connections: usize,
+    },
+}
+
+/// What an attack did and what it got back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Connections established.
+    pub connections: u64,
+    /// Connections or streams refused at a limit (retryable refusals).
+    pub refused: u64,
+    /// Streams opened.
+    pub streams: u64,
+    /// Answers received, by kind (`Pong`, `Invoked`, `Error(Busy)`, …).
+    pub answers: BTreeMap<String, u64>,
+    /// Other failures (timeouts, closed connections, handshakes).
+    pub failures: u64,
+    /// The first few failures' messages.
+    pub errors: Vec<String>,
+    /// The answers to [`Attack::Replay`], in order: payload index and the
+    /// response.
+    pub replies: Vec<(usize, Response)>,
+}
+
+impl Report {
+    fn answer(&mut self, r: &Response) {
+        let kind = match r {
+            Response::Pong => "Pong".to_owned(),
+            Response::Published(_) => "Published".to_owned(),
+            Response::Candidates(_) => "Candidates".to_owned(),
+            Response::Invoked(_) => "Invoked".to_owned(),
+            Response::Receipt(_) => "Receipt".to_owned(),
+            Response::Package(_) => "Package".to_owned(),
+            Response::Status(_) => "Status".to_owned(),
+            Response::Error(e) => format!("Error({:?})", e.code),
+        };
+        *self.answers.entry(kind).or_default() += 1;
+    }
+
+    fn failed(&mut self, e: &NetError) {
+        if e.is_retryable() {
+            self.refused += 1;
+        } else {
+            self.failures += 1;
+        }
+        if self.errors.len() < 8 {
+            self.errors.push(e.to_string());
+        }
+    }
+
+    fn merge(&mut self, o: Report) {
+        self.connections += o.connections;
+        self.refused += o.refused;
+        self.streams += o.streams;
+        self.failures += o.failures;
+        let room = 8usize.saturating_sub(self.errors.len());
+        self.errors.extend(o.errors.into_iter().take(room));
+        for (k, v) in o.answers {
+            *self.answers.entry(k).or_default() += v;
+        }
+        self.replies.extend(o.replies);
+    }
+
+    /// How many answers of `kind` came back.
+    pub fn count(&self, kind: &str) -> u64 {
+        self.answers.get(kind).copied().unwrap_or(0)
+    }
+}
+
+/// Mounts `attack` on `target`, holds whatever it opened for `hold`, then
+/// lets go of everything and reports. Runs its identities concurrently.
+pub async fn run(attack: &Attack, target: Target, hold: Duration) -> Result<Report, NetError> {
+    let dialler = Dialler::new(target)?;
+    let mut tasks = tokio::task::JoinSet::new();
+    let deadline = tokio::time::Instant::now() + hold;
+    match attack.clone() {
+        Attack::ConnectionFlood {
+            identities: n,
+            per_identity,
+        } => {
+            for key in identities(n) {
+                let d = dialler.clone();
+                tasks.spawn(async move {
+                    let mut r = Report::default();
+                    let mut held = Vec::new();
+                    for _ in 0..per_identity {
+                        match d.connect(&key, target).await {
+                            Ok(c) => {
+                                r.connections += 1;
+                                held.push(c);
+                            }
+                            Err(e) => r.failed(&e),
+                        }
+                    }
+                    tokio::time::sleep_until(deadline).await;
+                    // A refused connection only shows once it is used.
+                    for c in &held {
+                        if let Some(quinn::ConnectionError::ApplicationClosed(a)) =
+                            c.conn.close_reason()
+                            && a.error_code == crate::close::REFUSED
+                        {
+                            r.refused += 1;
+                        }
+                    }
+                    r
+                });
+            }
+        }
+        Attack::DeclaredNotSent {
+            identities: n,
+            streams,
+            declared,
+            sent,
+        } => {
+            for key in identities(n) {
+                let d = dialler.clone();
+                tasks.spawn(async move {
+                    let mut r = Report::default();
+                    let conn = match d.connect(&key, target).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            r.failed(&e);
+                            return r;
+                        }
+                    };
+                    r.connections += 1;
+                    let mut held = Vec::new();
+                    for _ in 0..streams {
+                        match declare_frame(&conn, declared, sent).await {
+                            Ok(h) => {
+                                r.streams += 1;
+                                held.push(h);
+                            }
+                            Err(e) => r.failed(&e),
+                        }
+                    }
+                    tokio::time::sleep_until(deadline).await;
+                    r
+                });
+            }
+        }
+        Attack::SlowSenders {
+            identities: n,
+            streams,
+            payload,
+            chunk,
+            every,
+        } => {
+            let payload = Arc::new(payload);
+            for key in identities(n) {
+                let d = dialler.clone();
+                let payload = payload.clone();
+                tasks.spawn(async move {
+                    let mut r = Report::default();
+                    let conn = match d.connect(&key, target).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            r.failed(&e);
+                            return r;
+                        }
+                    };
+                    r.connections += 1;
+                    let mut sends = tokio::task::JoinSet::new();
+                    for _ in 0..streams {
+                        let (conn, payload) = (conn.clone(), payload.clone());
+                        sends.spawn(async move {
+                            tokio::time::timeout_at(
+                                deadline,
+                                send_slowly(&conn, &payload, chunk, every),
+                            )
+                            .await
+                        });
+                    }
+                    while let Some(done) = sends.join_next().await {
+                        r.streams += 1;
+                        match done {
+                            Ok(Ok(Ok(resp))) => r.answer(&resp),
+                            Ok(Ok(Err(e))) => r.failed(&e),
+                            // Still sending when the attack ended.
+                            Ok(Err(_)) | Err(_) => {}
+                        }
+                    }
+                    r
+                });
+            }
+        }
+        Attack::NeverRead {
+            identities: n,
+            streams,
+            payload,
+        } => {
+            let payload = Arc::new(payload);
+            for key in identities(n) {
+                let d = dialler.clone();
+                let payload = payload.clone();
+                tasks.spawn(async move {
+                    let mut r = Report::default();
+                    let conn = match d.connect(&key, target).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            r.failed(&e);
+                            return r;
+                        }
+                    };
+                    r.connections += 1;
+                    let mut held = Vec::new();
+                    for _ in 0..streams {
+                        match tokio::time::timeout_at(
+                            deadline,
+                            send_and_never_read(&conn, &payload),
+                        )
+                        .await
+                        {
+                            Ok(Ok(h)) => {
+                                r.streams += 1;
+                                held.push(h);
+                            }
+                            Ok(Err(e)) => r.failed(&e),
+                            Err(_) => break,
+                        }
+                    }
+                    tokio::time::sleep_until(deadline).await;
+                    r
+                });
+            }
+        }
+        Attack::BadFrames {
+            identities: n,
+            rounds,
+            oversized,
+        } => {
+            for key in identities(n) {
+                let d = dialler.clone();
+                tasks.spawn(async move {
+                    let mut r = Report::default();
+                    for round in 0..rounds {
+                        if tokio::time::Instant::now() >= deadline {
+                            break;
+                        }
+                        // Each bad frame costs the connection: dial afresh.
+                        let conn = match d.connect(&key, target).await {
+                            Ok(c) => c,
+                            Err(e) => {
+                                r.failed(&e);
+                                continue;
+                            }
+                        };
+                        r.connections += 1;
+                        let bytes: Vec<u8> = match round % 3 {
+                            // Frames that do not decode.
+                            0 => [&11u32.to_be_bytes()[..], b"not errand!"].concat(),
+                            // Declares 1000 bytes, sends 10, finishes.
+                            1 => [&1000u32.to_be_bytes()[..], &[7u8; 10][..]].concat(),
+                            // Over the limit.
+                            _ => [&oversized.to_be_bytes()[..], &[0u8; 1024][..]].concat(),
+                        };
+                        r.streams += 1;
+                        match send_raw(&conn, &bytes, Duration::from_secs(5)).await {
+                            Ok(resp) => r.answer(&resp),
+                            Err(e) => r.failed(&e),
+                        }
+                    }
+                    r
+                });
+            }
+        }
+        Attack::Replay {
+            key,
+            payloads,
+            copies,
+            connections,
+        } => {
+            let mut conns = Vec::new();
+            let mut r = Report::default();
+            for _ in 0..connections.max(1) {
+                match dialler.connect(&key, target).await {
+                    Ok(c) => {
+                        r.connections += 1;
+                        conns.push(c);
+                    }
+                    Err(e) => r.failed(&e),
+                }
+            }
+            if conns.is_empty() {
+                return Ok(r);
+            }
+            let payloads = Arc::new(payloads);
+            let mut n = 0usize;
+            for i in 0..payloads.len() {
+                for _ in 0..copies {
+                    let conn = conns[n % conns.len()].clone();
+                    n += 1;
+                    let payloads = payloads.clone();
+                    tasks.spawn(async move {
+                        let mut r = Report {
+                            streams: 1,
+                            ..Report::default()
+                        };
+                        match conn.request_raw(&payloads[i]).await {
+                            Ok(resp) => {
+                                r.answer(&resp);
+                                r.replies.push((i, resp));
+                            }
+                            Err(e) => r.failed(&e),
+                        }
+                        r
+                    });
+                }
+            }
+            tasks.spawn(async move { r });
+        }
+    }
+    let mut report = Report::default();
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(r) = r {
+            report.merge(r);
+        }
+    }
+    dialler.close();
+    Ok(report)
+}
