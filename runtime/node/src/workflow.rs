@@ -415,6 +415,12 @@ fn step_context(
     InvocationContext::from_pairs(time, &spec.params.iter().collect::<Vec<_>>())
 }
 
+/// An executor's answer and whether its receipt answers the request.
+type Answered = (
+    crate::client::Invoked,
+    Result<(), errand_core::receipt::BindingError>,
+);
+
 /// The one request shape for real work, canaries and cross-checks alike, so
 /// an executor cannot tell them apart by their form: the step's parameters
 /// and time, the same fuel cap, the limits of the author-signed manifest
@@ -673,6 +679,27 @@ impl Runner {
             .find(|p| p.authorship.body().component == digest)
     }
 
+    /// Sends `ask` to `to` within the step timeout. A refusal the executor
+    /// calls retryable (at its connection or memory limit, busy) is retried
+    /// with the same, unused request id and a short backoff, so a loaded
+    /// honest executor is not marked unavailable.
+    async fn ask(
+        &self,
+        to: PeerAddr,
+        ask: &Ask,
+    ) -> Result<Result<Answered, ClientError>, tokio::time::error::Elapsed> {
+        let backoff = crate::client::Backoff {
+            attempts: 3,
+            first: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        tokio::time::timeout(
+            self.config.step_timeout,
+            crate::client::retry(backoff, || self.client.invoke_raw(to, ask), |_, _| {}),
+        )
+        .await
+    }
+
     fn run_local(&self, pkg: &Package, ask: &Ask) -> Option<Vec<u8>> {
         run_ask_locally(&self.host, pkg, ask)
     }
@@ -811,10 +838,7 @@ impl Runner {
             &mut *self.rng,
             tiers.reputation.then_some(&self.reputation),
         );
-        let mut last: Option<(
-            crate::client::Invoked,
-            Result<(), errand_core::receipt::BindingError>,
-        )> = None;
+        let mut last: Option<Answered> = None;
         // The fuel every request of this step states.
         let fuel = spec.fuel.unwrap_or(DEFAULT_FUEL);
         // The candidate whose canary or real request went out last: the
@@ -865,11 +889,7 @@ impl Runner {
                         limits,
                         tiers.evidence || self.config.keep_trace,
                     );
-                    let got = tokio::time::timeout(
-                        self.config.step_timeout,
-                        self.client.invoke_raw(*to, &ask),
-                    )
-                    .await;
+                    let got = self.ask(*to, &ask).await;
                     traffic.data_messages += 2;
                     let event = match got {
                         Err(_) => Event::Rejected(Rejection::Timeout),
@@ -1001,7 +1021,7 @@ impl Runner {
         };
         traffic.control_messages += 2;
         let got =
-            tokio::time::timeout(self.config.step_timeout, self.client.invoke_raw(*to, &ask)).await;
+            self.ask(*to, &ask).await;
         match got {
             Err(_) => Event::Rejected(Rejection::Timeout),
             Ok(Err(e)) => Event::Rejected(Rejection::Unavailable(e.to_string())),
@@ -1045,8 +1065,7 @@ impl Runner {
         for (i, to) in [a, b].into_iter().enumerate() {
             traffic.control_messages += 2;
             let got =
-                tokio::time::timeout(self.config.step_timeout, self.client.invoke_raw(*to, &ask))
-                    .await;
+                self.ask(*to, &ask).await;
             outs.push(match got {
                 Ok(Ok((done, binding))) => {
                     traffic.control_bytes += done.bytes;
