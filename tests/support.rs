@@ -64,15 +64,19 @@ impl Sandbox {
     /// Runs errand with this sandbox's key and compile cache: every call is
     /// a fresh process, so a second call is "after a restart".
     pub fn errand(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .args(args)
+        self.command(args).output().expect("run errand")
+    }
+
+    /// The command [`Sandbox::errand`] runs, to adjust before running it.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args)
             .current_dir(self.dir.path())
             .env("ERRAND_KEY", self.path("key"))
             .env("ERRAND_CACHE_DIR", self.path("cache"))
             .env("ERRAND_STATE", self.path("state"))
-            .env_remove("ERRAND_REGISTRIES")
-            .output()
-            .expect("run errand")
+            .env_remove("ERRAND_REGISTRIES");
+        c
     }
 }
 
@@ -116,6 +120,8 @@ pub struct NodeSpec {
     pub refresh_ms: Option<u32>,
     pub extra: String,
     pub listen: Option<String>,
+    /// Arguments given to `errand` before `node` (`--log-format json`).
+    pub args: Vec<String>,
 }
 
 /// A real `errand node` process.
@@ -124,6 +130,7 @@ pub struct NodeProc {
     pub child: Option<Child>,
     pub peer: PeerId,
     pub addr: SocketAddr,
+    args: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -170,6 +177,7 @@ impl NodeProc {
             child: None,
             peer: key.peer_id(),
             addr: "127.0.0.1:0".parse().unwrap(),
+            args: spec.args.clone(),
             _tmp: Some(tmp),
         }
     }
@@ -190,9 +198,11 @@ impl NodeProc {
             None => Command::new(bin()),
         };
         let mut child = cmd
+            .args(&self.args)
             .args(["node", "--config", "node.toml"])
             .current_dir(&self.dir)
             .env("RUST_LOG", "info")
+            .env_remove("NO_COLOR")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(self.dir.join("node.log")).unwrap())
             .spawn()
