@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
-use crate::support::{Sandbox, code, p, stderr, stdout};
+use crate::support::{NodeProc, NodeSpec, Sandbox, code, p, stderr, stdout};
 
 use errand_core::bounded::BVec;
 use errand_core::evidence::{Blob, Evidence, TraceBlob, TraceChain};
@@ -816,5 +817,473 @@ fn verify_reports_an_unreplayable_run_as_unusable_and_does_not_follow_folder_lin
         stderr(&o).contains("-p top is given twice"),
         "{}",
         stderr(&o)
+    );
+}
+
+// ------------------------------------------------------------- issue 11
+
+/// The repository's root.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Writes a tool crate with no dependencies into `dir` (a WASI command that
+/// shouts its input, quick to build from scratch) and its manifest, and
+/// returns the manifest's path.
+fn shout_crate(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"shout\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+         # Not a member of any workspace above it.\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/main.rs"),
+        "use std::io::{Read, Write};\n\nfn main() {\n    let mut s = String::new();\n    \
+         std::io::stdin().read_to_string(&mut s).unwrap();\n    \
+         std::io::stdout().write_all(s.to_uppercase().as_bytes()).unwrap();\n}\n",
+    )
+    .unwrap();
+    // The toolchain these tests were built with, which has the target.
+    std::fs::copy(
+        repo().join("rust-toolchain.toml"),
+        dir.join("rust-toolchain.toml"),
+    )
+    .unwrap();
+    let manifest = dir.join("capability.toml");
+    std::fs::write(
+        &manifest,
+        "name = \"shout\"\nversion = \"0.1.0\"\ndescription = \"Shouts its input\"\n\
+         intents = [\"shout text\"]\n\n[input]\nmedia_type = \"text/plain\"\n\n\
+         [output]\nmedia_type = \"text/plain\"\n\n[[examples]]\nname = \"hello\"\n\
+         input = \"hello\"\n",
+    )
+    .unwrap();
+    manifest
+}
+
+/// Issue 11, item 2: the README's walkthrough failed at `errand pack` until
+/// the tool was built by hand. Pack now builds it with cargo, showing
+/// cargo's output, and takes the component from cargo's own messages, so
+/// it is found wherever cargo's target folder is.
+#[test]
+fn pack_builds_the_tool_when_no_component_is_found() {
+    let user = Sandbox::new();
+    let manifest = shout_crate(&user.path("shout"));
+    let target = user.path("cargo-target");
+    let o = user
+        .command(&["pack", p(&manifest), "-o", "shout.errand"])
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(code(&o), 0, "{}{err}", stdout(&o));
+    assert!(
+        err.contains("building it with `cargo build --release --target wasm32-wasip2`"),
+        "{err}"
+    );
+    // Cargo's own progress is shown.
+    assert!(err.contains("Compiling shout v0.1.0"), "{err}");
+    let built = target.join("wasm32-wasip2/release/shout.wasm");
+    assert!(stdout(&o).contains("packed shout 0.1.0"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("component  {}", built.display())),
+        "{}",
+        stdout(&o)
+    );
+    // The package runs.
+    std::fs::write(user.path("in.txt"), "hello").unwrap();
+    let o = user.errand(&["run", "shout.errand", "--input", "in.txt"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "HELLO");
+}
+
+/// Issue 11, item 2: when pack cannot build, it says what is missing and
+/// how to get it: cargo itself, or the wasm32-wasip2 target.
+#[test]
+fn pack_says_how_to_get_cargo_or_the_target_when_it_cannot_build() {
+    let user = Sandbox::new();
+    let manifest = shout_crate(&user.path("shout"));
+
+    let nothing = user.path("empty-bin");
+    std::fs::create_dir_all(&nothing).unwrap();
+    let o = user
+        .command(&["pack", p(&manifest)])
+        .env("PATH", &nothing)
+        .env_remove("RUSTC")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(code(&o), 1, "{err}");
+    assert!(err.contains("cannot run `cargo`"), "{err}");
+    assert!(err.contains("rustup"), "{err}");
+
+    // A toolchain whose sysroot lacks the target.
+    let fake = user.path("fake-bin");
+    let sysroot = user.path("sysroot");
+    std::fs::create_dir_all(sysroot.join("lib/rustlib/x86_64-unknown-linux-gnu")).unwrap();
+    std::fs::create_dir_all(&fake).unwrap();
+    let rustc = fake.join("rustc");
+    std::fs::write(&rustc, format!("#!/bin/sh\necho '{}'\n", sysroot.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&rustc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = user
+        .command(&["pack", p(&manifest)])
+        .env("PATH", &fake)
+        .env_remove("RUSTC")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(code(&o), 1, "{err}");
+    assert!(err.contains("target is not installed"), "{err}");
+    assert!(err.contains("rustup target add wasm32-wasip2"), "{err}");
+}
+
+/// Issue 11, item 6: `errand verify --json FILE | head` panicked with
+/// "failed printing to stdout: Broken pipe". Every command that prints now
+/// stops quietly when its reader has gone, with the status of a program
+/// killed by SIGPIPE (128 + 13), never a panic's 101.
+#[test]
+fn verify_json_into_a_closed_pipe_exits_quietly_without_panicking() {
+    let user = Sandbox::new();
+    let (evidence, _, _) = write_evidence(user.dir.path(), &user.path("key"));
+    let (manifest, component) = user.tool_dir("text-stats");
+    let o = user.errand(&[
+        "pack",
+        p(&manifest),
+        "--component",
+        p(&component),
+        "-o",
+        "ts.errand",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    std::fs::write(user.path("in.txt"), "a few words").unwrap();
+    let folder = user.dir.path().to_str().unwrap();
+    for args in [
+        vec!["verify", "--json", p(&evidence)],
+        vec!["verify", p(&evidence)],
+        vec!["verify", folder],
+        vec!["id"],
+        vec!["inspect", "ts.errand"],
+        vec!["inspect", "--json", "ts.errand"],
+        vec!["run", "ts.errand", "--input", "in.txt"],
+    ] {
+        // A pipe whose reader is gone before the command starts.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = user.command(&args).stdout(writer).output().unwrap();
+        let err = stderr(&o);
+        assert!(
+            !err.contains("panicked") && !err.contains("failed printing"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(o.status.code(), Some(141), "{args:?}: {err}");
+        assert!(!err.contains("Broken pipe"), "{args:?}: {err}");
+    }
+}
+
+/// Issue 11, item 7: a node's logs sent to a file were full of ANSI colour
+/// codes. Colour now needs stderr to be a terminal.
+#[test]
+fn node_logs_written_to_a_file_have_no_colour_codes() {
+    let mut n = NodeProc::start(&NodeSpec {
+        registry: true,
+        ..NodeSpec::default()
+    });
+    assert!(n.terminate().success());
+    let log = n.log();
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+}
+
+/// Found with issue 11: `errand node` printed its ready line before it
+/// listened for signals, so a SIGTERM sent as soon as the line was read
+/// (a supervisor, a test, `kill` in the README) killed it outright instead
+/// of stopping it cleanly.
+#[test]
+fn a_node_sent_sigterm_as_soon_as_it_is_ready_stops_cleanly() {
+    for _ in 0..5 {
+        let mut n = NodeProc::start(&NodeSpec {
+            registry: true,
+            ..NodeSpec::default()
+        });
+        let status = n.terminate();
+        assert!(status.success(), "{status:?}\n{}", n.log());
+    }
+}
+
+/// Issue 11, item 7: `--log-format json` (a global flag) writes one JSON
+/// object per log event, for log collectors.
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let mut n = NodeProc::start(&NodeSpec {
+        registry: true,
+        args: vec!["--log-format".into(), "json".into()],
+        ..NodeSpec::default()
+    });
+    assert!(n.terminate().success());
+    let log = n.log();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(!events.is_empty(), "no logs");
+    for e in &events {
+        assert!(e["level"].is_string(), "{e}");
+        assert!(e["fields"]["message"].is_string(), "{e}");
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fields"]["message"] == "shutting down: withdrawing descriptors"),
+        "{log}"
+    );
+}
+
+// The README's commands, run as written.
+
+/// A ```` ```sh ```` block of README.md: where it starts, the HTML comment
+/// right above it (if any), and its text.
+struct ShellBlock {
+    line: usize,
+    marker: Option<String>,
+    text: String,
+}
+
+/// Marks a block the README test does not run; the comment says why.
+const NOT_RUN: &str = "<!-- not-run-by-readme-test:";
+
+fn readme_shell_blocks() -> Vec<ShellBlock> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let lines: Vec<&str> = readme.lines().collect();
+    let mut blocks = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].trim_end() == "```sh" {
+            let marker = lines[..i]
+                .iter()
+                .rev()
+                .map(|l| l.trim())
+                .find(|l| !l.is_empty())
+                .filter(|l| l.starts_with("<!--"))
+                .map(str::to_owned);
+            let start = i + 1;
+            let len = lines[start..]
+                .iter()
+                .position(|l| l.trim_end() == "```")
+                .unwrap_or_else(|| panic!("README.md line {i}: unclosed block"));
+            blocks.push(ShellBlock {
+                line: start + 1,
+                marker,
+                text: lines[start..start + len].join("\n"),
+            });
+            i = start + len;
+        }
+        i += 1;
+    }
+    blocks
+}
+
+/// A README block as this test runs it. The mapping, and nothing more:
+///
+/// - `rustup target add wasm32-wasip2 && ` is dropped: the target is
+///   installed, or these tests would not have been built;
+/// - `cargo run --release -p errand -- ` is `errand `: the binary under
+///   test, first on `PATH`;
+/// - each port in a `127.0.0.1:PORT` address is a free port chosen here,
+///   the same one wherever the README repeats it, so that runs on one
+///   machine (other checkouts' tests) cannot collide.
+///
+/// `.ci/run` runs the quick start's and test command's blocks themselves
+/// verbatim, from a clean clone.
+fn as_run_by_the_test(script: &str, ports: &mut FreePorts) -> String {
+    let script = script
+        .replace("rustup target add wasm32-wasip2 && ", "")
+        .replace("cargo run --release -p errand -- ", "errand ");
+    let mut out = String::new();
+    let mut rest = script.as_str();
+    const HOST: &str = "127.0.0.1:";
+    while let Some(at) = rest.find(HOST) {
+        let (head, tail) = rest.split_at(at + HOST.len());
+        out.push_str(head);
+        let digits = tail.chars().take_while(char::is_ascii_digit).count();
+        let port = &tail[..digits];
+        if !port.is_empty() && port != "0" {
+            out.push_str(&ports.instead_of(port).to_string());
+        } else {
+            out.push_str(port);
+        }
+        rest = &tail[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Free ports standing in for the README's, each held (bound) until the
+/// script starts so that no two are the same.
+#[derive(Default)]
+struct FreePorts {
+    chosen: std::collections::HashMap<String, u16>,
+    held: Vec<std::net::UdpSocket>,
+}
+
+impl FreePorts {
+    fn instead_of(&mut self, port: &str) -> u16 {
+        let held = &mut self.held;
+        *self.chosen.entry(port.to_owned()).or_insert_with(|| {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let free = s.local_addr().unwrap().port();
+            held.push(s);
+            free
+        })
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let ty = e.file_type().unwrap();
+        if ty.is_dir() && e.file_name() != "target" {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else if ty.is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A fresh folder laid out like this repository for the README's commands:
+/// `examples/`, the example tools already built where
+/// `cargo build --release --target wasm32-wasip2` puts them (the components
+/// this test binary embeds: the tools are built once, by the build script),
+/// `errand` on `PATH` and a home folder of its own (key, cache, state).
+fn readme_folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("examples"), &dir.path().join("examples"));
+    let built = dir.path().join("target/wasm32-wasip2/release");
+    std::fs::create_dir_all(&built).unwrap();
+    for t in errand_example_tools::ALL {
+        let file = format!("{}.wasm", t.name.replace('-', "_"));
+        std::fs::write(built.join(file), t.component).unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_errand"), dir.path().join("bin/errand"))
+        .unwrap();
+    std::fs::create_dir_all(dir.path().join("home")).unwrap();
+    dir
+}
+
+/// Runs `script` with `bash -euxo pipefail` in `dir` (see [`readme_folder`])
+/// and returns its exit status (None if it ran past `within`), stdout and
+/// stderr. Whatever it left running in the background is killed.
+fn run_readme_script(dir: &Path, script: &str, within: Duration) -> (Option<i32>, String, String) {
+    use std::os::unix::process::CommandExt as _;
+    std::fs::write(dir.join("readme.sh"), script).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("bash");
+    cmd.args(["-euxo", "pipefail", "readme.sh"])
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("HOME", dir.join("home"))
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(dir.join("readme.out")).unwrap())
+        .stderr(std::fs::File::create(dir.join("readme.err")).unwrap())
+        .process_group(0);
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("ERRAND_") || k.starts_with("XDG_") {
+            cmd.env_remove(&*k);
+        }
+    }
+    let mut child = cmd.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if t0.elapsed() > within {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The whole process group: the script, and any node it left running.
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stderr(std::process::Stdio::null())
+        .status();
+    let _ = child.wait();
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    (status, read("readme.out"), read("readme.err"))
+}
+
+/// The README's quick start, as written (with the mapping of
+/// [`as_run_by_the_test`]): `errand demo` with its defaults.
+#[test]
+fn readme_quick_start_runs_as_written() {
+    let blocks = readme_shell_blocks();
+    let quick: Vec<&ShellBlock> = blocks
+        .iter()
+        .filter(|b| b.marker.as_deref() == Some("<!-- main-command -->"))
+        .collect();
+    assert_eq!(quick.len(), 1, "README.md needs one <!-- main-command -->");
+    let script = as_run_by_the_test(&quick[0].text, &mut FreePorts::default());
+    let dir = readme_folder();
+    let (status, out, err) = run_readme_script(dir.path(), &script, Duration::from_secs(300));
+    assert_eq!(
+        status,
+        Some(0),
+        "README.md line {}:\n{script}\n--- stdout\n{out}\n--- stderr\n{err}",
+        quick[0].line
+    );
+    assert!(out.contains("T1+T2+T3"), "{out}");
+}
+
+/// Every other shell block of the README (the CLI walkthrough, node, find,
+/// invoke, workflow, verify), in order, as one script in one fresh folder,
+/// exactly as written (with the mapping of [`as_run_by_the_test`]): a
+/// README that drifts from the program fails here. Not run: the test
+/// command (this suite) and blocks marked `<!-- not-run-by-readme-test:
+/// WHY -->`.
+#[test]
+fn readme_commands_run_in_order_as_written() {
+    let mut ports = FreePorts::default();
+    let mut script = String::new();
+    for b in readme_shell_blocks() {
+        match b.marker.as_deref() {
+            Some("<!-- main-command -->" | "<!-- test-command -->") => continue,
+            Some(m) if m.starts_with(NOT_RUN) => continue,
+            _ => {}
+        }
+        script.push_str(&format!("# README.md line {}\n", b.line));
+        script.push_str(&as_run_by_the_test(&b.text, &mut ports));
+        script.push('\n');
+    }
+    drop(ports);
+    for needed in [
+        "errand pack",
+        "errand node",
+        "errand find",
+        "errand invoke",
+        "errand workflow run",
+        "errand verify",
+    ] {
+        assert!(
+            script.contains(needed),
+            "no `{needed}` in README.md's shell blocks"
+        );
+    }
+    let dir = readme_folder();
+    let (status, out, err) = run_readme_script(dir.path(), &script, Duration::from_secs(300));
+    assert_eq!(
+        status,
+        Some(0),
+        "{script}\n--- stdout\n{out}\n--- stderr (`+` lines are the commands)\n{err}"
     );
 }

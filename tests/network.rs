@@ -1035,3 +1035,169 @@ fn a_node_keeps_serving_an_honest_requester_through_hostile_peers() {
         delivered.len() as u64 + replays_run
     );
 }
+
+/// Issue 11, item 3: `errand find` needed a secret key, so a newcomer
+/// without `errand keygen` got `no key at …`. With no key it now searches
+/// with a one-off identity; a key named with `--key` must still exist.
+#[test]
+fn find_without_a_key_searches_with_a_one_off_identity() {
+    let reg = registry();
+    let _exec = executor(&reg, &["text-stats"], 15_000, 5_000);
+    let user = Sandbox::new();
+    let registry = reg.peer_addr().to_string();
+    let no_key = user.path("no-such-key");
+    let mut last = String::new();
+    let found = eventually(Duration::from_secs(10), || {
+        let o = user
+            .command(&["find", "count words", "--registry", &registry])
+            .env("ERRAND_KEY", &no_key)
+            .output()
+            .unwrap();
+        last = format!("{}{}", stdout(&o), stderr(&o));
+        code(&o) == 0 && stdout(&o).contains("text-stats")
+    });
+    assert!(found.is_some(), "{last}");
+    assert!(last.contains("one-off identity"), "{last}");
+    assert!(!no_key.exists(), "find wrote a key");
+
+    let o = user.errand(&[
+        "find",
+        "count words",
+        "--registry",
+        &registry,
+        "--key",
+        p(&no_key),
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("no key at"), "{}", stderr(&o));
+}
+
+/// Issue 11, item 5: invocations running side by side in one folder wrote
+/// one evidence file (`text-stats.evidence`), each overwriting the last.
+/// Each now gets its own file, named after its request and created only if
+/// no file has the name; invocations by intent already named theirs after
+/// the request, and this shows it holds for them too.
+#[test]
+fn concurrent_invokes_in_one_folder_each_keep_their_own_evidence() {
+    // The callers share one identity: room for all their connections at
+    // once (a peer's connections past the limit replace its oldest, which
+    // is not what this test is about).
+    let limits = "[limits]\nmax_connections_per_peer = 32\nmax_concurrent_invocations = 32\n";
+    let reg = NodeProc::start(&NodeSpec {
+        registry: true,
+        extra: limits.into(),
+        ..NodeSpec::default()
+    });
+    let exec = NodeProc::start(&NodeSpec {
+        packages: true,
+        registries: vec![reg.peer_addr()],
+        extra: limits.into(),
+        ..NodeSpec::default()
+    });
+    pack_example(
+        "text-stats",
+        &exec.packages(),
+        &SecretKey::from_seed(crate::support::rand_seed()),
+        None,
+    );
+    let user = Sandbox::new();
+    let registry = reg.peer_addr().to_string();
+    let listed = eventually(Duration::from_secs(10), || {
+        let o = user.errand(&["find", "count words", "--registry", &registry]);
+        code(&o) == 0 && stdout(&o).contains("text-stats")
+    });
+    assert!(listed.is_some(), "never listed:\n{}", exec.log());
+    std::fs::write(
+        user.path("notes.txt"),
+        "so much depends upon a red wheel barrow",
+    )
+    .unwrap();
+
+    let direct = exec.peer_addr().to_string();
+    let mut calls: Vec<Vec<String>> = (0..8)
+        .map(|i| {
+            [
+                "invoke",
+                &direct,
+                "--capability",
+                "text-stats",
+                "--input",
+                "notes.txt",
+                "-o",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([format!("direct-{i}.json")])
+            .collect()
+        })
+        .collect();
+    calls.extend((0..4).map(|i| {
+        [
+            "invoke",
+            "--intent",
+            "count words",
+            "--registry",
+            &registry,
+            "--input",
+            "notes.txt",
+            "--policy",
+            "t1",
+            "-o",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("intent-{i}.json")])
+        .collect()
+    }));
+    let running: Vec<_> = calls
+        .iter()
+        .map(|args| {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            user.command(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut printed = std::collections::BTreeSet::new();
+    for (child, args) in running.into_iter().zip(&calls) {
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+        // Each prints the file it wrote.
+        let path = stderr(&o)
+            .rsplit("evidence ")
+            .next()
+            .map(|s| s.trim().trim_start_matches("./").to_owned())
+            .unwrap();
+        assert!(path.ends_with(".evidence"), "{args:?}: {}", stderr(&o));
+        assert!(printed.insert(path.clone()), "{path} printed twice");
+    }
+    let on_disk: std::collections::BTreeSet<String> = std::fs::read_dir(user.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".evidence"))
+        .collect();
+    assert_eq!(on_disk, printed);
+    assert_eq!(on_disk.len(), 12, "{on_disk:?}");
+    assert_eq!(
+        on_disk
+            .iter()
+            .filter(|n| n.starts_with("text-stats-"))
+            .count(),
+        8,
+        "{on_disk:?}"
+    );
+    // Every one is whole and verifies.
+    let mut args = vec!["verify", "--executor"];
+    let executor = exec.peer.to_string();
+    args.push(&executor);
+    args.extend(on_disk.iter().map(String::as_str));
+    let o = user.errand(&args);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("12 files: 12 verified"),
+        "{}",
+        stdout(&o)
+    );
+}

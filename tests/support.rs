@@ -67,7 +67,8 @@ impl Sandbox {
         self.command(args).output().expect("run errand")
     }
 
-    /// The command [`Sandbox::errand`] runs, to start several at once.
+    /// The command [`Sandbox::errand`] runs, to adjust or to start
+    /// several at once.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
         c.args(args)
@@ -120,6 +121,8 @@ pub struct NodeSpec {
     pub refresh_ms: Option<u32>,
     pub extra: String,
     pub listen: Option<String>,
+    /// Arguments given to `errand` before `node` (`--log-format json`).
+    pub args: Vec<String>,
 }
 
 /// A real `errand node` process.
@@ -128,6 +131,7 @@ pub struct NodeProc {
     pub child: Option<Child>,
     pub peer: PeerId,
     pub addr: SocketAddr,
+    args: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -174,6 +178,7 @@ impl NodeProc {
             child: None,
             peer: key.peer_id(),
             addr: "127.0.0.1:0".parse().unwrap(),
+            args: spec.args.clone(),
             _tmp: Some(tmp),
         }
     }
@@ -194,9 +199,11 @@ impl NodeProc {
             None => Command::new(bin()),
         };
         let mut child = cmd
+            .args(&self.args)
             .args(["node", "--config", "node.toml"])
             .current_dir(&self.dir)
             .env("RUST_LOG", "info")
+            .env_remove("NO_COLOR")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(self.dir.join("node.log")).unwrap())
             .spawn()

@@ -164,6 +164,43 @@ pub fn load_evidence(path: &Path) -> Result<Evidence, LoadError> {
     parse_evidence(path, &bytes)
 }
 
+/// Writes `bytes` to a new file at `path`, never replacing a file that
+/// exists there (the error is then `AlreadyExists`). The bytes go to a
+/// temporary file first (`create_new`), which is hard-linked into place, so
+/// readers never see a partial file and two writers never share one; where
+/// the file system has no hard links, `path` itself is created with
+/// `create_new` and written.
+pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)?;
+    }
+    let write = |p: &Path| -> io::Result<()> {
+        let result = (|| {
+            let mut f = fs::File::create_new(p)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })();
+        if let Err(e) = result {
+            // Only remove what this call created.
+            if e.kind() != io::ErrorKind::AlreadyExists {
+                let _ = fs::remove_file(p);
+            }
+            return Err(e);
+        }
+        Ok(())
+    };
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    write(&tmp)?;
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) => write(path),
+    }
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file renamed into place,
 /// so readers never see a partial file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {

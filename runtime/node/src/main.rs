@@ -11,6 +11,9 @@ mod cli;
 #[derive(Debug, Parser)]
 #[command(name = "errand", version, propagate_version = true)]
 struct Cli {
+    /// How commands that log (`errand node`) write their logs on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = cli::LogFormat::Text)]
+    log_format: cli::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,9 +38,12 @@ enum Command {
     /// Exit status: 0 if the tool returned output, 1 otherwise.
     Run(cli::tools::RunArgs),
     /// Run a node: host packages, serve invocations, publish descriptors,
-    /// and (with [registry]) act as a registry. Logs follow RUST_LOG.
+    /// and (with [registry]) act as a registry. Logs go to stderr and
+    /// follow RUST_LOG; see --log-format.
     Node(cli::network::NodeArgs),
     /// Find capabilities by intent and constraints across registries.
+    ///
+    /// Needs no key: without one it searches with a one-off identity.
     Find(cli::network::FindArgs),
     /// Invoke a capability on a peer, verify the receipt, write the evidence.
     ///
@@ -59,8 +65,12 @@ enum Command {
     Sim(cli::sim::SimArgs),
 }
 
+/// The exit status when stdout is a closed pipe: 128 + SIGPIPE.
+const BROKEN_PIPE: u8 = 141;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::set_log_format(cli.log_format);
     let result = match cli.command {
         Command::Keygen(a) => cli::keys::keygen(a),
         Command::Id(a) => cli::keys::id(a),
@@ -79,6 +89,18 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // Whoever read stdout has gone (`errand verify --json FILE | head`):
+        // stop quietly, as ripgrep does. The status is the one a program
+        // killed by SIGPIPE shows in a shell (128 + 13), never 0, so a
+        // pipeline under `pipefail` cannot take a cut-off check for a pass.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<cli::StdoutError>()
+                    .is_some_and(cli::StdoutError::is_broken_pipe)
+            }) =>
+        {
+            ExitCode::from(BROKEN_PIPE)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)

@@ -132,6 +132,38 @@ fn inline_examples(path: &Path, m: &mut Manifest) -> Result<(), PackError> {
     })
 }
 
+/// Finds the component for the tool `manifest_path` describes, as
+/// [`pack`] does when it is given none: next to the manifest, or built
+/// under a `target/wasm32-wasip2/` folder at or above it.
+/// [`PackError::NoComponent`] names the tool and where it looked.
+pub fn locate_component(manifest_path: &Path) -> Result<PathBuf, PackError> {
+    let manifest = read_manifest(manifest_path)?;
+    find_component(manifest_path, &manifest.name)
+}
+
+/// The folder of the Rust crate that builds the tool `manifest_path`
+/// describes: the manifest's folder, when it holds a `Cargo.toml`.
+pub fn tool_crate(manifest_path: &Path) -> Option<PathBuf> {
+    let dir = manifest_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    dir.join("Cargo.toml").is_file().then(|| dir.to_owned())
+}
+
+/// Reads and parses `capability.toml`, without checking it.
+fn read_manifest(manifest_path: &Path) -> Result<Manifest, PackError> {
+    let text = String::from_utf8(files::read_bounded(
+        manifest_path,
+        MAX_MANIFEST_BYTES as u64,
+    )?)
+    .map_err(|_| PackError::ManifestSyntax {
+        path: manifest_path.to_owned(),
+        reason: "not UTF-8 text".into(),
+    })?;
+    parse_manifest(manifest_path, &text)
+}
+
 /// Finds the component for `name` near `manifest` when none was given.
 fn find_component(manifest: &Path, name: &str) -> Result<PathBuf, PackError> {
     let file = format!("{}.wasm", name.replace('-', "_"));
@@ -213,15 +245,7 @@ pub fn pack(
     key: &SecretKey,
     now: UnixMillis,
 ) -> Result<PackReport, PackError> {
-    let text = String::from_utf8(files::read_bounded(
-        manifest_path,
-        MAX_MANIFEST_BYTES as u64,
-    )?)
-    .map_err(|_| PackError::ManifestSyntax {
-        path: manifest_path.to_owned(),
-        reason: "not UTF-8 text".into(),
-    })?;
-    let mut manifest = parse_manifest(manifest_path, &text)?;
+    let mut manifest = read_manifest(manifest_path)?;
     manifest.validate().or_else(|e| match e {
         // Files are inlined next; anything else is a real error.
         ManifestError::Field {

@@ -40,20 +40,43 @@ pub fn load_key(arg: Option<PathBuf>) -> anyhow::Result<SecretKey> {
     Ok(keystore::load(&path)?)
 }
 
-pub fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
-    let path = key_path(args.out)?;
+/// The default key, or, when there is none, a fresh identity used for this
+/// command only: searching needs no lasting identity. A key that exists but
+/// cannot be used is still an error.
+pub fn load_default_or_ephemeral() -> anyhow::Result<SecretKey> {
+    let missing = match keystore::default_key_path() {
+        Ok(path) => match keystore::load(&path) {
+            Ok(key) => return Ok(key),
+            Err(keystore::KeyError::Missing { path }) => path.display().to_string(),
+            Err(e) => return Err(e.into()),
+        },
+        Err(keystore::KeyError::NoHome) => "the default location".to_owned(),
+        Err(e) => return Err(e.into()),
+    };
+    let key = fresh_key()?;
+    eprintln!("note: no key at {missing}; searching with a one-off identity");
+    Ok(key)
+}
+
+/// A new random secret key.
+fn fresh_key() -> anyhow::Result<SecretKey> {
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);
     getrandom::fill(seed.as_mut())
         .map_err(|e| anyhow::anyhow!("reading the system random number generator: {e}"))?;
-    let key = SecretKey::from_seed(*seed);
+    Ok(SecretKey::from_seed(*seed))
+}
+
+pub fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
+    let path = key_path(args.out)?;
+    let key = fresh_key()?;
     keystore::save(&key, &path, args.force)?;
     eprintln!("wrote a new secret key to {} (mode 0600)", path.display());
-    println!("{}", key.peer_id());
+    outln!("{}", key.peer_id());
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn id(args: IdArgs) -> anyhow::Result<ExitCode> {
     let key = load_key(args.key)?;
-    println!("{}", key.peer_id());
+    outln!("{}", key.peer_id());
     Ok(ExitCode::SUCCESS)
 }

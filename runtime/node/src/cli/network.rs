@@ -1,6 +1,5 @@
 //! `errand node`, `errand find`, `errand invoke` and `errand status`.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -22,16 +21,6 @@ use errand_host::Embed;
 use super::keys;
 use super::tools::{now, read_input};
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// Arguments of `errand node`.
 #[derive(Debug, Args)]
 pub struct NodeArgs {
@@ -41,38 +30,43 @@ pub struct NodeArgs {
 }
 
 pub fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
-    init_logging();
+    super::init_logging();
     let config = NodeConfig::load(&args.config)?;
     super::runtime()?.block_on(async move {
+        // Listening for signals before the ready line: a supervisor may
+        // send SIGTERM as soon as it reads it.
+        let shutdown = shutdown_signal()?;
         let node = Node::start(config).await?;
-        println!("{}", errand::node::ready_line(&node));
-        std::io::stdout().flush()?;
-        wait_for_shutdown().await;
+        // A node keeps serving when nobody reads its stdout any more
+        // (`errand node | head -1`): the ready line is for whoever is there.
+        let _ = super::write_stdout(format!("{}\n", errand::node::ready_line(&node)).as_bytes());
+        shutdown.await;
         tracing::info!("shutting down: withdrawing descriptors");
         node.shutdown().await;
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
 }
 
-async fn wait_for_shutdown() {
+/// Starts listening for SIGINT and SIGTERM (Ctrl-C elsewhere) at once, and
+/// returns what completes at the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
@@ -165,7 +159,8 @@ pub struct FindArgs {
     limit: u16,
     #[command(flatten)]
     registries: RegistryArgs,
-    /// Your key (identifies you to registries).
+    /// Your key, which identifies you to registries [default: the default
+    /// key if there is one, else a one-off identity made for this search].
     #[arg(long)]
     key: Option<PathBuf>,
     /// Print JSON.
@@ -193,7 +188,10 @@ pub fn find(args: FindArgs) -> anyhow::Result<ExitCode> {
     }
     let registries = args.registries.resolve()?;
     let query = args.constraints.query(&args.intent, args.limit)?;
-    let key = keys::load_key(args.key.clone())?;
+    let key = match args.key.clone() {
+        Some(path) => keys::load_key(Some(path))?,
+        None => keys::load_default_or_ephemeral()?,
+    };
     let found = super::runtime()?.block_on(async {
         let c = Client::new(key)?;
         let found = c.find(&registries, &query, now()).await;
@@ -209,27 +207,33 @@ pub fn find(args: FindArgs) -> anyhow::Result<ExitCode> {
             "rejected": found.rejected,
             "candidates": found.candidates.iter().map(|d| d.to_json()).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(ExitCode::SUCCESS);
     }
     for (r, e) in &found.failures {
         eprintln!("warning: registry {r} failed: {e}");
     }
     if found.candidates.is_empty() {
-        println!(
+        outln!(
             "no capability matches {:?} ({:.1} ms)",
             args.intent,
             found.elapsed.as_secs_f64() * 1e3
         );
         return Ok(ExitCode::from(1));
     }
-    println!(
+    outln!(
         "{:>2}  {:<14} {:<8} {:<12} {:>7} {:>5}  {:<22} ADDRESS",
-        "#", "NAME", "VERSION", "PUBLISHER", "LAT ms", "COST", "TIERS"
+        "#",
+        "NAME",
+        "VERSION",
+        "PUBLISHER",
+        "LAT ms",
+        "COST",
+        "TIERS"
     );
     for (i, d) in found.candidates.iter().enumerate() {
         let b = d.body();
-        println!(
+        outln!(
             "{:>2}  {:<14} {:<8} {:<12} {:>7} {:>5}  {:<22} {}",
             i + 1,
             b.name.as_str(),
@@ -241,7 +245,7 @@ pub fn find(args: FindArgs) -> anyhow::Result<ExitCode> {
             b.addrs.first().map(|a| a.to_string()).unwrap_or_default(),
         );
     }
-    println!(
+    outln!(
         "{} candidates from {} registries in {:.1} ms",
         found.candidates.len(),
         registries.len() - found.failures.len(),
@@ -273,7 +277,9 @@ pub struct InvokeArgs {
     /// Where to write the output [default: stdout].
     #[arg(long, short)]
     output: Option<PathBuf>,
-    /// Where to write the evidence [default: CAPABILITY.evidence].
+    /// Where to write the evidence [default: a new file per invocation,
+    /// CAPABILITY-REQUESTID.evidence, so that invocations running side by
+    /// side never overwrite each other's].
     #[arg(long)]
     evidence: Option<PathBuf>,
     /// A request parameter, `key=value` (repeatable).
@@ -549,10 +555,6 @@ fn finish(
 ) -> anyhow::Result<ExitCode> {
     let r = &done.response;
     let body = r.receipt.body();
-    let evidence_path = args
-        .evidence
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{name}.evidence")));
     let trace: Option<Vec<_>> = r.trace.as_ref().map(|t| t.as_slice().to_vec());
     let mut ev = errand_host::evidence(
         r.receipt.clone(),
@@ -564,12 +566,27 @@ fn finish(
         },
     );
     ev.request = Some(done.request.clone());
-    errand::files::write_atomic(&evidence_path, &signed::encode(&ev)?)
-        .with_context(|| format!("writing {}", evidence_path.display()))?;
+    let bytes = signed::encode(&ev)?;
+    let evidence_path = match &args.evidence {
+        Some(p) => {
+            errand::files::write_atomic(p, &bytes)
+                .with_context(|| format!("writing {}", p.display()))?;
+            p.clone()
+        }
+        // Named after this request, and created only if no file has the
+        // name: concurrent invocations in one folder keep every piece of
+        // evidence.
+        None => {
+            let p = PathBuf::from(evidence_file_name(name, &body.request_id));
+            errand::files::write_new(&p, &bytes)
+                .with_context(|| format!("writing {}", p.display()))?;
+            p
+        }
+    };
     match &args.output {
         Some(p) => errand::files::write_atomic(p, &r.output)
             .with_context(|| format!("writing {}", p.display()))?,
-        None => std::io::stdout().write_all(&r.output)?,
+        None => super::write_stdout(&r.output)?,
     }
     eprintln!(
         "{name} on {}: {} · fuel {} · {:.1} ms{} · receipt verified (executor, nonce, component, input, output) · evidence {}",
@@ -595,13 +612,34 @@ fn finish(
             "evidence": evidence_path.display().to_string(),
             "receipt": r.receipt.to_json(),
         });
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", serde_json::to_string_pretty(&json)?);
     }
     Ok(if matches!(body.outcome, Outcome::Ok) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `NAME-REQUESTID.evidence`, with the capability name made safe as one
+/// file name: a descriptor's name may hold `/` (and so `..`), and it is the
+/// publisher's choice, not the user's.
+fn evidence_file_name(name: &str, request_id: &errand_core::receipt::RequestId) -> String {
+    let mut safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    safe = safe.trim_start_matches('.').to_owned();
+    if safe.is_empty() {
+        safe = "invoke".into();
+    }
+    format!("{safe}-{request_id}.evidence")
 }
 
 /// Fuel for a shipped component when none is given: the default
@@ -708,12 +746,13 @@ async fn invoke_by_intent(
     if let (Some(want), Some(got)) = (&args.evidence, &evidence) {
         std::fs::rename(got, want)
             .with_context(|| format!("moving the evidence to {}", want.display()))?;
+        eprintln!("  evidence {} → {}", got.display(), want.display());
         evidence = Some(want.clone());
     }
     match &args.output {
         Some(p) => errand::files::write_atomic(p, &output)
             .with_context(|| format!("writing {}", p.display()))?,
-        None => std::io::stdout().write_all(&output)?,
+        None => super::write_stdout(&output)?,
     }
     if args.json {
         let json = serde_json::json!({
@@ -726,7 +765,7 @@ async fn invoke_by_intent(
             "evidence": evidence.map(|e| e.display().to_string()),
             "attempts": report.attempts,
         });
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", serde_json::to_string_pretty(&json)?);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -808,4 +847,33 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     println!("receipts   {} stored", s.receipts_stored);
     println!("served     {} invocations", s.invocations_served);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use errand_core::receipt::RequestId;
+
+    /// A descriptor's name is the publisher's choice and may hold `/`:
+    /// the evidence file it names stays one file in the current folder.
+    #[test]
+    fn evidence_names_from_descriptors_stay_in_the_folder() {
+        let id = RequestId([0xab; 16]);
+        let hex = "ab".repeat(16);
+        assert_eq!(
+            super::evidence_file_name("text-stats", &id),
+            format!("text-stats-{hex}.evidence")
+        );
+        assert_eq!(
+            super::evidence_file_name("a/../../etc/x", &id),
+            format!("a_.._.._etc_x-{hex}.evidence")
+        );
+        assert_eq!(
+            super::evidence_file_name("../x", &id),
+            format!("_x-{hex}.evidence")
+        );
+        assert_eq!(
+            super::evidence_file_name("", &id),
+            format!("invoke-{hex}.evidence")
+        );
+    }
 }

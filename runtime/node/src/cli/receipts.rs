@@ -43,7 +43,7 @@ pub fn receipts(args: ReceiptsArgs) -> anyhow::Result<ExitCode> {
         n += 1;
         let r = receipt.body();
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({
                     "receipt": receipt.to_json(),
@@ -51,7 +51,7 @@ pub fn receipts(args: ReceiptsArgs) -> anyhow::Result<ExitCode> {
                 })
             );
         } else {
-            println!(
+            outln!(
                 "{}  {}  {}  {}  fuel {}{}",
                 r.request_id,
                 r.requester.short(),

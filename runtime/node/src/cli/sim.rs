@@ -118,13 +118,13 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             .nth(1)
             .and_then(|s| s.split("\n## ").next())
             .unwrap_or("");
-        println!("Findings{findings}");
+        outln!("Findings{findings}");
     } else {
-        println!("{}", outcome.summary);
+        outln!("{}", outcome.summary);
     }
-    println!("wrote:");
+    outln!("wrote:");
     for f in &outcome.files {
-        println!("  {}", f.display());
+        outln!("  {}", f.display());
     }
     eprintln!(
         "simulated {} events in {:.1} s on {} threads ({:.2} M events/s)",

@@ -1,6 +1,5 @@
 //! `errand pack`, `errand inspect` and `errand run`.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -33,7 +32,10 @@ fn host() -> anyhow::Result<errand_host::Host> {
 pub struct PackArgs {
     /// The tool's capability.toml.
     manifest: PathBuf,
-    /// The component [default: found next to the manifest or under target/wasm32-wasip2/].
+    /// The component [default: found next to the manifest or under
+    /// target/wasm32-wasip2/; if there is none and the manifest's folder
+    /// holds the tool's Cargo.toml, built there with `cargo build --release
+    /// --target wasm32-wasip2`].
     #[arg(long)]
     component: Option<PathBuf>,
     /// The tool author's key; keep it apart from your node's key. It signs
@@ -47,14 +49,12 @@ pub struct PackArgs {
 
 pub fn pack(args: PackArgs) -> anyhow::Result<ExitCode> {
     let key = keys::load_key(args.key)?;
+    let component = match args.component {
+        Some(c) => c,
+        None => locate_or_build(&args.manifest)?,
+    };
     let host = host()?;
-    let report = packaging::pack(
-        &host,
-        &args.manifest,
-        args.component.as_deref(),
-        &key,
-        now(),
-    )?;
+    let report = packaging::pack(&host, &args.manifest, Some(&component), &key, now())?;
     let d = report.package.descriptor.body();
     let out = args
         .out
@@ -62,35 +62,59 @@ pub fn pack(args: PackArgs) -> anyhow::Result<ExitCode> {
     let bytes = signed::encode(&report.package)?;
     errand::files::write_atomic(&out, &bytes)
         .with_context(|| format!("writing {}", out.display()))?;
-    println!(
+    outln!(
         "packed {} {} → {} ({} bytes)",
         d.name,
         d.version,
         out.display(),
         bytes.len()
     );
-    println!(
+    outln!(
         "  component  {} ({} bytes)",
         report.component_path.display(),
         report.info.size
     );
-    println!("  digest     sha256:{}", report.info.digest);
-    println!("  world      {}", report.info.world);
+    outln!("  digest     sha256:{}", report.info.digest);
+    outln!("  world      {}", report.info.world);
     if !report.info.denied.is_empty() {
-        println!(
+        outln!(
             "  denied     {} (imported; calls end the run)",
             report.info.denied.join(", ")
         );
     }
-    println!("  author     {}", report.package.author());
-    println!("  package    sha256:{}", report.package.digest());
+    outln!("  author     {}", report.package.author());
+    outln!("  package    sha256:{}", report.package.digest());
     for ex in &report.examples {
-        println!(
+        outln!(
             "  example    {:<16} ok, {} fuel, {} output bytes",
-            ex.name, ex.fuel, ex.output_bytes
+            ex.name,
+            ex.fuel,
+            ex.output_bytes
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The component `errand pack` uses when given none: the one found near the
+/// manifest, else one built from the tool's crate (see [`errand::build`]).
+fn locate_or_build(manifest: &Path) -> anyhow::Result<PathBuf> {
+    match packaging::locate_component(manifest) {
+        Err(packaging::PackError::NoComponent { name, looked }) => {
+            let Some(dir) = packaging::tool_crate(manifest) else {
+                return Err(packaging::PackError::NoComponent { name, looked }.into());
+            };
+            eprintln!(
+                "no component for `{name}` yet: building it with `cargo build --release \
+                 --target {}` in {}",
+                errand::build::TARGET,
+                dir.display()
+            );
+            let built = errand::build::build_component(&dir, &name)?;
+            eprintln!("built {}", built.display());
+            Ok(built)
+        }
+        found => Ok(found?),
+    }
 }
 
 /// Arguments of `errand inspect`.
@@ -144,15 +168,15 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             "package_digest": package_digest.map(|d| d.to_string()),
             "manifest": tool.manifest,
         });
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(exit);
     }
-    println!("{}", args.package.display());
+    outln!("{}", args.package.display());
     if let (Some(d), Some(m)) = (&tool.descriptor, &tool.manifest) {
         let b = d.body();
-        println!("  tool package: {} {}", b.name, b.version);
-        println!("  description   {}", b.description);
-        println!(
+        outln!("  tool package: {} {}", b.name, b.version);
+        outln!("  description   {}", b.description);
+        outln!(
             "  intents       {}",
             b.intents
                 .iter()
@@ -160,18 +184,23 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        println!("  input         {}", b.input.media_type);
-        println!("  output        {}", b.output.media_type);
-        println!(
+        outln!("  input         {}", b.input.media_type);
+        outln!("  output        {}", b.output.media_type);
+        outln!(
             "  qos           {} ms, {} cost units, fuel limit {}, max input {} bytes",
-            b.qos.latency_ms, b.qos.cost, b.qos.fuel, b.qos.max_input_bytes
+            b.qos.latency_ms,
+            b.qos.cost,
+            b.qos.fuel,
+            b.qos.max_input_bytes
         );
-        println!(
+        outln!(
             "  tiers         canary={} receipts={} replay={}",
-            b.tiers.canary, b.tiers.receipts, b.tiers.replay
+            b.tiers.canary,
+            b.tiers.receipts,
+            b.tiers.replay
         );
         if let (Some(a), Some(ok), Some(pd)) = (author, author_ok, package_digest) {
-            println!(
+            outln!(
                 "  author        {a} ({})",
                 if ok {
                     "author signature valid"
@@ -179,9 +208,9 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
                     "AUTHOR SIGNATURE INVALID"
                 }
             );
-            println!("  package       sha256:{pd}");
+            outln!("  package       sha256:{pd}");
         }
-        println!(
+        outln!(
             "  signed by     {} ({})",
             b.publisher,
             if sig_ok == Some(true) {
@@ -190,7 +219,7 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
                 "SIGNATURE INVALID"
             }
         );
-        println!(
+        outln!(
             "  examples      {}",
             m.examples
                 .iter()
@@ -199,25 +228,26 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
                 .join(", ")
         );
     } else {
-        println!("  bare component (no manifest)");
+        outln!("  bare component (no manifest)");
     }
-    println!(
+    outln!(
         "  component     sha256:{} ({} bytes)",
-        info.digest, info.size
+        info.digest,
+        info.size
     );
-    println!("  world         {}", info.world);
-    println!("  imports");
+    outln!("  world         {}", info.world);
+    outln!("  imports");
     for i in &info.imports {
         let note = if info.denied.contains(i) {
             "  (denied: calls end the run)"
         } else {
             ""
         };
-        println!("    {i}{note}");
+        outln!("    {i}{note}");
     }
-    println!("  exports");
+    outln!("  exports");
     for e in &info.exports {
-        println!("    {e}");
+        outln!("    {e}");
     }
     Ok(exit)
 }
@@ -395,7 +425,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     match &args.output {
         Some(p) => errand::files::write_atomic(p, &exec.output)
             .with_context(|| format!("writing {}", p.display()))?,
-        None => std::io::stdout().write_all(&exec.output)?,
+        None => super::write_stdout(&exec.output)?,
     }
     for line in &exec.logs {
         eprintln!("[{} guest] {} {:?}", line.level, line.message, line.fields);
@@ -434,7 +464,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "evidence": evidence_path.display().to_string(),
             "receipt": receipt.to_json(),
         });
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", serde_json::to_string_pretty(&json)?);
     }
     Ok(if matches!(exec.outcome, Outcome::Ok) {
         ExitCode::SUCCESS

@@ -125,9 +125,9 @@ fn workflow_run(args: WorkflowRunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_report(&report);
+        print_report(&report)?;
     }
     Ok(if report.succeeded {
         ExitCode::SUCCESS
@@ -136,16 +136,17 @@ fn workflow_run(args: WorkflowRunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_report(r: &WorkflowReport) {
+fn print_report(r: &WorkflowReport) -> Result<(), super::StdoutError> {
     for s in &r.steps {
-        print!("{}", format_step(s));
+        out!("{}", format_step(s));
     }
-    println!(
+    outln!(
         "workflow {} {} in {:.1} ms",
         r.name,
         if r.succeeded { "succeeded" } else { "FAILED" },
         r.latency_ms
     );
+    Ok(())
 }
 
 /// Arguments of `errand demo`.
@@ -198,26 +199,29 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "Two-step workflow (generate image → publish), {} runs per policy; {} honest, {} Sybil, {} drifting executors",
-        args.runs, args.honest, args.sybil, args.drifting
+        args.runs,
+        args.honest,
+        args.sybil,
+        args.drifting
     );
-    println!("success = both outputs exactly right (checked against ground truth)\n");
-    print!("{}", errand::demo::table(&report));
-    println!(
+    outln!("success = both outputs exactly right (checked against ground truth)\n");
+    out!("{}", errand::demo::table(&report));
+    outln!(
         "\nexposed = accepted results the offline audit (expected executor, signed request, replay) shows wrong"
     );
-    println!(
+    outln!(
         "audited offline: {} evidence files passed the audit, {} failed it; evidence and fraud proofs in {}",
         report.evidence_verified,
         report.evidence_failed,
         report.evidence_dir.display()
     );
-    println!("finished in {:.1} s", started.elapsed().as_secs_f64());
+    outln!("finished in {:.1} s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -207,9 +207,9 @@ fn many(args: &VerifyArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 }
                 if !args.json {
                     if notes.is_empty() {
-                        println!("ok      {}", path.display());
+                        outln!("ok      {}", path.display());
                     } else {
-                        println!("ok*     {}  ({})", path.display(), notes.join("; "));
+                        outln!("ok*     {}  ({})", path.display(), notes.join("; "));
                     }
                 }
             }
@@ -223,13 +223,13 @@ fn many(args: &VerifyArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
                             _ => (c.name, ""),
                         })
                         .unwrap_or(("?", ""));
-                    println!("FAILED  {}  check `{name}`: {detail}", path.display());
+                    outln!("FAILED  {}  check `{name}`: {detail}", path.display());
                 }
             }
             Err(e) => {
                 broken += 1;
                 if !args.json {
-                    println!("ERROR   {}  {e}", path.display());
+                    outln!("ERROR   {}  {e}", path.display());
                 }
             }
         }
@@ -266,17 +266,17 @@ fn many(args: &VerifyArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         }
     }
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json).unwrap_or_default()
         );
     } else {
-        println!(
+        outln!(
             "\n{} files: {passed} verified, {failed} failed, {broken} unreadable",
             paths.len()
         );
         if unbound + unreplayed > 0 {
-            println!(
+            outln!(
                 "of the verified: {unbound} carry no signed request (pass -p/--time to state what you asked), {unreplayed} could not be replayed here"
             );
         }
@@ -309,7 +309,7 @@ fn single(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
             // Recognisably evidence, but broken: the format check fails.
             let mut report = Report::default();
             report.push("format", Verdict::Fail(e.to_string()));
-            print_report(args, path, &report, None);
+            print_report(args, path, &report, None)?;
             return Ok(ExitCode::from(EXIT_FAILED));
         }
         Err(e) => return Ok(unusable(e)),
@@ -370,7 +370,7 @@ fn single(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
     if args.replay {
         replay(&evidence, &supplied, &mut report);
     }
-    print_report(args, path, &report, Some(&evidence));
+    print_report(args, path, &report, Some(&evidence))?;
     Ok(if !report.verified() {
         ExitCode::from(EXIT_FAILED)
     } else if args.replay && skipped(&report, "replay") {
@@ -462,7 +462,7 @@ fn print_report(
     path: &Path,
     report: &Report,
     evidence: Option<&evidence::Evidence>,
-) {
+) -> Result<(), super::StdoutError> {
     if args.json {
         let json = serde_json::json!({
             "evidence": path.display().to_string(),
@@ -470,27 +470,29 @@ fn print_report(
             "checks": report.checks,
             "receipt": evidence.map(|e| e.receipt.to_json()),
         });
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json).unwrap_or_default()
         );
-        return;
+        return Ok(());
     }
-    println!("evidence {}", path.display());
+    outln!("evidence {}", path.display());
     if let Some(e) = evidence {
         let r = e.receipt.body();
-        println!("  executor  {}", r.executor);
-        println!("  requester {}", r.requester);
-        println!("  request   {}", r.request_id);
+        outln!("  executor  {}", r.executor);
+        outln!("  requester {}", r.requester);
+        outln!("  request   {}", r.request_id);
         if let Some(c) = &r.capability {
-            println!("  capability {} {} (seq {})", c.name, c.version, c.seq);
+            outln!("  capability {} {} (seq {})", c.name, c.version, c.seq);
         }
-        println!(
+        outln!(
             "  outcome   {}; fuel {} of {}",
-            r.outcome, r.fuel_consumed, r.fuel_limit
+            r.outcome,
+            r.fuel_consumed,
+            r.fuel_limit
         );
     }
-    println!();
+    outln!();
     let (mut pass, mut skip) = (0, 0);
     for c in &report.checks {
         let (word, detail) = match &c.verdict {
@@ -504,17 +506,18 @@ fn print_report(
                 ("skip", d)
             }
         };
-        println!("  {:<16} {word}  {detail}", c.name);
+        outln!("  {:<16} {word}  {detail}", c.name);
     }
-    println!();
+    outln!();
     match report.first_failure() {
-        None => println!("verified: {pass} checks passed, {skip} skipped"),
+        None => outln!("verified: {pass} checks passed, {skip} skipped"),
         Some(c) => {
             let detail = match &c.verdict {
                 Verdict::Fail(d) => d.as_str(),
                 _ => "",
             };
-            println!("NOT VERIFIED: check `{}` failed: {detail}", c.name)
+            outln!("NOT VERIFIED: check `{}` failed: {detail}", c.name)
         }
     }
+    Ok(())
 }
