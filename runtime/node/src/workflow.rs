@@ -1020,8 +1020,7 @@ impl Runner {
             return ours("the canary's answer could not be computed locally".into());
         };
         traffic.control_messages += 2;
-        let got =
-            self.ask(*to, &ask).await;
+        let got = self.ask(*to, &ask).await;
         match got {
             Err(_) => Event::Rejected(Rejection::Timeout),
             Ok(Err(e)) => Event::Rejected(Rejection::Unavailable(e.to_string())),
@@ -1064,8 +1063,7 @@ impl Runner {
         let mut candidate_receipt = Ok(());
         for (i, to) in [a, b].into_iter().enumerate() {
             traffic.control_messages += 2;
-            let got =
-                self.ask(*to, &ask).await;
+            let got = self.ask(*to, &ask).await;
             outs.push(match got {
                 Ok(Ok((done, binding))) => {
                     traffic.control_bytes += done.bytes;

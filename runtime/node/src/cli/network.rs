@@ -814,22 +814,22 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         s
     })?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::to_value(&s)?)?
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("node       {}", s.peer);
-    println!("version    {}", s.version);
-    println!("uptime     {:.1} s", s.uptime_ms as f64 / 1e3);
-    println!("peers      {} connected", s.peers.len());
+    outln!("node       {}", s.peer);
+    outln!("version    {}", s.version);
+    outln!("uptime     {:.1} s", s.uptime_ms as f64 / 1e3);
+    outln!("peers      {} connected", s.peers.len());
     for p in s.peers.iter() {
-        println!("           {p}");
+        outln!("           {p}");
     }
-    println!("hosting    {} capabilities", s.capabilities.len());
+    outln!("hosting    {} capabilities", s.capabilities.len());
     for c in s.capabilities.iter() {
-        println!(
+        outln!(
             "           {} {} seq {} component {}{}",
             c.name,
             c.version,
@@ -841,11 +841,11 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         );
     }
     match s.registry_entries {
-        Some(n) => println!("registry   {n} live descriptors"),
-        None => println!("registry   not a registry"),
+        Some(n) => outln!("registry   {n} live descriptors"),
+        None => outln!("registry   not a registry"),
     }
-    println!("receipts   {} stored", s.receipts_stored);
-    println!("served     {} invocations", s.invocations_served);
+    outln!("receipts   {} stored", s.receipts_stored);
+    outln!("served     {} invocations", s.invocations_served);
     Ok(ExitCode::SUCCESS)
 }
 
