@@ -1886,8 +1886,9 @@ fn findings(
                     .next();
                 format!(
                     " Its receipts honestly name the cheaper parameters, so wherever receipts are \
-                     checked (T1+T2+T3, and risk-tiered on the high-risk last step) `Request::check_receipt` \
-                     rejects them as invalid receipts naming `params`, replay or not ({} such \
+                     checked (T1+T2+T3, and risk-tiered on every step: medium risk checks \
+                     receipts, high risk replays too) `Request::check_receipt` rejects them \
+                     as invalid receipts naming `params`, replay or not ({} such \
                      rejections per workflow under {}); before signed requests bound the \
                      parameters, this attacker passed every tier. Without receipts, canaries \
                      catch it only when its detector (accuracy {}) misses them.",
