@@ -527,7 +527,10 @@ fn the_risk_policy_picks_tiers_as_configured() {
     );
     assert!(r.succeeded, "{r:#?}");
     let tiers: Vec<&str> = r.steps.iter().map(|s| s.tiers.as_str()).collect();
-    assert_eq!(tiers, ["T1", "T1+T2+T3", "T1+T2+T3(replay 100%)", "T1"]);
+    assert_eq!(
+        tiers,
+        ["T1", "T1+T2+T3(no replay)", "T1+T2+T3(replay 100%)", "T1"]
+    );
     // What ran matches: a canary and the receipt at medium, canary +
     // receipt + replay at high.
     let checks = |i: usize| {
@@ -642,7 +645,10 @@ fn workflow_run_from_the_cli_prints_each_steps_checks() {
         String::from_utf8_lossy(&o.stderr)
     );
     let text = stdout(&o);
-    assert!(text.contains("step generate [T1+T2+T3]"), "{text}");
+    assert!(
+        text.contains("step generate [T1+T2+T3(no replay)]"),
+        "{text}"
+    );
     assert!(
         text.contains("step publish [T1+T2+T3(replay 100%)]"),
         "{text}"
@@ -1041,6 +1047,7 @@ fn witness_liar_ring_withholding_its_package_is_caught_by_a_local_canary() {
         }
     }
     for p in &ring {
-        assert!(runner.reputation().has_failed(p) || runner.reputation().record(p).is_none());
+        let rep = runner.reputation();
+        assert!(rep.caught_lying(p, errand::node::now()) || rep.record(p).is_none());
     }
 }

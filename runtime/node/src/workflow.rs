@@ -662,14 +662,25 @@ impl Runner {
     }
 
     /// The checked package to run `d`'s component from: the one `d` names
-    /// when it is held and holds that component, else any held package
-    /// holding it.
+    /// when it is held and holds that component; else a held package
+    /// holding it, by the author `d` names if there is one, and otherwise
+    /// the one with the lowest digest, so that the choice (and the limits
+    /// canaries state) does not depend on map order or on how many copies
+    /// an attacker authored.
     fn runnable(&self, d: &errand_core::descriptor::Descriptor) -> Option<&Package> {
         let component = d.component?;
-        d.package
+        let own = d
+            .package
             .and_then(|p| self.packages.get(&p.digest))
-            .filter(|p| p.authorship.body().component == component)
-            .or_else(|| self.package_with_component(component))
+            .filter(|p| p.authorship.body().component == component);
+        own.or_else(|| {
+            let author = d.package.map(|p| p.author);
+            self.packages
+                .iter()
+                .filter(|(_, p)| p.authorship.body().component == component)
+                .min_by_key(|(digest, p)| (Some(p.authorship.body().author) != author, **digest))
+                .map(|(_, p)| p)
+        })
     }
 
     /// A checked package holding component `digest`, if one is cached.
@@ -836,7 +847,9 @@ impl Runner {
             can_run,
             self.config.fallback_budget,
             &mut *self.rng,
-            tiers.reputation.then_some(&self.reputation),
+            tiers
+                .reputation
+                .then_some((&self.reputation, crate::node::now())),
         );
         let mut last: Option<Answered> = None;
         // The fuel every request of this step states.

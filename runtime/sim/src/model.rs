@@ -1649,7 +1649,9 @@ impl World {
             runnable,
             self.p.fallback_budget,
             &mut self.rng,
-            tiers.reputation.then_some(&self.requesters[r].reputation),
+            tiers
+                .reputation
+                .then_some((&self.requesters[r].reputation, now)),
         );
         if let Some(a) = self.requesters[r].active.as_mut() {
             a.cands = ordered;

@@ -5,8 +5,8 @@
 //! will check it, among candidates that
 //!
 //! * were not rejected for cause (an inconclusive candidate did nothing
-//!   wrong and may witness), and that the requester has not seen fail
-//!   before ([`super::Reputation::has_failed`]: a liar caught once does
+//!   wrong and may witness), and that the requester has not caught lying
+//!   lately ([`super::Reputation::caught_lying`]: a liar caught once does
 //!   not vote again),
 //! * are published by another peer than the candidate, and
 //! * are not published by a peer already used as a witness for this

@@ -190,7 +190,7 @@ pub struct Delegation {
     tiers: TierSet,
     peers: Vec<PeerId>,
     can_run_locally: Vec<bool>,
-    /// Peers the requester has seen fail: never drawn as witnesses.
+    /// Peers the requester caught lying: never drawn as witnesses.
     unfit_witness: Vec<bool>,
     budget: usize,
     current: usize,
@@ -237,20 +237,21 @@ impl Delegation {
         Delegation::with_reputation(tiers, peers, can_run_locally, fallback_budget, rng, None)
     }
 
-    /// [`Delegation::new`], with the requester's reputation: a peer it has
-    /// seen fail ([`Reputation::has_failed`]) is never drawn as a witness,
-    /// so a liar caught once cannot go on to vote in cross-checks.
+    /// [`Delegation::new`], with the requester's reputation as of a time: a
+    /// peer it caught lying ([`Reputation::caught_lying`]) is never drawn as
+    /// a witness, so a liar caught once cannot go on to vote in
+    /// cross-checks.
     pub fn with_reputation(
         tiers: TierSet,
         peers: Vec<PeerId>,
         can_run_locally: Vec<bool>,
         fallback_budget: usize,
         rng: &mut dyn Entropy,
-        rep: Option<&Reputation>,
+        rep: Option<(&Reputation, UnixMillis)>,
     ) -> Delegation {
         let unfit_witness = peers
             .iter()
-            .map(|p| rep.is_some_and(|r| r.has_failed(p)))
+            .map(|p| rep.is_some_and(|(r, now)| r.caught_lying(p, now)))
             .collect();
         let bits = rng.next_u64();
         let mut d = Delegation {
@@ -882,7 +883,7 @@ mod tests {
                 vec![false; 4],
                 5,
                 &mut SplitMix(seed),
-                Some(&rep),
+                Some((&rep, t)),
             );
             let w = witness_of(&d, 0);
             assert!(w == 2 || w == 3, "seed {seed}: witness {w}");

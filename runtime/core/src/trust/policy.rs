@@ -60,7 +60,8 @@ impl TierSet {
         }
     }
 
-    /// A short label: `none`, `T1`, `T1+T2`, `T1+T2+T3`.
+    /// A short label: `none`, `T1`, `T1+T2`, `T1+T2+T3(no replay)`,
+    /// `T1+T2+T3(replay 25%)`.
     pub fn label(&self) -> String {
         if !self.reputation && !self.canary && !self.evidence {
             return "none".into();
@@ -76,7 +77,7 @@ impl TierSet {
             v.push(if self.replay > 0.0 {
                 format!("T3(replay {:.0}%)", self.replay * 100.0)
             } else {
-                "T3".to_owned()
+                "T3(no replay)".to_owned()
             });
         }
         v.join("+")

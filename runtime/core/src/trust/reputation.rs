@@ -87,6 +87,21 @@ pub struct PeerRecord {
     pub observations: u32,
     /// Proven fraud: never trusted again.
     pub banned: bool,
+    /// Lies caught (wrong answers, receipts that do not answer the
+    /// request), decayed toward zero with the same half-life. Unlike
+    /// `failures` it counts nothing a requester or the network could cause
+    /// (timeouts, refusals), so nobody can frame a peer into it cheaply.
+    pub lies: f64,
+}
+
+/// [`PeerRecord`] as snapshot version 1 stored it (no `lies`).
+#[derive(Deserialize)]
+struct PeerRecordV1 {
+    successes: f64,
+    failures: f64,
+    at: UnixMillis,
+    observations: u32,
+    banned: bool,
 }
 
 /// A requester's local reputation of peers (see the module docs).
@@ -189,14 +204,20 @@ impl Reputation {
         self.peers.get(peer)
     }
 
-    /// Whether `peer` carries a failure this requester observed (a wrong
-    /// answer, a bad receipt, a timeout...) that has not yet decayed away.
-    /// Such a peer is not explored ahead of others and is not drawn as a
-    /// cross-check witness.
-    pub fn has_failed(&self, peer: &PeerId) -> bool {
+    /// Whether this requester caught `peer` lying (a wrong answer, a
+    /// receipt that does not answer the request, fraud) within about one
+    /// half-life of `now`. Such a peer is not explored ahead of others and
+    /// is not drawn as a cross-check witness. Timeouts and refusals do not
+    /// count: anyone can cause those to an honest peer.
+    pub fn caught_lying(&self, peer: &PeerId, now: UnixMillis) -> bool {
         self.peers
             .get(peer)
-            .is_some_and(|r| r.banned || r.failures > self.config.prior_failure + 1e-9)
+            .is_some_and(|r| r.banned || self.lies_at(r, now) >= 0.5)
+    }
+
+    /// `r`'s caught lies, decayed to `now`.
+    fn lies_at(&self, r: &PeerRecord, now: UnixMillis) -> f64 {
+        r.lies * 0.5f64.powf(now.since(r.at) as f64 / self.config.half_life_ms.max(1) as f64)
     }
 
     /// Records a direct outcome.
@@ -206,21 +227,27 @@ impl Reputation {
             Some(r) => self.decayed(r, now),
             None => (c.prior_success, c.prior_failure),
         };
+        let lies = self.peers.get(&peer).map_or(0.0, |r| self.lies_at(r, now));
         let r = self.peers.entry(peer).or_insert(PeerRecord {
             successes: s,
             failures: f,
             at: now,
             observations: 0,
             banned: false,
+            lies: 0.0,
         });
         r.successes = s;
         r.failures = f;
+        r.lies = lies;
         r.at = r.at.max(now);
         r.observations = r.observations.saturating_add(1);
         match obs {
             Observation::Success => r.successes += 1.0,
             Observation::Unverified => r.successes += c.unverified_weight,
-            Observation::WrongResult | Observation::InvalidReceipt => r.failures += c.wrong_weight,
+            Observation::WrongResult | Observation::InvalidReceipt => {
+                r.failures += c.wrong_weight;
+                r.lies += 1.0;
+            }
             Observation::Timeout => r.failures += c.timeout_weight,
             Observation::Unavailable => r.failures += c.unavailable_weight,
             Observation::Fraud => r.banned = true,
@@ -274,19 +301,40 @@ impl Reputation {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v: Vec<(PeerId, PeerRecord)> = self.peers.iter().map(|(p, r)| (*p, *r)).collect();
         v.sort_by_key(|x| x.0);
-        postcard::to_allocvec(&(1u8, v)).unwrap_or_default()
+        postcard::to_allocvec(&(2u8, v)).unwrap_or_default()
     }
 
     /// Restores a snapshot made by [`Reputation::to_bytes`].
     pub fn from_bytes(config: ReputationConfig, bytes: &[u8]) -> Result<Reputation, SnapshotError> {
-        let (version, v): (u8, Vec<(PeerId, PeerRecord)>) =
-            postcard::from_bytes(bytes).map_err(|e| SnapshotError(e.to_string()))?;
-        if version != 1 {
-            return Err(SnapshotError(format!("unknown version {version}")));
-        }
+        let bad = |e: postcard::Error| SnapshotError(e.to_string());
+        let (version, rest) = postcard::take_from_bytes::<u8>(bytes).map_err(bad)?;
+        let peers: HashMap<PeerId, PeerRecord> = match version {
+            // Before `lies` was recorded: nobody starts out caught.
+            1 => {
+                let v: Vec<(PeerId, PeerRecordV1)> = postcard::from_bytes(rest).map_err(bad)?;
+                v.into_iter()
+                    .map(|(p, r)| {
+                        let r = PeerRecord {
+                            successes: r.successes,
+                            failures: r.failures,
+                            at: r.at,
+                            observations: r.observations,
+                            banned: r.banned,
+                            lies: 0.0,
+                        };
+                        (p, r)
+                    })
+                    .collect()
+            }
+            2 => {
+                let v: Vec<(PeerId, PeerRecord)> = postcard::from_bytes(rest).map_err(bad)?;
+                v.into_iter().collect()
+            }
+            _ => return Err(SnapshotError(format!("unknown version {version}"))),
+        };
         Ok(Reputation {
             config,
-            peers: v.into_iter().collect(),
+            peers,
             ..Reputation::default()
         })
     }
@@ -309,8 +357,8 @@ pub fn match_weight(rank: usize) -> f64 {
 
 /// Orders candidates for trying (indexes into `cands`), best first, and
 /// drops peers proven to cheat. A peer with a track record is ordered by
-/// reputation × match × declared QoS. A newcomer's claims have earned
-/// nothing yet: an attacker who has read this code would declare the best
+/// reputation × match × declared QoS once its record beats the prior
+/// (before that, its claims have earned nothing): an attacker who has read this code would declare the best
 /// QoS and stuff its descriptor to top the registry's ranking, so a
 /// newcomer is scored as if its match and QoS were the worst on offer, and
 /// newcomers are shuffled among themselves. Then, with probability
@@ -328,6 +376,7 @@ pub fn order_candidates(
 ) -> Vec<usize> {
     // The least a claim can earn: the last registry rank, the worst QoS.
     let unearned = match_weight(cands.len().saturating_sub(1)) * 0.5;
+    let prior = rep.config.prior_success / (rep.config.prior_success + rep.config.prior_failure);
     // (index, score, newcomer, tie-break), one reputation lookup per
     // candidate. Ties (newcomers alike) break at random.
     let mut scored: Vec<(usize, f64, bool, u64)> = Vec::with_capacity(cands.len());
@@ -337,19 +386,19 @@ pub fn order_candidates(
             continue;
         }
         let newcomer = record.is_none_or(|r| r.observations < rep.config.newcomer_until);
-        let claims = if newcomer {
-            unearned
-        } else {
+        let score = rep.score_of(&c.peer, record, now);
+        // Claims count only for a peer whose record beats the prior: three
+        // refusals end a Sybil's newcomer status but earn its claims
+        // nothing.
+        let earned = !newcomer && score > prior;
+        let claims = if earned {
             let qos = crate::discovery::qos_factor(c.descriptor) as f64;
             match_weight(i) * (0.5 + 0.5 * qos)
+        } else {
+            unearned
         };
-        let tie = if newcomer { rng.next_u64() } else { 0 };
-        scored.push((
-            i,
-            rep.score_of(&c.peer, record, now) * claims,
-            newcomer,
-            tie,
-        ));
+        let tie = if earned { 0 } else { rng.next_u64() };
+        scored.push((i, score * claims, newcomer, tie));
     }
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.3.cmp(&b.3)).then(a.0.cmp(&b.0)));
     // Exploration tries a newcomer with nothing against it yet: one that
@@ -358,7 +407,7 @@ pub fn order_candidates(
     let newcomers: Vec<usize> = scored
         .iter()
         .filter(|s| s.2)
-        .filter(|s| !rep.has_failed(&cands[s.0].peer))
+        .filter(|s| !rep.caught_lying(&cands[s.0].peer, now))
         .map(|s| s.0)
         .collect();
     let mut order: Vec<usize> = scored.into_iter().map(|(i, ..)| i).collect();
@@ -502,6 +551,85 @@ mod tests {
             .count() as f64
             / trials as f64;
         assert!((sybil_first - 0.25).abs() < 0.03, "{sybil_first}");
+    }
+
+    /// Regression (review): any failure, a timeout or a refusal the
+    /// requester itself could cause, excluded an honest peer from
+    /// witnessing and exploration for days. Only caught lies count, and
+    /// they decay.
+    #[test]
+    fn refusals_and_timeouts_never_count_as_caught_lying() {
+        let mut rep = Reputation::new(ReputationConfig::default());
+        let t = UnixMillis(0);
+        let (busy, liar) = (peer(60), peer(61));
+        for _ in 0..5 {
+            rep.observe(busy, Observation::Unavailable, t);
+            rep.observe(busy, Observation::Timeout, t);
+        }
+        assert!(!rep.caught_lying(&busy, t));
+        rep.observe(liar, Observation::WrongResult, t);
+        assert!(rep.caught_lying(&liar, t));
+        let half_life = ReputationConfig::default().half_life_ms;
+        assert!(rep.caught_lying(&liar, UnixMillis(half_life / 2)));
+        assert!(!rep.caught_lying(&liar, UnixMillis(2 * half_life)));
+        rep.observe(liar, Observation::Fraud, t);
+        assert!(rep.caught_lying(&liar, UnixMillis(100 * half_life)));
+    }
+
+    /// Regression (review): newcomer status ended after three
+    /// observations, failures included, and then a peer's claims counted
+    /// in full: a Sybil with the best QoS that refused three times outranked
+    /// every honest newcomer.
+    #[test]
+    fn a_sybil_that_refused_three_times_does_not_outrank_newcomers() {
+        let honest = testing::descriptor(&testing::key(1));
+        let mut sybil = honest.clone();
+        sybil.qos.latency_ms = 1;
+        sybil.qos.cost = 0;
+        let mut rep = Reputation::new(ReputationConfig::default());
+        let t = UnixMillis(0);
+        let peers: Vec<PeerId> = (0..4).map(|i| peer(70 + i)).collect();
+        for _ in 0..3 {
+            rep.observe(peers[0], Observation::Unavailable, t);
+        }
+        let cands: Vec<CandidateView<'_>> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| CandidateView {
+                peer: *p,
+                descriptor: if i == 0 { &sybil } else { &honest },
+            })
+            .collect();
+        let mut rng = SplitMix(5);
+        for _ in 0..500 {
+            assert_ne!(order_candidates(&cands, &rep, t, &mut rng, 0.0)[0], 0);
+        }
+    }
+
+    /// Snapshots written before `lies` existed still load.
+    #[test]
+    fn a_version_1_snapshot_still_loads() {
+        #[derive(Serialize)]
+        struct V1 {
+            successes: f64,
+            failures: f64,
+            at: UnixMillis,
+            observations: u32,
+            banned: bool,
+        }
+        let v1 = V1 {
+            successes: 4.0,
+            failures: 2.0,
+            at: UnixMillis(9),
+            observations: 3,
+            banned: false,
+        };
+        let bytes = postcard::to_allocvec(&(1u8, vec![(peer(80), v1)])).unwrap();
+        let rep = Reputation::from_bytes(ReputationConfig::default(), &bytes).unwrap();
+        let r = rep.record(&peer(80)).unwrap();
+        assert_eq!((r.successes, r.observations, r.lies), (4.0, 3, 0.0));
+        let again = Reputation::from_bytes(ReputationConfig::default(), &rep.to_bytes()).unwrap();
+        assert_eq!(again.record(&peer(80)), Some(r));
     }
 
     /// A newcomer that already failed a check is not explored again ahead

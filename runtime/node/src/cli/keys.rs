@@ -42,8 +42,15 @@ pub fn load_key(arg: Option<PathBuf>) -> anyhow::Result<SecretKey> {
 
 /// The default key, or, when there is none, a fresh identity used for this
 /// command only: searching needs no lasting identity. A key that exists but
-/// cannot be used is still an error.
+/// cannot be used is still an error, and so is a missing key that
+/// `$ERRAND_KEY` names.
 pub fn load_default_or_ephemeral() -> anyhow::Result<SecretKey> {
+    // A key named explicitly in the environment must exist: a typo in
+    // `ERRAND_KEY` should not silently become a throwaway identity.
+    if std::env::var_os("ERRAND_KEY").is_some_and(|v| !v.is_empty()) {
+        let path = keystore::default_key_path()?;
+        return Ok(keystore::load(&path)?);
+    }
     let missing = match keystore::default_key_path() {
         Ok(path) => match keystore::load(&path) {
             Ok(key) => return Ok(key),

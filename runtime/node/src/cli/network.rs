@@ -293,8 +293,9 @@ pub struct InvokeArgs {
     /// Ask for the full trace and keep it in the evidence.
     #[arg(long)]
     trace: bool,
-    /// With --intent: verification, none, t1, t2, t3 or risk (tiers by
-    /// --risk, mapped by [trust] in --config).
+    /// With --intent: verification, none, t1, t2, t3, t3:P (replay with
+    /// probability P) or risk (tiers by --risk, mapped by [trust] in
+    /// --config, else low→t1, medium→t3:0, high→t3).
     #[arg(long, default_value = "risk", requires = "intent")]
     policy: String,
     /// With --intent: how much is at stake, low, medium or high.
@@ -660,7 +661,12 @@ async fn invoke_by_intent(
     let trust = config.map(|c| c.trust).unwrap_or_default();
     let risk_policy = trust.risk_policy().map_err(anyhow::Error::msg)?;
     let policy = errand_core::trust::Policy::parse(&args.policy, risk_policy, trust.replay)
-        .with_context(|| format!("--policy {:?}: use none, t1, t2, t3 or risk", args.policy))?;
+        .with_context(|| {
+            format!(
+                "--policy {:?}: use none, t1, t2, t3, t3:P or risk",
+                args.policy
+            )
+        })?;
     let risk = match args.risk.as_str() {
         "low" => errand_core::trust::Risk::Low,
         "medium" => errand_core::trust::Risk::Medium,

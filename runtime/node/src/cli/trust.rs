@@ -25,8 +25,9 @@ pub enum WorkflowCommand {
 pub struct WorkflowRunArgs {
     /// The workflow file (TOML).
     file: PathBuf,
-    /// Verification: none, t1, t2, t3 or risk (tiers by each step's risk,
-    /// mapped by [trust] in --config, else low→t1, medium→t2, high→t3).
+    /// Verification: none, t1, t2, t3, t3:P (replay with probability P) or
+    /// risk (tiers by each step's risk, mapped by [trust] in --config, else
+    /// low→t1, medium→t3:0, high→t3).
     #[arg(long, default_value = "risk")]
     policy: String,
     /// Replay probability for t3 [default: trust.replay in --config, else 1.0].
@@ -77,8 +78,12 @@ fn workflow_run(args: WorkflowRunArgs) -> anyhow::Result<ExitCode> {
     if args.replay.is_some() {
         risk.high.replay = replay;
     }
-    let policy = Policy::parse(&args.policy, risk, replay)
-        .with_context(|| format!("--policy {:?}: use none, t1, t2, t3 or risk", args.policy))?;
+    let policy = Policy::parse(&args.policy, risk, replay).with_context(|| {
+        format!(
+            "--policy {:?}: use none, t1, t2, t3, t3:P or risk",
+            args.policy
+        )
+    })?;
     let wf = WorkflowFile::load(&args.file)?;
     let base = args
         .file
