@@ -22,12 +22,17 @@
 //! ## Memory
 //!
 //! The declared length of a frame is never trusted for allocation. A frame
-//! is read in chunks as its bytes arrive, and its buffer grows (at most to
-//! twice what has arrived, never past the declared length) only with memory
+//! is read in chunks as its bytes arrive; every byte that arrives is first
 //! reserved from the endpoint's [`FrameBudget`], one budget for every
 //! connection of every peer ([`NetConfig::frame_memory_bytes`], 256 MiB by
-//! default). A request keeps its reservation until it has been answered, so
-//! the budget also covers requests being decoded, queued and handled. A
+//! default), and the buffer holding them is at most twice that size (never
+//! past the declared length). A request keeps its reservation until it has
+//! been answered, so the budget also covers requests being decoded, queued
+//! and handled, and an encoded response holds its size in the budget until
+//! the peer has taken it (one that cannot get memory is dropped, its stream
+//! reset). Below the frames, QUIC's own receive buffers are bounded per
+//! connection (4 MiB), and the endpoint accepts at most
+//! [`NetConfig::max_connections`] connections in all. A
 //! frame that cannot get memory within [`NetConfig::frame_memory_wait`] is
 //! refused with a `Busy` error (retryable; not a violation). So the
 //! memory held by frames has a hard bound however many identities connect:
@@ -40,8 +45,10 @@
 //! Per connection, at most [`NetConfig::max_streams_per_connection`]
 //! concurrent requests (enforced by QUIC flow control: a further stream
 //! waits for a free one); per peer, at most
-//! [`NetConfig::max_connections_per_peer`] connections. A peer at its limit
-//! that connects again has the *new* connection refused (closed with
+//! [`NetConfig::max_connections_per_peer`] connections; in all, at most
+//! [`NetConfig::max_connections`] (further handshakes are refused before
+//! any work). A peer at its limit that connects again has the *new*
+//! connection refused (closed with
 //! [`close::REFUSED`], which the dialler sees as
 //! [`NetError::Refused`], retryable): work in flight on its open
 //! connections is never dropped to admit another.
@@ -148,6 +155,8 @@ pub struct NetConfig {
     pub max_streams_per_connection: u32,
     /// Concurrent connections per peer.
     pub max_connections_per_peer: usize,
+    /// Concurrent incoming connections in all, whoever the peers are.
+    pub max_connections: usize,
 }
 
 impl Default for NetConfig {
@@ -163,6 +172,7 @@ impl Default for NetConfig {
             idle_timeout: Duration::from_secs(30),
             max_streams_per_connection: 64,
             max_connections_per_peer: 16,
+            max_connections: 1024,
         }
     }
 }
@@ -410,8 +420,8 @@ pub async fn write_frame_delivered(
     }
 }
 
-/// The smallest step a frame buffer grows by (unless the frame is smaller).
-const MIN_GROWTH: usize = 16 << 10;
+/// Bytes QUIC buffers per connection, below the frame budget.
+const CONNECTION_RECEIVE_WINDOW: u32 = 4 << 20;
 
 /// Reads one frame of at most `max` bytes, then requires the stream to end.
 /// The buffer grows with the bytes that arrive, with memory reserved from
@@ -447,13 +457,16 @@ pub async fn read_frame(
             });
         };
         let need = have + chunk.bytes.len();
+        // The budget counts bytes that arrived, never what was declared: a
+        // peer holds only what it sent.
         let reserved = frame.reservation.bytes();
         if need > reserved {
-            // Double, to keep copying linear; never past the declared length.
-            let target = need.max(reserved * 2).max(MIN_GROWTH).min(len);
-            budget
-                .grow(&mut frame.reservation, target - reserved)
-                .await?;
+            budget.grow(&mut frame.reservation, need - reserved).await?;
+        }
+        if need > frame.bytes.capacity() {
+            // Double, to keep copying linear, never past the declared
+            // length: the allocation is at most twice what arrived.
+            let target = need.max(frame.bytes.capacity() * 2).min(len);
             frame.bytes.reserve_exact(target - have);
         }
         frame.bytes.extend_from_slice(&chunk.bytes);
@@ -625,6 +638,8 @@ impl Endpoint {
         transport
             .max_concurrent_bidi_streams(VarInt::from_u32(config.max_streams_per_connection))
             .max_concurrent_uni_streams(VarInt::from_u32(0))
+            // What QUIC buffers for a connection before frames take it.
+            .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
             .keep_alive_interval(Some(config.idle_timeout / 3))
             .max_idle_timeout(Some(
                 quinn::IdleTimeout::try_from(config.idle_timeout)
@@ -754,6 +769,13 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>) {
     while let Some(incoming) = endpoint.quic.accept().await {
         let endpoint = endpoint.clone();
         let handler = handler.clone();
+        // At the node-wide limit, refuse before any handshake work.
+        let open: usize = lock(&endpoint.shared.incoming).values().map(Vec::len).sum();
+        if open >= endpoint.shared.config.max_connections {
+            tracing::debug!(open, "at the connection limit; refusing a handshake");
+            incoming.refuse();
+            continue;
+        }
         tokio::spawn(async move {
             let connecting = match incoming.accept() {
                 Ok(c) => c,
@@ -779,25 +801,29 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>) {
             };
             // At its limit, the peer's new connection is refused; what runs
             // on its open ones is never cut off to make room.
-            let admitted = {
+            let refused = {
                 let mut incoming = lock(&endpoint.shared.incoming);
                 let open = incoming.get(&peer).map_or(0, Vec::len);
-                let admit = open < endpoint.shared.config.max_connections_per_peer;
-                if admit {
-                    incoming.entry(peer).or_default().push(conn.clone());
-                }
-                admit
-            };
-            if !admitted {
-                tracing::debug!(%peer, "peer at its connection limit; refusing its new connection");
-                conn.close(
-                    close::REFUSED,
-                    format!(
+                let total: usize = incoming.values().map(Vec::len).sum();
+                let config = &endpoint.shared.config;
+                if open >= config.max_connections_per_peer {
+                    Some(format!(
                         "too many connections from this peer (at most {})",
-                        endpoint.shared.config.max_connections_per_peer
-                    )
-                    .as_bytes(),
-                );
+                        config.max_connections_per_peer
+                    ))
+                } else if total >= config.max_connections {
+                    Some(format!(
+                        "the node is at its connection limit ({})",
+                        config.max_connections
+                    ))
+                } else {
+                    incoming.entry(peer).or_default().push(conn.clone());
+                    None
+                }
+            };
+            if let Some(why) = refused {
+                tracing::debug!(%peer, reason = %why, "refusing a new connection");
+                conn.close(close::REFUSED, why.as_bytes());
                 return;
             }
             serve_connection(&endpoint, conn.clone(), peer, handler).await;
@@ -915,7 +941,28 @@ async fn serve_stream<H: Handler>(
         Ok((req, reservation)) => {
             let resp = handler.handle(peer, req).await;
             drop(reservation);
-            respond(&mut send, &resp, config.write_timeout).await;
+            // The encoded response counts against the same budget until the
+            // peer has taken it, so answers held for peers that never read
+            // are bounded too.
+            let bytes = match signed::encode(&resp) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not encode response");
+                    let _ = send.reset(stream::NO_MEMORY);
+                    return;
+                }
+            };
+            drop(resp);
+            let mut held = Reservation::default();
+            if let Err(e) = budget.grow(&mut held, bytes.len()).await {
+                tracing::debug!(%peer, error = %e, "dropping a response: no frame memory free");
+                let _ = send.reset(stream::NO_MEMORY);
+                return;
+            }
+            if let Err(e) = write_frame_delivered(&mut send, &bytes, config.write_timeout).await {
+                tracing::debug!(error = %e, "could not deliver the response");
+            }
+            drop(held);
         }
         Err((resp, why)) => {
             tracing::warn!(%peer, reason = %why, "protocol violation; disconnecting peer");

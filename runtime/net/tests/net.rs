@@ -399,19 +399,19 @@ async fn a_request_that_cannot_get_frame_memory_is_refused_busy_and_retryable() 
         ..config()
     })
     .await;
-    // One peer sends 600 KiB of a 1 MiB frame and stalls: its buffer has
-    // grown (by doubling) to the whole budget.
+    // One peer sends all but 8 bytes of a 1 MiB frame and stalls: what it
+    // sent is nearly the whole budget.
     let hog = client(30);
     let conn = hog
         .connect(srv.local_addr().unwrap(), srv.peer_id())
         .await
         .unwrap();
-    let held = testing::declare_frame(&conn, 1 << 20, 600 << 10)
+    let held = testing::declare_frame(&conn, 1 << 20, (1 << 20) - 8)
         .await
         .unwrap();
     let mut full = false;
     for _ in 0..100 {
-        if srv.frame_budget().in_use() == srv.frame_budget().total() {
+        if srv.frame_budget().in_use() >= srv.frame_budget().total() - 8 {
             full = true;
             break;
         }
@@ -613,4 +613,84 @@ async fn a_request_given_up_mid_write_is_reset_not_truncated() {
     assert_eq!(slow.await.unwrap().unwrap(), Response::Pong);
     assert_eq!(conn.request(&Request::Ping).await.unwrap(), Response::Pong);
     assert!(!conn.is_closed());
+}
+
+/// Regression (review): the first byte of a frame reserved 16 KiB and a
+/// frame then reserved up to twice what had arrived, so 1-byte senders on
+/// many streams held the whole budget for almost nothing. Now a frame
+/// reserves exactly the bytes that arrived.
+#[tokio::test]
+async fn one_byte_senders_hold_only_the_bytes_they_sent() {
+    let (srv, _) = server(NetConfig {
+        max_frame_bytes: 1 << 20,
+        frame_memory_bytes: 2 << 20,
+        request_timeout: Duration::from_secs(10),
+        ..config()
+    })
+    .await;
+    let t = target(&srv);
+    let attack = tokio::spawn(async move {
+        let a = Attack::DeclaredNotSent {
+            identities: 16,
+            streams: 16,
+            declared: 1 << 20,
+            sent: 1,
+        };
+        testing::run(&a, t, Duration::from_secs(3)).await.unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let held = srv.frame_budget().in_use();
+    let (ok, failed) = honest_pings(&srv, Duration::from_millis(800)).await;
+    let report = attack.await.unwrap();
+    assert_eq!(report.streams, 256, "{report:?}");
+    // 256 streams x 1 byte (the old reader held 256 x 16 KiB = 4 MiB,
+    // twice this budget).
+    assert!(held <= 256, "{held} bytes reserved");
+    assert!(
+        failed.is_empty() && ok > 0,
+        "honest peer refused: {failed:?}"
+    );
+    frame_memory_drains(&srv).await;
+}
+
+/// Regression (review): identities are free and nothing bounded the
+/// number of connections in all, nor the QUIC buffers behind them. Past
+/// `max_connections` a handshake is refused before any work; the peers
+/// already connected keep being served.
+#[tokio::test]
+async fn a_node_at_its_connection_limit_refuses_further_connections() {
+    let (srv, _) = server(NetConfig {
+        max_connections: 8,
+        ..config()
+    })
+    .await;
+    let t = target(&srv);
+    // The honest peer connects first and stays connected.
+    let honest = client(201);
+    let addr = srv.local_addr().unwrap();
+    assert_eq!(
+        honest
+            .request(addr, srv.peer_id(), &Request::Ping)
+            .await
+            .unwrap(),
+        Response::Pong
+    );
+    let flood = Attack::ConnectionFlood {
+        identities: 20,
+        per_identity: 1,
+    };
+    let report = testing::run(&flood, t, Duration::from_secs(2))
+        .await
+        .unwrap();
+    // The honest peer holds one of the 8: at most 7 more are admitted,
+    // whether refused before the handshake or at admission.
+    assert!(report.refused + report.failures >= 13, "{report:?}");
+    assert_eq!(
+        honest
+            .request(addr, srv.peer_id(), &Request::Ping)
+            .await
+            .unwrap(),
+        Response::Pong,
+        "the connected peer is still served"
+    );
 }

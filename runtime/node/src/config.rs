@@ -19,6 +19,7 @@
 //!
 //! [limits]                       # see errand_net for what each bounds
 //! max_connections_per_peer = 16    # more from one key are refused (retryable), never evicted
+//! max_connections = 1024           # incoming connections in all; more are refused before the handshake
 //! max_streams_per_connection = 64
 //! max_concurrent_invocations = 8
 //! max_fuel = 5000000000
@@ -138,6 +139,8 @@ impl Default for PublishConfig {
 pub struct LimitsConfig {
     /// Connections per peer.
     pub max_connections_per_peer: usize,
+    /// Incoming connections in all, whoever the peers are.
+    pub max_connections: usize,
     /// Concurrent requests per connection.
     pub max_streams_per_connection: u32,
     /// Invocations running at once; more wait briefly, then get `Busy`.
@@ -162,6 +165,7 @@ impl Default for LimitsConfig {
     fn default() -> LimitsConfig {
         LimitsConfig {
             max_connections_per_peer: 16,
+            max_connections: 1024,
             max_streams_per_connection: 64,
             max_concurrent_invocations: 8,
             max_fuel: 5_000_000_000,
@@ -534,6 +538,7 @@ impl NodeConfig {
                 "limits.max_connections_per_peer",
                 l.max_connections_per_peer,
             ),
+            ("limits.max_connections", l.max_connections),
             (
                 "limits.max_concurrent_invocations",
                 l.max_concurrent_invocations,

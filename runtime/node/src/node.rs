@@ -184,6 +184,7 @@ impl Node {
                 write_timeout: Duration::from_millis(l.write_timeout_ms),
                 max_streams_per_connection: l.max_streams_per_connection,
                 max_connections_per_peer: l.max_connections_per_peer,
+                max_connections: l.max_connections,
                 ..NetConfig::default()
             },
         )?;
