@@ -599,9 +599,14 @@ struct Shared {
     budget: FrameBudget,
     /// Open incoming connections per peer.
     incoming: Mutex<HashMap<PeerId, Vec<quinn::Connection>>>,
-    /// Outgoing connections we reuse.
-    pool: tokio::sync::Mutex<HashMap<(PeerId, SocketAddr), Connection>>,
+    /// Outgoing connections we reuse, one slot per peer and address: a
+    /// dial holds only its own slot, so a peer that never answers stalls
+    /// nobody else's dials.
+    pool: Mutex<HashMap<(PeerId, SocketAddr), PoolSlot>>,
 }
+
+/// One pooled outgoing connection, or none yet.
+type PoolSlot = Arc<tokio::sync::Mutex<Option<Connection>>>;
 
 /// A QUIC endpoint that both dials and (when serving) accepts.
 #[derive(Clone)]
@@ -661,7 +666,7 @@ impl Endpoint {
                 config: Arc::new(config),
                 transport,
                 incoming: Mutex::new(HashMap::new()),
-                pool: tokio::sync::Mutex::new(HashMap::new()),
+                pool: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -721,14 +726,18 @@ impl Endpoint {
 
     /// A pooled connection to `peer` at `addr`, opened on first use.
     pub async fn connection(&self, addr: SocketAddr, peer: PeerId) -> Result<Connection, NetError> {
-        let mut pool = self.shared.pool.lock().await;
-        if let Some(c) = pool.get(&(peer, addr))
+        let slot = lock(&self.shared.pool)
+            .entry((peer, addr))
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some(c) = slot.as_ref()
             && !c.is_closed()
         {
             return Ok(c.clone());
         }
         let c = self.connect(addr, peer).await?;
-        pool.insert((peer, addr), c.clone());
+        *slot = Some(c.clone());
         Ok(c)
     }
 
@@ -744,7 +753,7 @@ impl Endpoint {
         match conn.request(req).await {
             Err(NetError::Closed(_)) if !matches!(req, Request::Invoke(_)) => {
                 // Idempotent requests may be retried on a fresh connection.
-                self.shared.pool.lock().await.remove(&(peer, addr));
+                lock(&self.shared.pool).remove(&(peer, addr));
                 self.connection(addr, peer).await?.request(req).await
             }
             other => other,

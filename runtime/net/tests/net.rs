@@ -694,3 +694,40 @@ async fn a_node_at_its_connection_limit_refuses_further_connections() {
         "the connected peer is still served"
     );
 }
+
+/// Regression (review): the outgoing pool's one lock was held across the
+/// whole handshake, so one candidate whose address never answers stalled
+/// every other dial for the connect timeout. Each peer and address now has
+/// its own slot.
+#[tokio::test]
+async fn a_dial_to_a_silent_address_does_not_stall_other_dials() {
+    let (srv, _) = server(config()).await;
+    // A UDP socket that never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let me = Endpoint::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        key(90),
+        NetConfig {
+            connect_timeout: Duration::from_secs(5),
+            ..config()
+        },
+    )
+    .unwrap();
+    let stuck = {
+        let me = me.clone();
+        tokio::spawn(async move { me.request(silent_addr, key(91).peer_id(), &Request::Ping).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = me
+        .request(srv.local_addr().unwrap(), srv.peer_id(), &Request::Ping)
+        .await
+        .unwrap();
+    assert_eq!(answer, Response::Pong);
+    assert!(
+        !stuck.is_finished(),
+        "the silent dial is still waiting: the other one did not wait for it"
+    );
+    assert!(stuck.await.unwrap().is_err());
+    drop(silent);
+}
