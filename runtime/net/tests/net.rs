@@ -716,7 +716,10 @@ async fn a_dial_to_a_silent_address_does_not_stall_other_dials() {
     .unwrap();
     let stuck = {
         let me = me.clone();
-        tokio::spawn(async move { me.request(silent_addr, key(91).peer_id(), &Request::Ping).await })
+        tokio::spawn(async move {
+            me.request(silent_addr, key(91).peer_id(), &Request::Ping)
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     let answer = me

@@ -569,26 +569,27 @@ fn finish(
     ev.request = Some(done.request.clone());
     let bytes = signed::encode(&ev)?;
     let evidence_path = match &args.evidence {
-        Some(p) => {
-            errand::files::write_atomic(p, &bytes)
-                .with_context(|| format!("writing {}", p.display()))?;
-            p.clone()
-        }
+        Some(p) => errand::files::write_atomic(p, &bytes)
+            .with_context(|| format!("writing {}", p.display()))
+            .map(|()| p.clone()),
         // Named after this request, and created only if no file has the
         // name: concurrent invocations in one folder keep every piece of
         // evidence.
         None => {
             let p = PathBuf::from(evidence_file_name(name, &body.request_id));
             errand::files::write_new(&p, &bytes)
-                .with_context(|| format!("writing {}", p.display()))?;
-            p
+                .with_context(|| format!("writing {}", p.display()))
+                .map(|()| p)
         }
     };
+    // The output is written even when the evidence could not be: the run
+    // is done (and perhaps paid for); only then is either failure reported.
     match &args.output {
         Some(p) => errand::files::write_atomic(p, &r.output)
             .with_context(|| format!("writing {}", p.display()))?,
         None => super::write_stdout(&r.output)?,
     }
+    let evidence_path = evidence_path?;
     eprintln!(
         "{name} on {}: {} · fuel {} · {:.1} ms{} · receipt verified (executor, nonce, component, input, output) · evidence {}",
         to,

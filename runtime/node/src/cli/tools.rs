@@ -105,7 +105,7 @@ fn locate_or_build(manifest: &Path) -> anyhow::Result<PathBuf> {
             };
             eprintln!(
                 "no component for `{name}` yet: building it with `cargo build --release \
-                 --target {}` in {}",
+                 --target {}` in {} (cargo runs the crate's build scripts, outside any sandbox)",
                 errand::build::TARGET,
                 dir.display()
             );
