@@ -1046,11 +1046,14 @@ fn find_without_a_key_searches_with_a_one_off_identity() {
     let user = Sandbox::new();
     let registry = reg.peer_addr().to_string();
     let no_key = user.path("no-such-key");
+    // A newcomer: no $ERRAND_KEY, nothing in the default location.
+    let config = user.path("empty-config");
     let mut last = String::new();
     let found = eventually(Duration::from_secs(10), || {
         let o = user
             .command(&["find", "count words", "--registry", &registry])
-            .env("ERRAND_KEY", &no_key)
+            .env_remove("ERRAND_KEY")
+            .env("XDG_CONFIG_HOME", &config)
             .output()
             .unwrap();
         last = format!("{}{}", stdout(&o), stderr(&o));
@@ -1058,7 +1061,17 @@ fn find_without_a_key_searches_with_a_one_off_identity() {
     });
     assert!(found.is_some(), "{last}");
     assert!(last.contains("one-off identity"), "{last}");
-    assert!(!no_key.exists(), "find wrote a key");
+    assert!(!config.exists(), "find wrote a key");
+
+    // A key named in $ERRAND_KEY must exist: a typo is not a throwaway
+    // identity (review).
+    let o = user
+        .command(&["find", "count words", "--registry", &registry])
+        .env("ERRAND_KEY", &no_key)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("no key at"), "{}", stderr(&o));
 
     let o = user.errand(&[
         "find",
