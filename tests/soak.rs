@@ -303,7 +303,13 @@ fn soak_mixed_load_with_churn_and_kills() {
     let secs = env_secs("ERRAND_SOAK_SECS", 1800);
     let kill_every = env_secs("ERRAND_SOAK_KILL_SECS", 180).min(secs / 3).max(5);
     let churn_every = env_secs("ERRAND_SOAK_CHURN_SECS", 10).max(1);
-    let warm_up = Duration::from_secs((secs / 6).clamp(5, 120));
+    // Warm-up covers the first churns, so that markdown has been compiled
+    // and hosted once before memory is first measured.
+    let warm_up = Duration::from_secs(
+        (secs / 6)
+            .clamp(5, 120)
+            .max((2 * churn_every + 5).min(secs / 2)),
+    );
     let run_for = Duration::from_secs(secs);
 
     let reg = NodeProc::start(&NodeSpec {
@@ -398,6 +404,10 @@ fn soak_mixed_load_with_churn_and_kills() {
 
     // Executor A is SIGKILLed and restarted on a schedule; memory is
     // sampled after warm-up and at the end.
+    // A's memory is taken this long after each (re)start.
+    let a_warm_up = warm_up
+        .min(Duration::from_secs(20))
+        .min(Duration::from_secs(kill_every / 2));
     let t0 = Instant::now();
     let mut kills = 0u64;
     let mut next_kill = Duration::from_secs(kill_every);
@@ -421,7 +431,7 @@ fn soak_mixed_load_with_churn_and_kills() {
         if start_rss.is_none() && t0.elapsed() >= warm_up {
             start_rss = Some(long_lived(&reg, &execs));
         }
-        if a_rss_start.is_none() && a_started.elapsed() >= warm_up.min(Duration::from_secs(20)) {
+        if a_rss_start.is_none() && a_started.elapsed() >= a_warm_up {
             a_rss_start = rss_kib(pid(&execs[0]));
         }
         if t0.elapsed() >= next_kill && t0.elapsed() + Duration::from_secs(5) < run_for {
