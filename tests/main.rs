@@ -5,5 +5,6 @@
 
 mod cli;
 mod network;
+mod soak;
 mod support;
 mod trust;

@@ -25,8 +25,13 @@ pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// The `errand` binary: this build's, or the one `ERRAND_BIN` names (the
+/// soak runs a copy, or a release build, while the tree is rebuilt).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_errand")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("ERRAND_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_errand").to_owned())
+    })
 }
 
 /// A folder with a key, for running commands as one user.
