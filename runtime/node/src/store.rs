@@ -125,6 +125,11 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// redb's page cache. Its default (1 GiB) let a busy executor's memory
+/// grow with its receipt history (about 1.5 KiB per receipt in the soak
+/// run); lookups touch the newest pages, which this easily holds.
+const CACHE_BYTES: usize = 16 << 20;
+
 impl Store {
     /// Opens (or creates) `dir/errand.redb`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -134,7 +139,12 @@ impl Store {
             reason,
         };
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-        let db = Arc::new(Database::create(&path).map_err(|e| open_err(e.to_string()))?);
+        let db = Arc::new(
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(&path)
+                .map_err(|e| open_err(e.to_string()))?,
+        );
         {
             let tx = db.begin_write().map_err(|e| open_err(e.to_string()))?;
             tx.open_table(RECEIPTS)
