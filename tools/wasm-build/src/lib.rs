@@ -116,6 +116,9 @@ pub fn bundle(packages: &[(&str, &str)], watch: &[&str]) {
     for var in SCRUB {
         cmd.env_remove(var);
     }
+    // Nothing the nested build runs (rustc's `-` probes read stdin) may see
+    // whatever the outer build's stdin carries.
+    cmd.stdin(std::process::Stdio::null());
     let status = cmd
         .status()
         .unwrap_or_else(|e| fail(&format!("cannot run {cargo}: {e}")));
