@@ -134,6 +134,7 @@ impl MediaSpec {
 }
 
 /// The quality of service a publisher declares.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Qos {
     /// Expected end-to-end latency of one invocation, in milliseconds.
@@ -147,6 +148,7 @@ pub struct Qos {
 }
 
 /// Which verification tiers a capability supports.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Tiers {
     /// Tier 2: it can be checked with canary inputs whose answers are known.
@@ -176,6 +178,7 @@ impl fmt::Display for NetAddr {
 /// Which tool package a descriptor runs: its package digest (see
 /// [`crate::package::Package::digest`]) and its author. Both must match a
 /// fetched package before a requester uses it.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PackageRef {
     /// The package digest, committing to component, manifest, name,
@@ -186,11 +189,13 @@ pub struct PackageRef {
 }
 
 /// A signed, soft-state capability descriptor (see the module docs).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Descriptor {
     /// The publishing peer, which signs the descriptor.
     pub publisher: PeerId,
     /// The capability's name.
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::fuzzing::name))]
     pub name: Name,
     /// The capability's version.
     pub version: Version,
@@ -219,6 +224,7 @@ pub struct Descriptor {
     /// When it was signed.
     pub issued_at: UnixMillis,
     /// How long it stays valid after `issued_at`.
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::fuzzing::ttl_ms))]
     pub ttl_ms: u32,
     /// A tombstone: the publisher no longer offers this capability. It
     /// replaces older descriptors like any higher `seq`, and is never

@@ -9,6 +9,7 @@ use sha2::{Digest as _, Sha256};
 use crate::bounded::hex_array;
 
 /// A SHA-256 digest: raw bytes in postcard, 64 lowercase hex digits in text.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Digest(pub [u8; 32]);
 

@@ -41,6 +41,7 @@ pub const MAX_BLOB_BYTES: usize = 64 << 20;
 pub const MAX_TRACE_EVENTS: usize = 1 << 20;
 
 /// One host call, as recorded in the trace.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TraceEvent {
     /// Fuel consumed by the guest when it made the call.

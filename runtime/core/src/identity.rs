@@ -38,6 +38,7 @@ pub const PEER_ID_HRP: &str = "errand";
 pub const PEER_ID_TEXT_LEN: usize = 65;
 
 /// A peer's identity: its ed25519 public key.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PeerId(pub [u8; 32]);
 
@@ -206,6 +207,7 @@ impl<'de> Deserialize<'de> for PeerId {
 }
 
 /// An ed25519 signature: raw bytes in postcard, hex in JSON.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Signature(pub [u8; 64]);
 

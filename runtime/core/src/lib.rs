@@ -77,6 +77,8 @@ pub mod descriptor;
 pub mod digest;
 pub mod discovery;
 pub mod evidence;
+#[cfg(feature = "arbitrary")]
+mod fuzzing;
 pub mod identity;
 pub mod manifest;
 pub mod package;

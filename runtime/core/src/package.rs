@@ -49,11 +49,13 @@ pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
 
 /// A tool author's statement: this component and this manifest are my tool
 /// `name` at `version`. Signed by `author`.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Authorship {
     /// The tool author, whose key signs this.
     pub author: PeerId,
     /// The capability's name.
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::fuzzing::name))]
     pub name: Name,
     /// The capability's version.
     pub version: Version,

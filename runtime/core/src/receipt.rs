@@ -28,6 +28,7 @@ use crate::signed::{Invalid, Kind, Object, Signable, Signed};
 use crate::time::UnixMillis;
 
 /// A requester-chosen nonce naming one request: 16 bytes, hex in text.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct RequestId(pub [u8; 16]);
 
@@ -70,9 +71,11 @@ impl<'de> Deserialize<'de> for RequestId {
 }
 
 /// Which published capability a run was for.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CapabilityRef {
     /// The descriptor's name.
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::fuzzing::name))]
     pub name: Name,
     /// The descriptor's version.
     pub version: Version,
@@ -81,6 +84,7 @@ pub struct CapabilityRef {
 }
 
 /// A request parameter the guest can read (for example a title).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Param {
     /// The key.
@@ -90,6 +94,7 @@ pub struct Param {
 }
 
 /// What the guest observes besides its input.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct InvocationContext {
     /// The wall-clock time the guest sees, fixed for the whole run.
@@ -147,6 +152,7 @@ impl InvocationContext {
 }
 
 /// Why the host ended a run early.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AbortReason {
@@ -191,6 +197,7 @@ impl AbortReason {
 }
 
 /// How a run ended.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
@@ -236,6 +243,7 @@ impl fmt::Display for Outcome {
 }
 
 /// The platform a run happened on.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Platform {
     /// The Errand version.
@@ -250,6 +258,7 @@ pub struct Platform {
 /// The limits a run had, beyond fuel. A limit can decide how a run ends
 /// (say, a memory-limit abort), so replay must apply the same ones; the
 /// wall-clock deadline is left out because it cannot be replayed.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct RunLimits {
     /// Largest linear memory, in bytes.
@@ -273,6 +282,7 @@ pub struct RunLimits {
 }
 
 /// A tool receipt (see the module docs).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
     /// The peer that ran the tool and signs this receipt.

@@ -41,6 +41,7 @@ use crate::receipt::{BindingError, InvocationContext, Receipt, RequestId, RunLim
 use crate::signed::{Invalid, Kind, Object, Signable, Signed};
 
 /// The seed of the guest's randomness, chosen by the requester.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Seed(pub [u8; 32]);
 
@@ -69,9 +70,11 @@ impl<'de> Deserialize<'de> for Seed {
 }
 
 /// A published capability, by name and (optionally) a compatible version.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CapabilityTarget {
     /// The capability's name.
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::fuzzing::name))]
     pub name: Name,
     /// A version the executor's must be compatible with (same major, at
     /// least this one).
@@ -79,6 +82,7 @@ pub struct CapabilityTarget {
 }
 
 /// A signed request (see the module docs).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     /// The peer asking, which signs.

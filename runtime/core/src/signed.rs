@@ -606,6 +606,35 @@ pub fn from_json<T: Object>(value: &serde_json::Value) -> Result<T, JsonError> {
     Ok(j.body)
 }
 
+/// A signed object from fuzzer bytes: an arbitrary body that passes its
+/// checks, under an arbitrary signature (so it almost never verifies).
+#[cfg(feature = "arbitrary")]
+impl<'a, T: Signable + arbitrary::Arbitrary<'a>> arbitrary::Arbitrary<'a> for Signed<T> {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        let body = T::arbitrary(u)?;
+        Signed::arbitrary_with_body(body, u)
+    }
+}
+
+#[cfg(feature = "arbitrary")]
+impl<T: Signable> Signed<T> {
+    /// `body` under a signature drawn from `u`; fails when `body` does not
+    /// pass its checks.
+    pub(crate) fn arbitrary_with_body(
+        body: T,
+        u: &mut arbitrary::Unstructured<'_>,
+    ) -> arbitrary::Result<Signed<T>> {
+        let signed_bytes = encode(&body)
+            .map_err(|_| arbitrary::Error::IncorrectFormat)?
+            .into_boxed_slice();
+        Ok(Signed {
+            body,
+            signed_bytes,
+            signature: Signature(u.arbitrary()?),
+        })
+    }
+}
+
 impl<T: fmt::Debug> fmt::Debug for Signed<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Signed")

@@ -79,6 +79,7 @@ pub const MAX_PUBLISH_BATCH: usize = 512;
 pub const MAX_CANDIDATES: usize = 100;
 
 /// What a requester is looking for (see [`crate::discovery`]).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Query {
     /// Free text: what the requester wants done.
@@ -101,6 +102,7 @@ pub struct Query {
     /// Only this publisher's capabilities.
     pub publisher: Option<PeerId>,
     /// Most candidates wanted (1..=100).
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::fuzzing::query_limit))]
     pub limit: u16,
 }
 
@@ -119,6 +121,7 @@ pub struct InvokeRequest {
 }
 
 /// An invocation's result.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvokeResponse {
     /// The output (empty unless the receipt's outcome is ok).
@@ -130,6 +133,7 @@ pub struct InvokeResponse {
 }
 
 /// A registry's verdict on one published descriptor.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PublishOutcome {
     /// Indexed.
@@ -152,6 +156,7 @@ pub enum PublishOutcome {
 }
 
 /// Error classes.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ErrorCode {
     /// The request is malformed or inconsistent.
@@ -175,6 +180,7 @@ pub enum ErrorCode {
 }
 
 /// An error answer.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireError {
     /// The class.
@@ -200,6 +206,7 @@ impl std::fmt::Display for WireError {
 }
 
 /// A hosted capability, in a status report.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostedCapability {
     /// Name.
@@ -215,6 +222,7 @@ pub struct HostedCapability {
 }
 
 /// A node's status.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReport {
     /// The node.
@@ -236,6 +244,7 @@ pub struct StatusReport {
 }
 
 /// A request (see the module docs).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// Liveness.
@@ -256,6 +265,7 @@ pub enum Request {
 }
 
 /// A response (see the module docs).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// Liveness.

@@ -19,6 +19,8 @@ use errand_core::testing::{self, SAMPLE_TIME, key};
 use errand_core::{Digest, PeerId, UnixMillis};
 use proptest::prelude::*;
 
+mod fuzz_seeds;
+
 // ---------------------------------------------------------------- golden bytes
 
 fn golden_path(name: &str) -> PathBuf {
