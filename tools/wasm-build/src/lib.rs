@@ -116,28 +116,9 @@ pub fn bundle(packages: &[(&str, &str)], watch: &[&str]) {
     for var in SCRUB {
         cmd.env_remove(var);
     }
-    // Nothing the nested build runs (rustc's `-` probes read stdin) may see
-    // whatever the outer build's stdin carries; and the nested cargo runs
-    // its own jobserver rather than sharing the outer one's descriptors.
-    cmd.stdin(std::process::Stdio::null());
-    for var in ["CARGO_MAKEFLAGS", "MAKEFLAGS", "MFLAGS"] {
-        cmd.env_remove(var);
-    }
-    let mut status = cmd
+    let status = cmd
         .status()
         .unwrap_or_else(|e| fail(&format!("cannot run {cargo}: {e}")));
-    if !status.success() {
-        // A CI run saw the nested cargo's first rustc probe fail on input it
-        // never gave it, while the outer build ran many jobs; once more,
-        // alone, before giving up.
-        println!(
-            "cargo:warning=building the WebAssembly components failed; retrying once with -j1"
-        );
-        status = cmd
-            .arg("-j1")
-            .status()
-            .unwrap_or_else(|e| fail(&format!("cannot run {cargo}: {e}")));
-    }
     if !status.success() {
         fail("building the WebAssembly components failed (see the cargo output above)");
     }
