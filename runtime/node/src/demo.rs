@@ -265,12 +265,9 @@ async fn start_network(
     Ok(Network { registry, nodes })
 }
 
-/// One line saying why a run's result was not right: the first failed
-/// step's error and its attempts, or that an accepted output was wrong.
-fn why_wrong(report: &crate::workflow::WorkflowReport) -> String {
-    let Some(s) = report.steps.iter().find(|s| s.error.is_some()) else {
-        return "accepted a wrong output".into();
-    };
+/// One line saying why step `s` failed: its error and every candidate it
+/// tried.
+fn why_failed(s: &crate::workflow::StepReport) -> String {
     let tried: Vec<String> = s
         .attempts
         .iter()
@@ -446,8 +443,8 @@ pub async fn run(cfg: &DemoConfig, progress: &dyn Fn(&str)) -> Result<DemoReport
                         && report.outputs.get("publish") == Some(&rec)
                 });
             successes += usize::from(right);
-            if !right && report.steps.iter().any(|s| s.error.is_some()) {
-                eprintln!("demo: {label}, run {run}: {}", why_wrong(&report));
+            if let Some(s) = report.steps.iter().find(|s| s.error.is_some()) {
+                eprintln!("demo: {label}, run {run}: {}", why_failed(s));
             }
             latencies.push(report.latency_ms);
             let mut run_exposed = false;

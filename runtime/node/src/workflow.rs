@@ -673,21 +673,18 @@ impl Runner {
             .package
             .and_then(|p| self.packages.get(&p.digest))
             .filter(|p| p.authorship.body().component == component);
-        own.or_else(|| {
-            let author = d.package.map(|p| p.author);
-            self.packages
-                .iter()
-                .filter(|(_, p)| p.authorship.body().component == component)
-                .min_by_key(|(digest, p)| (Some(p.authorship.body().author) != author, **digest))
-                .map(|(_, p)| p)
-        })
+        own.or_else(|| self.package_with_component(component, d.package.map(|p| p.author)))
     }
 
-    /// A checked package holding component `digest`, if one is cached.
-    fn package_with_component(&self, digest: Digest) -> Option<&Package> {
+    /// A checked package holding component `digest`, if one is cached: by
+    /// `author` if there is one, otherwise the one with the lowest package
+    /// digest, so the choice never depends on map order.
+    fn package_with_component(&self, digest: Digest, author: Option<PeerId>) -> Option<&Package> {
         self.packages
-            .values()
-            .find(|p| p.authorship.body().component == digest)
+            .iter()
+            .filter(|(_, p)| p.authorship.body().component == digest)
+            .min_by_key(|(key, p)| (Some(p.authorship.body().author) != author, **key))
+            .map(|(_, p)| p)
     }
 
     /// Sends `ask` to `to` within the step timeout. A refusal the executor
@@ -1108,7 +1105,7 @@ impl Runner {
     /// signed receipt is a mismatch (fraud, with proof); anything that stops
     /// this side from replaying is inconclusive.
     fn replay(&self, digest: Digest, input: &[u8], done: &crate::client::Invoked) -> ReplayOutcome {
-        let Some(pkg) = self.package_with_component(digest) else {
+        let Some(pkg) = self.package_with_component(digest, None) else {
             return ReplayOutcome::Inconclusive("the component's package is not held".into());
         };
         let receipt = done.response.receipt.body();
@@ -1188,7 +1185,7 @@ impl Runner {
             output: Blob::embed(r.output.to_vec()).ok(),
             trace: r.trace.clone().map(TraceBlob::Events),
             component: self
-                .package_with_component(component)
+                .package_with_component(component, None)
                 .and_then(|p| Blob::embed(p.component.to_vec()).ok()),
             request: Some(done.request.clone()),
         };
