@@ -141,7 +141,7 @@ impl Reputation {
 
     fn decayed(&self, r: &PeerRecord, now: UnixMillis) -> (f64, f64) {
         let c = &self.config;
-        let d = 0.5f64.powf(now.since(r.at) as f64 / c.half_life_ms.max(1) as f64);
+        let d = self.decay(r, now);
         (
             c.prior_success + (r.successes - c.prior_success) * d,
             c.prior_failure + (r.failures - c.prior_failure) * d,
@@ -215,9 +215,14 @@ impl Reputation {
             .is_some_and(|r| r.banned || self.lies_at(r, now) >= 0.5)
     }
 
+    /// How much of `r`'s evidence is left at `now`: halves every half-life.
+    fn decay(&self, r: &PeerRecord, now: UnixMillis) -> f64 {
+        0.5f64.powf(now.since(r.at) as f64 / self.config.half_life_ms.max(1) as f64)
+    }
+
     /// `r`'s caught lies, decayed to `now`.
     fn lies_at(&self, r: &PeerRecord, now: UnixMillis) -> f64 {
-        r.lies * 0.5f64.powf(now.since(r.at) as f64 / self.config.half_life_ms.max(1) as f64)
+        r.lies * self.decay(r, now)
     }
 
     /// Records a direct outcome.
