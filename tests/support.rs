@@ -309,3 +309,55 @@ pub fn shared_host() -> errand_host::Host {
     })
     .clone()
 }
+
+/// The other sides' official tool chains, installed by `tests/interop/setup`
+/// from the package registries with the exact pins in `tests/interop/`, into
+/// a cache outside the clone (issue 12: never a hand-written imitation).
+pub struct Interop {
+    /// The virtual environment's interpreter: `mcp`, `a2a-sdk` and
+    /// `componentize-py` are importable from it.
+    pub python: PathBuf,
+    /// The `node_modules` folder holding `jco` and `componentize-js`.
+    pub node_modules: PathBuf,
+}
+
+/// Runs the set-up once per test process and returns the tool chains. A
+/// failed install fails the calling test, with the set-up's own output: an
+/// interop test never passes by skipping.
+pub fn interop() -> &'static Interop {
+    static INTEROP: std::sync::OnceLock<Result<Interop, String>> = std::sync::OnceLock::new();
+    let got = INTEROP.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/setup");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("all")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            return Err(format!(
+                "{} failed ({}):\n{}{}",
+                script.display(),
+                out.status,
+                text,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let find = |k: &str| {
+            text.lines()
+                .rev()
+                .find_map(|l| l.strip_prefix(k))
+                .map(PathBuf::from)
+                .ok_or_else(|| format!("{} printed no `{k}` line:\n{text}", script.display()))
+        };
+        Ok(Interop {
+            python: find("python=")?,
+            node_modules: find("node_modules=")?,
+        })
+    });
+    match got {
+        Ok(i) => i,
+        Err(e) => panic!("interop set-up: {e}"),
+    }
+}
