@@ -173,6 +173,7 @@ fn count_step(input: &str, risk: Risk) -> WorkflowFile {
             input_type: None,
             output_type: None,
             capability: Some("text-stats".into()),
+            compatible: None,
             fuel: None,
             author: None,
             component: None,

@@ -23,6 +23,7 @@ pub mod config;
 pub mod demo;
 pub mod files;
 pub mod keystore;
+pub mod mcp;
 pub mod node;
 pub mod packaging;
 pub mod store;

@@ -49,6 +49,9 @@ enum Command {
     ///
     /// Exit status: 0 if the tool returned output, 1 otherwise.
     Invoke(Box<cli::network::InvokeArgs>),
+    /// Serve the network's capabilities as MCP tools on stdin/stdout, for
+    /// any MCP client (see docs/mcp.md). Logs go to stderr.
+    Mcp(Box<cli::mcp::McpArgs>),
     /// Report on a running node (asks with the node's own key).
     Status(cli::network::StatusArgs),
     /// List or export the receipts a (stopped) node has signed, with the
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         Command::Node(a) => cli::network::node(a),
         Command::Find(a) => cli::network::find(a),
         Command::Invoke(a) => cli::network::invoke(*a),
+        Command::Mcp(a) => cli::mcp::mcp(*a),
         Command::Status(a) => cli::network::status(a),
         Command::Receipts(a) => cli::receipts::receipts(a),
         Command::Workflow(c) => cli::trust::workflow(c),

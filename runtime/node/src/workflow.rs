@@ -24,6 +24,7 @@
 //! # tiers = "t2"                                  # override the policy for this step
 //! # author = "PEER-ID"                            # only tools packaged by this author
 //! # component = "sha256:..."                      # only this component
+//! # compatible = "1.2.0"                         # only versions 1.x, at least 1.2.0
 //! ```
 //!
 //! For each step the [`Runner`] discovers candidates across the registries,
@@ -41,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use errand_core::bounded::{BBytes, BString};
-use errand_core::descriptor::SignedDescriptor;
+use errand_core::descriptor::{SignedDescriptor, Version};
 use errand_core::evidence::{Blob, Evidence, MAX_BLOB_BYTES, TraceBlob};
 use errand_core::manifest::Manifest;
 use errand_core::package::Package;
@@ -108,6 +109,10 @@ pub struct StepSpec {
     /// Exact capability name.
     #[serde(default)]
     pub capability: Option<String>,
+    /// A version the capability must be compatible with, `major.minor.patch`:
+    /// the same major version, and at least this one.
+    #[serde(default)]
+    pub compatible: Option<String>,
     /// Fuel to ask for.
     #[serde(default)]
     pub fuel: Option<u64>,
@@ -161,6 +166,14 @@ impl StepSpec {
     /// The step's pins (see [`Pins`]).
     pub fn pins(&self) -> Result<Pins, String> {
         Pins::parse(self.author.as_deref(), self.component.as_deref())
+    }
+
+    /// The parsed `compatible` version, if any; an error names the value.
+    pub fn compatible_version(&self) -> Result<Option<Version>, String> {
+        self.compatible
+            .as_deref()
+            .map(|v| v.parse().map_err(|e| format!("compatible = {v:?}: {e}")))
+            .transpose()
     }
 }
 
@@ -252,6 +265,7 @@ impl WorkflowFile {
             }
             step_context(s, UnixMillis(0)).map_err(|e| bad(e.to_string()))?;
             s.pins().map_err(bad)?;
+            s.compatible_version().map_err(bad)?;
         }
         Ok(())
     }
@@ -350,6 +364,14 @@ pub struct StepReport {
     pub executor: Option<String>,
     /// The output's digest, on success.
     pub output: Option<String>,
+    /// The digest of the signed receipt behind the output, on success.
+    pub receipt: Option<String>,
+    /// The outcome that receipt states, on success (a step without the
+    /// reputation tier takes an answer whatever its outcome).
+    pub outcome: Option<String>,
+    /// The output's media type, as the descriptor of the executor whose
+    /// answer was used declares it, on success.
+    pub output_type: Option<String>,
     /// Why the step failed, if it did.
     pub error: Option<String>,
     /// Evidence written.
@@ -385,7 +407,7 @@ pub struct Runner {
     /// Fetched packages, by package digest; each checked against the
     /// descriptor that named it (see [`Runner::package`]).
     packages: HashMap<Digest, Package>,
-    rng: Box<dyn Entropy + Send>,
+    rng: Box<dyn Entropy + Send + Sync>,
     /// The requester's own recent inputs, per capability: canaries are
     /// made from them, never from public examples.
     canaries: CanaryPool,
@@ -602,8 +624,9 @@ impl Runner {
         })
     }
 
-    fn query(&self, spec: &StepSpec) -> Query {
+    fn query(&self, spec: &StepSpec, compatible: Option<Version>) -> Query {
         let mut q = Query::intent(&spec.intent, self.config.candidates);
+        q.version = compatible;
         q.max_latency_ms = spec.max_latency_ms;
         q.max_cost = spec.max_cost;
         q.input = spec.input_type.as_deref().map(BString::truncate_from);
@@ -733,7 +756,8 @@ impl Runner {
                 step_context(spec, time)
                     .map(|c| (i, c))
                     .map_err(|e| e.to_string())
-            });
+            })
+            .and_then(|parts| spec.compatible_version().map(|v| (parts, v)));
         let mut report = StepReport {
             name: spec.name.clone(),
             tiers: tiers.label(),
@@ -744,11 +768,14 @@ impl Runner {
             latency_ms: 0.0,
             executor: None,
             output: None,
+            receipt: None,
+            outcome: None,
+            output_type: None,
             error: None,
             evidence: Vec::new(),
             traffic,
         };
-        let (input_bytes, context) = match request_parts {
+        let ((input_bytes, context), compatible) = match request_parts {
             Ok(parts) => parts,
             Err(e) => {
                 report.error = Some(e);
@@ -758,7 +785,7 @@ impl Runner {
         let now = crate::node::now();
         let found = self
             .client
-            .find(&self.registries, &self.query(spec), now)
+            .find(&self.registries, &self.query(spec, compatible), now)
             .await;
         let found = match found {
             Ok(f) => f,
@@ -970,6 +997,9 @@ impl Runner {
             (Some(c), Some((done, _))) => {
                 report.executor = Some(ordered[c].0.to_string());
                 report.output = Some(Digest::of(&done.response.output).to_string());
+                report.receipt = Some(done.response.receipt.digest().to_string());
+                report.outcome = Some(done.response.receipt.body().outcome.to_string());
+                report.output_type = Some(ordered[c].1.body().output.media_type.to_string());
                 if let Some(path) = self.keep_evidence(spec, input, &done) {
                     report.evidence.push(path);
                 }

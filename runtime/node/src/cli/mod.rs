@@ -26,6 +26,7 @@ macro_rules! out {
 }
 
 pub mod keys;
+pub mod mcp;
 pub mod network;
 pub mod receipts;
 pub mod sim;

@@ -691,6 +691,7 @@ async fn invoke_by_intent(
         input_type: args.constraints.input_type.clone(),
         output_type: args.constraints.output_type.clone(),
         capability: args.capability.clone().or(args.constraints.name.clone()),
+        compatible: args.constraints.compatible.map(|v| v.to_string()),
         fuel: args.fuel,
         author: args.author.clone(),
         component: args.component.clone(),
