@@ -48,12 +48,13 @@ use errand_core::package::Package;
 use errand_core::receipt::{InvocationContext, Outcome, RequestId, RunLimits};
 use errand_core::request::CapabilityTarget;
 use errand_core::signed;
+use errand_core::trust;
 use errand_core::trust::{
     CanaryPool, CandidateView, CrossCheckOutcome, Decision, Delegation, Entropy, Event, Policy,
     Rejection, ReplayOutcome, Reputation, ReputationConfig, Risk, SplitMix, TierSet,
     order_candidates,
 };
-use errand_core::wire::{MAX_CANDIDATES, Query};
+use errand_core::wire::Query;
 use errand_core::{Digest, PeerId, UnixMillis};
 use errand_host::{Host, Invocation};
 use serde::{Deserialize, Serialize};
@@ -257,9 +258,6 @@ impl WorkflowFile {
     }
 }
 
-/// How much a wider discovery round multiplies the candidates asked for.
-pub const WIDEN_FACTOR: u16 = 4;
-
 /// How the runner behaves.
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -277,8 +275,9 @@ pub struct RunnerConfig {
     /// first discovery round).
     pub candidates: u16,
     /// Wider discovery rounds after a round with no trustworthy executor
-    /// (verified policies only), each asking for [`WIDEN_FACTOR`] times
-    /// more candidates, up to the protocol's [`MAX_CANDIDATES`].
+    /// (verified policies only), each asking for
+    /// [`errand_core::trust::WIDEN_FACTOR`] times more candidates, up to the
+    /// protocol's most ([`errand_core::trust::next_round`]).
     pub widen: u8,
     /// Where evidence and fraud proofs go.
     pub evidence_dir: Option<PathBuf>,
@@ -770,25 +769,18 @@ impl Runner {
         // Pinned author or component: the others are dropped before ordering
         // (`WorkflowFile::check` already refused unparsable pins).
         let pins = spec.pins().unwrap_or_default();
-        // Peers this step already tried: a wider round never asks them again.
-        let mut tried: std::collections::HashSet<PeerId> = std::collections::HashSet::new();
+        // Peers this step already tried (sent a canary, a cross-check or the
+        // real request): a wider round never asks them again.
+        let mut tried: Vec<PeerId> = Vec::new();
         let mut limit = self.config.candidates.max(1);
         // The optimistic policy asks once. Verified policies widen the
         // search when a round ends with no trustworthy executor and the
-        // registries' answer was full: an index that Sybils fill to the
-        // brim, or a cold start whose first draws were all cheaters, must
-        // not hide the honest peers ranked below them. Each wider round asks
-        // for `WIDEN_FACTOR` times more candidates, leaves out every peer
+        // registries' answer was full (`errand_core::trust::next_round`):
+        // each wider round asks for more candidates, leaves out every peer
         // already tried and every peer caught lying, and has its own
-        // fallback budget: liars cost a canary each and are caught for good,
-        // so an attacker's numbers cannot exhaust the search.
-        let rounds = if tiers.reputation {
-            1 + usize::from(self.config.widen)
-        } else {
-            1
-        };
+        // fallback budget.
         let mut result = None;
-        for round in 0..rounds {
+        for round in 0.. {
             let mut query = self.query(spec);
             query.limit = limit;
             let found = self
@@ -810,17 +802,14 @@ impl Runner {
             traffic.control_messages += found.messages;
             traffic.control_bytes += found.bytes;
             report.discovery_ms += found.elapsed.as_secs_f64() * 1e3;
-            // The registries may hold more only if their answer was full.
-            let more = found.candidates.len() >= usize::from(limit);
+            let answered = found.candidates.len();
             let now = crate::node::now();
             let cands: Vec<(PeerAddr, SignedDescriptor)> = found
                 .candidates
                 .into_iter()
                 .filter(|d| pins.admit(d.body()))
                 .filter_map(|d| Client::address_of(&d).ok().map(|a| (a, d)))
-                .filter(|(a, _)| !tried.contains(&a.peer))
-                // A wider round skips peers this requester caught lying.
-                .filter(|(a, _)| round == 0 || !self.reputation.caught_lying(&a.peer, now))
+                .filter(|(a, _)| trust::admit(round, &tried, &self.reputation, &a.peer, now))
                 .collect();
             if cands.is_empty() {
                 if round == 0 {
@@ -831,7 +820,6 @@ impl Runner {
                 break;
             }
             report.candidates += cands.len();
-            tried.extend(cands.iter().map(|(a, _)| a.peer));
             let round_result = self
                 .delegate(
                     spec,
@@ -839,19 +827,17 @@ impl Runner {
                     (input, &input_bytes, &context),
                     &cands,
                     &mut traffic,
-                    &mut report,
+                    (&mut report, &mut tried),
                 )
                 .await;
             if let Some(done) = round_result {
                 result = Some(done);
                 break;
             }
-            if !more {
-                break;
+            match trust::next_round(tiers, round, self.config.widen, limit, answered) {
+                Some(next) => limit = next,
+                None => break,
             }
-            limit = limit
-                .saturating_mul(WIDEN_FACTOR)
-                .min(MAX_CANDIDATES as u16);
         }
         report.latency_ms = t0.elapsed().as_secs_f64() * 1e3;
         let output = match result {
@@ -884,7 +870,7 @@ impl Runner {
     /// One discovery round's delegation over `cands`, in the order the
     /// tiers call for: returns the executor and its answer on success.
     /// Appends the round's attempts and fallbacks to `report`, and any
-    /// fraud proof it kept.
+    /// fraud proof it kept, and the peers it tried to `tried`.
     async fn delegate(
         &mut self,
         spec: &StepSpec,
@@ -892,7 +878,7 @@ impl Runner {
         (input, input_bytes, context): (&[u8], &BBytes<MAX_BLOB_BYTES>, &InvocationContext),
         cands: &[(PeerAddr, SignedDescriptor)],
         traffic: &mut Traffic,
-        report: &mut StepReport,
+        (report, tried): (&mut StepReport, &mut Vec<PeerId>),
     ) -> Option<(PeerAddr, crate::client::Invoked)> {
         let now = crate::node::now();
         let order: Vec<usize> = if tiers.reputation {
@@ -1060,6 +1046,7 @@ impl Runner {
             }
         };
         report.fallbacks += del.fallbacks();
+        tried.extend(del.attempts().iter().map(|a| ordered[a.candidate].0.peer));
         report.attempts.extend(
             del.attempts()
                 .iter()
