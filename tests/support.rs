@@ -318,6 +318,7 @@ pub struct Interop {
     /// `componentize-py` are importable from it.
     pub python: PathBuf,
     /// The `node_modules` folder holding `jco` and `componentize-js`.
+    #[allow(dead_code)] // until a test builds a JavaScript tool
     pub node_modules: PathBuf,
 }
 

@@ -57,6 +57,13 @@
 //! publish_rate = 100.0
 //! publish_burst = 1000.0
 //! ranking = "sampled"              # or "relevance" (see errand_core::discovery)
+//!
+//! [card]                           # the A2A Agent Card (`errand card`; see crate::card)
+//! name = "Acme image tools"        # default: "Errand node" and the peer id's start
+//! description = "…"                # default: made from the hosted tools
+//! version = "2.1.0"                # default: Errand's version
+//! documentation_url = "https://acme.example/tools"
+//! provider = { organization = "Acme", url = "https://acme.example" }
 //! ```
 //!
 //! Relative paths are relative to the folder holding `node.toml`.
@@ -436,6 +443,9 @@ pub struct NodeConfig {
     /// Adversarial behaviour, for demos and tests only.
     #[serde(default)]
     pub adversary: Option<AdversaryConfig>,
+    /// How `errand card` presents the node.
+    #[serde(default)]
+    pub card: crate::card::CardConfig,
 }
 
 fn default_listen() -> SocketAddr {
