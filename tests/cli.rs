@@ -1053,7 +1053,7 @@ const GUIDES: &[&str] = &[
     "docs/auditors.md",
     // "docs/tool-authors.md",
     // "docs/mcp.md",
-    // "docs/a2a.md",
+    "docs/a2a.md",
     "docs/evaluating.md",
 ];
 
