@@ -1042,10 +1042,23 @@ fn log_format_json_writes_one_json_object_per_line() {
     );
 }
 
-// The README's commands, run as written.
+// The README's and the guides' commands, run as written.
 
-/// A ```` ```sh ```` block of README.md: where it starts, the HTML comment
-/// right above it (if any), and its text.
+/// The user guides, each a self-contained walk through from the repository
+/// root: every ```` ```sh ```` block of each runs, in order, in a fresh
+/// folder of its own.
+const GUIDES: &[&str] = &[
+    "docs/node-operators.md",
+    "docs/agent-developers.md",
+    "docs/auditors.md",
+    // "docs/tool-authors.md",
+    "docs/mcp.md",
+    "docs/a2a.md",
+    "docs/evaluating.md",
+];
+
+/// A ```` ```sh ```` block of README.md or a guide: where it starts, the
+/// HTML comment right above it (if any), and its text.
 struct ShellBlock {
     line: usize,
     marker: Option<String>,
@@ -1056,7 +1069,13 @@ struct ShellBlock {
 const NOT_RUN: &str = "<!-- not-run-by-readme-test:";
 
 fn readme_shell_blocks() -> Vec<ShellBlock> {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    shell_blocks("README.md")
+}
+
+/// The shell blocks of `file`, a path from the repository root.
+fn shell_blocks(file: &str) -> Vec<ShellBlock> {
+    let readme =
+        std::fs::read_to_string(repo().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
     let lines: Vec<&str> = readme.lines().collect();
     let mut blocks = Vec::new();
     let mut i = 0;
@@ -1073,7 +1092,7 @@ fn readme_shell_blocks() -> Vec<ShellBlock> {
             let len = lines[start..]
                 .iter()
                 .position(|l| l.trim_end() == "```")
-                .unwrap_or_else(|| panic!("README.md line {i}: unclosed block"));
+                .unwrap_or_else(|| panic!("{file} line {i}: unclosed block"));
             blocks.push(ShellBlock {
                 line: start + 1,
                 marker,
@@ -1245,27 +1264,36 @@ fn readme_quick_start_runs_as_written() {
     assert!(out.contains("T1+T2+T3"), "{out}");
 }
 
-/// Every other shell block of the README (the CLI walkthrough, node, find,
-/// invoke, workflow, verify), in order, as one script in one fresh folder,
-/// exactly as written (with the mapping of [`as_run_by_the_test`]): a
-/// README that drifts from the program fails here. Not run: the test
-/// command (this suite) and blocks marked `<!-- not-run-by-readme-test:
-/// WHY -->`.
+/// Every other shell block of the README, then each guide's (the CLI
+/// walkthroughs: node, find, invoke, workflow, verify, MCP, cards), each
+/// file in order as one script in a fresh folder of its own, exactly as
+/// written (with the mapping of [`as_run_by_the_test`]): a guide that
+/// drifts from the program fails here. Not run: the README's two commands
+/// (the quick start has its own test; the test command is this suite) and
+/// blocks marked `<!-- not-run-by-readme-test: WHY -->`.
 #[test]
-fn readme_commands_run_in_order_as_written() {
-    let mut ports = FreePorts::default();
-    let mut script = String::new();
-    for b in readme_shell_blocks() {
-        match b.marker.as_deref() {
-            Some("<!-- main-command -->" | "<!-- test-command -->") => continue,
-            Some(m) if m.starts_with(NOT_RUN) => continue,
-            _ => {}
+fn guides_commands_run_as_written() {
+    let mut scripts = Vec::new();
+    let mut all = String::new();
+    for file in std::iter::once("README.md").chain(GUIDES.iter().copied()) {
+        let mut ports = FreePorts::default();
+        let mut script = String::new();
+        for b in shell_blocks(file) {
+            match b.marker.as_deref() {
+                Some("<!-- main-command -->" | "<!-- test-command -->") => continue,
+                Some(m) if m.starts_with(NOT_RUN) => continue,
+                _ => {}
+            }
+            script.push_str(&format!("# {file} line {}\n", b.line));
+            script.push_str(&as_run_by_the_test(&b.text, &mut ports));
+            script.push('\n');
         }
-        script.push_str(&format!("# README.md line {}\n", b.line));
-        script.push_str(&as_run_by_the_test(&b.text, &mut ports));
-        script.push('\n');
+        drop(ports);
+        all.push_str(&script);
+        if !script.is_empty() {
+            scripts.push((file, script));
+        }
     }
-    drop(ports);
     for needed in [
         "errand pack",
         "errand node",
@@ -1273,17 +1301,32 @@ fn readme_commands_run_in_order_as_written() {
         "errand invoke",
         "errand workflow run",
         "errand verify",
+        "errand receipts",
     ] {
         assert!(
-            script.contains(needed),
-            "no `{needed}` in README.md's shell blocks"
+            all.contains(needed),
+            "no `{needed}` in the guides' shell blocks"
         );
     }
-    let dir = readme_folder();
-    let (status, out, err) = run_readme_script(dir.path(), &script, Duration::from_secs(300));
-    assert_eq!(
-        status,
-        Some(0),
-        "{script}\n--- stdout\n{out}\n--- stderr (`+` lines are the commands)\n{err}"
-    );
+    // The guides run side by side, each in its own folder, on ports of its own.
+    std::thread::scope(|s| {
+        let runs: Vec<_> = scripts
+            .iter()
+            .map(|(file, script)| {
+                s.spawn(move || {
+                    let dir = readme_folder();
+                    let got = run_readme_script(dir.path(), script, Duration::from_secs(300));
+                    (file, script, got)
+                })
+            })
+            .collect();
+        for r in runs {
+            let (file, script, (status, out, err)) = r.join().unwrap();
+            assert_eq!(
+                status,
+                Some(0),
+                "{file}:\n{script}\n--- stdout\n{out}\n--- stderr (`+` lines are the commands)\n{err}"
+            );
+        }
+    });
 }

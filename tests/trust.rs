@@ -1052,3 +1052,62 @@ fn witness_liar_ring_withholding_its_package_is_caught_by_a_local_canary() {
         assert!(rep.caught_lying(p, errand::node::now()) || rep.record(p).is_none());
     }
 }
+
+/// Index poisoning (issue 10): Sybils fill the registry's answer to the brim,
+/// so the honest executor ranked below them is not in it. A round that finds
+/// no one trustworthy widens the search (more candidates, leaving out the
+/// peers already tried and caught), instead of failing the step.
+#[test]
+fn a_registry_answer_full_of_liars_widens_discovery_to_the_honest_executor() {
+    let mut net = Net::new();
+    let mut sybils = Vec::new();
+    for i in 0..4 {
+        sybils.push(net.executor(
+            &format!("sybil-{i}"),
+            &["text-stats"],
+            &format!("[adversary]\nbehaviour = \"wrong-output\"\n{ATTRACTIVE}"),
+        ));
+    }
+    let honest = net.executor("honest", &["text-stats"], "");
+    net.wait_for(5);
+    let text = "one fish two fish red fish blue fish";
+
+    // The old behaviour: one round, whose two candidates are both Sybils.
+    let mut narrow = net.runner(Policy::Fixed(TierSet::T2), None);
+    narrow.config_mut().candidates = 2;
+    narrow.config_mut().widen = 0;
+    let r = run(&mut narrow, &count_step(text, Risk::Low));
+    assert!(!r.succeeded, "{r:#?}");
+    let s = &r.steps[0];
+    assert_eq!(s.discovery_rounds, 1);
+    assert!(
+        s.attempts
+            .iter()
+            .all(|a| sybils.iter().any(|p| a.peer.starts_with(&p.to_string()))),
+        "the first answer holds only Sybils: {s:#?}"
+    );
+
+    // Widening: the second round asks for more and finds the honest peer.
+    let mut wide = net.runner(Policy::Fixed(TierSet::T2), None);
+    wide.config_mut().candidates = 2;
+    let r = run(&mut wide, &count_step(text, Risk::Low));
+    assert!(r.succeeded, "{r:#?}");
+    assert!(right_count(&r, text));
+    assert!(executor_of(&r).starts_with(&honest.to_string()));
+    let s = &r.steps[0];
+    assert_eq!(s.discovery_rounds, 2, "{s:#?}");
+    for a in &s.attempts[..s.attempts.len() - 1] {
+        assert_eq!(a.rejected.as_deref(), Some("wrong answer to the canary"));
+    }
+    // No peer is tried twice across rounds.
+    let mut peers: Vec<&str> = s.attempts.iter().map(|a| a.peer.as_str()).collect();
+    peers.sort_unstable();
+    peers.dedup();
+    assert_eq!(peers.len(), s.attempts.len(), "{s:#?}");
+
+    // The optimistic policy asks once, whatever it got.
+    let mut optimistic = net.runner(Policy::Fixed(TierSet::NONE), None);
+    optimistic.config_mut().candidates = 2;
+    let r = run(&mut optimistic, &count_step(text, Risk::Low));
+    assert_eq!(r.steps[0].discovery_rounds, 1);
+}

@@ -40,7 +40,8 @@
 //! medium = "t3:0"                  # T1+T2 and receipts bound to the request, no replay
 //! high = "t3"
 //! replay = 1.0                     # replay probability for t3
-//! fallbacks = 4                    # most fallbacks per step
+//! fallbacks = 4                    # most fallbacks per step, per discovery round
+//! widen = 2                        # wider discovery rounds when a round finds no one trustworthy
 //! exploration = 0.1                # chance of trying a newcomer first
 //!
 //! [adversary]                      # FOR DEMOS AND TESTS ONLY: makes the node cheat
@@ -56,6 +57,13 @@
 //! publish_rate = 100.0
 //! publish_burst = 1000.0
 //! ranking = "sampled"              # or "relevance" (see errand_core::discovery)
+//!
+//! [card]                           # the A2A Agent Card (`errand card`; see crate::card)
+//! name = "Acme image tools"        # default: "Errand node" and the peer id's start
+//! description = "…"                # default: made from the hosted tools
+//! version = "2.1.0"                # default: Errand's version
+//! documentation_url = "https://acme.example/tools"
+//! provider = { organization = "Acme", url = "https://acme.example" }
 //! ```
 //!
 //! Relative paths are relative to the folder holding `node.toml`.
@@ -268,8 +276,11 @@ pub struct TrustConfig {
     pub high: String,
     /// Replay probability for `t3`.
     pub replay: f64,
-    /// Most fallbacks per step.
+    /// Most fallbacks per step, per discovery round.
     pub fallbacks: usize,
+    /// Wider discovery rounds after a round with no trustworthy executor
+    /// (each asks for 4 times more candidates, leaving out those tried).
+    pub widen: u8,
     /// Chance of trying a newcomer first.
     pub exploration: f64,
 }
@@ -282,6 +293,7 @@ impl Default for TrustConfig {
             high: "t3".into(),
             replay: 1.0,
             fallbacks: 4,
+            widen: 2,
             exploration: 0.1,
         }
     }
@@ -431,6 +443,9 @@ pub struct NodeConfig {
     /// Adversarial behaviour, for demos and tests only.
     #[serde(default)]
     pub adversary: Option<AdversaryConfig>,
+    /// How `errand card` presents the node.
+    #[serde(default)]
+    pub card: crate::card::CardConfig,
 }
 
 fn default_listen() -> SocketAddr {

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod build;
+pub mod card;
 pub mod client;
 pub mod config;
 pub mod demo;

@@ -63,6 +63,9 @@ enum Command {
     /// Start a local network with honest, Sybil and drifting executors and
     /// compare verification policies on the two-step workflow.
     Demo(cli::trust::DemoArgs),
+    /// Write the node's A2A Agent Card, signed with its key (discovery
+    /// only: A2A clients cannot call QUIC), or check a card's signature.
+    Card(cli::card::CardArgs),
     /// Simulate a network with the real discovery and trust code: sweeps
     /// over Sybil fraction, size, TTL and drift, and the paper's report.
     Sim(cli::sim::SimArgs),
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Workflow(c) => cli::trust::workflow(c),
         Command::Demo(a) => cli::trust::demo(a),
         Command::Sim(a) => cli::sim::run(a),
+        Command::Card(a) => cli::card::run(a),
     };
     match result {
         Ok(code) => code,

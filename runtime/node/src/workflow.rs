@@ -49,6 +49,7 @@ use errand_core::package::Package;
 use errand_core::receipt::{InvocationContext, Outcome, RequestId, RunLimits};
 use errand_core::request::CapabilityTarget;
 use errand_core::signed;
+use errand_core::trust;
 use errand_core::trust::{
     CanaryPool, CandidateView, CrossCheckOutcome, Decision, Delegation, Entropy, Event, Policy,
     Rejection, ReplayOutcome, Reputation, ReputationConfig, Risk, SplitMix, TierSet,
@@ -284,8 +285,14 @@ pub struct RunnerConfig {
     pub replay: f64,
     /// How long to wait for an executor.
     pub step_timeout: Duration,
-    /// Candidates to consider per step.
+    /// Candidates to consider per step (asked of the registries in the
+    /// first discovery round).
     pub candidates: u16,
+    /// Wider discovery rounds after a round with no trustworthy executor
+    /// (verified policies only), each asking for
+    /// [`errand_core::trust::WIDEN_FACTOR`] times more candidates, up to the
+    /// protocol's most ([`errand_core::trust::next_round`]).
+    pub widen: u8,
     /// Where evidence and fraud proofs go.
     pub evidence_dir: Option<PathBuf>,
     /// Ask for the full trace even when no evidence tier applies, to keep
@@ -302,6 +309,7 @@ impl Default for RunnerConfig {
             replay: 0.5,
             step_timeout: Duration::from_secs(10),
             candidates: 10,
+            widen: 2,
             evidence_dir: None,
             keep_trace: false,
         }
@@ -350,12 +358,14 @@ pub struct StepReport {
     pub name: String,
     /// The tiers applied.
     pub tiers: String,
-    /// Candidates discovered.
+    /// Distinct candidates discovered, over every discovery round.
     pub candidates: usize,
     /// The attempts, in order.
     pub attempts: Vec<AttemptReport>,
-    /// Fallbacks used.
+    /// Fallbacks used, over every discovery round.
     pub fallbacks: usize,
+    /// Discovery rounds run: 1, plus one for each time the search widened.
+    pub discovery_rounds: usize,
     /// Discovery time.
     pub discovery_ms: f64,
     /// Whole step time.
@@ -764,6 +774,7 @@ impl Runner {
             candidates: 0,
             attempts: Vec::new(),
             fallbacks: 0,
+            discovery_rounds: 0,
             discovery_ms: 0.0,
             latency_ms: 0.0,
             executor: None,
@@ -782,37 +793,124 @@ impl Runner {
                 return (report, None);
             }
         };
-        let now = crate::node::now();
-        let found = self
-            .client
-            .find(&self.registries, &self.query(spec, compatible), now)
-            .await;
-        let found = match found {
-            Ok(f) => f,
-            Err(e) => {
-                report.error = Some(format!("discovery failed: {e}"));
-                report.latency_ms = t0.elapsed().as_secs_f64() * 1e3;
-                return (report, None);
-            }
-        };
-        traffic.control_messages += found.messages;
-        traffic.control_bytes += found.bytes;
-        report.discovery_ms = found.elapsed.as_secs_f64() * 1e3;
-        report.candidates = found.candidates.len();
         // Pinned author or component: the others are dropped before ordering
         // (`WorkflowFile::check` already refused unparsable pins).
         let pins = spec.pins().unwrap_or_default();
-        let cands: Vec<(PeerAddr, SignedDescriptor)> = found
-            .candidates
-            .into_iter()
-            .filter(|d| pins.admit(d.body()))
-            .filter_map(|d| Client::address_of(&d).ok().map(|a| (a, d)))
-            .collect();
-        if cands.is_empty() {
-            report.error = Some("no candidate matches".into());
-            report.latency_ms = t0.elapsed().as_secs_f64() * 1e3;
-            return (report, None);
+        // Peers this step already tried (sent a canary, a cross-check or the
+        // real request): a wider round never asks them again.
+        let mut tried: Vec<PeerId> = Vec::new();
+        let mut limit = self.config.candidates.max(1);
+        // The optimistic policy asks once. Verified policies widen the
+        // search when a round ends with no trustworthy executor and the
+        // registries' answer was full (`errand_core::trust::next_round`):
+        // each wider round asks for more candidates, leaves out every peer
+        // already tried and every peer caught lying, and has its own
+        // fallback budget.
+        let mut result = None;
+        for round in 0.. {
+            let mut query = self.query(spec, compatible);
+            query.limit = limit;
+            let found = self
+                .client
+                .find(&self.registries, &query, crate::node::now())
+                .await;
+            let found = match found {
+                Ok(f) => f,
+                Err(e) if round == 0 => {
+                    report.error = Some(format!("discovery failed: {e}"));
+                    report.latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+                    return (report, None);
+                }
+                // A wider round that cannot reach the registries ends the
+                // search; the report keeps the rounds already run.
+                Err(_) => break,
+            };
+            report.discovery_rounds += 1;
+            traffic.control_messages += found.messages;
+            traffic.control_bytes += found.bytes;
+            report.discovery_ms += found.elapsed.as_secs_f64() * 1e3;
+            let answered = found.candidates.len();
+            let now = crate::node::now();
+            let cands: Vec<(PeerAddr, SignedDescriptor)> = found
+                .candidates
+                .into_iter()
+                .filter(|d| pins.admit(d.body()))
+                .filter_map(|d| Client::address_of(&d).ok().map(|a| (a, d)))
+                .filter(|(a, _)| trust::admit(round, &tried, &self.reputation, &a.peer, now))
+                .collect();
+            if cands.is_empty() {
+                if round == 0 {
+                    report.error = Some("no candidate matches".into());
+                    report.latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+                    return (report, None);
+                }
+                break;
+            }
+            report.candidates += cands.len();
+            let round_result = self
+                .delegate(
+                    spec,
+                    tiers,
+                    (input, &input_bytes, &context),
+                    &cands,
+                    &mut traffic,
+                    (&mut report, &mut tried),
+                )
+                .await;
+            if let Some(done) = round_result {
+                result = Some(done);
+                break;
+            }
+            match trust::next_round(tiers, round, self.config.widen, limit, answered) {
+                Some(next) => limit = next,
+                None => break,
+            }
         }
+        report.latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let output = match result {
+            Some((executor, descriptor, done)) => {
+                report.executor = Some(executor.to_string());
+                report.output = Some(Digest::of(&done.response.output).to_string());
+                report.receipt = Some(done.response.receipt.digest().to_string());
+                report.outcome = Some(done.response.receipt.body().outcome.to_string());
+                report.output_type = Some(descriptor.body().output.media_type.to_string());
+                if let Some(path) = self.keep_evidence(spec, input, &done) {
+                    report.evidence.push(path);
+                }
+                Some(done.response.output.into_vec())
+            }
+            None => {
+                report.error = Some(format!(
+                    "no trustworthy executor within the fallback budget ({} tried in {} discovery round{})",
+                    report.attempts.len(),
+                    report.discovery_rounds,
+                    if report.discovery_rounds == 1 {
+                        ""
+                    } else {
+                        "s"
+                    }
+                ));
+                None
+            }
+        };
+        report.traffic = traffic;
+        (report, output)
+    }
+
+    /// One discovery round's delegation over `cands`, in the order the
+    /// tiers call for: returns the executor and its answer on success.
+    /// Appends the round's attempts and fallbacks to `report`, and any
+    /// fraud proof it kept, and the peers it tried to `tried`.
+    async fn delegate(
+        &mut self,
+        spec: &StepSpec,
+        tiers: TierSet,
+        (input, input_bytes, context): (&[u8], &BBytes<MAX_BLOB_BYTES>, &InvocationContext),
+        cands: &[(PeerAddr, SignedDescriptor)],
+        traffic: &mut Traffic,
+        (report, tried): (&mut StepReport, &mut Vec<PeerId>),
+    ) -> Option<(PeerAddr, SignedDescriptor, crate::client::Invoked)> {
+        let now = crate::node::now();
         let order: Vec<usize> = if tiers.reputation {
             let views: Vec<CandidateView<'_>> = cands
                 .iter()
@@ -856,7 +954,7 @@ impl Runner {
                     .filter(|(_, o)| o.body().package.map(|p| p.digest) == Some(pkg.digest))
                     .map(|(a, _)| *a)
                     .collect();
-                let _ = self.package(d.body(), &holders, &mut traffic).await;
+                let _ = self.package(d.body(), &holders, traffic).await;
             }
         }
         let can_run: Vec<bool> = ordered
@@ -889,9 +987,9 @@ impl Runner {
                         .canary(
                             ordered[candidate],
                             input,
-                            &context,
+                            context,
                             (fuel, tiers.evidence || self.config.keep_trace),
-                            &mut traffic,
+                            traffic,
                         )
                         .await;
                     del.observe(event, &mut self.reputation, crate::node::now());
@@ -902,9 +1000,9 @@ impl Runner {
                             ordered[candidate],
                             ordered[witness],
                             input,
-                            &context,
+                            context,
                             (fuel, tiers.evidence || self.config.keep_trace),
-                            &mut traffic,
+                            traffic,
                         )
                         .await;
                     del.observe(event, &mut self.reputation, crate::node::now());
@@ -977,44 +1075,27 @@ impl Runner {
                 Decision::Failed => break None,
             }
         };
-        report.fallbacks = del.fallbacks();
-        report.attempts = del
-            .attempts()
-            .iter()
-            .map(|a| AttemptReport {
-                peer: ordered[a.candidate].0.to_string(),
-                capability: ordered[a.candidate].1.body().name.to_string(),
-                checks: a
-                    .checks
-                    .iter()
-                    .map(|(n, ok)| ((*n).to_owned(), *ok))
-                    .collect(),
-                rejected: a.rejected.as_ref().map(|r| r.to_string()),
-            })
-            .collect();
-        report.latency_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let output = match (result, last) {
-            (Some(c), Some((done, _))) => {
-                report.executor = Some(ordered[c].0.to_string());
-                report.output = Some(Digest::of(&done.response.output).to_string());
-                report.receipt = Some(done.response.receipt.digest().to_string());
-                report.outcome = Some(done.response.receipt.body().outcome.to_string());
-                report.output_type = Some(ordered[c].1.body().output.media_type.to_string());
-                if let Some(path) = self.keep_evidence(spec, input, &done) {
-                    report.evidence.push(path);
-                }
-                Some(done.response.output.into_vec())
-            }
-            _ => {
-                report.error = Some(format!(
-                    "no trustworthy executor within the fallback budget ({} tried)",
-                    del.attempts().len()
-                ));
-                None
-            }
-        };
-        report.traffic = traffic;
-        (report, output)
+        report.fallbacks += del.fallbacks();
+        tried.extend(del.attempts().iter().map(|a| ordered[a.candidate].0.peer));
+        report.attempts.extend(
+            del.attempts()
+                .iter()
+                .map(|a| AttemptReport {
+                    peer: ordered[a.candidate].0.to_string(),
+                    capability: ordered[a.candidate].1.body().name.to_string(),
+                    checks: a
+                        .checks
+                        .iter()
+                        .map(|(n, ok)| ((*n).to_owned(), *ok))
+                        .collect(),
+                    rejected: a.rejected.as_ref().map(|r| r.to_string()),
+                })
+                .collect::<Vec<_>>(),
+        );
+        match (result, last) {
+            (Some(c), Some((done, _))) => Some((ordered[c].0, ordered[c].1.clone(), done)),
+            _ => None,
+        }
     }
 
     /// Sends a canary to `to` and checks the answer against a local run of

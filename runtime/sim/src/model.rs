@@ -81,8 +81,8 @@ use errand_core::discovery::{Index, Ranking, RegistryLimits, merge};
 use errand_core::receipt::{BindingError, InvocationContext, Receipt};
 use errand_core::request::{Request, Seed, SignedRequest};
 use errand_core::trust::{
-    CandidateView, CrossCheckOutcome, Decision, Delegation, Entropy, Event, Observation, Policy,
-    Rejection, ReplayOutcome, Reputation, ReputationConfig, Risk, SplitMix, TierSet,
+    self, CandidateView, CrossCheckOutcome, Decision, Delegation, Entropy, Event, Observation,
+    Policy, Rejection, ReplayOutcome, Reputation, ReputationConfig, Risk, SplitMix, TierSet,
     order_candidates,
 };
 use errand_core::wire::Query;
@@ -224,8 +224,11 @@ pub struct Params {
     pub policy: Policy,
     /// How a requester without tier 1 picks.
     pub selection: Selection,
-    /// Fallbacks per step.
+    /// Fallbacks per step, per discovery round.
     pub fallback_budget: usize,
+    /// Wider discovery rounds after a round with no one trustworthy
+    /// (`errand_core::trust::next_round`, as the node's runner).
+    pub widen: u8,
     /// Exploration probability (tier 1).
     pub exploration: f64,
     /// Chance that a wrong answer accepted under tier 1 is noticed later
@@ -301,6 +304,7 @@ impl Default for Params {
             policy: Policy::Fixed(TierSet::NONE),
             selection: Selection::Best,
             fallback_budget: 4,
+            widen: 2,
             exploration: 0.1,
             feedback: 0.3,
             timeout_ms: 2_000,
@@ -348,6 +352,8 @@ pub struct Metrics {
     pub discovery_ms: Vec<f64>,
     /// Fallbacks used.
     pub fallbacks: u64,
+    /// Wider discovery rounds run after a round with no one trustworthy.
+    pub wider_rounds: u64,
     /// Publishing messages (descriptors and acknowledgements).
     pub publish_messages: u64,
     /// Publishing bytes.
@@ -656,6 +662,13 @@ struct Active {
     answers: Vec<Vec<Arc<SignedDescriptor>>>,
     /// Candidates: (peer index, cap index, descriptor).
     cands: Vec<(u32, u16, Arc<SignedDescriptor>)>,
+    /// The current step's discovery round (0, then 1 for each widening),
+    /// the candidates it asks for, how many the registries answered, and
+    /// the peers its earlier rounds tried.
+    round: usize,
+    limit: u16,
+    answered: usize,
+    tried: Vec<PeerId>,
     delegation: Option<Delegation>,
     /// The answer to the real request the delegation is judging, and who
     /// gave it (peer index).
@@ -1391,16 +1404,27 @@ impl World {
             Ev::Start { req } => self.start(req as usize),
             Ev::Query { req, registry, op } => {
                 let r = req as usize;
-                let Some(step) = self.requesters[r].active.as_ref().map(|a| a.step) else {
+                let Some((step, limit)) = self.requesters[r]
+                    .active
+                    .as_ref()
+                    .map(|a| (a.step, a.limit))
+                else {
                     return;
                 };
                 let now = self.wall(self.now);
                 let index = &self.registries[registry as usize].1;
-                let list: Vec<Arc<SignedDescriptor>> = index
-                    .query(&self.queries[step % self.kinds], now)
-                    .into_iter()
-                    .map(|c| c.descriptor)
-                    .collect();
+                let base = &self.queries[step % self.kinds];
+                let list: Vec<Arc<SignedDescriptor>> = if limit == base.limit {
+                    index.query(base, now)
+                } else {
+                    // A wider round (`trust::next_round`).
+                    let mut q = base.clone();
+                    q.limit = limit;
+                    index.query(&q, now)
+                }
+                .into_iter()
+                .map(|c| c.descriptor)
+                .collect();
                 let service = us(self.p.registry_ms + 0.001 * index.len() as f64 / 1_000.0);
                 let bytes: u64 = list
                     .iter()
@@ -1426,7 +1450,9 @@ impl World {
                 a.awaiting = a.awaiting.saturating_sub(1);
                 if a.awaiting == 0 {
                     let answers = std::mem::take(&mut a.answers);
-                    self.candidates(r, merge(answers));
+                    let list = merge(answers);
+                    a.answered = list.len();
+                    self.candidates(r, list);
                 }
             }
             Ev::Outcome { req, op, event } => {
@@ -1531,6 +1557,10 @@ impl World {
             awaiting: 0,
             answers: Vec::new(),
             cands: Vec::new(),
+            round: 0,
+            limit: self.p.candidates,
+            answered: 0,
+            tried: Vec::new(),
             delegation: None,
             last: None,
             last_peer: None,
@@ -1576,7 +1606,10 @@ impl World {
     }
 
     fn candidates(&mut self, r: usize, list: Vec<Arc<SignedDescriptor>>) {
-        let Some((step, sent)) = self.requesters[r].active.as_ref().map(|a| (a.step, a.sent))
+        let Some((step, sent, round)) = self.requesters[r]
+            .active
+            .as_ref()
+            .map(|a| (a.step, a.sent, a.round))
         else {
             return;
         };
@@ -1585,8 +1618,20 @@ impl World {
             .push((self.now - sent) as f64 / US as f64);
         let kind = (step % self.kinds) as u16;
         let tiers = self.tiers(step);
+        let now = self.wall(self.now);
         let mut cands: Vec<(u32, u16, Arc<SignedDescriptor>)> = Vec::with_capacity(list.len());
+        let requester = &self.requesters[r];
+        let tried: &[PeerId] = requester.active.as_ref().map_or(&[], |a| &a.tried);
         for d in list {
+            if !trust::admit(
+                round,
+                tried,
+                &requester.reputation,
+                &d.body().publisher,
+                now,
+            ) {
+                continue;
+            }
             let Some(&pi) = self.by_id.get(&d.body().publisher) else {
                 continue;
             };
@@ -1603,7 +1648,6 @@ impl World {
             self.finish(r, false);
             return;
         }
-        let now = self.wall(self.now);
         let order: Vec<usize> = if tiers.reputation {
             let views: Vec<CandidateView<'_>> = cands
                 .iter()
@@ -1947,8 +1991,40 @@ impl World {
                 }
                 self.step_done(r, right);
             }
-            Decision::Failed => self.finish(r, false),
+            Decision::Failed => self.widen_or_fail(r),
         }
+    }
+
+    /// After a round with no one trustworthy: a wider discovery round if
+    /// `trust::next_round` allows one, else the workflow fails.
+    fn widen_or_fail(&mut self, r: usize) {
+        let widen = self.p.widen;
+        let Some(a) = self.requesters[r].active.as_mut() else {
+            return;
+        };
+        let next = a
+            .delegation
+            .as_ref()
+            .and_then(|d| trust::next_round(d.tiers(), a.round, widen, a.limit, a.answered));
+        let Some(limit) = next else {
+            self.finish(r, false);
+            return;
+        };
+        if let Some(d) = a.delegation.take() {
+            self.metrics.fallbacks += d.fallbacks() as u64;
+            a.tried.extend(
+                d.attempts()
+                    .iter()
+                    .filter_map(|t| a.cands.get(t.candidate))
+                    .map(|c| c.2.body().publisher),
+            );
+        }
+        a.round += 1;
+        a.limit = limit;
+        a.last = None;
+        a.last_peer = None;
+        self.metrics.wider_rounds += 1;
+        self.query(r);
     }
 
     fn observe(&mut self, r: usize, event: Event) {
@@ -1993,6 +2069,9 @@ impl World {
         a.delegation = None;
         a.last = None;
         a.last_peer = None;
+        a.round = 0;
+        a.limit = self.p.candidates;
+        a.tried.clear();
         if a.step >= steps {
             self.finish(r, true);
         } else {

@@ -257,7 +257,11 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "policies to compare: none, t1, t2, t3, risk, none-random",
     ),
     ("replay", "replay probability of the T1+T2+T3 policy, 0..=1"),
-    ("fallback_budget", "fallbacks per step"),
+    ("fallback_budget", "fallbacks per step, per discovery round"),
+    (
+        "widen",
+        "wider discovery rounds after a round with no one trustworthy (0 turns widening off)",
+    ),
     ("exploration", "chance to try a newcomer first, 0..=1"),
     (
         "feedback",
@@ -538,6 +542,7 @@ impl Settings {
             }
             "replay" => self.replay = prob(k, v)?,
             "fallback_budget" => p.fallback_budget = one(k, v, COUNT)?,
+            "widen" => p.widen = one(k, v, "a count from 0 to 255")?,
             "exploration" => p.exploration = prob(k, v)?,
             "feedback" => p.feedback = prob(k, v)?,
             "timeout_ms" => p.timeout_ms = positive(k, v, "at least 1")?,
@@ -611,6 +616,8 @@ struct RunResult {
     discovery_share: f64,
     verify_share: f64,
     fallbacks: f64,
+    /// Wider discovery rounds per workflow.
+    wider_rounds: f64,
     analytic: f64,
     /// Replays per workflow.
     replays: f64,
@@ -626,7 +633,7 @@ struct RunResult {
 /// Reads one metric from a run.
 type Metric = fn(&RunResult) -> f64;
 
-const METRICS: [(&str, Metric); 19] = [
+const METRICS: [(&str, Metric); 20] = [
     ("success", |r| r.success),
     ("wrong_accepted", |r| r.wrong),
     ("stale_failures", |r| r.stale_failures),
@@ -641,6 +648,7 @@ const METRICS: [(&str, Metric); 19] = [
     ("discovery_share", |r| r.discovery_share),
     ("verify_share", |r| r.verify_share),
     ("fallbacks_per_workflow", |r| r.fallbacks),
+    ("wider_rounds_per_workflow", |r| r.wider_rounds),
     ("analytic_random_success", |r| r.analytic),
     ("replays_per_workflow", |r| r.replays),
     ("replay_inconclusive_share", |r| r.inconclusive_share),
@@ -666,6 +674,7 @@ fn summarise(p: &Params, m: &Metrics, analytic: f64) -> RunResult {
         discovery_share: m.discovery_messages as f64 / m.control_messages().max(1) as f64,
         verify_share: m.verify_messages as f64 / m.control_messages().max(1) as f64,
         fallbacks: m.fallbacks as f64 / wf,
+        wider_rounds: m.wider_rounds as f64 / wf,
         analytic,
         replays: m.replays as f64 / wf,
         inconclusive_share: if m.replays == 0 {
@@ -950,7 +959,7 @@ fn params_note(p: &Params) -> String {
     format!(
         "{} peers, {} requesters, {} workflows of {} steps per run; {} kinds of capability, {} per honest peer; \
          {} regions ({} ms within, {} ms between, ±{:.0}% jitter); processing {} ms mean; TTL {} s, refresh {} s; \
-         fallback budget {}, exploration {}, feedback {}; {} candidates per query; a replay fails on the requester's \
+         fallback budget {} per round and up to {} wider discovery rounds, exploration {}, feedback {}; {} candidates per query; a replay fails on the requester's \
          side (inconclusive) with probability {}; Sybil attack `{}`{}{}.",
         p.peers,
         p.requesters,
@@ -966,6 +975,7 @@ fn params_note(p: &Params) -> String {
         f64::from(p.ttl_ms) / 1e3,
         f64::from(p.refresh_ms) / 1e3,
         p.fallback_budget,
+        p.widen,
         p.exploration,
         p.feedback,
         p.candidates,

@@ -241,13 +241,14 @@ fn a_descriptor_that_is_not_refreshed_stops_being_returned_after_its_ttl() {
 }
 
 #[test]
-fn poisoned_relevance_ranking_starves_every_policy_while_sampling_does_not() {
-    let run = |ranking, policy| {
+fn poisoned_relevance_ranking_starves_the_optimistic_policy_and_widening_recovers_the_tiers() {
+    let run = |ranking, policy, widen| {
         simulate(
             &Params {
                 sybil_fraction: 0.2,
                 ranking,
                 policy,
+                widen,
                 workflows: 200,
                 ..Params::default()
             },
@@ -256,13 +257,19 @@ fn poisoned_relevance_ranking_starves_every_policy_while_sampling_does_not() {
         .success_rate()
     };
     // 20 stuffed Sybils fill the ten places of every answer.
-    assert!(run(RegistryRanking::Relevance, none()) < 0.02);
-    assert!(run(RegistryRanking::Relevance, risk()) < 0.02);
+    assert!(run(RegistryRanking::Relevance, none(), 2) < 0.02);
+    // A requester that asks once starves with them (index poisoning) ...
+    let once = run(RegistryRanking::Relevance, risk(), 0);
+    assert!(once < 0.02, "{once}");
+    // ... one that widens the search after a round of liars finds the
+    // honest providers ranked below them.
+    let widened = run(RegistryRanking::Relevance, risk(), 2);
+    assert!(widened >= 0.9, "{widened}");
     // Sampled answers are a fair sample: the optimistic pick is honest
     // about 80% of the time per step, and the tiers recover the rest.
-    let sampled = run(RegistryRanking::Sampled, none());
+    let sampled = run(RegistryRanking::Sampled, none(), 2);
     assert!((0.5..0.8).contains(&sampled), "{sampled}");
-    assert!(run(RegistryRanking::Sampled, risk()) >= 0.95);
+    assert!(run(RegistryRanking::Sampled, risk(), 2) >= 0.95);
 }
 
 #[test]

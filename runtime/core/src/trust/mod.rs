@@ -75,7 +75,8 @@
 //! A candidate is cross-checked against at most [`MAX_WITNESSES`]
 //! witnesses, each drawn from candidates not rejected for cause and
 //! published by another peer than the candidate and its earlier witnesses.
-//! When the candidates or the fallback budget run out the delegation fails.
+//! When the candidates or the fallback budget run out the delegation fails;
+//! the requester may then run a wider discovery round ([`next_round`]).
 //!
 //! ## Layout
 //!
@@ -88,6 +89,7 @@
 //! | `evidence` | 3 | replay outcomes and whether to replay a run |
 //! | `policy` | all | risk, tier sets, policies |
 //! | `delegation` | all | the state machine that runs one step's delegation |
+//! | `rounds` | all | wider discovery rounds after a round with no one trustworthy |
 //!
 //! Every item is re-exported here, so `errand_core::trust::X` is the path
 //! to use.
@@ -99,6 +101,7 @@ pub mod detector;
 mod evidence;
 mod policy;
 mod reputation;
+mod rounds;
 
 pub use canary::{
     CanaryPool, PNG_SIGNATURE, POOL_CAPABILITIES, POOL_MAX_BYTES, POOL_MAX_INPUT,
@@ -112,6 +115,7 @@ pub use reputation::{
     CandidateView, Observation, PeerRecord, Reputation, ReputationConfig, SnapshotError,
     match_weight, order_candidates,
 };
+pub use rounds::{WIDEN_FACTOR, admit, next_round};
 
 /// A source of randomness, injected so that decisions replay exactly.
 pub trait Entropy {

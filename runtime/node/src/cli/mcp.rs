@@ -111,6 +111,7 @@ pub fn mcp(args: McpArgs) -> anyhow::Result<ExitCode> {
         tool_policies,
         replay: trust.replay,
         fallbacks: trust.fallbacks,
+        widen: trust.widen,
         exploration: trust.exploration,
         state,
         evidence_dir,

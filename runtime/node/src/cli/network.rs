@@ -714,6 +714,7 @@ async fn invoke_by_intent(
     let runner_config = RunnerConfig {
         policy,
         fallback_budget: trust.fallbacks,
+        widen: trust.widen,
         exploration: trust.exploration,
         replay: trust.replay,
         evidence_dir: Some(evidence_dir),

@@ -110,6 +110,7 @@ fn workflow_run(args: WorkflowRunArgs) -> anyhow::Result<ExitCode> {
             RunnerConfig {
                 policy,
                 fallback_budget: args.fallbacks.unwrap_or(trust.fallbacks),
+                widen: trust.widen,
                 exploration: trust.exploration,
                 replay,
                 step_timeout: Duration::from_secs(args.timeout),

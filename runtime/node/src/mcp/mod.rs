@@ -106,8 +106,10 @@ pub struct McpConfig {
     pub tool_policies: Vec<(String, ToolPolicy)>,
     /// Replay probability for `t3`.
     pub replay: f64,
-    /// Most fallbacks per call.
+    /// Most fallbacks per call, per discovery round.
     pub fallbacks: usize,
+    /// Wider discovery rounds when a round finds no one trustworthy.
+    pub widen: u8,
     /// Chance of trying a newcomer first.
     pub exploration: f64,
     /// Where the requester keeps its reputation (`None`: in memory).

@@ -81,6 +81,7 @@ pub fn evidence_meta(report: &StepReport) -> Map<String, Value> {
     put("tiers", json!(report.tiers));
     put("checks", accepted.map_or(json!({}), |a| checks(&a.checks)));
     put("fallbacks", json!(report.fallbacks));
+    put("discovery_rounds", json!(report.discovery_rounds));
     put("candidates", json!(report.candidates));
     put(
         "attempts",

@@ -529,6 +529,7 @@ fn runner(config: &McpConfig, client: Client) -> Result<Runner, ServeError> {
     let runner_config = RunnerConfig {
         policy: config.policy,
         fallback_budget: config.fallbacks,
+        widen: config.widen,
         exploration: config.exploration,
         replay: config.replay,
         evidence_dir: Some(config.evidence_dir.clone()),
