@@ -1111,3 +1111,24 @@ fn a_registry_answer_full_of_liars_widens_discovery_to_the_honest_executor() {
     let r = run(&mut optimistic, &count_step(text, Risk::Low));
     assert_eq!(r.steps[0].discovery_rounds, 1);
 }
+
+/// A run whose receipt says the tool failed is no answer, whatever the
+/// policy: the optimistic one used to take it as a success with an empty
+/// output (`errand invoke --intent --policy none` exited 0).
+#[test]
+fn a_failed_run_is_no_answer_even_without_verification() {
+    let mut net = Net::new();
+    net.executor("honest", &["text-stats"], "");
+    net.wait_for(1);
+    let spec = count_step("unused", Risk::Low).steps.remove(0);
+    let not_utf8 = [0xff, 0xfe, 0xfd];
+    for policy in [Policy::Fixed(TierSet::NONE), Policy::Fixed(TierSet::T1)] {
+        let mut runner = net.runner(policy, None);
+        let (report, output) =
+            rt().block_on(runner.run_step(&spec, &not_utf8, errand::node::now()));
+        assert!(output.is_none(), "{report:#?}");
+        assert!(report.executor.is_none(), "{report:#?}");
+        let why = report.attempts[0].rejected.as_deref().unwrap_or_default();
+        assert!(why.contains("tool did not succeed"), "{report:#?}");
+    }
+}

@@ -831,12 +831,21 @@ impl Runner {
             report.discovery_ms += found.elapsed.as_secs_f64() * 1e3;
             let answered = found.candidates.len();
             let now = crate::node::now();
-            let cands: Vec<(PeerAddr, SignedDescriptor)> = found
+            // Discovered: every candidate not tried already (nor, in a wider
+            // round, caught lying), before the step's pins drop any.
+            let fresh: Vec<SignedDescriptor> = found
                 .candidates
+                .into_iter()
+                .filter(|d| {
+                    let peer = d.body().publisher;
+                    trust::admit(round, &tried, &self.reputation, &peer, now)
+                })
+                .collect();
+            report.candidates += fresh.len();
+            let cands: Vec<(PeerAddr, SignedDescriptor)> = fresh
                 .into_iter()
                 .filter(|d| pins.admit(d.body()))
                 .filter_map(|d| Client::address_of(&d).ok().map(|a| (a, d)))
-                .filter(|(a, _)| trust::admit(round, &tried, &self.reputation, &a.peer, now))
                 .collect();
             if cands.is_empty() {
                 if round == 0 {
@@ -846,7 +855,6 @@ impl Runner {
                 }
                 break;
             }
-            report.candidates += cands.len();
             let round_result = self
                 .delegate(
                     spec,
@@ -1038,7 +1046,9 @@ impl Runner {
                             let binding_view =
                                 binding.as_ref().map_err(|e| e.to_string()).map(|_| ());
                             last = Some((done, binding));
-                            if !matches!(outcome, Outcome::Ok) && tiers.reputation {
+                            // A run that failed is no answer, whatever the
+                            // policy: even the optimistic one moves on.
+                            if !matches!(outcome, Outcome::Ok) {
                                 Event::Rejected(Rejection::Unavailable(format!(
                                     "tool did not succeed: {outcome}"
                                 )))
