@@ -1266,7 +1266,7 @@ fn readme_quick_start_runs_as_written() {
 
 /// Every other shell block of the README, then each guide's (the CLI
 /// walkthroughs: node, find, invoke, workflow, verify, MCP, cards), each
-/// file in order as one script in a fresh folder of its own, exactly as
+/// file in order as one script, one after the other in one fresh folder, exactly as
 /// written (with the mapping of [`as_run_by_the_test`]): a guide that
 /// drifts from the program fails here. Not run: the README's two commands
 /// (the quick start has its own test; the test command is this suite) and
@@ -1308,25 +1308,17 @@ fn guides_commands_run_as_written() {
             "no `{needed}` in the guides' shell blocks"
         );
     }
-    // The guides run side by side, each in its own folder, on ports of its own.
-    std::thread::scope(|s| {
-        let runs: Vec<_> = scripts
-            .iter()
-            .map(|(file, script)| {
-                s.spawn(move || {
-                    let dir = readme_folder();
-                    let got = run_readme_script(dir.path(), script, Duration::from_secs(300));
-                    (file, script, got)
-                })
-            })
-            .collect();
-        for r in runs {
-            let (file, script, (status, out, err)) = r.join().unwrap();
-            assert_eq!(
-                status,
-                Some(0),
-                "{file}:\n{script}\n--- stdout\n{out}\n--- stderr (`+` lines are the commands)\n{err}"
-            );
-        }
-    });
+    // One folder, as a new user who follows the README and then every
+    // guide from the same repository root: the guides must not trip over
+    // each other's files. Each runs as a script of its own (its `cd`s and
+    // variables end with it), on ports of its own.
+    let dir = readme_folder();
+    for (file, script) in &scripts {
+        let (status, out, err) = run_readme_script(dir.path(), script, Duration::from_secs(300));
+        assert_eq!(
+            status,
+            Some(0),
+            "{file}:\n{script}\n--- stdout\n{out}\n--- stderr (`+` lines are the commands)\n{err}"
+        );
+    }
 }

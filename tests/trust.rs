@@ -1132,3 +1132,61 @@ fn a_failed_run_is_no_answer_even_without_verification() {
         assert!(why.contains("tool did not succeed"), "{report:#?}");
     }
 }
+
+/// One identity publishing many names that match the intent (H2 of this
+/// round's review): it filled round 0 and every slot of the wider round
+/// too, so every candidate there was "tried already" and the search ended
+/// before the honest executor ranked below them.
+#[test]
+fn one_identity_with_many_matching_names_cannot_end_the_wider_search() {
+    let mut net = Net::new();
+    let attacker = SecretKey::from_seed(rand_seed());
+    let packages = net.dir.path().join("attacker").join("packages");
+    let tool = errand_example_tools::get("text-stats").unwrap();
+    for i in 0..9 {
+        let work = tempfile::tempdir().unwrap();
+        let manifest =
+            tool.manifest
+                .replacen("name = \"text-stats\"", &format!("name = \"cw-{i}\""), 1);
+        std::fs::write(work.path().join("capability.toml"), manifest).unwrap();
+        std::fs::write(work.path().join("tool.wasm"), tool.component).unwrap();
+        let report = errand::packaging::pack(
+            &shared_host(),
+            &work.path().join("capability.toml"),
+            Some(&work.path().join("tool.wasm")),
+            &attacker,
+            errand::node::now(),
+        )
+        .unwrap();
+        std::fs::create_dir_all(&packages).unwrap();
+        std::fs::write(
+            packages.join(format!("cw-{i}.errand")),
+            signed::encode(&report.package).unwrap(),
+        )
+        .unwrap();
+    }
+    let evil = net.start_executor(
+        "attacker",
+        &format!("[adversary]\nbehaviour = \"wrong-output\"\n{ATTRACTIVE}"),
+    );
+    let honest = net.executor("honest", &["text-stats"], "");
+    net.wait_for(10);
+    let text = "one fish two fish red fish blue fish";
+    let mut wf = count_step(text, Risk::Low);
+    wf.steps[0].capability = None;
+    let mut runner = net.runner(Policy::Fixed(TierSet::T2), None);
+    runner.config_mut().candidates = 2;
+    let r = run(&mut runner, &wf);
+    assert!(r.succeeded, "{r:#?}");
+    assert!(right_count(&r, text));
+    assert!(executor_of(&r).starts_with(&honest.to_string()), "{r:#?}");
+    let s = &r.steps[0];
+    // One attempt on the attacker in all: a round takes one candidate per
+    // publisher, and later rounds leave it out.
+    let on_evil = s
+        .attempts
+        .iter()
+        .filter(|a| a.peer.starts_with(&evil.to_string()))
+        .count();
+    assert_eq!(on_evil, 1, "{s:#?}");
+}

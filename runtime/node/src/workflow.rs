@@ -447,6 +447,18 @@ fn step_context(
     InvocationContext::from_pairs(time, &spec.params.iter().collect::<Vec<_>>())
 }
 
+/// The outcome every executor tried gave, when each was rejected because
+/// the tool did not succeed, with the same outcome: the tool fails on the
+/// request itself.
+fn same_tool_failure(attempts: &[AttemptReport]) -> Option<String> {
+    const PREFIX: &str = "unavailable: tool did not succeed: ";
+    let mut outcomes = attempts
+        .iter()
+        .map(|a| a.rejected.as_deref().and_then(|r| r.strip_prefix(PREFIX)));
+    let first = outcomes.next()??;
+    outcomes.all(|o| o == Some(first)).then(|| first.to_owned())
+}
+
 /// An executor's answer and whether its receipt answers the request.
 type Answered = (
     crate::client::Invoked,
@@ -842,18 +854,31 @@ impl Runner {
                 })
                 .collect();
             report.candidates += fresh.len();
+            // One candidate per publisher in a round: an identity that
+            // publishes many matching names must not take every slot (and
+            // every attempt) of the round.
+            let mut publishers = std::collections::HashSet::new();
             let cands: Vec<(PeerAddr, SignedDescriptor)> = fresh
                 .into_iter()
                 .filter(|d| pins.admit(d.body()))
                 .filter_map(|d| Client::address_of(&d).ok().map(|a| (a, d)))
+                .filter(|(a, _)| publishers.insert(a.peer))
                 .collect();
             if cands.is_empty() {
-                if round == 0 {
-                    report.error = Some("no candidate matches".into());
-                    report.latency_ms = t0.elapsed().as_secs_f64() * 1e3;
-                    return (report, None);
+                // A full answer with nothing usable (every entry tried, or
+                // dropped by the pins) may hide usable ones below the cut.
+                match trust::next_round(tiers, round, self.config.widen, limit, answered) {
+                    Some(next) => {
+                        limit = next;
+                        continue;
+                    }
+                    None if round == 0 => {
+                        report.error = Some("no candidate matches".into());
+                        report.latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+                        return (report, None);
+                    }
+                    None => break,
                 }
-                break;
             }
             let round_result = self
                 .delegate(
@@ -869,6 +894,10 @@ impl Runner {
                 result = Some(done);
                 break;
             }
+            // Widening goes on even when every executor tried gave the same
+            // failed outcome: that may be the tool failing on this request
+            // (its input or parameters), but Sybils that fill a round can
+            // fake it too, and must not end the search for the honest.
             match trust::next_round(tiers, round, self.config.widen, limit, answered) {
                 Some(next) => limit = next,
                 None => break,
@@ -886,6 +915,13 @@ impl Runner {
                     report.evidence.push(path);
                 }
                 Some(done.response.output.into_vec())
+            }
+            None if same_tool_failure(&report.attempts).is_some() => {
+                let why = same_tool_failure(&report.attempts).unwrap_or_default();
+                report.error = Some(format!(
+                    "the tool failed on this request: {why} (every executor tried gave this outcome; check the input and parameters)"
+                ));
+                None
             }
             None => {
                 report.error = Some(format!(
@@ -950,7 +986,10 @@ impl Runner {
         let checks_locally = tiers.canary || tiers.evidence;
         if checks_locally {
             let mut tried = std::collections::HashSet::new();
-            for (_, d) in &ordered {
+            // Only the candidates the fallback budget can reach: a wide
+            // round must not fetch a package per candidate before its
+            // first canary.
+            for (_, d) in ordered.iter().take(self.config.fallback_budget + 1) {
                 let Some(pkg) = d.body().package else {
                     continue;
                 };
@@ -1086,7 +1125,15 @@ impl Runner {
             }
         };
         report.fallbacks += del.fallbacks();
-        tried.extend(del.attempts().iter().map(|a| ordered[a.candidate].0.peer));
+        // Tried: candidates judged (rejected for cause, or passed); one
+        // passed over as inconclusive (never contacted, or the requester's
+        // own check failed) may be tried again in a wider round.
+        tried.extend(
+            del.attempts()
+                .iter()
+                .filter(|a| a.rejected.as_ref().is_none_or(|r| r.is_for_cause()))
+                .map(|a| ordered[a.candidate].0.peer),
+        );
         report.attempts.extend(
             del.attempts()
                 .iter()

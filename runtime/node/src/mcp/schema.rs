@@ -192,7 +192,27 @@ fn compile(
         reason: format!("{e:#}"),
     };
     c.add_resource(url, schema).map_err(|e| err(&e))?;
-    c.compile(url, schemas).map_err(|e| err(&e))
+    // A publisher's schema must never take the server down: boon asserts
+    // (in debug builds) on some schemas it cannot compile, such as a
+    // `pattern` whose regex is over its size limit. Such a panic is this
+    // schema's compile error; the caller drops `c` and `schemas` with it.
+    let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        c.compile(url, schemas).map_err(|e| format!("{e:#}"))
+    }));
+    match compiled {
+        Ok(r) => r.map_err(|e| err(&e)),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the validator gave up".to_owned());
+            Err(SchemaError::Compile {
+                which,
+                reason: format!("cannot compile this schema: {what}"),
+            })
+        }
+    }
 }
 
 fn parse(which: &'static str, text: &str) -> Result<Value, SchemaError> {
@@ -412,6 +432,22 @@ mod tests {
         let mut m = MediaSpec::new(media).unwrap();
         m.schema = schema.map(|s| errand_core::bounded::BString::new(s).unwrap());
         m
+    }
+
+    /// A publisher's `pattern` over the regex size limit made boon assert
+    /// (debug builds), taking `errand mcp` down at start-up.
+    #[test]
+    fn a_publishers_regex_over_the_size_limit_is_a_schema_error_not_a_panic() {
+        let huge = r#"{"type":"object","properties":{"w":{"type":"string","pattern":"[\p{L}\p{N}]{500}"}}}"#;
+        let got = capability(
+            &spec("application/json", Some(huge)),
+            &spec("application/json", None),
+        );
+        let e = match got {
+            Ok(_) => panic!("a schema boon cannot compile was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("input"), "{e}");
     }
 
     #[test]
