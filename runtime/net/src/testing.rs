@@ -3,7 +3,8 @@
 //! Each [`Attack`] is one way a peer can misbehave at the connectivity
 //! level: many fresh identities, connection floods, frames declared and
 //! never sent, slow senders, peers that never read their answers,
-//! malformed, truncated and oversized frames, replayed requests. [`run`]
+//! malformed, truncated and oversized frames, floods of connection
+//! attempts that never wait, replayed requests. [`run`]
 //! mounts one against a live endpoint for a while, so that a test (or a
 //! bench) can keep an honest requester going at the same time and check
 //! that it is still served.
@@ -254,6 +255,50 @@ pub struct Forged {
     pub other: u64,
 }
 
+/// The first packets of `n` real connection attempts on `target`: QUIC
+/// Initials holding a TLS ClientHello each (with connection ids of their
+/// own), caught on their way, never delivered. Each copy sent to `target`
+/// is a new connection attempt.
+pub async fn capture_initials(target: Target, n: usize) -> Result<Vec<Vec<u8>>, NetError> {
+    use tokio::net::UdpSocket;
+    let loopback: IpAddr = if target.addr.is_ipv4() {
+        Ipv4Addr::LOCALHOST.into()
+    } else {
+        std::net::Ipv6Addr::LOCALHOST.into()
+    };
+    let io = |e: std::io::Error| NetError::Bind {
+        addr: SocketAddr::new(loopback, 0),
+        source: e,
+    };
+    let catcher = UdpSocket::bind(SocketAddr::new(loopback, 0))
+        .await
+        .map_err(io)?;
+    let caught = Target {
+        addr: catcher.local_addr().map_err(io)?,
+        peer: target.peer,
+    };
+    let mut dialler = Dialler::new(caught)?;
+    // All at once: none of them will ever finish.
+    dialler.dials = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+    let mut dials = tokio::task::JoinSet::new();
+    for key in identities(n) {
+        let d = dialler.clone();
+        dials.spawn(async move { d.connect(&key, caught).await });
+    }
+    let mut initials = Vec::with_capacity(n);
+    let mut buf = vec![0u8; 65536];
+    while initials.len() < n {
+        let got = tokio::time::timeout(Duration::from_secs(5), catcher.recv(&mut buf))
+            .await
+            .map_err(|_| NetError::Timeout("capturing Initial packets"))?
+            .map_err(io)?;
+        initials.push(buf[..got].to_vec());
+    }
+    dials.abort_all();
+    dialler.close();
+    Ok(initials)
+}
+
 /// Makes `n` connection attempts on `target` whose packets reach it from
 /// the local address `from` while its answers never reach the dialler:
 /// what a peer forging the source address `from` can do. The dialler's
@@ -397,6 +442,17 @@ pub enum Attack {
         rounds: usize,
         /// A length over the server's frame limit.
         oversized: u32,
+    },
+    /// Connection attempts that never wait for an answer: one real QUIC
+    /// Initial packet, captured once, sent again and again, `per_second`
+    /// times a second from each source address. Every copy is a new
+    /// connection attempt to the target (a handshake it must decide on),
+    /// and costs the attacker one `send`: what an attacker that has read
+    /// the admission code can still make a node do once its address is
+    /// over its rate.
+    InitialFlood {
+        /// Initials a second, per source address.
+        per_second: u32,
     },
     /// One identity sends every payload `copies` times at once, on
     /// `connections` connections.
@@ -700,6 +756,63 @@ pub async fn run_from(
                             Err(e) => r.failed(&e),
                         }
                     }
+                    r
+                });
+            }
+        }
+        Attack::InitialFlood { per_second } => {
+            // Many connection ids: a copy whose id belongs to an attempt
+            // the target admitted, or is still deciding, is only a
+            // duplicate packet of that attempt.
+            let initials = Arc::new(capture_initials(target, 1024).await?);
+            let deadline = tokio::time::Instant::now() + hold;
+            let ips: Vec<IpAddr> = if sources.is_empty() {
+                vec![if target.addr.is_ipv4() {
+                    Ipv4Addr::UNSPECIFIED.into()
+                } else {
+                    std::net::Ipv6Addr::UNSPECIFIED.into()
+                }]
+            } else {
+                sources.to_vec()
+            };
+            for ip in ips {
+                let initials = initials.clone();
+                tasks.spawn(async move {
+                    let mut r = Report::default();
+                    let sock = match tokio::net::UdpSocket::bind(SocketAddr::new(ip, 0)).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            r.failed(&NetError::Closed(e.to_string()));
+                            return r;
+                        }
+                    };
+                    // In steps of 5 ms, as many as are due.
+                    let step = Duration::from_millis(5);
+                    let t0 = tokio::time::Instant::now();
+                    let mut sent = 0u64;
+                    let mut buf = vec![0u8; 2048];
+                    while tokio::time::Instant::now() < deadline {
+                        let due = (t0.elapsed().as_secs_f64() * f64::from(per_second)) as u64;
+                        while sent < due {
+                            let initial = &initials[sent as usize % initials.len()];
+                            if sock.send_to(initial, target.addr).await.is_err() {
+                                r.failures += 1;
+                            }
+                            sent += 1;
+                        }
+                        // Answers (refusals, retries) are counted, never read further.
+                        while let Ok(n) = sock.try_recv(&mut buf) {
+                            let retry = n > 0 && buf[0] & 0x80 != 0 && (buf[0] >> 4) & 0x03 == 3;
+                            let kind = if retry {
+                                "Retry packet"
+                            } else {
+                                "other packet"
+                            };
+                            *r.answers.entry(kind.to_owned()).or_default() += 1;
+                        }
+                        tokio::time::sleep(step).await;
+                    }
+                    r.connections = sent;
                     r
                 });
             }

@@ -528,6 +528,7 @@ async fn the_server_keeps_serving_an_honest_peer_through_every_attack() {
             rounds: 6,
             oversized: 2 << 20,
         },
+        Attack::InitialFlood { per_second: 2000 },
     ];
     for (k, attack) in attacks.into_iter().enumerate() {
         let t = target(&srv);
@@ -568,6 +569,13 @@ async fn the_server_keeps_serving_an_honest_peer_through_every_attack() {
                 assert!(report.count("Error(TooLarge)") > 0, "{report:?}");
             }
             Attack::SlowSenders { .. } => assert_eq!(report.count("Pong"), 0, "{report:?}"),
+            Attack::InitialFlood { .. } => {
+                // Every copy is a connection attempt, and most are asked to
+                // prove their address, which the flood never does.
+                assert!(report.connections > 1000, "{report:?}");
+                assert!(report.count("Retry packet") > 0, "{report:?}");
+                assert!(srv.admission_stats().retried > 0);
+            }
             _ => {}
         }
         frame_memory_drains(&srv).await;

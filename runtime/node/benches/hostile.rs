@@ -325,6 +325,11 @@ fn main() {
             one.clone(),
         ),
         (
+            "Initial flood: 5,000 connection attempts a second from one address, never waiting",
+            Some(Attack::InitialFlood { per_second: 5_000 }),
+            one.clone(),
+        ),
+        (
             "replayed ids: 4 used requests × 6 copies, round after round",
             None,
             one.clone(),
