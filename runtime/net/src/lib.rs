@@ -50,7 +50,8 @@
 //! [`NetConfig::unproven_handshakes`] a second node-wide, else asked to
 //! prove it (a QUIC retry). Past its rate, a source's new connection is
 //! refused at once, which the dialler sees as [`NetError::Refused`]
-//! (retryable); connections already open are never touched.
+//! (retryable), and its further attempts in the next second are ignored;
+//! connections already open are never touched.
 //!
 //! Per connection, at most [`NetConfig::max_streams_per_connection`]
 //! concurrent requests (enforced by QUIC flow control: a further stream
@@ -860,6 +861,10 @@ fn admit(endpoint: &Endpoint, incoming: quinn::Incoming) -> Option<quinn::Incomi
         admission::Decision::Refuse(why) => {
             tracing::debug!(%from, ?why, "refusing a handshake");
             incoming.refuse();
+            None
+        }
+        admission::Decision::Ignore => {
+            incoming.ignore();
             None
         }
     }

@@ -445,11 +445,23 @@ fn main() {
                     Ok(replay_for(decoy_target, decoy_exec, hold, from).await)
                 }),
             };
+            let cpu0 = (
+                cpu_ticks(&decoy.id().to_string()),
+                cpu_ticks("self"),
+                Instant::now(),
+            );
             let busy = honest_rt.block_on(honest(&client, exec, hold));
-            attack_rt.block_on(run).unwrap().unwrap();
-            rows[i]
-                .control
-                .push(benchkit::median(&busy.lat) / benchkit::median(&quiet.lat));
+            let report = attack_rt.block_on(run).unwrap().unwrap();
+            let span = cpu0.2.elapsed().as_secs_f64() * HZ;
+            let control = benchkit::median(&busy.lat) / benchkit::median(&quiet.lat);
+            eprintln!(
+                "round {round} control, {name}: p50 / idle {control:.2}, decoy CPU {:.0}%, attackers + requester CPU {:.0}%, {} connections, {} refused",
+                (cpu_ticks(&decoy.id().to_string()) - cpu0.0) as f64 / span * 100.0,
+                (cpu_ticks("self") - cpu0.1) as f64 / span * 100.0,
+                report.connections,
+                report.refused,
+            );
+            rows[i].control.push(control);
             std::thread::sleep(Duration::from_secs(1));
         }
     }
