@@ -5,6 +5,7 @@
 
 mod card;
 mod cli;
+mod hardening;
 mod mcp;
 mod network;
 mod soak;

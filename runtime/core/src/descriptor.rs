@@ -14,7 +14,7 @@
 //! | `intents` | 32 tags of 1–48 bytes |
 //! | `input`, `output` media type | 127 bytes, `type/subtype[; params]` |
 //! | JSON Schema | 16 KiB, must parse as a JSON object |
-//! | `addrs` | 8 addresses |
+//! | `addrs` | 8 addresses; no port 0, no IPv6 scope id or flow info ([`check_addr`]) |
 //! | `ttl_ms` | 1 s to 24 h |
 //!
 //! **Default TTL: 15 s**, refreshed every 5 s (a third of the TTL, so two lost
@@ -165,6 +165,66 @@ pub struct Tiers {
 pub enum NetAddr {
     /// QUIC over UDP.
     Quic(SocketAddr),
+}
+
+/// Why an address cannot go in a descriptor.
+///
+/// The encoding of an IPv6 socket address keeps the address and the port
+/// only: a scope id or flow info would be lost on the way, so that the
+/// descriptor a publisher signed would differ from the one every reader
+/// decodes. Neither means anything on another machine anyway (a scope id
+/// names one of the publisher's own interfaces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    /// Port 0 reaches nothing.
+    #[error("{addr} with port 0")]
+    PortZero {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// An IPv6 scope id: an interface of the publisher's machine.
+    #[error(
+        "{addr} with an IPv6 scope id ({scope_id}), which names an interface of one machine and which descriptors do not carry"
+    )]
+    ScopeId {
+        /// The address.
+        addr: SocketAddr,
+        /// Its scope id.
+        scope_id: u32,
+    },
+    /// IPv6 flow info, which belongs to one flow and which descriptors do
+    /// not carry.
+    #[error("{addr} with IPv6 flow info ({flowinfo:#x}), which descriptors do not carry")]
+    FlowInfo {
+        /// The address.
+        addr: SocketAddr,
+        /// Its flow info.
+        flowinfo: u32,
+    },
+}
+
+/// Checks that `addr` can be published in a descriptor and reads back the
+/// same (see [`AddrError`]).
+pub fn check_addr(addr: &SocketAddr) -> Result<(), AddrError> {
+    let addr = *addr;
+    if let SocketAddr::V6(v6) = addr {
+        if v6.scope_id() != 0 {
+            return Err(AddrError::ScopeId {
+                addr,
+                scope_id: v6.scope_id(),
+            });
+        }
+        if v6.flowinfo() != 0 {
+            return Err(AddrError::FlowInfo {
+                addr,
+                flowinfo: v6.flowinfo(),
+            });
+        }
+    }
+    if addr.port() == 0 {
+        return Err(AddrError::PortZero { addr });
+    }
+    Ok(())
 }
 
 impl fmt::Display for NetAddr {
@@ -365,9 +425,7 @@ impl Object for Descriptor {
         validate_media("output", &self.output)?;
         for addr in &self.addrs {
             let NetAddr::Quic(a) = addr;
-            if a.port() == 0 {
-                return Err(Invalid::new("addrs", format!("has {a} with port 0")));
-            }
+            check_addr(a).map_err(|e| Invalid::new("addrs", format!("has {e}")))?;
         }
         if !(MIN_TTL_MS..=MAX_TTL_MS).contains(&self.ttl_ms) {
             return Err(Invalid::new(

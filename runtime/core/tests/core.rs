@@ -624,6 +624,55 @@ fn decoding_rejects_semantically_invalid_objects_even_when_signed() {
     ));
 }
 
+/// Regression (issue 11): the encoding keeps an IPv6 address and port
+/// only, so a descriptor address with a scope id (or flow info) was signed
+/// in memory as one thing and decoded by every reader as another. Such an
+/// address is refused, with an error naming it.
+#[test]
+fn a_descriptor_address_with_an_ipv6_scope_id_is_refused() {
+    use std::net::{Ipv6Addr, SocketAddrV6};
+    let k = key(1);
+    let link_local: Ipv6Addr = "fe80::1".parse().unwrap();
+    let scoped = SocketAddr::V6(SocketAddrV6::new(link_local, 4433, 0, 3));
+    let flowing = SocketAddr::V6(SocketAddrV6::new(
+        "2001:db8::7".parse().unwrap(),
+        4433,
+        0x12345,
+        0,
+    ));
+    assert_eq!(
+        check_addr(&scoped),
+        Err(AddrError::ScopeId {
+            addr: scoped,
+            scope_id: 3
+        })
+    );
+    assert_eq!(
+        check_addr(&flowing),
+        Err(AddrError::FlowInfo {
+            addr: flowing,
+            flowinfo: 0x12345
+        })
+    );
+    assert_eq!(check_addr(&"[2001:db8::7]:4433".parse().unwrap()), Ok(()));
+    for bad in [scoped, flowing] {
+        let mut d = testing::descriptor(&k);
+        d.addrs = BVec::new(vec![NetAddr::Quic(bad)]).unwrap();
+        // What the encoding would have made of it: another address.
+        let lossy: SocketAddr =
+            postcard::from_bytes(&postcard::to_allocvec(&bad).unwrap()).unwrap();
+        assert_ne!(lossy, bad);
+        match SignedDescriptor::sign(d, &k).unwrap_err() {
+            signed::EncodeError::Invalid { kind, invalid } => {
+                assert_eq!(kind, Kind::Descriptor);
+                assert_eq!(invalid.field, "addrs");
+                assert!(invalid.problem.contains(&bad.to_string()), "{invalid}");
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+}
+
 #[test]
 fn sniff_names_the_kind_of_a_file() {
     assert_eq!(

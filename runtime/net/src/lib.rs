@@ -42,6 +42,17 @@
 //!
 //! ## Limits
 //!
+//! Before any handshake, a new connection must be admitted (see
+//! [`admission`]): each source address (IPv4, or IPv6 /64) may open
+//! [`NetConfig::handshakes_per_address`] a second
+//! ([`NetConfig::handshake_burst_per_address`] at once), and addresses
+//! that have not proven they receive our packets are admitted only within
+//! [`NetConfig::unproven_handshakes`] a second node-wide, else asked to
+//! prove it (a QUIC retry). Past its rate, a source's new connection is
+//! refused at once, which the dialler sees as [`NetError::Refused`]
+//! (retryable), and its further attempts in the next second are ignored;
+//! connections already open are never touched.
+//!
 //! Per connection, at most [`NetConfig::max_streams_per_connection`]
 //! concurrent requests (enforced by QUIC flow control: a further stream
 //! waits for a free one); per peer, at most
@@ -91,6 +102,7 @@ use quinn::{RecvStream, SendStream, VarInt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
 
+pub mod admission;
 #[doc(hidden)]
 pub mod testing;
 pub mod tls;
@@ -157,6 +169,17 @@ pub struct NetConfig {
     pub max_connections_per_peer: usize,
     /// Concurrent incoming connections in all, whoever the peers are.
     pub max_connections: usize,
+    /// New connections a second from one source address (an IPv4 address
+    /// or an IPv6 /64); more are refused before the handshake (see
+    /// [`admission`]). Peers behind one NAT address share it.
+    pub handshakes_per_address: u32,
+    /// New connections one source address may open at once after a quiet
+    /// spell; the upper half of it is open to addresses not yet proven.
+    pub handshake_burst_per_address: u32,
+    /// Handshakes a second, node-wide, with addresses not proven by a
+    /// retry; past it, new clients prove theirs first (one more round
+    /// trip). 0: every client proves its address.
+    pub unproven_handshakes: u32,
 }
 
 impl Default for NetConfig {
@@ -173,6 +196,9 @@ impl Default for NetConfig {
             max_streams_per_connection: 64,
             max_connections_per_peer: 16,
             max_connections: 1024,
+            handshakes_per_address: 32,
+            handshake_burst_per_address: 128,
+            unproven_handshakes: 256,
         }
     }
 }
@@ -205,7 +231,8 @@ pub enum NetError {
         reason: String,
     },
     /// The peer refused this connection at a limit before reading anything
-    /// from it: nothing was done; retry later.
+    /// from it (or before the handshake: too many new connections from
+    /// this address): nothing was done; retry later.
     #[error("refused by the peer, retry later: {0}")]
     Refused(String),
     /// A wait on the peer timed out.
@@ -597,6 +624,8 @@ struct Shared {
     config: Arc<NetConfig>,
     transport: Arc<quinn::TransportConfig>,
     budget: FrameBudget,
+    /// Which new connections get a handshake.
+    admission: admission::Admission,
     /// Open incoming connections per peer.
     incoming: Mutex<HashMap<PeerId, Vec<quinn::Connection>>>,
     /// Outgoing connections we reuse, one slot per peer and address: a
@@ -639,6 +668,12 @@ impl Endpoint {
                 config.frame_memory_bytes, config.max_frame_bytes
             )));
         }
+        if config.handshakes_per_address == 0 || config.handshake_burst_per_address == 0 {
+            return Err(NetError::Config(
+                "new connections per address (rate and burst) must be above 0, or no one could connect"
+                    .into(),
+            ));
+        }
         let mut transport = quinn::TransportConfig::default();
         transport
             .max_concurrent_bidi_streams(VarInt::from_u32(config.max_streams_per_connection))
@@ -663,6 +698,7 @@ impl Endpoint {
             shared: Arc::new(Shared {
                 key,
                 budget: FrameBudget::new(config.frame_memory_bytes, config.frame_memory_wait),
+                admission: admission::Admission::new(&config),
                 config: Arc::new(config),
                 transport,
                 incoming: Mutex::new(HashMap::new()),
@@ -691,6 +727,11 @@ impl Endpoint {
         &self.shared.budget
     }
 
+    /// What admission control has decided so far (see [`admission`]).
+    pub fn admission_stats(&self) -> admission::AdmissionStats {
+        self.shared.admission.stats()
+    }
+
     /// Peers with an open incoming connection.
     pub fn connected_peers(&self) -> Vec<PeerId> {
         let mut v: Vec<PeerId> = lock(&self.shared.incoming).keys().copied().collect();
@@ -715,7 +756,7 @@ impl Endpoint {
         let conn = timeout(self.shared.config.connect_timeout, connecting)
             .await
             .map_err(|_| err("handshake timed out".into()))?
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| handshake_error(e, err))?;
         Ok(Connection {
             conn,
             peer,
@@ -771,20 +812,75 @@ impl Endpoint {
     }
 }
 
+/// What the dialler makes of a failed handshake: a refusal before it
+/// began (QUIC `CONNECTION_REFUSED`, see [`admission`]) is
+/// [`NetError::Refused`], retryable; anything else is `other`'s.
+pub(crate) fn handshake_error(
+    e: quinn::ConnectionError,
+    other: impl FnOnce(String) -> NetError,
+) -> NetError {
+    match &e {
+        quinn::ConnectionError::ConnectionClosed(c)
+            if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+        {
+            NetError::Refused(
+                "the node refused the handshake before it began (too many new connections from this address, or it is at its connection limit)"
+                    .into(),
+            )
+        }
+        _ => other(e.to_string()),
+    }
+}
+
+/// Admits, asks to prove its address, or refuses a new connection, before
+/// any handshake work (see [`admission`]). Returns it when admitted.
+fn admit(endpoint: &Endpoint, incoming: quinn::Incoming) -> Option<quinn::Incoming> {
+    let shared = &endpoint.shared;
+    let from = incoming.remote_address();
+    let open: usize = lock(&shared.incoming).values().map(Vec::len).sum();
+    if open >= shared.config.max_connections {
+        tracing::debug!(open, %from, "at the connection limit; refusing a handshake");
+        shared.admission.count_full();
+        incoming.refuse();
+        return None;
+    }
+    let proven = incoming.remote_address_validated();
+    match shared
+        .admission
+        .decide(from, proven, std::time::Instant::now())
+    {
+        admission::Decision::Admit => Some(incoming),
+        admission::Decision::Retry => {
+            if let Err(e) = incoming.retry() {
+                // Only an Initial that already echoed a retry token cannot
+                // be retried, and that one is proven: never here.
+                e.into_incoming().refuse();
+            }
+            None
+        }
+        admission::Decision::Refuse(why) => {
+            tracing::debug!(%from, ?why, "refusing a handshake");
+            incoming.refuse();
+            None
+        }
+        admission::Decision::Ignore => {
+            incoming.ignore();
+            None
+        }
+    }
+}
+
 /// Accepts connections on `endpoint` and answers every request with
-/// `handler`, until the endpoint closes. Misbehaving peers are disconnected;
-/// everyone else is unaffected.
+/// `handler`, until the endpoint closes. New connections are admitted
+/// before any handshake work (see [`admission`]); misbehaving peers are
+/// disconnected; everyone else is unaffected.
 pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>) {
     while let Some(incoming) = endpoint.quic.accept().await {
+        let Some(incoming) = admit(&endpoint, incoming) else {
+            continue;
+        };
         let endpoint = endpoint.clone();
         let handler = handler.clone();
-        // At the node-wide limit, refuse before any handshake work.
-        let open: usize = lock(&endpoint.shared.incoming).values().map(Vec::len).sum();
-        if open >= endpoint.shared.config.max_connections {
-            tracing::debug!(open, "at the connection limit; refusing a handshake");
-            incoming.refuse();
-            continue;
-        }
         tokio::spawn(async move {
             let connecting = match incoming.accept() {
                 Ok(c) => c,

@@ -3,17 +3,27 @@
 //! Each [`Attack`] is one way a peer can misbehave at the connectivity
 //! level: many fresh identities, connection floods, frames declared and
 //! never sent, slow senders, peers that never read their answers,
-//! malformed, truncated and oversized frames, replayed requests. [`run`]
+//! malformed, truncated and oversized frames, floods of connection
+//! attempts that never wait, replayed requests. [`run`]
 //! mounts one against a live endpoint for a while, so that a test (or a
 //! bench) can keep an honest requester going at the same time and check
 //! that it is still served.
 //!
 //! Identities are free: one UDP socket dials as any number of keys (the
 //! client certificate is chosen per connection), so thousands of fresh
-//! identities cost a handshake each and nothing more.
+//! identities cost a handshake each and nothing more. Addresses are not
+//! free, except on loopback: [`run_from`] spreads an attack over many
+//! local source addresses, as an attacker with many machines, and
+//! [`forge_initials`] plays a peer that forges its source address (it can
+//! send as that address, never receive).
+//!
+//! A connection the target refuses before the handshake (see
+//! [`crate::admission`]) is counted in [`Report::refused`]; attackers
+//! that reconnect (bad frames) try again at once, as fast as the target
+//! answers.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -69,14 +79,22 @@ pub struct Dialler {
 }
 
 impl Dialler {
-    /// A dialler on an ephemeral port of `family`'s loopback or unspecified
-    /// address (the same family as the target).
+    /// A dialler on an ephemeral port of the unspecified address of the
+    /// target's family (so the system picks the source address).
     pub fn new(target: Target) -> Result<Dialler, NetError> {
-        let local: SocketAddr = if target.addr.is_ipv4() {
-            ([0, 0, 0, 0], 0).into()
+        let ip: IpAddr = if target.addr.is_ipv4() {
+            Ipv4Addr::UNSPECIFIED.into()
         } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            std::net::Ipv6Addr::UNSPECIFIED.into()
         };
+        Dialler::at(ip)
+    }
+
+    /// A dialler on an ephemeral port of `ip`, a local address: the source
+    /// address of every connection it opens (on Linux, any address of
+    /// 127.0.0.0/8 is loopback, so one machine can attack from many).
+    pub fn at(ip: IpAddr) -> Result<Dialler, NetError> {
+        let local = SocketAddr::new(ip, 0);
         let config = NetConfig {
             // Hostile peers hold many streams open.
             max_streams_per_connection: 1024,
@@ -110,7 +128,7 @@ impl Dialler {
         let conn = tokio::time::timeout(shared.config.connect_timeout, connecting)
             .await
             .map_err(|_| err("handshake timed out".into()))?
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| crate::handshake_error(e, err))?;
         Ok(Connection {
             conn,
             peer: target.peer,
@@ -224,6 +242,149 @@ pub async fn send_slowly(
     Ok(signed::decode::<Response>(&frame)?)
 }
 
+/// What [`forge_initials`] saw come back to the forged address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forged {
+    /// Datagrams forwarded to the target as if from the forged address.
+    pub sent: u64,
+    /// QUIC Retry packets the target sent to the forged address: asked to
+    /// prove it, which a forger cannot.
+    pub retries: u64,
+    /// Other datagrams the target sent there (a handshake started, or a
+    /// refusal).
+    pub other: u64,
+}
+
+/// The first packets of `n` real connection attempts on `target`: QUIC
+/// Initials holding a TLS ClientHello each (with connection ids of their
+/// own), caught on their way, never delivered. Each copy sent to `target`
+/// is a new connection attempt.
+pub async fn capture_initials(target: Target, n: usize) -> Result<Vec<Vec<u8>>, NetError> {
+    use tokio::net::UdpSocket;
+    let loopback: IpAddr = if target.addr.is_ipv4() {
+        Ipv4Addr::LOCALHOST.into()
+    } else {
+        std::net::Ipv6Addr::LOCALHOST.into()
+    };
+    let io = |e: std::io::Error| NetError::Bind {
+        addr: SocketAddr::new(loopback, 0),
+        source: e,
+    };
+    let catcher = UdpSocket::bind(SocketAddr::new(loopback, 0))
+        .await
+        .map_err(io)?;
+    let caught = Target {
+        addr: catcher.local_addr().map_err(io)?,
+        peer: target.peer,
+    };
+    let mut dialler = Dialler::new(caught)?;
+    // All at once: none of them will ever finish.
+    dialler.dials = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+    let mut dials = tokio::task::JoinSet::new();
+    for key in identities(n) {
+        let d = dialler.clone();
+        dials.spawn(async move { d.connect(&key, caught).await });
+    }
+    let mut initials = Vec::with_capacity(n);
+    let mut buf = vec![0u8; 65536];
+    while initials.len() < n {
+        let got = tokio::time::timeout(Duration::from_secs(5), catcher.recv(&mut buf))
+            .await
+            .map_err(|_| NetError::Timeout("capturing Initial packets"))?
+            .map_err(io)?;
+        initials.push(buf[..got].to_vec());
+    }
+    dials.abort_all();
+    dialler.close();
+    Ok(initials)
+}
+
+/// Makes `n` connection attempts on `target` whose packets reach it from
+/// the local address `from` while its answers never reach the dialler:
+/// what a peer forging the source address `from` can do. The dialler's
+/// packets go through a relay that sends them on from a socket on `from`
+/// and keeps what comes back to that socket (counted, never passed on).
+/// Each attempt gives up after `wait`.
+pub async fn forge_initials(
+    target: Target,
+    from: IpAddr,
+    n: usize,
+    wait: Duration,
+) -> Result<Forged, NetError> {
+    use tokio::net::UdpSocket;
+    let io = |e: std::io::Error| NetError::Bind {
+        addr: SocketAddr::new(from, 0),
+        source: e,
+    };
+    let forged = Arc::new(
+        UdpSocket::bind(SocketAddr::new(from, 0))
+            .await
+            .map_err(io)?,
+    );
+    let loopback: IpAddr = if target.addr.is_ipv4() {
+        Ipv4Addr::LOCALHOST.into()
+    } else {
+        std::net::Ipv6Addr::LOCALHOST.into()
+    };
+    let front = UdpSocket::bind(SocketAddr::new(loopback, 0))
+        .await
+        .map_err(io)?;
+    let front_addr = front.local_addr().map_err(io)?;
+    let sent = Arc::new(AtomicU64::new(0));
+    let relay = {
+        let (forged, sent) = (forged.clone(), sent.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((len, _)) = front.recv_from(&mut buf).await {
+                if forged.send_to(&buf[..len], target.addr).await.is_ok() {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let back = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let drain = {
+        let (forged, back) = (forged.clone(), back.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(len) = forged.recv(&mut buf).await {
+                // A long header (0x80) of type 3 is a Retry (RFC 9000
+                // 17.2.5); the type bits are not header-protected.
+                let retry = len > 0 && buf[0] & 0x80 != 0 && (buf[0] >> 4) & 0x03 == 3;
+                let counter = if retry { &back.0 } else { &back.1 };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let dialler = Dialler::new(Target {
+        addr: front_addr,
+        peer: target.peer,
+    })?;
+    let keys = identities(n);
+    let mut tries = tokio::task::JoinSet::new();
+    for key in keys {
+        let d = dialler.clone();
+        tries.spawn(async move {
+            let t = Target {
+                addr: front_addr,
+                peer: target.peer,
+            };
+            let _ = tokio::time::timeout(wait, d.connect(&key, t)).await;
+        });
+    }
+    while tries.join_next().await.is_some() {}
+    // Let the last answers arrive.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    dialler.close();
+    relay.abort();
+    drain.abort();
+    Ok(Forged {
+        sent: sent.load(Ordering::Relaxed),
+        retries: back.0.load(Ordering::Relaxed),
+        other: back.1.load(Ordering::Relaxed),
+    })
+}
+
 /// One way to misbehave (see the module docs).
 #[derive(Debug, Clone)]
 pub enum Attack {
@@ -281,6 +442,17 @@ pub enum Attack {
         rounds: usize,
         /// A length over the server's frame limit.
         oversized: u32,
+    },
+    /// Connection attempts that never wait for an answer: one real QUIC
+    /// Initial packet, captured once, sent again and again, `per_second`
+    /// times a second from each source address. Every copy is a new
+    /// connection attempt to the target (a handshake it must decide on),
+    /// and costs the attacker one `send`: what an attacker that has read
+    /// the admission code can still make a node do once its address is
+    /// over its rate.
+    InitialFlood {
+        /// Initials a second, per source address.
+        per_second: u32,
     },
     /// One identity sends every payload `copies` times at once, on
     /// `connections` connections.
@@ -362,9 +534,39 @@ impl Report {
 }
 
 /// Mounts `attack` on `target`, holds whatever it opened for `hold`, then
-/// lets go of everything and reports. Runs its identities concurrently.
+/// lets go of everything and reports. Runs its identities concurrently,
+/// all from one source address.
 pub async fn run(attack: &Attack, target: Target, hold: Duration) -> Result<Report, NetError> {
-    let dialler = Dialler::new(target)?;
+    run_from(attack, target, hold, &[]).await
+}
+
+/// [`run`] from many source addresses, as an attacker with many machines:
+/// the identities (and [`Attack::Replay`]'s connections) take the local
+/// addresses `sources` in turn. With no sources, the system picks one.
+pub async fn run_from(
+    attack: &Attack,
+    target: Target,
+    hold: Duration,
+    sources: &[IpAddr],
+) -> Result<Report, NetError> {
+    let mut diallers: Vec<Dialler> = if sources.is_empty() {
+        vec![Dialler::new(target)?]
+    } else {
+        sources
+            .iter()
+            .map(|ip| Dialler::at(*ip))
+            .collect::<Result<_, _>>()?
+    };
+    // One pace for the whole attack, whatever the number of addresses.
+    let dials = Arc::new(tokio::sync::Semaphore::new(DIALS_AT_ONCE));
+    for d in &mut diallers {
+        d.dials = dials.clone();
+    }
+    let mut turn = 0usize;
+    let mut next = || {
+        turn += 1;
+        diallers[(turn - 1) % diallers.len()].clone()
+    };
     let mut tasks = tokio::task::JoinSet::new();
     let deadline = tokio::time::Instant::now() + hold;
     match attack.clone() {
@@ -373,7 +575,7 @@ pub async fn run(attack: &Attack, target: Target, hold: Duration) -> Result<Repo
             per_identity,
         } => {
             for key in identities(n) {
-                let d = dialler.clone();
+                let d = next();
                 tasks.spawn(async move {
                     let mut r = Report::default();
                     let mut held = Vec::new();
@@ -407,7 +609,7 @@ pub async fn run(attack: &Attack, target: Target, hold: Duration) -> Result<Repo
             sent,
         } => {
             for key in identities(n) {
-                let d = dialler.clone();
+                let d = next();
                 tasks.spawn(async move {
                     let mut r = Report::default();
                     let conn = match d.connect(&key, target).await {
@@ -442,7 +644,7 @@ pub async fn run(attack: &Attack, target: Target, hold: Duration) -> Result<Repo
         } => {
             let payload = Arc::new(payload);
             for key in identities(n) {
-                let d = dialler.clone();
+                let d = next();
                 let payload = payload.clone();
                 tasks.spawn(async move {
                     let mut r = Report::default();
@@ -485,7 +687,7 @@ pub async fn run(attack: &Attack, target: Target, hold: Duration) -> Result<Repo
         } => {
             let payload = Arc::new(payload);
             for key in identities(n) {
-                let d = dialler.clone();
+                let d = next();
                 let payload = payload.clone();
                 tasks.spawn(async move {
                     let mut r = Report::default();
@@ -524,7 +726,7 @@ pub async fn run(attack: &Attack, target: Target, hold: Duration) -> Result<Repo
             oversized,
         } => {
             for key in identities(n) {
-                let d = dialler.clone();
+                let d = next();
                 tasks.spawn(async move {
                     let mut r = Report::default();
                     for round in 0..rounds {
@@ -558,6 +760,63 @@ pub async fn run(attack: &Attack, target: Target, hold: Duration) -> Result<Repo
                 });
             }
         }
+        Attack::InitialFlood { per_second } => {
+            // Many connection ids: a copy whose id belongs to an attempt
+            // the target admitted, or is still deciding, is only a
+            // duplicate packet of that attempt.
+            let initials = Arc::new(capture_initials(target, 1024).await?);
+            let deadline = tokio::time::Instant::now() + hold;
+            let ips: Vec<IpAddr> = if sources.is_empty() {
+                vec![if target.addr.is_ipv4() {
+                    Ipv4Addr::UNSPECIFIED.into()
+                } else {
+                    std::net::Ipv6Addr::UNSPECIFIED.into()
+                }]
+            } else {
+                sources.to_vec()
+            };
+            for ip in ips {
+                let initials = initials.clone();
+                tasks.spawn(async move {
+                    let mut r = Report::default();
+                    let sock = match tokio::net::UdpSocket::bind(SocketAddr::new(ip, 0)).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            r.failed(&NetError::Closed(e.to_string()));
+                            return r;
+                        }
+                    };
+                    // In steps of 5 ms, as many as are due.
+                    let step = Duration::from_millis(5);
+                    let t0 = tokio::time::Instant::now();
+                    let mut sent = 0u64;
+                    let mut buf = vec![0u8; 2048];
+                    while tokio::time::Instant::now() < deadline {
+                        let due = (t0.elapsed().as_secs_f64() * f64::from(per_second)) as u64;
+                        while sent < due {
+                            let initial = &initials[sent as usize % initials.len()];
+                            if sock.send_to(initial, target.addr).await.is_err() {
+                                r.failures += 1;
+                            }
+                            sent += 1;
+                        }
+                        // Answers (refusals, retries) are counted, never read further.
+                        while let Ok(n) = sock.try_recv(&mut buf) {
+                            let retry = n > 0 && buf[0] & 0x80 != 0 && (buf[0] >> 4) & 0x03 == 3;
+                            let kind = if retry {
+                                "Retry packet"
+                            } else {
+                                "other packet"
+                            };
+                            *r.answers.entry(kind.to_owned()).or_default() += 1;
+                        }
+                        tokio::time::sleep(step).await;
+                    }
+                    r.connections = sent;
+                    r
+                });
+            }
+        }
         Attack::Replay {
             key,
             payloads,
@@ -567,7 +826,7 @@ pub async fn run(attack: &Attack, target: Target, hold: Duration) -> Result<Repo
             let mut conns = Vec::new();
             let mut r = Report::default();
             for _ in 0..connections.max(1) {
-                match dialler.connect(&key, target).await {
+                match next().connect(&key, target).await {
                     Ok(c) => {
                         r.connections += 1;
                         conns.push(c);
@@ -610,6 +869,8 @@ pub async fn run(attack: &Attack, target: Target, hold: Duration) -> Result<Repo
             report.merge(r);
         }
     }
-    dialler.close();
+    for d in &diallers {
+        d.close();
+    }
     Ok(report)
 }

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -307,6 +308,13 @@ async fn honest_pings(srv: &Endpoint, during: Duration) -> (usize, Vec<String>) 
     (ok, failed)
 }
 
+/// `n` loopback addresses of `127.0.SUBNET.0/24`, as attackers' sources.
+fn attack_sources(subnet: u8, n: u8) -> Vec<IpAddr> {
+    (0..n)
+        .map(|i| IpAddr::from([127, 0, subnet, i + 1]))
+        .collect()
+}
+
 /// Waits until every frame reservation on `srv` has been given back.
 async fn frame_memory_drains(srv: &Endpoint) {
     for _ in 0..200 {
@@ -520,13 +528,19 @@ async fn the_server_keeps_serving_an_honest_peer_through_every_attack() {
             rounds: 6,
             oversized: 2 << 20,
         },
+        Attack::InitialFlood { per_second: 2000 },
     ];
-    for attack in attacks {
+    for (k, attack) in attacks.into_iter().enumerate() {
         let t = target(&srv);
         let hold = Duration::from_secs(3);
+        // Each attack from addresses of its own, none the honest peer's
+        // (127.0.0.1): the thousand identities from 16 addresses, as a
+        // single address gets only its handshake rate (see the handshake
+        // flood test below).
+        let sources = attack_sources(k as u8 + 1, 16);
         let run = {
             let attack = attack.clone();
-            tokio::spawn(async move { testing::run(&attack, t, hold).await })
+            tokio::spawn(async move { testing::run_from(&attack, t, hold, &sources).await })
         };
         let (ok, failed) = honest_pings(&srv, hold).await;
         let report = run.await.unwrap().unwrap();
@@ -555,6 +569,13 @@ async fn the_server_keeps_serving_an_honest_peer_through_every_attack() {
                 assert!(report.count("Error(TooLarge)") > 0, "{report:?}");
             }
             Attack::SlowSenders { .. } => assert_eq!(report.count("Pong"), 0, "{report:?}"),
+            Attack::InitialFlood { .. } => {
+                // Every copy is a connection attempt, and most are asked to
+                // prove their address, which the flood never does.
+                assert!(report.connections > 1000, "{report:?}");
+                assert!(report.count("Retry packet") > 0, "{report:?}");
+                assert!(srv.admission_stats().retried > 0);
+            }
             _ => {}
         }
         frame_memory_drains(&srv).await;
@@ -733,4 +754,185 @@ async fn a_dial_to_a_silent_address_does_not_stall_other_dials() {
     );
     assert!(stuck.await.unwrap().is_err());
     drop(silent);
+}
+
+/// Regression (issue 11, the hostile-peer benchmark): a peer that is
+/// disconnected for a bad frame dials again at once, so a few identities
+/// on one machine kept the node handshaking (a key exchange and a
+/// signature each) hundreds of times a second, and the honest requester's
+/// latency tripled. New connections from one source address are now
+/// limited before any handshake work; past the limit they are refused at
+/// once with a typed, retryable refusal. The honest requester, connected
+/// from another address, keeps being served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_flood_from_one_address_is_refused_before_the_handshake_and_the_honest_requester_keeps_being_served()
+ {
+    let (rate, burst) = (20u32, 40u32);
+    let (srv, _) = server(NetConfig {
+        handshakes_per_address: rate,
+        handshake_burst_per_address: burst,
+        ..config()
+    })
+    .await;
+    let t = target(&srv);
+    let attacker: IpAddr = [127, 0, 0, 2].into();
+    let hold = Duration::from_secs(2);
+    let started = tokio::time::Instant::now();
+    let flood = Attack::BadFrames {
+        identities: 10,
+        rounds: 100_000,
+        oversized: 2 << 20,
+    };
+    let run = tokio::spawn(async move { testing::run_from(&flood, t, hold, &[attacker]).await });
+    let (ok, failed) = honest_pings(&srv, hold).await;
+    let report = run.await.unwrap().unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    let stats = srv.admission_stats();
+    assert!(
+        failed.is_empty() && ok > 0,
+        "honest peer: {failed:?} ({ok} served)"
+    );
+    // The flood was refused before its handshakes, clearly and retryably...
+    assert!(stats.refused_rate > 0, "{stats:?}");
+    assert!(report.refused > 0, "{report:?}");
+    // ...and what got through was the burst and the rate: handshakes the
+    // attacker started, plus the honest peer's one.
+    let allowed = f64::from(burst) + f64::from(rate) * elapsed + 1.0;
+    assert!(
+        (stats.admitted() as f64) <= allowed + 2.0,
+        "{} handshakes admitted in {elapsed:.1} s, at most {allowed:.0} allowed: {stats:?}",
+        stats.admitted()
+    );
+    assert!(
+        report.connections <= stats.admitted(),
+        "{report:?} {stats:?}"
+    );
+    frame_memory_drains(&srv).await;
+}
+
+/// A source past its rate is refused at once, with [`NetError::Refused`]
+/// (retryable, saying why), while another source connects as usual: peers
+/// behind one NAT address share an allowance, others do not.
+#[tokio::test]
+async fn a_source_past_its_rate_is_refused_at_once_and_other_sources_are_not() {
+    let (srv, _) = server(NetConfig {
+        handshakes_per_address: 1,
+        handshake_burst_per_address: 2,
+        ..config()
+    })
+    .await;
+    let addr = srv.local_addr().unwrap();
+    let at = |ip: [u8; 4], n: u8| {
+        Endpoint::bind((IpAddr::from(ip), 0).into(), key(n), config()).unwrap()
+    };
+    // The burst: one connection without proof, one after a retry.
+    let mut open = Vec::new();
+    for n in [40, 41] {
+        open.push(
+            at([127, 0, 0, 5], n)
+                .connect(addr, srv.peer_id())
+                .await
+                .unwrap(),
+        );
+    }
+    let refused = at([127, 0, 0, 5], 42)
+        .connect(addr, srv.peer_id())
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, NetError::Refused(_)), "{refused}");
+    assert!(refused.is_retryable());
+    assert!(
+        refused
+            .to_string()
+            .contains("too many new connections from this address"),
+        "{refused}"
+    );
+    let stats = srv.admission_stats();
+    assert_eq!(
+        (
+            stats.admitted_unproven,
+            stats.admitted_proven,
+            stats.refused_rate
+        ),
+        (1, 1, 1),
+        "{stats:?}"
+    );
+    // Another address is not affected, and the open connections work.
+    let other = at([127, 0, 0, 6], 43);
+    assert_eq!(
+        other
+            .request(addr, srv.peer_id(), &Request::Ping)
+            .await
+            .unwrap(),
+        Response::Pong
+    );
+    for c in &open {
+        assert_eq!(c.request(&Request::Ping).await.unwrap(), Response::Pong);
+    }
+}
+
+/// A peer that forges its source address can send Initials as anyone but
+/// never receives the answers. Without proof of address a node would start
+/// a handshake (its costly part) for each, and spend the allowance of the
+/// address forged. Past the node-wide budget of unproven handshakes it
+/// gets a retry (a token it never sees) and nothing else; within it, it can
+/// take only the upper half of the forged address's burst, and the peers
+/// really at that address still connect.
+#[tokio::test]
+async fn forged_source_addresses_get_a_retry_not_a_handshake_and_leave_their_victims_allowance() {
+    // Every client proves its address: the forger never gets a handshake.
+    let (srv, _) = server(NetConfig {
+        unproven_handshakes: 0,
+        ..config()
+    })
+    .await;
+    let victim: IpAddr = [127, 0, 0, 9].into();
+    let forged = testing::forge_initials(target(&srv), victim, 40, Duration::from_millis(600))
+        .await
+        .unwrap();
+    let stats = srv.admission_stats();
+    assert!(forged.sent >= 40, "{forged:?}");
+    assert!(forged.retries >= 40, "{forged:?} {stats:?}");
+    assert_eq!(forged.other, 0, "{forged:?}");
+    assert_eq!(stats.admitted(), 0, "{stats:?}");
+    let real = Endpoint::bind((victim, 0).into(), key(50), config()).unwrap();
+    assert_eq!(
+        real.request(srv.local_addr().unwrap(), srv.peer_id(), &Request::Ping)
+            .await
+            .unwrap(),
+        Response::Pong
+    );
+    assert_eq!(srv.admission_stats().admitted_proven, 1);
+
+    // With the default budget, a forger takes at most the upper half of
+    // the victim's burst; the victim's peers prove their address and get
+    // the lower half.
+    let burst = 8;
+    let (srv, _) = server(NetConfig {
+        handshakes_per_address: 1,
+        handshake_burst_per_address: burst,
+        ..config()
+    })
+    .await;
+    let victim: IpAddr = [127, 0, 0, 10].into();
+    let forged = testing::forge_initials(target(&srv), victim, 40, Duration::from_millis(600))
+        .await
+        .unwrap();
+    let stats = srv.admission_stats();
+    assert!(
+        stats.admitted_unproven <= u64::from(burst / 2) + 1,
+        "{forged:?} {stats:?}"
+    );
+    assert!(forged.retries > 0, "{forged:?}");
+    let addr = srv.local_addr().unwrap();
+    for n in 0..burst / 2 - 1 {
+        let real = Endpoint::bind((victim, 0).into(), key(60 + n as u8), config()).unwrap();
+        assert_eq!(
+            real.request(addr, srv.peer_id(), &Request::Ping)
+                .await
+                .unwrap(),
+            Response::Pong,
+            "the victim's peer {n}"
+        );
+    }
 }

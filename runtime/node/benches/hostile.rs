@@ -1,8 +1,11 @@
 //! The honest requester's latency while hostile peers attack (issue 11):
 //! an `errand node` process hosting text-stats with the default limits;
 //! an honest requester invoking it one call after another over its
-//! established connection; each attack of [`errand_net::testing`] mounted
-//! for a fixed time from fresh identities on the same machine. Each attack
+//! established connection (from 127.0.0.1); each attack of
+//! [`errand_net::testing`] mounted for a fixed time from fresh identities
+//! on the same machine, from another loopback address (127.0.0.2), or
+//! from many (127.0.1.x) where the row says so: an attacker with many
+//! machines, which the per-address handshake limit does not stop. Each attack
 //! window follows an idle window of the same requester; the figure is the
 //! requester's p50 during the attack over its p50 in the idle window just
 //! before, per round, and the median of the rounds. Target: at most 2×.
@@ -14,12 +17,13 @@
 //! `cargo bench -p errand --bench hostile`
 //!
 //! `HOSTILE_ROUNDS` (default 3), `HOSTILE_SECS` (each attack's length,
-//! default 6) and `HOSTILE_IDLE_SECS` (default 4) adjust the run.
+//! default 6) and `HOSTILE_IDLE_SECS` (default 4) adjust the run;
+//! `HOSTILE_ONLY=WORD` runs only the attacks whose name holds WORD.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -150,7 +154,12 @@ async fn honest(client: &Client, target: PeerAddr, span: Duration) -> Window {
 /// then sent again round after round, six copies of each at once over
 /// three fresh connections. Only the first copy of the first round is
 /// work; every other copy is a replay the node must recognise and refuse.
-async fn replay_for(target: Target, exec: PeerAddr, hold: Duration) -> testing::Report {
+async fn replay_for(
+    target: Target,
+    exec: PeerAddr,
+    hold: Duration,
+    sources: Vec<IpAddr>,
+) -> testing::Report {
     let key = fresh_key();
     let signer = Client::new(key.clone()).unwrap();
     let payloads: Vec<Vec<u8>> = (0..4)
@@ -176,7 +185,9 @@ async fn replay_for(target: Target, exec: PeerAddr, hold: Duration) -> testing::
     let t0 = Instant::now();
     let mut total = testing::Report::default();
     while t0.elapsed() < hold {
-        let r = testing::run(&attack, target, Duration::ZERO).await.unwrap();
+        let r = testing::run_from(&attack, target, Duration::ZERO, &sources)
+            .await
+            .unwrap();
         total.connections += r.connections;
         total.streams += r.streams;
         total.refused += r.refused;
@@ -244,13 +255,17 @@ fn main() {
     let ping = signed::encode(&Request::Ping).unwrap();
     let fetch = signed::encode(&Request::FetchPackage(package)).unwrap();
     let max_frame = errand::config::LimitsConfig::default().max_frame_bytes as u32;
-    let attacks: Vec<(&str, Option<Attack>)> = vec![
+    // One attacker address, not the honest requester's; or many.
+    let one: Vec<IpAddr> = vec![[127, 0, 0, 2].into()];
+    let many = |n: u8| -> Vec<IpAddr> { (1..=n).map(|i| [127, 0, 1, i].into()).collect() };
+    let attacks: Vec<(&str, Option<Attack>, Vec<IpAddr>)> = vec![
         (
-            "fresh identities: 1000 identities, one connection each",
+            "fresh identities: 1000 identities, one connection each, from 50 addresses",
             Some(Attack::ConnectionFlood {
                 identities: 1000,
                 per_identity: 1,
             }),
+            many(50),
         ),
         (
             "connection flood: 4 identities × 40 connections",
@@ -258,6 +273,7 @@ fn main() {
                 identities: 4,
                 per_identity: 40,
             }),
+            one.clone(),
         ),
         (
             "declared, never sent: 50 × 8 streams declaring max_frame_bytes",
@@ -267,6 +283,7 @@ fn main() {
                 declared: max_frame,
                 sent: 0,
             }),
+            one.clone(),
         ),
         (
             "declared, 64 KiB sent: 20 × 4 streams declaring max_frame_bytes",
@@ -276,6 +293,7 @@ fn main() {
                 declared: max_frame,
                 sent: 64 << 10,
             }),
+            one.clone(),
         ),
         (
             "slow senders: 20 × 4 pings, 1 byte every 300 ms",
@@ -286,6 +304,7 @@ fn main() {
                 chunk: 1,
                 every: Duration::from_millis(300),
             }),
+            one.clone(),
         ),
         (
             "never reading: 10 × 8 package fetches, answers never read",
@@ -294,6 +313,7 @@ fn main() {
                 streams: 8,
                 payload: fetch,
             }),
+            one.clone(),
         ),
         (
             "malformed, truncated, oversized frames: 10 identities, reconnecting",
@@ -302,13 +322,36 @@ fn main() {
                 rounds: 100_000,
                 oversized: max_frame + 1,
             }),
+            one.clone(),
+        ),
+        (
+            "Initial flood: 5,000 connection attempts a second from one address, never waiting",
+            Some(Attack::InitialFlood { per_second: 5_000 }),
+            one.clone(),
         ),
         (
             "replayed ids: 4 used requests × 6 copies, round after round",
             None,
+            one.clone(),
+        ),
+        (
+            "malformed, truncated, oversized frames: 10 identities on each of 16 addresses, reconnecting",
+            Some(Attack::BadFrames {
+                identities: 160,
+                rounds: 100_000,
+                oversized: max_frame + 1,
+            }),
+            many(16),
         ),
     ];
 
+    let attacks: Vec<_> = match std::env::var("HOSTILE_ONLY") {
+        Ok(word) => attacks
+            .into_iter()
+            .filter(|(name, _, _)| name.contains(word.as_str()))
+            .collect(),
+        Err(_) => attacks,
+    };
     let client = honest_rt.block_on(async { Client::new(fresh_key()).unwrap() });
     // Warm up: the connection, the compiled component, the store.
     honest_rt.block_on(honest(&client, exec, Duration::from_secs(2)));
@@ -340,7 +383,7 @@ fn main() {
         .collect();
     let mut idle_cpu = Vec::new();
     for round in 0..rounds {
-        for (i, (name, attack)) in attacks.iter().enumerate() {
+        for (i, (name, attack, sources)) in attacks.iter().enumerate() {
             let q0 = (cpu_ticks(&node.id().to_string()), Instant::now());
             let quiet = honest_rt.block_on(honest(&client, exec, idle));
             idle_cpu.push(
@@ -352,10 +395,14 @@ fn main() {
                 cpu_ticks("self"),
                 Instant::now(),
             );
-            let run = match attack.clone() {
-                Some(a) => attack_rt.spawn(async move { testing::run(&a, target, hold).await }),
-                None => attack_rt.spawn(async move { Ok(replay_for(target, exec, hold).await) }),
-            };
+            let from = sources.clone();
+            let run =
+                match attack.clone() {
+                    Some(a) => attack_rt
+                        .spawn(async move { testing::run_from(&a, target, hold, &from).await }),
+                    None => attack_rt
+                        .spawn(async move { Ok(replay_for(target, exec, hold, from).await) }),
+                };
             let busy = honest_rt.block_on(honest(&client, exec, hold));
             let report = attack_rt.block_on(run).unwrap().unwrap();
             let span = cpu0.2.elapsed().as_secs_f64() * HZ;
@@ -390,18 +437,31 @@ fn main() {
 
             // The control window: the same attack on the decoy.
             let quiet = honest_rt.block_on(honest(&client, exec, idle));
+            let from = sources.clone();
             let run = match attack.clone() {
-                Some(a) => {
-                    attack_rt.spawn(async move { testing::run(&a, decoy_target, hold).await })
-                }
-                None => attack_rt
-                    .spawn(async move { Ok(replay_for(decoy_target, decoy_exec, hold).await) }),
+                Some(a) => attack_rt
+                    .spawn(async move { testing::run_from(&a, decoy_target, hold, &from).await }),
+                None => attack_rt.spawn(async move {
+                    Ok(replay_for(decoy_target, decoy_exec, hold, from).await)
+                }),
             };
+            let cpu0 = (
+                cpu_ticks(&decoy.id().to_string()),
+                cpu_ticks("self"),
+                Instant::now(),
+            );
             let busy = honest_rt.block_on(honest(&client, exec, hold));
-            attack_rt.block_on(run).unwrap().unwrap();
-            rows[i]
-                .control
-                .push(benchkit::median(&busy.lat) / benchkit::median(&quiet.lat));
+            let report = attack_rt.block_on(run).unwrap().unwrap();
+            let span = cpu0.2.elapsed().as_secs_f64() * HZ;
+            let control = benchkit::median(&busy.lat) / benchkit::median(&quiet.lat);
+            eprintln!(
+                "round {round} control, {name}: p50 / idle {control:.2}, decoy CPU {:.0}%, attackers + requester CPU {:.0}%, {} connections, {} refused",
+                (cpu_ticks(&decoy.id().to_string()) - cpu0.0) as f64 / span * 100.0,
+                (cpu_ticks("self") - cpu0.1) as f64 / span * 100.0,
+                report.connections,
+                report.refused,
+            );
+            rows[i].control.push(control);
             std::thread::sleep(Duration::from_secs(1));
         }
     }
@@ -414,7 +474,7 @@ fn main() {
         "| attack | p50 idle | p50 attack | p95 idle | p95 attack | **p50 attack / idle**, median (min–max) | ≤ 2× | control: the attack on another node, p50 / idle | node CPU during the attack | attackers + requester CPU | honest calls failed / Busy retries | what the attack got |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for ((name, _), r) in attacks.iter().zip(&rows) {
+    for ((name, _, _), r) in attacks.iter().zip(&rows) {
         let ratio = benchkit::median(&r.ratios);
         let (lo, hi) = r
             .ratios

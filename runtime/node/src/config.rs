@@ -5,7 +5,8 @@
 //! listen = "0.0.0.0:4433"
 //! packages = "packages"            # folder of .errand packages to host
 //! storage = "data"                 # receipts, reputation, compiled cache
-//! advertise = ["203.0.113.7:4433"] # addresses put in descriptors (default: the listen address, if specific)
+//! advertise = ["203.0.113.7:4433"] # addresses put in descriptors (default: the listen address, if specific);
+//!                                  # no IPv6 link-local address, scope id (`%eth0`) or flow info
 //!
 //! [[registries]]                   # where to publish, and whom `errand find` asks
 //! peer = "errand1…"
@@ -20,6 +21,11 @@
 //! [limits]                       # see errand_net for what each bounds
 //! max_connections_per_peer = 16    # more from one key are refused (retryable), never evicted
 //! max_connections = 1024           # incoming connections in all; more are refused before the handshake
+//! handshakes_per_address = 32      # new connections a second from one IPv4 address or IPv6 /64;
+//!                                  # more are refused before the handshake (peers behind one NAT share it)
+//! handshake_burst_per_address = 128 # ...at once after a quiet spell
+//! unproven_handshakes = 256        # a second, node-wide, from addresses not proven by a QUIC retry;
+//!                                  # past it, clients prove theirs first (one more round trip); 0: always
 //! max_streams_per_connection = 64
 //! max_concurrent_invocations = 8
 //! max_fuel = 5000000000
@@ -149,6 +155,14 @@ pub struct LimitsConfig {
     pub max_connections_per_peer: usize,
     /// Incoming connections in all, whoever the peers are.
     pub max_connections: usize,
+    /// New connections a second from one source address (IPv4, or IPv6
+    /// /64); more are refused before the handshake.
+    pub handshakes_per_address: u32,
+    /// New connections one source address may open at once.
+    pub handshake_burst_per_address: u32,
+    /// Handshakes a second, node-wide, with addresses not proven by a QUIC
+    /// retry; past it, clients prove theirs first. 0: always.
+    pub unproven_handshakes: u32,
     /// Concurrent requests per connection.
     pub max_streams_per_connection: u32,
     /// Invocations running at once; more wait briefly, then get `Busy`.
@@ -174,6 +188,9 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_connections_per_peer: 16,
             max_connections: 1024,
+            handshakes_per_address: 32,
+            handshake_burst_per_address: 128,
+            unproven_handshakes: 256,
             max_streams_per_connection: 64,
             max_concurrent_invocations: 8,
             max_fuel: 5_000_000_000,
@@ -524,6 +541,30 @@ impl NodeConfig {
             field,
             problem,
         };
+        // What goes in descriptors must read back the same everywhere.
+        for a in &self.advertise {
+            if let Some(why) = unadvertisable(a) {
+                return Err(bad("advertise", format!("holds {why}")));
+            }
+        }
+        if self.advertise.is_empty() && !self.listen.ip().is_unspecified() {
+            // The listen address is advertised as it is bound: its port
+            // may be 0 here, chosen when it is bound.
+            let why = match errand_core::descriptor::check_addr(&self.listen) {
+                Ok(()) | Err(errand_core::descriptor::AddrError::PortZero { .. }) => {
+                    link_local(&self.listen)
+                }
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = why {
+                return Err(bad(
+                    "listen",
+                    format!(
+                        "is advertised when `advertise` is empty, but cannot be: {why}; set `advertise` to addresses other machines can reach"
+                    ),
+                ));
+            }
+        }
         let p = &self.publish;
         if !(MIN_TTL_MS..=MAX_TTL_MS).contains(&p.ttl_ms) {
             return Err(bad(
@@ -562,6 +603,20 @@ impl NodeConfig {
         ] {
             if v == 0 {
                 return Err(bad(field, "must be above 0".into()));
+            }
+        }
+        for (field, v) in [
+            ("limits.handshakes_per_address", l.handshakes_per_address),
+            (
+                "limits.handshake_burst_per_address",
+                l.handshake_burst_per_address,
+            ),
+        ] {
+            if v == 0 {
+                return Err(bad(
+                    field,
+                    "must be above 0, or no one could connect".into(),
+                ));
             }
         }
         if l.max_streams_per_connection == 0 {
@@ -616,8 +671,22 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// The addresses to put in descriptors.
+    /// The addresses to put in descriptors. One that no descriptor can
+    /// carry (see [`unadvertisable`]; [`NodeConfig::load`] refuses them) is
+    /// left out, with a warning.
     pub fn advertised(&self, bound: SocketAddr) -> Vec<SocketAddr> {
+        let mut addrs = self.advertised_unchecked(bound);
+        addrs.retain(|a| match unadvertisable(a) {
+            Some(why) => {
+                tracing::warn!(addr = %a, "not advertising {why}");
+                false
+            }
+            None => true,
+        });
+        addrs
+    }
+
+    fn advertised_unchecked(&self, bound: SocketAddr) -> Vec<SocketAddr> {
         if !self.advertise.is_empty() {
             return self.advertise.clone();
         }
@@ -631,6 +700,27 @@ impl NodeConfig {
             return vec![SocketAddr::new(ip, bound.port())];
         }
         vec![bound]
+    }
+}
+
+/// Why `addr` cannot be put in a descriptor, if it cannot: what
+/// [`errand_core::descriptor::check_addr`] refuses (port 0, an IPv6 scope
+/// id or flow info), and IPv6 link-local addresses, which reach the node
+/// only through an interface that no descriptor can name.
+pub fn unadvertisable(addr: &SocketAddr) -> Option<String> {
+    if let Err(e) = errand_core::descriptor::check_addr(addr) {
+        return Some(e.to_string());
+    }
+    link_local(addr)
+}
+
+/// Why `addr` cannot be advertised if it is IPv6 link-local.
+fn link_local(addr: &SocketAddr) -> Option<String> {
+    match addr {
+        SocketAddr::V6(a) if a.ip().is_unicast_link_local() => Some(format!(
+            "{addr}, an IPv6 link-local address, reachable only through an interface that descriptors cannot name"
+        )),
+        _ => None,
     }
 }
 

@@ -185,6 +185,9 @@ impl Node {
                 max_streams_per_connection: l.max_streams_per_connection,
                 max_connections_per_peer: l.max_connections_per_peer,
                 max_connections: l.max_connections,
+                handshakes_per_address: l.handshakes_per_address,
+                handshake_burst_per_address: l.handshake_burst_per_address,
+                unproven_handshakes: l.unproven_handshakes,
                 ..NetConfig::default()
             },
         )?;

@@ -71,6 +71,54 @@ pub fn write_stdout(bytes: &[u8]) -> Result<(), StdoutError> {
     Ok(())
 }
 
+/// Writes an invocation's evidence and returns where: to `explicit` when
+/// the user named a file (`--evidence`, replacing it), or else to a new file
+/// in the current folder named after the capability and the request,
+/// `NAME-REQUESTID.evidence` (see [`evidence_file_name`]), created only if
+/// no file has that name, so that runs and invocations side by side in one
+/// folder keep every piece of evidence. `errand run` and `errand invoke`
+/// share it.
+pub fn write_evidence(
+    explicit: Option<&std::path::Path>,
+    name: &str,
+    request_id: &errand_core::receipt::RequestId,
+    bytes: &[u8],
+) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context as _;
+    match explicit {
+        Some(p) => errand::files::write_atomic(p, bytes)
+            .with_context(|| format!("writing {}", p.display()))
+            .map(|()| p.to_owned()),
+        None => {
+            let p = std::path::PathBuf::from(evidence_file_name(name, request_id));
+            errand::files::write_new(&p, bytes)
+                .with_context(|| format!("writing {}", p.display()))
+                .map(|()| p)
+        }
+    }
+}
+
+/// `NAME-REQUESTID.evidence`, with the capability name made safe as one
+/// file name: a descriptor's name may hold `/` (and so `..`), and it is the
+/// publisher's choice, not the user's.
+pub fn evidence_file_name(name: &str, request_id: &errand_core::receipt::RequestId) -> String {
+    let mut safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    safe = safe.trim_start_matches('.').to_owned();
+    if safe.is_empty() {
+        safe = "invoke".into();
+    }
+    format!("{safe}-{request_id}.evidence")
+}
+
 /// How commands that log (`errand node`) format their logs on stderr.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -107,4 +155,33 @@ pub fn init_logging() {
 /// (<https://no-color.org>).
 fn colour_stderr() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use errand_core::receipt::RequestId;
+
+    /// A descriptor's name is the publisher's choice and may hold `/`:
+    /// the evidence file it names stays one file in the current folder.
+    #[test]
+    fn evidence_names_from_descriptors_stay_in_the_folder() {
+        let id = RequestId([0xab; 16]);
+        let hex = "ab".repeat(16);
+        assert_eq!(
+            super::evidence_file_name("text-stats", &id),
+            format!("text-stats-{hex}.evidence")
+        );
+        assert_eq!(
+            super::evidence_file_name("a/../../etc/x", &id),
+            format!("a_.._.._etc_x-{hex}.evidence")
+        );
+        assert_eq!(
+            super::evidence_file_name("../x", &id),
+            format!("_x-{hex}.evidence")
+        );
+        assert_eq!(
+            super::evidence_file_name("", &id),
+            format!("invoke-{hex}.evidence")
+        );
+    }
 }

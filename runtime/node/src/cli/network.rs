@@ -568,20 +568,8 @@ fn finish(
     );
     ev.request = Some(done.request.clone());
     let bytes = signed::encode(&ev)?;
-    let evidence_path = match &args.evidence {
-        Some(p) => errand::files::write_atomic(p, &bytes)
-            .with_context(|| format!("writing {}", p.display()))
-            .map(|()| p.clone()),
-        // Named after this request, and created only if no file has the
-        // name: concurrent invocations in one folder keep every piece of
-        // evidence.
-        None => {
-            let p = PathBuf::from(evidence_file_name(name, &body.request_id));
-            errand::files::write_new(&p, &bytes)
-                .with_context(|| format!("writing {}", p.display()))
-                .map(|()| p)
-        }
-    };
+    let evidence_path =
+        super::write_evidence(args.evidence.as_deref(), name, &body.request_id, &bytes);
     // The output is written even when the evidence could not be: the run
     // is done (and perhaps paid for); only then is either failure reported.
     match &args.output {
@@ -621,27 +609,6 @@ fn finish(
     } else {
         ExitCode::from(1)
     })
-}
-
-/// `NAME-REQUESTID.evidence`, with the capability name made safe as one
-/// file name: a descriptor's name may hold `/` (and so `..`), and it is the
-/// publisher's choice, not the user's.
-fn evidence_file_name(name: &str, request_id: &errand_core::receipt::RequestId) -> String {
-    let mut safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    safe = safe.trim_start_matches('.').to_owned();
-    if safe.is_empty() {
-        safe = "invoke".into();
-    }
-    format!("{safe}-{request_id}.evidence")
 }
 
 /// Fuel for a shipped component when none is given: the default
@@ -856,33 +823,4 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     outln!("receipts   {} stored", s.receipts_stored);
     outln!("served     {} invocations", s.invocations_served);
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use errand_core::receipt::RequestId;
-
-    /// A descriptor's name is the publisher's choice and may hold `/`:
-    /// the evidence file it names stays one file in the current folder.
-    #[test]
-    fn evidence_names_from_descriptors_stay_in_the_folder() {
-        let id = RequestId([0xab; 16]);
-        let hex = "ab".repeat(16);
-        assert_eq!(
-            super::evidence_file_name("text-stats", &id),
-            format!("text-stats-{hex}.evidence")
-        );
-        assert_eq!(
-            super::evidence_file_name("a/../../etc/x", &id),
-            format!("a_.._.._etc_x-{hex}.evidence")
-        );
-        assert_eq!(
-            super::evidence_file_name("../x", &id),
-            format!("_x-{hex}.evidence")
-        );
-        assert_eq!(
-            super::evidence_file_name("", &id),
-            format!("invoke-{hex}.evidence")
-        );
-    }
 }

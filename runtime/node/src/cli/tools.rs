@@ -275,7 +275,9 @@ pub struct RunArgs {
     /// The executor's key, which signs the receipt.
     #[arg(long)]
     key: Option<PathBuf>,
-    /// Where to write the evidence package [default: TOOL-NAME.evidence].
+    /// Where to write the evidence package [default: a new file per run,
+    /// TOOL-REQUESTID.evidence, so that runs side by side never overwrite
+    /// each other's; its path is printed].
     #[arg(long)]
     evidence: Option<PathBuf>,
     /// Embed the component in the evidence, for replay with no other files.
@@ -405,10 +407,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .map(|s| s.to_string_lossy().into_owned())
         })
         .unwrap_or_else(|| "run".into());
-    let evidence_path = args
-        .evidence
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{name}.evidence")));
     let mut evidence = errand_host::evidence(
         receipt.clone(),
         Embed {
@@ -419,8 +417,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
     );
     evidence.request = Some(request);
-    errand::files::write_atomic(&evidence_path, &signed::encode(&evidence)?)
-        .with_context(|| format!("writing {}", evidence_path.display()))?;
+    // Named after this run unless --evidence names it: runs side by side
+    // in one folder keep every piece of evidence.
+    let evidence_path = super::write_evidence(
+        args.evidence.as_deref(),
+        &name,
+        &receipt.body().request_id,
+        &signed::encode(&evidence)?,
+    )?;
 
     match &args.output {
         Some(p) => errand::files::write_atomic(p, &exec.output)
