@@ -1051,7 +1051,7 @@ const GUIDES: &[&str] = &[
     "docs/node-operators.md",
     "docs/agent-developers.md",
     "docs/auditors.md",
-    // "docs/tool-authors.md",
+    "docs/tool-authors.md",
     "docs/mcp.md",
     "docs/a2a.md",
     "docs/evaluating.md",
