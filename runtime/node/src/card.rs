@@ -908,6 +908,13 @@ pub fn from_config(config: &NodeConfig) -> Result<NodeCard, CardError> {
             packages: config.packages.clone(),
         });
     }
+    // A node listening on port 0 with nothing to advertise has no address
+    // to publish (the node drops port 0 from what it advertises).
+    if config.advertise.is_empty() && config.listen.port() == 0 {
+        return Err(CardError::PortZero {
+            addr: config.listen,
+        });
+    }
     let addrs = config.advertised(config.listen);
     let card = build(&CardInput {
         peer: key.peer_id(),
