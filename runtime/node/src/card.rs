@@ -838,16 +838,10 @@ pub fn verify(card: &Value, expected: Option<PeerId>) -> Result<Verified, Verify
 /// component; a package whose component does not compile is on the card
 /// but not hosted.)
 pub fn hosted_manifests(dir: &Path) -> Result<(Vec<Manifest>, Vec<Skipped>), CardError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| CardError::Packages {
+    let files = packaging::package_files(dir).map_err(|source| CardError::Packages {
         path: dir.to_owned(),
         source,
     })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "errand"))
-        .collect();
-    files.sort();
     let mut manifests: Vec<Manifest> = Vec::new();
     let mut skipped = Vec::new();
     for path in files {

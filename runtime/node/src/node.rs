@@ -365,21 +365,10 @@ impl Inner {
         let Some(dir) = &self.config.packages else {
             return Ok(false);
         };
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(source) => {
-                return Err(NodeError::Packages {
-                    path: dir.clone(),
-                    source,
-                });
-            }
-        };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "errand"))
-            .collect();
-        files.sort();
+        let files = crate::packaging::package_files(dir).map_err(|source| NodeError::Packages {
+            path: dir.clone(),
+            source,
+        })?;
         let current: HashMap<Name, Arc<Hosted>> = read(&self.hosted).clone();
         let by_path: HashMap<&Path, &Arc<Hosted>> =
             current.values().map(|h| (h.path.as_path(), h)).collect();

@@ -442,3 +442,16 @@ pub fn default_host() -> Result<Host, errand_host::HostError> {
         ..errand_host::HostConfig::default()
     })
 }
+
+/// The `.errand` packages in `dir`, in name order: the order in which the
+/// node hosts them and a card lists them (the first package per capability
+/// name wins).
+pub fn package_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "errand"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
