@@ -125,6 +125,8 @@ pub struct NodeSpec {
     pub ttl_ms: Option<u32>,
     pub refresh_ms: Option<u32>,
     pub extra: String,
+    /// Top-level settings, written before any section.
+    pub top: String,
     pub listen: Option<String>,
     /// Arguments given to `errand` before `node` (`--log-format json`).
     pub args: Vec<String>,
@@ -158,6 +160,7 @@ impl NodeProc {
             "key = \"key\"\nlisten = \"{}\"\nstorage = \"data\"\n",
             spec.listen.as_deref().unwrap_or("127.0.0.1:0")
         );
+        cfg.push_str(&spec.top);
         if spec.packages {
             std::fs::create_dir_all(dir.join("packages")).unwrap();
             cfg.push_str("packages = \"packages\"\n");

@@ -11,6 +11,9 @@ interpreter and one argument, a JSON scenario:
         {"op": "list"},
         {"op": "call", "tool": "text-stats", "arguments": {...}},
         {"op": "call_raw", "tool": "...", "arguments": {...}},   # a protocol error is expected
+        {"op": "call_cancel", "tool": "...", "arguments": {...}, "after": 2},
+                                      # give up after `after` seconds: the SDK then sends
+                                      # `notifications/cancelled`
         {"op": "listen"},             # 2026-07-28: open `subscriptions/listen` for tool list changes
         {"op": "publish", "src": "...", "dst": "..."},   # copy a package into a node's folder
         {"op": "wait_list_changed", "timeout": 30},
@@ -91,6 +94,18 @@ async def run(spec):
                     emit({"op": "call_raw", "tool": step["tool"], "result": dump(result)})
                 except MCPError as e:
                     emit({"op": "call_raw", "tool": step["tool"], "error": {"code": e.code, "message": str(e)}})
+            elif op == "call_cancel":
+                result = None
+                with anyio.move_on_after(step["after"]) as scope:
+                    result = await client.call_tool(step["tool"], step.get("arguments"))
+                emit(
+                    {
+                        "op": "call_cancel",
+                        "tool": step["tool"],
+                        "cancelled": scope.cancelled_caught,
+                        "result": dump(result) if result is not None else None,
+                    }
+                )
             elif op == "listen":
                 sub = await stack.enter_async_context(client.listen(tools_list_changed=True))
 

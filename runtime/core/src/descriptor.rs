@@ -14,7 +14,7 @@
 //! | `intents` | 32 tags of 1–48 bytes |
 //! | `input`, `output` media type | 127 bytes, `type/subtype[; params]` |
 //! | JSON Schema | 16 KiB, must parse as a JSON object |
-//! | `addrs` | 8 addresses; no port 0, no IPv6 scope id or flow info ([`check_addr`]) |
+//! | `addrs` | 8 paths, direct addresses and relays (format version 3); no port 0, no IPv6 scope id or flow info, nothing in 240.0.0.0/4, where relay circuits live ([`check_addr`]) |
 //! | `ttl_ms` | 1 s to 24 h |
 //!
 //! **Default TTL: 15 s**, refreshed every 5 s (a third of the TTL, so two lost
@@ -159,12 +159,39 @@ pub struct Tiers {
     pub replay: bool,
 }
 
-/// An address where a publisher can be reached.
+/// A path by which a publisher can be reached (see
+/// `docs/reachability.md`). Whatever the path, the session is QUIC with
+/// TLS bound to the publisher's key, end to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetAddr {
-    /// QUIC over UDP.
+    /// QUIC over UDP, directly to this address.
     Quic(SocketAddr),
+    /// QUIC through a relay that holds a reservation for the publisher: the
+    /// relay's key and address. The relay forwards the publisher's
+    /// ciphertext and never holds a key of the session. (Format version 3.)
+    Relay {
+        /// The relay's identity, which the requester's connection to the
+        /// relay authenticates.
+        relay: PeerId,
+        /// The relay's address.
+        addr: SocketAddr,
+    },
+}
+
+impl NetAddr {
+    /// The address packets are sent to: the publisher's own, or its
+    /// relay's.
+    pub fn socket_addr(&self) -> SocketAddr {
+        match self {
+            NetAddr::Quic(a) | NetAddr::Relay { addr: a, .. } => *a,
+        }
+    }
+
+    /// Whether this path goes through a relay.
+    pub fn is_relayed(&self) -> bool {
+        matches!(self, NetAddr::Relay { .. })
+    }
 }
 
 /// Why an address cannot go in a descriptor.
@@ -173,7 +200,8 @@ pub enum NetAddr {
 /// only: a scope id or flow info would be lost on the way, so that the
 /// descriptor a publisher signed would differ from the one every reader
 /// decodes. Neither means anything on another machine anyway (a scope id
-/// names one of the publisher's own interfaces).
+/// names one of the publisher's own interfaces). And 240.0.0.0/4 is where
+/// a node keeps its relay circuits: a requester must never dial into it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AddrError {
     /// Port 0 reaches nothing.
@@ -201,6 +229,16 @@ pub enum AddrError {
         /// Its flow info.
         flowinfo: u32,
     },
+    /// An address in 240.0.0.0/4 (or its IPv4-mapped IPv6 form): Errand
+    /// names relay circuits with these, so a dial to one would go into
+    /// another session's circuit rather than to a peer.
+    #[error(
+        "{addr}, in 240.0.0.0/4, which Errand uses for relay circuits and at which no peer can be reached"
+    )]
+    Circuit {
+        /// The address.
+        addr: SocketAddr,
+    },
 }
 
 /// Checks that `addr` can be published in a descriptor and reads back the
@@ -224,6 +262,13 @@ pub fn check_addr(addr: &SocketAddr) -> Result<(), AddrError> {
     if addr.port() == 0 {
         return Err(AddrError::PortZero { addr });
     }
+    let v4 = match addr.ip() {
+        std::net::IpAddr::V4(ip) => Some(ip),
+        std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped(),
+    };
+    if v4.is_some_and(|ip| ip.octets()[0] >= 240) {
+        return Err(AddrError::Circuit { addr });
+    }
     Ok(())
 }
 
@@ -231,6 +276,7 @@ impl fmt::Display for NetAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NetAddr::Quic(a) => write!(f, "quic://{a}"),
+            NetAddr::Relay { relay, addr } => write!(f, "relay://{relay}@{addr}"),
         }
     }
 }
@@ -402,7 +448,20 @@ fn validate_media(field: &'static str, m: &MediaSpec) -> Result<(), Invalid> {
 
 impl Object for Descriptor {
     const KIND: Kind = Kind::Descriptor;
-    const VERSION: u8 = 2;
+    /// 3: relay paths (`NetAddr::Relay`). Version 2 is still read: it is
+    /// version 3 without them.
+    const VERSION: u8 = 3;
+    const MIN_VERSION: u8 = 2;
+
+    fn check_version(&self, version: u8) -> Result<(), Invalid> {
+        if version < 3 && self.addrs.iter().any(NetAddr::is_relayed) {
+            return Err(Invalid::new(
+                "addrs",
+                format!("has a relay path, which format version {version} does not have"),
+            ));
+        }
+        Ok(())
+    }
 
     fn validate(&self) -> Result<(), Invalid> {
         validate_name(&self.name).map_err(|p| Invalid::new("name", p))?;
@@ -424,8 +483,16 @@ impl Object for Descriptor {
         validate_media("input", &self.input)?;
         validate_media("output", &self.output)?;
         for addr in &self.addrs {
-            let NetAddr::Quic(a) = addr;
-            check_addr(a).map_err(|e| Invalid::new("addrs", format!("has {e}")))?;
+            let a = addr.socket_addr();
+            check_addr(&a).map_err(|e| Invalid::new("addrs", format!("has {e}")))?;
+            if let NetAddr::Relay { relay, .. } = addr
+                && *relay == self.publisher
+            {
+                return Err(Invalid::new(
+                    "addrs",
+                    "names the publisher as its own relay",
+                ));
+            }
         }
         if !(MIN_TTL_MS..=MAX_TTL_MS).contains(&self.ttl_ms) {
             return Err(Invalid::new(

@@ -41,6 +41,15 @@
 //! shows each requester a fair sample of the relevant providers.
 //! [`Ranking::Relevance`] is the BM25 order above.
 //!
+//! ## Hashing
+//!
+//! The index's hash maps are keyed by what publishers choose (peer ids,
+//! capability names, words), so they hash with foldhash under a secret key
+//! ([`Index::keyed`]): someone who has read this code but not the key
+//! cannot pick inputs that collide. The key is passed in (this crate does
+//! no I/O): a registry draws it from the operating system, a simulator from
+//! its seed. Hashing never changes what a query returns.
+//!
 //! ## Complexity
 //!
 //! Inserting is `O(words)`; a refresh whose words did not change touches no
@@ -51,6 +60,9 @@
 use std::borrow::Borrow;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::BuildHasher as _;
+
+use foldhash::fast::FixedState;
 use std::sync::Arc;
 
 use crate::descriptor::{Descriptor, Name, SignedDescriptor, Tiers, Version};
@@ -286,7 +298,14 @@ struct Publisher {
     live: u32,
     tokens: f64,
     last: UnixMillis,
+    /// Its slots (live entries and tombstones), one per name, each with
+    /// its name's keyed hash: at most a few hundred, bounded by the
+    /// quotas, so a scan finds a name without touching other entries.
+    slots: Vec<(u64, u32)>,
 }
+
+/// The index's hash maps: foldhash under the index's key.
+type KeyedMap<K, V> = HashMap<K, V, FixedState>;
 
 /// A candidate with its score.
 #[derive(Debug, Clone)]
@@ -348,14 +367,13 @@ pub struct Index {
     slots: Vec<Option<Entry>>,
     free: Vec<u32>,
     meta: Vec<SlotMeta>,
-    by_key: HashMap<(PeerId, Name), u32>,
-    by_name: HashMap<Name, Vec<u32>>,
-    term_ids: HashMap<Box<str>, u32>,
+    by_name: KeyedMap<Name, Vec<u32>>,
+    term_ids: KeyedMap<Box<str>, u32>,
     term_state: Vec<TermState>,
     live: u32,
     total_len: u64,
     expiry: BinaryHeap<Reverse<(UnixMillis, u32, u32)>>,
-    publishers: HashMap<PeerId, Publisher>,
+    publishers: KeyedMap<PeerId, Publisher>,
 }
 
 /// Whether two descriptors index the same words (so a refresh can keep
@@ -370,8 +388,18 @@ impl Index {
         Index::with_ranking(limits, Ranking::Relevance)
     }
 
-    /// An empty index ranking by `ranking`.
+    /// An empty index ranking by `ranking`, hashing under a fixed key
+    /// (for tests and tools; a registry facing the network uses
+    /// [`Index::keyed`]).
     pub fn with_ranking(limits: RegistryLimits, ranking: Ranking) -> Index {
+        Index::keyed(limits, ranking, 0)
+    }
+
+    /// An empty index ranking by `ranking`, whose hash maps hash under
+    /// `hash_key` (see the module docs): a registry passes a secret random
+    /// key, a simulator one drawn from its seed.
+    pub fn keyed(limits: RegistryLimits, ranking: Ranking, hash_key: u64) -> Index {
+        let hasher = FixedState::with_seed(hash_key);
         Index {
             limits,
             ranking,
@@ -379,14 +407,13 @@ impl Index {
             slots: Vec::new(),
             free: Vec::new(),
             meta: Vec::new(),
-            by_key: HashMap::new(),
-            by_name: HashMap::new(),
-            term_ids: HashMap::new(),
+            by_name: HashMap::with_hasher(hasher.clone()),
+            term_ids: HashMap::with_hasher(hasher.clone()),
             term_state: Vec::new(),
             live: 0,
             total_len: 0,
             expiry: BinaryHeap::new(),
-            publishers: HashMap::new(),
+            publishers: HashMap::with_hasher(hasher),
         }
     }
 
@@ -402,8 +429,27 @@ impl Index {
 
     /// The held descriptor for `(publisher, name)`, tombstones included.
     pub fn get(&self, publisher: &PeerId, name: &Name) -> Option<&Arc<SignedDescriptor>> {
-        let slot = *self.by_key.get(&(*publisher, name.clone()))?;
+        let slot = self.slot_of(publisher, name)?;
         self.slots[slot as usize].as_ref().map(|e| &e.descriptor)
+    }
+
+    /// The slot held for `(publisher, name)`, tombstones included.
+    fn slot_of(&self, publisher: &PeerId, name: &Name) -> Option<u32> {
+        let p = self.publishers.get(publisher)?;
+        let h = self.name_hash(name);
+        p.slots
+            .iter()
+            .filter(|(nh, _)| *nh == h)
+            .map(|(_, s)| *s)
+            .find(|s| {
+                self.slots[*s as usize]
+                    .as_ref()
+                    .is_some_and(|e| e.descriptor.body().name == *name)
+            })
+    }
+
+    fn name_hash(&self, name: &Name) -> u64 {
+        self.publishers.hasher().hash_one(name.as_str())
     }
 
     /// Verifies the signature, then [`Index::insert_verified`].
@@ -420,6 +466,7 @@ impl Index {
             live: 0,
             tokens: l.publish_burst,
             last: now,
+            slots: Vec::new(),
         });
         let elapsed = now.since(p.last) as f64 / 1000.0;
         p.tokens = (p.tokens + elapsed * l.publish_rate).min(l.publish_burst);
@@ -437,8 +484,7 @@ impl Index {
         if body.check_fresh(now).is_err() {
             return PublishOutcome::Expired;
         }
-        let key = (body.publisher, body.name.clone());
-        let existing = self.by_key.get(&key).copied();
+        let existing = self.slot_of(&body.publisher, &body.name);
         if let Some(slot) = existing
             && let Some(e) = &self.slots[slot as usize]
             && e.seq >= body.seq
@@ -545,7 +591,10 @@ impl Index {
         let same_name = self.by_name.entry(body.name.clone()).or_default();
         entry.name_pos = same_name.len() as u32;
         same_name.push(slot);
-        self.by_key.insert(key, slot);
+        let h = self.name_hash(&body.name);
+        if let Some(p) = self.publishers.get_mut(&body.publisher) {
+            p.slots.push((h, slot));
+        }
         self.slots[slot as usize] = Some(entry);
         self.expiry.push(Reverse((expires, slot, generation)));
         if body.withdrawn {
@@ -607,8 +656,10 @@ impl Index {
         m.live = false;
         self.free.push(slot);
         let body = e.descriptor.body();
-        if self.by_key.get(&(body.publisher, body.name.clone())) == Some(&slot) {
-            self.by_key.remove(&(body.publisher, body.name.clone()));
+        if let Some(p) = self.publishers.get_mut(&body.publisher)
+            && let Some(at) = p.slots.iter().position(|(_, s)| *s == slot)
+        {
+            p.slots.swap_remove(at);
         }
         if let Some(v) = self.by_name.get_mut(&body.name) {
             let pos = e.name_pos as usize;
@@ -955,6 +1006,39 @@ mod tests {
         assert_eq!(s("word"), s("words"));
         assert_eq!(s("png"), "png");
         assert_eq!(s("status"), "status");
+    }
+
+    /// Hash flooding: the index's maps hash publisher-chosen keys under the
+    /// key passed in, so someone who knows the code but not the key cannot
+    /// precompute colliding peer ids, names or words. Different keys hash
+    /// differently, and hashing changes no answer.
+    #[test]
+    fn index_hashing_is_keyed_by_the_injected_key() {
+        let limits = RegistryLimits::default();
+        let a = Index::keyed(limits, Ranking::Relevance, 1);
+        let b = Index::keyed(limits, Ranking::Relevance, 2);
+        let a_again = Index::keyed(limits, Ranking::Relevance, 1);
+        let differ = (0u8..64)
+            .filter(|i| {
+                let id = PeerId([*i; 32]);
+                let (ha, hb) = (
+                    a.publishers.hasher().hash_one(id),
+                    b.publishers.hasher().hash_one(id),
+                );
+                assert_eq!(ha, a_again.publishers.hasher().hash_one(id));
+                ha != hb
+            })
+            .count();
+        assert_eq!(
+            differ, 64,
+            "every peer id hashes differently under another key"
+        );
+        let name = Name::truncate_from("imagegen");
+        assert_ne!(a.name_hash(&name), b.name_hash(&name));
+        assert_ne!(
+            a.term_ids.hasher().hash_one("imag"),
+            b.term_ids.hasher().hash_one("imag")
+        );
     }
 
     #[test]

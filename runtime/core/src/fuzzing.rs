@@ -11,6 +11,8 @@
 //! (`impl Arbitrary for Signed<T>` in [`crate::signed`]), except packages,
 //! which are really signed by a key drawn from them.
 
+use std::net::SocketAddr;
+
 use arbitrary::{Arbitrary, Error, Result, Unstructured};
 
 use crate::bounded::{BBytes, BString, BVec};
@@ -21,6 +23,7 @@ use crate::digest::Digest;
 use crate::evidence::MAX_BLOB_BYTES;
 use crate::identity::SecretKey;
 use crate::package::{MAX_MANIFEST_BYTES, Package};
+use crate::reach::{MAX_PUNCH_CANDIDATES, PunchOffer};
 use crate::request::Request;
 use crate::wire::{InvokeRequest, MAX_CANDIDATES};
 
@@ -139,17 +142,63 @@ impl<'a> Arbitrary<'a> for MediaSpec {
     }
 }
 
+/// A socket address as serde encodes it: IPv6 flow info and scope id are
+/// not encoded (serde writes address and port only), so they stay zero.
+pub(crate) fn socket_addr(u: &mut Unstructured<'_>) -> Result<SocketAddr> {
+    let port = u.arbitrary()?;
+    Ok(if u.arbitrary()? {
+        SocketAddr::from((u.arbitrary::<std::net::Ipv4Addr>()?, port))
+    } else {
+        SocketAddr::from((u.arbitrary::<std::net::Ipv6Addr>()?, port))
+    })
+}
+
+/// [`socket_addr`], or none.
+pub(crate) fn option_socket_addr(u: &mut Unstructured<'_>) -> Result<Option<SocketAddr>> {
+    Ok(if u.arbitrary()? {
+        Some(socket_addr(u)?)
+    } else {
+        None
+    })
+}
+
 impl<'a> Arbitrary<'a> for NetAddr {
-    /// Port 0 is refused by validation; IPv6 flow info and scope id are not
-    /// encoded (serde writes address and port only), so they stay zero.
+    /// Port 0 and 240.0.0.0/4 are refused by validation.
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        let port = u.int_in_range(1..=u16::MAX)?;
-        let addr = if u.arbitrary()? {
-            std::net::SocketAddr::from((u.arbitrary::<std::net::Ipv4Addr>()?, port))
-        } else {
-            std::net::SocketAddr::from((u.arbitrary::<std::net::Ipv6Addr>()?, port))
+        let mut addr = socket_addr(u)?;
+        addr.set_port(u.int_in_range(1..=u16::MAX)?);
+        let v4 = match addr.ip() {
+            std::net::IpAddr::V4(ip) => Some(ip),
+            std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped(),
         };
-        Ok(NetAddr::Quic(addr))
+        if let Some(ip) = v4
+            && ip.octets()[0] >= 240
+        {
+            let [a, b, c, d] = ip.octets();
+            addr.set_ip(std::net::Ipv4Addr::new(a - 240, b, c, d).into());
+        }
+        Ok(if u.ratio(1, 4)? {
+            NetAddr::Relay {
+                relay: u.arbitrary()?,
+                addr,
+            }
+        } else {
+            NetAddr::Quic(addr)
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for PunchOffer {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        let n = u.int_in_range(0..=MAX_PUNCH_CANDIDATES)?;
+        let mut addrs = Vec::with_capacity(n);
+        for _ in 0..n {
+            addrs.push(socket_addr(u)?);
+        }
+        // Offers carry whatever a peer sends: not cleaned up here.
+        Ok(PunchOffer {
+            addrs: BVec::new(addrs).map_err(|_| Error::IncorrectFormat)?,
+        })
     }
 }
 

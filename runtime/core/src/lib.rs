@@ -17,6 +17,7 @@
 //! | [`manifest`], [`package`] | execution | capability manifests and tool packages |
 //! | [`discovery`] | discovery | the registry index, intent matching, merging answers |
 //! | [`wire`] | connectivity | request and response messages and their flows |
+//! | [`reach`] | connectivity | relays, address discovery, NAT classification, hole punching |
 //! | [`trust`] | trust | reputation, canaries, evidence checks, risk policy, the delegation state machine |
 //!
 //! ## Signing and checking a descriptor
@@ -82,6 +83,7 @@ mod fuzzing;
 pub mod identity;
 pub mod manifest;
 pub mod package;
+pub mod reach;
 pub mod receipt;
 pub mod request;
 pub mod signed;

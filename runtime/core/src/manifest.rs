@@ -27,6 +27,9 @@
 //! receipts = true
 //! replay = true
 //!
+//! [sandbox]           # default: observes_nan_bits = true
+//! observes_nan_bits = false   # runs without NaN canonicalisation
+//!
 //! [[examples]]        # realistic inputs; `errand pack` runs each (canaries never use them)
 //! name = "fox"
 //! input = "the quick brown fox jumps over the lazy dog"
@@ -103,6 +106,19 @@ pub struct ManifestQos {
     pub latency_ms: Option<u32>,
     /// Cost units per invocation.
     pub cost: Option<u32>,
+}
+
+/// What the tool author declares about the tool's behaviour in the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestSandbox {
+    /// Whether the tool's output can depend on the bits of a NaN (its sign
+    /// or payload, seen through a reinterpret, a store or `copysign`).
+    /// Unset means it can, and the tool runs with NaN canonicalisation;
+    /// `false` lets it run without, which is faster on float-heavy loops
+    /// but replays exactly only on the same CPU architecture if the
+    /// declaration is wrong.
+    pub observes_nan_bits: Option<bool>,
 }
 
 /// An example input.
@@ -189,6 +205,9 @@ pub struct Manifest {
     /// Supported tiers (default: all).
     #[serde(default)]
     pub tiers: Option<Tiers>,
+    /// Declarations about the tool's behaviour in the sandbox.
+    #[serde(default)]
+    pub sandbox: ManifestSandbox,
     /// Example inputs.
     #[serde(default)]
     pub examples: Vec<Example>,
@@ -249,6 +268,13 @@ pub struct Publication {
 }
 
 impl Manifest {
+    /// Whether the tool may observe NaN bits, so must run with NaN
+    /// canonicalisation: true unless the manifest declares
+    /// `observes_nan_bits = false`.
+    pub fn observes_nan_bits(&self) -> bool {
+        self.sandbox.observes_nan_bits.unwrap_or(true)
+    }
+
     /// The parsed version.
     pub fn parsed_version(&self) -> Result<Version, ManifestError> {
         self.version

@@ -150,14 +150,18 @@ pub enum DecodeError {
         found: Kind,
     },
     /// The header's version is one this build cannot read.
-    #[error("unsupported {kind} format version {found} (this build reads version {supported})")]
+    #[error(
+        "unsupported {kind} format version {found} (this build reads versions {oldest} to {supported})"
+    )]
     UnsupportedVersion {
         /// The kind.
         kind: Kind,
         /// The version in the header.
         found: u8,
-        /// The version this build reads.
+        /// The newest version this build reads (and the one it writes).
         supported: u8,
+        /// The oldest version this build reads.
+        oldest: u8,
     },
     /// The input ends before the object does.
     #[error("truncated {kind}: the input ends early")]
@@ -256,10 +260,22 @@ pub enum OpenError {
 pub trait Object: Serialize + DeserializeOwned {
     /// Which kind it is.
     const KIND: Kind;
-    /// The format version this build writes and reads.
+    /// The format version this build writes, and the newest it reads.
     const VERSION: u8;
+    /// The oldest format version this build still reads: one whose
+    /// encodings are all valid encodings of the current version, which
+    /// only added to it (see [`Object::check_version`]).
+    const MIN_VERSION: u8 = Self::VERSION;
     /// Checks the invariants the format documents beyond field bounds.
     fn validate(&self) -> Result<(), Invalid>;
+    /// Checks that an object read under the older format `version` uses
+    /// only what that version has (a variant added since, say). Called,
+    /// after [`Object::validate`], only for versions before
+    /// [`Object::VERSION`].
+    fn check_version(&self, version: u8) -> Result<(), Invalid> {
+        let _ = version;
+        Ok(())
+    }
 }
 
 /// An object that is signed by one of the peers it names.
@@ -326,11 +342,12 @@ fn decode_prefix<T: Object>(bytes: &[u8]) -> Result<(T, usize, &[u8]), DecodeErr
             found: kind,
         });
     }
-    if version != T::VERSION {
+    if !(T::MIN_VERSION..=T::VERSION).contains(&version) {
         return Err(DecodeError::UnsupportedVersion {
             kind,
             found: version,
             supported: T::VERSION,
+            oldest: T::MIN_VERSION,
         });
     }
     bounded::clear_violation();
@@ -347,18 +364,33 @@ fn decode_prefix<T: Object>(bytes: &[u8]) -> Result<(T, usize, &[u8]), DecodeErr
     value
         .validate()
         .map_err(|invalid| DecodeError::Invalid { kind, invalid })?;
+    if version != T::VERSION {
+        value
+            .check_version(version)
+            .map_err(|invalid| DecodeError::Invalid { kind, invalid })?;
+    }
     let header_len = bytes.len() - body.len();
     Ok((value, header_len + body_len, rest))
 }
 
 /// Encodes an unsigned object: `header || postcard(value)`.
 pub fn encode<T: Object>(value: &T) -> Result<Vec<u8>, EncodeError> {
-    value.validate().map_err(|invalid| EncodeError::Invalid {
+    encode_as(value, T::VERSION)
+}
+
+/// Encodes an object under format `version`, which must be one this build
+/// reads: for re-deriving the bytes an older signature covers.
+fn encode_as<T: Object>(value: &T, version: u8) -> Result<Vec<u8>, EncodeError> {
+    let invalid = |invalid| EncodeError::Invalid {
         kind: T::KIND,
         invalid,
-    })?;
+    };
+    value.validate().map_err(invalid)?;
+    if version != T::VERSION {
+        value.check_version(version).map_err(invalid)?;
+    }
     let mut out = Vec::with_capacity(256);
-    write_header(T::KIND, T::VERSION, &mut out);
+    write_header(T::KIND, version, &mut out);
     // postcard only fails on sequences of unknown length, which none of our
     // types produce; the error is still reported rather than assumed away.
     postcard::to_extend(value, out).map_err(|e| EncodeError::Serialize {
@@ -473,6 +505,14 @@ impl<T: Signable> Signed<T> {
         &self.signature
     }
 
+    /// The format version it was signed under: [`Object::VERSION`], or an
+    /// older one this build still reads.
+    pub fn version(&self) -> u8 {
+        // The header is `tag-len tag version`, checked when decoding.
+        let at = 1 + usize::from(self.signed_bytes.first().copied().unwrap_or(0));
+        self.signed_bytes.get(at).copied().unwrap_or(T::VERSION)
+    }
+
     /// The bytes the signature covers: `header || body`.
     pub fn signed_bytes(&self) -> &[u8] {
         &self.signed_bytes
@@ -502,7 +542,7 @@ impl<T: Signable> Signed<T> {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "kind": T::KIND.tag(),
-            "version": T::VERSION,
+            "version": self.version(),
             "body": to_json_value(&self.body),
             "signature": hex::encode(self.signature.0),
         })
@@ -522,7 +562,7 @@ impl<T: Signable> Signed<T> {
         let j: J<T> =
             serde_json::from_value(value.clone()).map_err(|e| JsonError::Syntax(e.to_string()))?;
         check_json_header::<T>(&j.kind, j.version)?;
-        let signed_bytes = encode(&j.body)
+        let signed_bytes = encode_as(&j.body, j.version)
             .map_err(|e| JsonError::Syntax(e.to_string()))?
             .into_boxed_slice();
         Ok(Signed {
@@ -564,7 +604,7 @@ fn check_json_header<T: Object>(kind: &str, version: u8) -> Result<(), JsonError
             found: kind.to_owned(),
         });
     }
-    if version != T::VERSION {
+    if !(T::MIN_VERSION..=T::VERSION).contains(&version) {
         return Err(JsonError::UnsupportedVersion {
             kind: T::KIND,
             found: version,
@@ -603,6 +643,11 @@ pub fn from_json<T: Object>(value: &serde_json::Value) -> Result<T, JsonError> {
     j.body
         .validate()
         .map_err(|e| JsonError::Syntax(e.to_string()))?;
+    if j.version != T::VERSION {
+        j.body
+            .check_version(j.version)
+            .map_err(|e| JsonError::Syntax(e.to_string()))?;
+    }
     Ok(j.body)
 }
 

@@ -191,3 +191,69 @@ pub fn authorship(author: &SecretKey) -> crate::package::Authorship {
         manifest: Digest::of(b"imagegen manifest"),
     }
 }
+
+/// A fully populated reachability report of a node behind an
+/// endpoint-independent NAT that also relays.
+pub fn reachability_report() -> crate::reach::ReachabilityReport {
+    use crate::reach::*;
+    let relay = key(5).peer_id();
+    let relay_addr = SocketAddr::from(([198, 51, 100, 9], 4433));
+    let seen = SocketAddr::from(([203, 0, 113, 5], 40_000));
+    let local = SocketAddr::from(([10, 0, 1, 2], 4433));
+    let observed = vec![
+        Observation {
+            observer: relay,
+            observer_addr: relay_addr,
+            seen,
+            local: Some(local),
+        },
+        Observation {
+            observer: key(6).peer_id(),
+            observer_addr: SocketAddr::from(([198, 51, 100, 2], 4433)),
+            seen,
+            local: Some(local),
+        },
+    ];
+    ReachabilityReport {
+        nat: classify(&observed),
+        observed: BVec::new(observed).unwrap_or_default(),
+        relays: BVec::new(vec![RelayState {
+            relay,
+            addr: relay_addr,
+            reserved: true,
+            error: None,
+        }])
+        .unwrap_or_default(),
+        paths: BVec::new(vec![
+            NetAddr::Quic(local),
+            NetAddr::Relay {
+                relay,
+                addr: relay_addr,
+            },
+        ])
+        .unwrap_or_default(),
+        made: PathCounts {
+            direct: 3,
+            punched: 2,
+            relayed: 4,
+        },
+        open: BVec::new(vec![OpenPath {
+            peer: key(3).peer_id(),
+            kind: PathKind::Punched,
+            incoming: false,
+            remote: SocketAddr::from(([203, 0, 113, 77], 4433)),
+        }])
+        .unwrap_or_default(),
+        punches: PunchCounts {
+            attempted: 3,
+            succeeded: 2,
+        },
+        relay: Some(RelayServerStats {
+            reservations: 1,
+            circuits_open: 1,
+            circuits_total: 5,
+            bytes_relayed: 123_456,
+            refused: 1,
+        }),
+    }
+}

@@ -57,9 +57,21 @@
 //! Ping                    →  Pong
 //! ```
 //!
+//! **Reachability** (see [`crate::reach`] for the flows: address discovery,
+//! relay reservations and circuits, hole punching):
+//!
+//! ```text
+//! Observe                 →  Observed(address seen)
+//! Relay(relay request)    →  Relay(relay response)     // then, on a circuit, packets
+//! Punch(offer)            →  Punch(offer)
+//! Reachability            →  Reachability(report)      // the node's own key only
+//! ```
+//!
 //! Any request may instead get `Error{code, message}`. A peer that sends a
 //! frame that does not decode, or one over the size limit, gets a
 //! `BadRequest`/`TooLarge` error and is disconnected.
+
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +81,7 @@ use crate::digest::Digest;
 use crate::evidence::{MAX_BLOB_BYTES, MAX_TRACE_EVENTS, TraceEvent};
 use crate::identity::PeerId;
 use crate::package::Package;
+use crate::reach::{PunchOffer, ReachabilityReport, RelayLimits, RelayRefusal};
 use crate::receipt::{RequestId, SignedReceipt};
 use crate::request::SignedRequest;
 use crate::signed::{Invalid, Kind, Object};
@@ -243,6 +256,58 @@ pub struct StatusReport {
     pub invocations_served: u64,
 }
 
+/// What a relay is asked (see [`crate::reach`] for the flows).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RelayRequest {
+    /// Hold a reservation for the asker: the relay may open circuits to it
+    /// on this connection while it lives.
+    Reserve,
+    /// Open a circuit to `target`, which holds a reservation; the stream
+    /// then carries packets.
+    Connect {
+        /// The peer to reach.
+        target: PeerId,
+    },
+    /// From the relay to a peer holding a reservation: a circuit from
+    /// `from` opens on this stream.
+    Incoming {
+        /// The peer that asked for the circuit.
+        from: PeerId,
+        /// The address the relay sees `from` at, which the target's
+        /// admission control counts the circuit's connection against
+        /// (with the relay's own address).
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::fuzzing::socket_addr))]
+        seen: SocketAddr,
+    },
+}
+
+/// A relay's answer (see [`crate::reach`] for the flows).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RelayResponse {
+    /// The reservation is held.
+    Reserved {
+        /// The address the relay sees the asker at.
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::fuzzing::socket_addr))]
+        observed: SocketAddr,
+        /// The relay's limits.
+        limits: RelayLimits,
+    },
+    /// The circuit is open: the stream now carries packets.
+    Connected {
+        /// The address the relay sees the asker at (for its hole punch).
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::fuzzing::socket_addr))]
+        observed: SocketAddr,
+        /// The relay's limits, which the circuit is held to.
+        limits: RelayLimits,
+    },
+    /// From the reserved peer: it takes the circuit.
+    Accepted,
+    /// Refused, naming why.
+    Refused(RelayRefusal),
+}
+
 /// A request (see the module docs).
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,6 +327,14 @@ pub enum Request {
     FetchPackage(Digest),
     /// The node's status (its own key only).
     Status,
+    /// The address this request came from, as the node sees it.
+    Observe,
+    /// A relay reservation or circuit.
+    Relay(RelayRequest),
+    /// Hole punching: the asker's candidates.
+    Punch(PunchOffer),
+    /// The node's reachability (its own key only).
+    Reachability,
 }
 
 /// A response (see the module docs).
@@ -284,12 +357,39 @@ pub enum Response {
     Status(Box<StatusReport>),
     /// An error.
     Error(WireError),
+    /// The address the request came from.
+    Observed(
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::fuzzing::socket_addr))]
+        SocketAddr,
+    ),
+    /// A relay's answer.
+    Relay(RelayResponse),
+    /// Hole punching: the answerer's candidates (it is probing the asker's).
+    Punch(PunchOffer),
+    /// Reachability.
+    Reachability(Box<ReachabilityReport>),
 }
 
 impl Object for Request {
     const KIND: Kind = Kind::Request;
-    /// 2: invocations carry a signed request.
-    const VERSION: u8 = 2;
+    /// 2: invocations carry a signed request. 3: reachability (`Observe`,
+    /// `Relay`, `Punch`, `Reachability`); version 2 is still read.
+    const VERSION: u8 = 3;
+    const MIN_VERSION: u8 = 2;
+
+    fn check_version(&self, version: u8) -> Result<(), Invalid> {
+        match self {
+            Request::Observe | Request::Relay(_) | Request::Punch(_) | Request::Reachability
+                if version < 3 =>
+            {
+                Err(Invalid::new(
+                    "request",
+                    format!("is a reachability request, which version {version} does not have"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 
     fn validate(&self) -> Result<(), Invalid> {
         match self {
@@ -326,10 +426,30 @@ impl Object for Request {
 
 impl Object for Response {
     const KIND: Kind = Kind::Response;
-    // 2: packages carry their author's signature.
-    const VERSION: u8 = 2;
+    /// 2: packages carry their author's signature. 3: reachability
+    /// (`Observed`, `Relay`, `Punch`, `Reachability`, descriptors with relay
+    /// paths); version 2 is still read.
+    const VERSION: u8 = 3;
+    const MIN_VERSION: u8 = 2;
 
     fn validate(&self) -> Result<(), Invalid> {
         Ok(())
+    }
+
+    fn check_version(&self, version: u8) -> Result<(), Invalid> {
+        match self {
+            Response::Observed(_)
+            | Response::Relay(_)
+            | Response::Punch(_)
+            | Response::Reachability(_)
+                if version < 3 =>
+            {
+                Err(Invalid::new(
+                    "response",
+                    format!("is a reachability answer, which version {version} does not have"),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 }

@@ -63,7 +63,73 @@ fn golden_descriptor_signed_bytes_and_encoding() {
     assert_golden("descriptor.signed.hex", d.signed_bytes());
     assert_golden("descriptor.hex", &d.to_bytes());
     // The signed bytes start with the domain-separation header.
-    assert_eq!(&d.signed_bytes()[..19], b"\x11errand/descriptor\x02");
+    assert_eq!(&d.signed_bytes()[..19], b"\x11errand/descriptor\x03");
+    assert_eq!(d.version(), 3);
+}
+
+#[test]
+fn golden_relayed_descriptor_signed_bytes_and_encoding() {
+    let mut body = testing::descriptor(&key(1));
+    body.addrs = BVec::new(vec![
+        NetAddr::Quic("192.0.2.7:4433".parse().unwrap()),
+        NetAddr::Relay {
+            relay: key(5).peer_id(),
+            addr: "198.51.100.9:4433".parse().unwrap(),
+        },
+    ])
+    .unwrap();
+    let d = SignedDescriptor::sign(body, &key(1)).unwrap();
+    assert_golden("descriptor-relayed.signed.hex", d.signed_bytes());
+    assert_golden("descriptor-relayed.hex", &d.to_bytes());
+    assert_eq!(
+        d.body().addrs[1].to_string(),
+        format!("relay://{}@198.51.100.9:4433", key(5).peer_id())
+    );
+}
+
+/// Descriptors signed under format version 2 (before relay paths) still
+/// open, verify, and keep their exact bytes and version, in binary and in
+/// JSON; a version-2 header on a relay path is refused.
+#[test]
+fn version_2_descriptors_still_open_and_verify() {
+    let hex: String = std::fs::read_to_string(golden_path("descriptor.v2.hex"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let v2 = hex::decode(hex).unwrap();
+    let d = SignedDescriptor::from_bytes(&v2).unwrap();
+    assert_eq!(d.version(), 2);
+    assert_eq!(d.to_bytes(), v2);
+    assert_eq!(d.body(), &testing::descriptor(&key(1)));
+    let json = d.to_json();
+    assert_eq!(json["version"], 2);
+    let back = SignedDescriptor::from_json(&json).unwrap();
+    assert!(back.verify().is_ok());
+    assert_eq!(back.to_bytes(), v2);
+
+    // The same bytes with a relay path are not a version-2 descriptor.
+    let mut body = testing::descriptor(&key(1));
+    body.addrs = BVec::new(vec![NetAddr::Relay {
+        relay: key(5).peer_id(),
+        addr: "198.51.100.9:4433".parse().unwrap(),
+    }])
+    .unwrap();
+    let mut bytes = SignedDescriptor::sign(body, &key(1)).unwrap().to_bytes();
+    bytes[18] = 2;
+    assert!(matches!(
+        SignedDescriptor::decode(&bytes),
+        Err(DecodeError::Invalid { invalid, .. }) if invalid.field == "addrs"
+    ));
+    bytes[18] = 1;
+    assert!(matches!(
+        SignedDescriptor::decode(&bytes),
+        Err(DecodeError::UnsupportedVersion {
+            found: 1,
+            supported: 3,
+            oldest: 2,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -110,6 +176,72 @@ fn golden_trace_chain_root() {
     assert_eq!(n, 2);
     assert_golden("trace-root.hex", &root.0);
     assert_eq!(TraceChain::of(&[]).0, Digest::of(b"errand/trace/v1"));
+}
+
+/// Every reachability message round-trips, and none is read under wire
+/// format version 2, which did not have them; version-2 messages that are
+/// still version 3 are read.
+#[test]
+fn reachability_messages_round_trip_and_are_not_read_as_version_2() {
+    use errand_core::reach::{PunchOffer, RelayLimits, RelayRefusal};
+    use errand_core::wire::{self, RelayRequest, RelayResponse};
+    let requests = [
+        wire::Request::Observe,
+        wire::Request::Relay(RelayRequest::Reserve),
+        wire::Request::Relay(RelayRequest::Connect {
+            target: key(1).peer_id(),
+        }),
+        wire::Request::Relay(RelayRequest::Incoming {
+            from: key(2).peer_id(),
+            seen: "203.0.113.7:40000".parse().unwrap(),
+        }),
+        wire::Request::Punch(PunchOffer::new(&["203.0.113.5:40000".parse().unwrap()])),
+        wire::Request::Reachability,
+    ];
+    for r in requests {
+        let mut bytes = signed::encode(&r).unwrap();
+        assert_eq!(signed::decode::<wire::Request>(&bytes).unwrap(), r);
+        assert_eq!(bytes[15], 3);
+        bytes[15] = 2;
+        assert!(matches!(
+            signed::decode::<wire::Request>(&bytes),
+            Err(DecodeError::Invalid { .. })
+        ));
+    }
+    let mut ping = signed::encode(&wire::Request::Ping).unwrap();
+    ping[15] = 2;
+    assert_eq!(
+        signed::decode::<wire::Request>(&ping).unwrap(),
+        wire::Request::Ping
+    );
+    let responses = [
+        wire::Response::Observed("[2001:db8::1]:4433".parse().unwrap()),
+        wire::Response::Relay(RelayResponse::Reserved {
+            observed: "203.0.113.5:40000".parse().unwrap(),
+            limits: RelayLimits::default(),
+        }),
+        wire::Response::Relay(RelayResponse::Connected {
+            observed: "203.0.113.6:4433".parse().unwrap(),
+            limits: RelayLimits::default(),
+        }),
+        wire::Response::Relay(RelayResponse::Accepted),
+        wire::Response::Relay(RelayResponse::Refused(RelayRefusal::Circuits {
+            peer: key(3).peer_id(),
+            max: 16,
+        })),
+        wire::Response::Punch(PunchOffer::new(&["10.0.0.2:4433".parse().unwrap()])),
+        wire::Response::Reachability(Box::new(testing::reachability_report())),
+    ];
+    for r in responses {
+        let mut bytes = signed::encode(&r).unwrap();
+        assert_eq!(signed::decode::<wire::Response>(&bytes).unwrap(), r);
+        assert_eq!(bytes[16], 3);
+        bytes[16] = 2;
+        assert!(matches!(
+            signed::decode::<wire::Response>(&bytes),
+            Err(DecodeError::Invalid { .. })
+        ));
+    }
 }
 
 // ----------------------------------------------------------------- strategies
@@ -163,7 +295,15 @@ fn arb_descriptor() -> impl Strategy<Value = (u8, Descriptor)> {
         ),
         (any::<u32>(), any::<u32>(), any::<u64>(), any::<u64>()),
         (any::<bool>(), any::<bool>(), any::<bool>()),
-        prop::collection::vec((any::<[u8; 4]>(), 1u16..), 0..8),
+        prop::collection::vec(
+            (
+                // Anything but 240.0.0.0/4, where relay circuits live.
+                (0u8..240, any::<[u8; 3]>()).prop_map(|(a, [b, c, d])| [a, b, c, d]),
+                1u16..,
+                prop::option::of(1u8..=255),
+            ),
+            0..8,
+        ),
         (
             any::<u64>(),
             0u64..u64::MAX / 2,
@@ -214,7 +354,17 @@ fn arb_descriptor() -> impl Strategy<Value = (u8, Descriptor)> {
                     addrs: BVec::new(
                         addrs
                             .into_iter()
-                            .map(|(ip, port)| NetAddr::Quic(SocketAddr::from((ip, port))))
+                            .map(|(ip, port, relay)| {
+                                let addr = SocketAddr::from((ip, port));
+                                match relay {
+                                    // A relay other than the publisher.
+                                    Some(r) if r != k => NetAddr::Relay {
+                                        relay: key(r).peer_id(),
+                                        addr,
+                                    },
+                                    _ => NetAddr::Quic(addr),
+                                }
+                            })
                             .collect(),
                     )
                     .unwrap(),
@@ -446,7 +596,7 @@ proptest! {
         prop_assert!(as_descriptor);
         // A signature by the same key over a descriptor never verifies the
         // receipt's bytes, and the other way round.
-        let same_key = SignedDescriptor::sign(Descriptor { publisher: key(kr).peer_id(), ..sd.body().clone() }, &key(kr)).unwrap();
+        let same_key = SignedDescriptor::sign(Descriptor { publisher: key(kr).peer_id(), addrs: BVec::empty(), ..sd.body().clone() }, &key(kr)).unwrap();
         prop_assert!(key(kr).peer_id().verify(sr.signed_bytes(), same_key.signature()).is_err());
         prop_assert!(key(kr).peer_id().verify(same_key.signed_bytes(), sr.signature()).is_err());
     }
@@ -532,7 +682,8 @@ fn decoding_rejects_unknown_versions() {
         DecodeError::UnsupportedVersion {
             kind: Kind::Receipt,
             found: 3,
-            supported: 2
+            supported: 2,
+            oldest: 2,
         }
     );
     // A version-1 receipt (which bound no request) is refused too.
@@ -670,6 +821,65 @@ fn a_descriptor_address_with_an_ipv6_scope_id_is_refused() {
             }
             e => panic!("{e:?}"),
         }
+    }
+}
+
+/// Regression (issue 13 review): a descriptor could name an address in
+/// 240.0.0.0/4, where relay circuits live, and a requester that dialled it
+/// sent its QUIC Initial into an unrelated live circuit. Such an address
+/// is refused when signing and when reading, in either IP form, with an
+/// error naming it; an address next to the range is still fine.
+#[test]
+fn descriptors_cannot_name_circuit_addresses() {
+    let k = key(1);
+    let circuit: SocketAddr = "240.0.0.1:1".parse().unwrap();
+    let mapped: SocketAddr = "[::ffff:240.0.0.7]:4433".parse().unwrap();
+    let top: SocketAddr = "255.255.255.254:4433".parse().unwrap();
+    for bad in [circuit, mapped, top] {
+        assert_eq!(check_addr(&bad), Err(AddrError::Circuit { addr: bad }));
+        assert!(
+            check_addr(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("240.0.0.0/4"),
+            "{bad}"
+        );
+        for path in [
+            NetAddr::Quic(bad),
+            NetAddr::Relay {
+                relay: key(2).peer_id(),
+                addr: bad,
+            },
+        ] {
+            let mut d = testing::descriptor(&k);
+            d.addrs = BVec::new(vec![path]).unwrap();
+            match SignedDescriptor::sign(d, &k).unwrap_err() {
+                signed::EncodeError::Invalid { invalid, .. } => {
+                    assert_eq!(invalid.field, "addrs");
+                    assert!(invalid.problem.contains(&bad.to_string()), "{invalid}");
+                }
+                e => panic!("{e:?}"),
+            }
+        }
+    }
+    assert_eq!(check_addr(&"239.255.255.255:4433".parse().unwrap()), Ok(()));
+    // A reader refuses one too: a descriptor signed with an address that
+    // is then changed to a circuit address (as an older publisher could
+    // have signed it) does not decode.
+    let mut d = testing::descriptor(&k);
+    d.addrs = BVec::new(vec![NetAddr::Quic("198.51.100.77:4433".parse().unwrap())]).unwrap();
+    let mut bytes = SignedDescriptor::sign(d, &k).unwrap().to_bytes();
+    let at = bytes
+        .windows(4)
+        .position(|w| w == [198, 51, 100, 77])
+        .unwrap();
+    bytes[at..at + 4].copy_from_slice(&[240, 0, 0, 1]);
+    match SignedDescriptor::decode(&bytes).unwrap_err() {
+        DecodeError::Invalid { invalid, .. } => {
+            assert_eq!(invalid.field, "addrs");
+            assert!(invalid.problem.contains("240.0.0.1:4433"), "{invalid}");
+        }
+        e => panic!("{e:?}"),
     }
 }
 
@@ -2131,4 +2341,73 @@ fn json_evidence_refuses_uppercase_hex() {
         let v: serde_json::Value = serde_json::from_str(&changed).unwrap();
         assert!(signed::from_json::<Evidence>(&v).is_err(), "{to} accepted");
     }
+}
+
+/// Regression (issue 13 review): a punch offer's addresses were probed and
+/// dialled whatever they were (only port 0 and the unspecified address
+/// were dropped), so a peer could point another's probes at loopback,
+/// multicast, broadcast or link-local addresses, and a forged probe could
+/// add any address as a candidate. Now only addresses a punch can mean
+/// are kept: private ones stay (peers on one network punch through them),
+/// loopback only for a session over loopback, and a candidate learnt from
+/// a probe only at an IP address the offer listed.
+#[test]
+fn punch_candidates_exclude_loopback_multicast_broadcast() {
+    use errand_core::reach::{PunchConfig, PunchPlan, candidates, punchable};
+    let a = |s: &str| -> SocketAddr { s.parse().unwrap() };
+    let public = a("198.51.100.7:4433");
+    let private = a("10.0.1.2:4433");
+    let shared = a("100.64.0.9:4433");
+    let ula = a("[fd00::2]:4433");
+    let never = [
+        a("127.0.0.1:4433"),
+        a("[::1]:4433"),
+        a("224.0.0.251:5353"),
+        a("239.1.2.3:4433"),
+        a("[ff02::1]:4433"),
+        a("255.255.255.255:4433"),
+        a("240.0.0.1:1"),
+        a("0.0.0.0:4433"),
+        a("0.1.2.3:4433"),
+        a("[::]:4433"),
+        a("169.254.1.1:4433"),
+        a("[fe80::1]:4433"),
+        a("[::ffff:127.0.0.1]:4433"),
+        a("[::ffff:224.0.0.1]:4433"),
+        a("198.51.100.7:0"),
+    ];
+    let mut offered = never.to_vec();
+    offered.extend([public, private, shared, ula, public]);
+    assert_eq!(
+        candidates(&offered, false),
+        vec![public, private, shared, ula]
+    );
+    for n in never {
+        assert!(!punchable(n, false), "{n}");
+    }
+    // Over loopback (tests, one machine), loopback is in scope; nothing
+    // else changes.
+    let looped = candidates(&offered, true);
+    assert_eq!(
+        looped,
+        vec![
+            a("127.0.0.1:4433"),
+            a("[::1]:4433"),
+            public,
+            private,
+            shared,
+            ula
+        ]
+    );
+    // Probes: a new port at an offered address is learnt; anything else,
+    // or anything out of scope, is not.
+    let t0 = std::time::Instant::now();
+    let mut plan = PunchPlan::new(PunchConfig::default(), &offered, false, true, t0);
+    assert_eq!(plan.candidates(), &[public, private, shared, ula]);
+    assert!(plan.learn(a("198.51.100.7:5555")));
+    assert!(plan.learn(a("[::ffff:10.0.1.2]:6000")));
+    assert!(!plan.learn(a("203.0.113.9:4433")), "a third party");
+    assert!(!plan.learn(a("127.0.0.1:4433")));
+    assert!(!plan.learn(a("224.0.0.1:4433")));
+    assert_eq!(plan.candidates().len(), 6);
 }

@@ -4,7 +4,10 @@
 //!    bare wasmtime + wasmtime-wasi instantiate-and-call of the same
 //!    component and input, with no fuel, trace or receipt: on a
 //!    compute-heavy tool (imagegen) and a trivial one (text-stats).
-//! 2. Fuel on against fuel off, on the compute-heavy tool.
+//!    Each tool runs in the NaN mode its `capability.toml` declares.
+//! 2. Fuel on against fuel off, and each engine setting alone against
+//!    wasmtime's defaults, on every compute-heavy tool; fuel with one unit
+//!    per branch or call (coarser accounting) against the default table.
 //! 3. The first call after a restart with the compiled cache on disk,
 //!    against the first compile.
 //!
@@ -17,7 +20,7 @@ use std::time::Instant;
 
 use errand_core::receipt::{InvocationContext, RequestId};
 use errand_core::{Digest, SecretKey, UnixMillis};
-use errand_host::{Host, HostConfig, Invocation, Limits, ReceiptInfo};
+use errand_host::{Host, HostConfig, Invocation, Limits, NanMode, ReceiptInfo};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -77,9 +80,37 @@ enum Settings {
     Epoch,
     /// Defaults plus NaN canonicalisation.
     Nan,
-    /// Errand's determinism and limit settings: NaN canonicalisation,
-    /// deterministic relaxed SIMD, fuel and epoch interruption.
-    Errand,
+    /// Defaults plus fuel charged one unit per branch or call only.
+    CoarseFuel,
+    /// Errand's determinism and limit settings in a NaN mode: NaN
+    /// canonicalisation (in canonical mode), deterministic relaxed SIMD,
+    /// fuel and epoch interruption.
+    Errand(NanMode),
+}
+
+/// Fuel charged only where control can go back or away: one unit per
+/// branch, `if` or call, nothing for straight-line operators. Blocks that
+/// cost nothing get no fuel update at all.
+fn coarse_fuel() -> wasmtime::OperatorCost {
+    const CHARGED: &[&str] = &[
+        "Br",
+        "BrIf",
+        "BrTable",
+        "If",
+        "Call",
+        "CallIndirect",
+        "CallRef",
+        "ReturnCall",
+        "ReturnCallIndirect",
+        "ReturnCallRef",
+    ];
+    let mut table = serde_json::to_value(wasmtime::OperatorCost::default()).unwrap();
+    for (op, cost) in table.as_object_mut().unwrap() {
+        if cost.is_u64() {
+            *cost = u64::from(CHARGED.contains(&op.as_str())).into();
+        }
+    }
+    serde_json::from_value(table).unwrap()
 }
 
 impl Bare {
@@ -87,15 +118,18 @@ impl Bare {
         let mut config = Config::new();
         let (fuel, epoch) = match settings {
             Settings::Default | Settings::Nan => (false, false),
-            Settings::Fuel => (true, false),
+            Settings::Fuel | Settings::CoarseFuel => (true, false),
             Settings::Epoch => (false, true),
-            Settings::Errand => (true, true),
+            Settings::Errand(_) => (true, true),
         };
         config.consume_fuel(fuel).epoch_interruption(epoch);
-        if let Settings::Nan | Settings::Errand = settings {
+        if let Settings::Nan | Settings::Errand(NanMode::Canonical) = settings {
             config.cranelift_nan_canonicalization(true);
         }
-        if let Settings::Errand = settings {
+        if let Settings::CoarseFuel = settings {
+            config.operator_cost(coarse_fuel());
+        }
+        if let Settings::Errand(_) = settings {
             config.relaxed_simd_deterministic(true);
         }
         let engine = Engine::new(&config).unwrap();
@@ -153,9 +187,9 @@ struct Ours {
 }
 
 impl Ours {
-    fn new(component: &[u8]) -> Ours {
+    fn new(component: &[u8], nan: NanMode) -> Ours {
         let host = Host::new().unwrap();
-        let prepared = host.prepare(component).unwrap();
+        let prepared = host.prepare_with(component, nan).unwrap();
         Ours {
             host,
             prepared,
@@ -205,8 +239,22 @@ impl Ours {
 struct Workload {
     name: &'static str,
     component: &'static [u8],
+    /// What its `capability.toml` declares.
+    nan: NanMode,
     input: Vec<u8>,
     params: &'static [(&'static str, &'static str)],
+}
+
+/// The NaN mode a tool's manifest gives it.
+fn declared(manifest: &str) -> NanMode {
+    NanMode::for_manifest(&toml::from_str(manifest).unwrap())
+}
+
+fn short(nan: NanMode) -> &'static str {
+    match nan {
+        NanMode::Canonical => "canonical",
+        NanMode::Native => "off (declared)",
+    }
 }
 
 fn workloads() -> Vec<Workload> {
@@ -221,30 +269,45 @@ fn workloads() -> Vec<Workload> {
         Workload {
             name: "thumbnail: 768x768 PNG to 128 px",
             component: errand_example_tools::THUMBNAIL,
+            nan: declared(include_str!(
+                "../../../examples/tools/thumbnail/capability.toml"
+            )),
             input: png,
             params: &[("max", "128")],
         },
         Workload {
             name: "markdown: 1 MB document",
             component: errand_example_tools::MARKDOWN,
+            nan: declared(include_str!(
+                "../../../examples/tools/markdown/capability.toml"
+            )),
             input: md.into_bytes(),
             params: &[],
         },
         Workload {
             name: "publish: SHA-256 of 8 MiB",
             component: errand_example_tools::PUBLISH,
+            nan: declared(include_str!(
+                "../../../examples/tools/publish/capability.toml"
+            )),
             input: vec![7u8; 8 << 20],
             params: &[("title", "x")],
         },
         Workload {
             name: "text-stats: 1 MB text (byte-scanning loop)",
             component: errand_example_tools::TEXT_STATS,
+            nan: declared(include_str!(
+                "../../../examples/tools/text-stats/capability.toml"
+            )),
             input: text.into_bytes(),
             params: &[],
         },
         Workload {
             name: "imagegen: 256 px, 1024 iterations (tight f64 loop)",
             component: errand_example_tools::IMAGEGEN,
+            nan: declared(include_str!(
+                "../../../examples/tools/imagegen/capability.toml"
+            )),
             input: b"a lighthouse on a cliff in a storm".to_vec(),
             params: &[("size", "256"), ("iterations", "1024")],
         },
@@ -277,14 +340,14 @@ fn main() {
         "split of that overhead into engine settings (determinism and limits) and Errand's host.\n"
     );
     println!(
-        "| workload | bare p50 | errand p50 | errand / bare | engine settings / bare | errand / engine settings | fuel on / off |"
+        "| workload | NaN canonicalisation | bare p50 | errand p50 | errand / bare | engine settings / bare | errand / engine settings | fuel on / off |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for w in workloads() {
         let bare = Bare::new(w.component, Settings::Default);
-        let engine = Bare::new(w.component, Settings::Errand);
+        let engine = Bare::new(w.component, Settings::Errand(w.nan));
         let fuel = Bare::new(w.component, Settings::Fuel);
-        let ours = Ours::new(w.component);
+        let ours = Ours::new(w.component, w.nan);
         assert_eq!(
             ours.call(&w.input, w.params),
             bare.call(&w.input, w.params),
@@ -297,8 +360,9 @@ fn main() {
         let host = rounds(|| run(&engine), ours_run);
         let fuel_r = rounds(|| run(&bare), || run(&fuel));
         println!(
-            "| {} | {} | {} | **{:.2}** ({:.2}–{:.2}) | {:.2} | {:.2} | **{:.2}** ({:.2}–{:.2}) |",
+            "| {} | {} | {} | {} | **{:.2}** ({:.2}–{:.2}) | {:.2} | {:.2} | **{:.2}** ({:.2}–{:.2}) |",
             w.name,
+            short(w.nan),
             benchkit::fmt_ns(total.base_ns),
             benchkit::fmt_ns(total.ours_ns),
             total.ratio_median,
@@ -312,27 +376,45 @@ fn main() {
         );
     }
 
-    println!("\n## One engine setting at a time: the tight f64 loop (imagegen)\n");
-    println!("| setting, alone on default wasmtime | ratio to defaults, median (p10–p90) |");
-    println!("|---|---|");
-    let w = workloads().pop().expect("imagegen is the last workload");
-    let run = |e: &Bare| black_box(e.call(&w.input, w.params));
-    let bare = Bare::new(w.component, Settings::Default);
-    for (label, setting) in [
-        ("fuel metering", Settings::Fuel),
-        ("epoch interruption", Settings::Epoch),
-        ("NaN canonicalisation", Settings::Nan),
-    ] {
-        let one = Bare::new(w.component, setting);
-        let r = rounds(|| run(&bare), || run(&one));
-        println!(
-            "| {label} | {:.2} ({:.2}–{:.2}) |",
+    println!("\n## One engine setting at a time\n");
+    println!(
+        "Each setting alone on default wasmtime, against the defaults; the last column is all of"
+    );
+    println!("Errand's settings with NaN canonicalisation, against the same without.\n");
+    println!(
+        "| workload | fuel | coarse fuel (per branch/call) | epoch interruption | NaN canonicalisation | relaxed-SIMD determinism + fuel + epoch (no NaN canonicalisation) | adding NaN canonicalisation to all the rest |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for w in workloads() {
+        let run = |e: &Bare| black_box(e.call(&w.input, w.params));
+        let bare = Bare::new(w.component, Settings::Default);
+        let mut cells = Vec::new();
+        for setting in [
+            Settings::Fuel,
+            Settings::CoarseFuel,
+            Settings::Epoch,
+            Settings::Nan,
+            Settings::Errand(NanMode::Native),
+        ] {
+            let one = Bare::new(w.component, setting);
+            let r = rounds(|| run(&bare), || run(&one));
+            cells.push(format!(
+                "{:.2} ({:.2}–{:.2})",
+                r.ratio_median, r.ratio_p10, r.ratio_p90
+            ));
+        }
+        let native = Bare::new(w.component, Settings::Errand(NanMode::Native));
+        let canonical = Bare::new(w.component, Settings::Errand(NanMode::Canonical));
+        let r = rounds(|| run(&native), || run(&canonical));
+        cells.push(format!(
+            "{:.2} ({:.2}–{:.2})",
             r.ratio_median, r.ratio_p10, r.ratio_p90
-        );
+        ));
+        println!("| {} | {} |", w.name, cells.join(" | "));
     }
 
     println!("\n## Trivial tool: text-stats on \"hi\"\n");
-    let ours_t = Ours::new(errand_example_tools::TEXT_STATS);
+    let ours_t = Ours::new(errand_example_tools::TEXT_STATS, NanMode::Canonical);
     let bare_t = Bare::new(errand_example_tools::TEXT_STATS, Settings::Default);
     let trivial = benchkit::paired(
         40,

@@ -8,14 +8,16 @@
 
 use errand_core::bounded::BVec;
 use errand_core::evidence::{Blob, Evidence, Report, TraceBlob, TraceEvent, Verdict};
+use errand_core::manifest::Manifest;
 use errand_core::receipt::{
-    AbortReason, CapabilityRef, InvocationContext, Outcome, Receipt, RequestId, SignedReceipt,
+    AbortReason, CapabilityRef, InvocationContext, Outcome, Platform, Receipt, RequestId,
+    SignedReceipt,
 };
 use errand_core::request::{Request, Seed};
 use errand_core::signed::EncodeError;
 use errand_core::{Digest, PeerId, SecretKey};
 
-use crate::host::{Host, LoadError};
+use crate::host::{Host, LoadError, NanMode};
 use crate::run::{Execution, Invocation, Limits, RunError};
 
 /// Who ran what for whom: the parts of a receipt that are not in the
@@ -68,7 +70,11 @@ impl Host {
             trace_events: exec.trace_events,
             started_at: exec.started_at,
             finished_at: exec.finished_at.max(exec.started_at),
-            platform: self.platform(),
+            // The engine the run had: its NaN mode included.
+            platform: Platform {
+                engine: exec.engine,
+                ..self.platform()
+            },
         };
         SignedReceipt::sign(receipt, info.executor)
     }
@@ -190,6 +196,15 @@ pub fn replay_deadline(fuel: u64) -> std::time::Duration {
 /// what the receipt says. With `recorded_trace` (from an evidence package),
 /// a trace mismatch names the first event that differs.
 ///
+/// The replay runs in the [`NanMode`] the receipt's engine fingerprint
+/// records. With `manifest` (the tool's author-signed manifest), the
+/// `nan-canonicalisation` check fails a receipt whose run went without NaN
+/// canonicalisation when the manifest does not declare
+/// `observes_nan_bits = false`: the executor's own signature says it ran
+/// the tool in a mode its author did not allow. That replay runs
+/// canonicalised, as the manifest requires. Without `manifest`, such a
+/// receipt cannot be judged and the check is skipped.
+///
 /// An `Err` means this side could not replay (wrong material, a component
 /// that does not load, the wall-clock backstop): that says nothing about
 /// the executor, so it is never evidence of fraud.
@@ -200,6 +215,7 @@ pub fn replay(
     component: &[u8],
     input: &[u8],
     recorded_trace: Option<&[TraceEvent]>,
+    manifest: Option<&Manifest>,
 ) -> Result<Replay, ReplayError> {
     let given = Digest::of(component);
     if given != receipt.component {
@@ -215,7 +231,44 @@ pub fn replay(
             expected: receipt.input,
         });
     }
-    let prepared = host.prepare(component)?;
+    let mut report = Report::default();
+    let allowed = manifest.map(NanMode::for_manifest);
+    let ran = host.nan_mode_of(&receipt.platform.engine);
+    let nan = match (ran, allowed) {
+        (Some(NanMode::Native), Some(NanMode::Canonical)) => {
+            report.push(
+                "nan-canonicalisation",
+                Verdict::Fail(
+                    "the receipt's engine ran without NaN canonicalisation, but the tool's \
+                     manifest does not declare `observes_nan_bits = false`"
+                        .into(),
+                ),
+            );
+            NanMode::Canonical
+        }
+        (Some(NanMode::Native), None) => {
+            report.push(
+                "nan-canonicalisation",
+                Verdict::Skip(
+                    "the run went without NaN canonicalisation; without the tool's manifest, \
+                     whether its author allows that is not checked"
+                        .into(),
+                ),
+            );
+            NanMode::Native
+        }
+        (Some(NanMode::Native), Some(NanMode::Native)) => {
+            report.push(
+                "nan-canonicalisation",
+                Verdict::Pass("off, as the manifest allows (`observes_nan_bits = false`)".into()),
+            );
+            NanMode::Native
+        }
+        (Some(NanMode::Canonical), _) => NanMode::Canonical,
+        // Another engine: run the tool as its manifest says it may run.
+        (None, allowed) => allowed.unwrap_or_default(),
+    };
+    let prepared = host.prepare_with(component, nan)?;
     let (context, seed, fuel, limits) = match asked {
         Some(q) => (
             q.context.clone(),
@@ -258,9 +311,8 @@ pub fn replay(
     {
         return Err(ReplayError::Deadline(base.deadline));
     }
-    let mut report = Report::default();
 
-    let platform = host.platform();
+    let platform = host.platform_for(nan);
     if platform.engine == receipt.platform.engine {
         report.push(
             "replay-platform",

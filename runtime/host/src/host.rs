@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use errand_core::bounded::BString;
@@ -26,6 +26,15 @@ pub const WASMTIME_VERSION: &str = "48.0.8";
 
 /// Largest component accepted: 64 MiB.
 pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+/// Most core instances one component may create, checked when it is
+/// compiled. Interpreted tools link their runtime from many core modules:
+/// a componentize-py tool instantiates 38 (libc, libpython, the WASI adapter
+/// and its stubs…), so the bound leaves room for them and matches the
+/// per-run [`Limits::instances`] default. It costs nothing up front: the
+/// pooling allocator reserves memories and tables, not core instances,
+/// whose few bytes of context are allocated as they are created.
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
 
 /// Interfaces the sandbox implements, without versions. Imports of these
 /// are served by [`crate::sandbox`]; other `wasi:` imports are denied at
@@ -52,6 +61,49 @@ const IMPLEMENTED: &[&str] = &[
     "wasi:random/insecure",
     "wasi:random/insecure-seed",
 ];
+
+/// How a run treats the bits of NaN values. Part of the engine
+/// fingerprint, so a receipt records which one its run had and a replay
+/// uses the same.
+///
+/// WebAssembly leaves the sign and payload of a NaN that an arithmetic
+/// operation produces to the CPU. With canonicalisation, every such NaN is
+/// replaced by the one canonical NaN, so a tool computes the same bits on
+/// every architecture; that costs a check after every float operation
+/// (up to 1.7x on a tight f64 loop). A tool whose author-signed manifest
+/// declares `observes_nan_bits = false` may run without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum NanMode {
+    /// NaN results are canonicalised: the default, and the only mode for a
+    /// tool whose manifest does not declare otherwise.
+    #[default]
+    Canonical,
+    /// NaN results keep the bits the CPU gives them. Exact replay still
+    /// holds on the same architecture; across architectures only for a
+    /// tool that indeed never observes NaN bits.
+    Native,
+}
+
+impl NanMode {
+    /// The mode a tool runs in: [`NanMode::Native`] only when its manifest
+    /// declares it never observes NaN bits.
+    pub fn for_manifest(manifest: &errand_core::manifest::Manifest) -> NanMode {
+        if manifest.observes_nan_bits() {
+            NanMode::Canonical
+        } else {
+            NanMode::Native
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            NanMode::Canonical => 0,
+            NanMode::Native => 1,
+        }
+    }
+
+    const ALL: [NanMode; 2] = [NanMode::Canonical, NanMode::Native];
+}
 
 /// How to build a [`Host`].
 #[derive(Debug, Clone)]
@@ -105,6 +157,14 @@ pub enum HostError {
 /// Why a component could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The engine for the component's [`NanMode`] cannot be built.
+    #[error("cannot configure the WebAssembly engine ({mode:?} NaN mode): {reason}")]
+    Engine {
+        /// The mode asked for.
+        mode: NanMode,
+        /// What wasmtime said.
+        reason: String,
+    },
     /// Larger than [`MAX_COMPONENT_BYTES`].
     #[error("component is {len} bytes, over the limit of {max}")]
     TooLarge {
@@ -173,6 +233,9 @@ pub struct ComponentInfo {
 /// A component compiled, linked and ready to instantiate.
 pub struct Prepared {
     info: ComponentInfo,
+    nan: NanMode,
+    engine: Engine,
+    fingerprint: Digest,
     pre: InstancePre<GuestState>,
     sandbox: Option<SandboxPre<GuestState>>,
     run_export: Option<ComponentExportIndex>,
@@ -189,22 +252,42 @@ impl Prepared {
     pub fn digest(&self) -> Digest {
         self.info.digest
     }
+
+    /// How its runs treat NaN bits.
+    pub fn nan_mode(&self) -> NanMode {
+        self.nan
+    }
+
+    /// The fingerprint of the engine it was compiled for, which receipts
+    /// of its runs carry.
+    pub fn fingerprint(&self) -> Digest {
+        self.fingerprint
+    }
 }
 
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared")
             .field("info", &self.info)
+            .field("nan", &self.nan)
             .finish()
     }
 }
 
-struct Inner {
+/// One engine and its linker: one per [`NanMode`].
+struct Flavour {
     engine: Engine,
     linker: Linker<GuestState>,
+}
+
+struct Inner {
+    /// Per [`NanMode::index`]; the canonical one is built with the host,
+    /// the native one on first use.
+    flavours: [OnceLock<Result<Flavour, String>>; 2],
+    /// Per [`NanMode::index`].
+    fingerprints: [Digest; 2],
     config: HostConfig,
-    fingerprint: Digest,
-    cache: Mutex<HashMap<Digest, Arc<Prepared>>>,
+    cache: Mutex<HashMap<(Digest, NanMode), Arc<Prepared>>>,
     clock: AtomicU64,
     stop: Arc<AtomicBool>,
 }
@@ -226,7 +309,7 @@ pub struct Host {
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Host")
-            .field("fingerprint", &self.inner.fingerprint)
+            .field("fingerprints", &self.inner.fingerprints)
             .field("config", &self.inner.config)
             .finish()
     }
@@ -234,22 +317,26 @@ impl std::fmt::Debug for Host {
 
 /// The engine settings that decide what a run computes, as text. Their
 /// digest is the engine fingerprint in receipts.
-fn settings(config: &HostConfig) -> String {
+fn settings(config: &HostConfig, nan: NanMode) -> String {
     format!(
-        "errand-engine/v1;wasmtime={WASMTIME_VERSION};arch={};nan-canonicalization=1;\
+        "errand-engine/v1;wasmtime={WASMTIME_VERSION};arch={};nan-canonicalization={};\
          relaxed-simd-deterministic=1;threads=0;shared-memory=0;fuel=1;\
          max-wasm-stack={};ns-per-fuel={NS_PER_FUEL};sandbox=errand-sandbox/v1",
         std::env::consts::ARCH,
+        match nan {
+            NanMode::Canonical => 1,
+            NanMode::Native => 0,
+        },
         config.max_wasm_stack,
     )
 }
 
-fn engine_config(config: &HostConfig) -> Config {
+fn engine_config(config: &HostConfig, nan: NanMode) -> Config {
     let mut c = Config::new();
     c.wasm_component_model(true)
         .consume_fuel(true)
         .epoch_interruption(true)
-        .cranelift_nan_canonicalization(true)
+        .cranelift_nan_canonicalization(nan == NanMode::Canonical)
         .wasm_relaxed_simd(true)
         .relaxed_simd_deterministic(true)
         // Threads are not compiled into this wasmtime build at all (no
@@ -259,13 +346,15 @@ fn engine_config(config: &HostConfig) -> Config {
         .parallel_compilation(true);
     let n = config.max_concurrent.max(1);
     let mut pool = PoolingAllocationConfig::new();
+    // Core instances are a count, not a reservation (see
+    // MAX_CORE_INSTANCES_PER_COMPONENT): allow every slot a large component.
     pool.total_component_instances(n)
-        .total_core_instances(n * 8)
+        .total_core_instances(n * MAX_CORE_INSTANCES_PER_COMPONENT)
         .total_memories(n * 2)
         .total_tables(n * 8)
         .max_memories_per_component(4)
         .max_tables_per_component(8)
-        .max_core_instances_per_component(32)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
         .max_component_instance_size(1 << 20)
         .max_core_instance_size(1 << 20)
         .table_elements(100_000)
@@ -301,20 +390,17 @@ impl Host {
                 source,
             })?;
         }
-        let engine = Engine::new(&engine_config(&config))
-            .map_err(|e| HostError::Engine(format!("{e:#}")))?;
-        let mut linker = Linker::new(&engine);
-        Sandbox::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)
-            .map_err(|e| HostError::Engine(format!("{e:#}")))?;
         let stop = Arc::new(AtomicBool::new(false));
-        spawn_ticker(engine.clone(), config.epoch_tick, stop.clone());
-        let fingerprint = Digest::of(settings(&config).as_bytes());
+        let canonical =
+            Flavour::new(&config, NanMode::Canonical, &stop).map_err(HostError::Engine)?;
+        let flavours = [OnceLock::new(), OnceLock::new()];
+        let _ = flavours[NanMode::Canonical.index()].set(Ok(canonical));
+        let fingerprints = NanMode::ALL.map(|m| Digest::of(settings(&config, m).as_bytes()));
         Ok(Host {
             inner: Arc::new(Inner {
-                engine,
-                linker,
+                flavours,
+                fingerprints,
                 config,
-                fingerprint,
                 cache: Mutex::new(HashMap::new()),
                 clock: AtomicU64::new(0),
                 stop,
@@ -322,18 +408,47 @@ impl Host {
         })
     }
 
-    /// The platform claim receipts carry.
+    /// The platform claim receipts of canonical runs carry.
     pub fn platform(&self) -> Platform {
+        self.platform_for(NanMode::Canonical)
+    }
+
+    /// The platform claim receipts of runs in `nan` mode carry.
+    pub fn platform_for(&self, nan: NanMode) -> Platform {
         Platform {
             errand: BString::truncate_from(errand_core::ERRAND_VERSION),
             wasmtime: BString::truncate_from(WASMTIME_VERSION),
-            engine: self.inner.fingerprint,
+            engine: self.inner.fingerprints[nan.index()],
         }
     }
 
-    /// The engine settings behind the fingerprint, for people.
+    /// Which of this host's engines has fingerprint `engine`, if any: how a
+    /// replay finds the settings a receipt's run had.
+    pub fn nan_mode_of(&self, engine: &Digest) -> Option<NanMode> {
+        NanMode::ALL
+            .into_iter()
+            .find(|m| self.inner.fingerprints[m.index()] == *engine)
+    }
+
+    /// The engine settings behind the canonical fingerprint, for people.
     pub fn settings(&self) -> String {
-        settings(&self.inner.config)
+        self.settings_for(NanMode::Canonical)
+    }
+
+    /// The engine settings behind the fingerprint of `nan` mode.
+    pub fn settings_for(&self, nan: NanMode) -> String {
+        settings(&self.inner.config, nan)
+    }
+
+    /// The engine for `nan` mode, built on first use.
+    fn flavour(&self, nan: NanMode) -> Result<&Flavour, LoadError> {
+        self.inner.flavours[nan.index()]
+            .get_or_init(|| Flavour::new(&self.inner.config, nan, &self.inner.stop))
+            .as_ref()
+            .map_err(|reason| LoadError::Engine {
+                mode: nan,
+                reason: reason.clone(),
+            })
     }
 
     /// The configuration.
@@ -341,20 +456,36 @@ impl Host {
         &self.inner.config
     }
 
-    fn cache_path(&self, digest: &Digest) -> Option<PathBuf> {
+    fn cache_path(&self, digest: &Digest, nan: NanMode) -> Option<PathBuf> {
         let dir = self.inner.config.cache_dir.as_ref()?;
-        Some(dir.join(format!("{digest}-{}.cwasm", self.inner.fingerprint.short())))
+        Some(dir.join(format!(
+            "{digest}-{}.cwasm",
+            self.inner.fingerprints[nan.index()].short()
+        )))
     }
 
-    /// A component already compiled, from memory or the disk cache.
+    /// A component already compiled for canonical runs, from memory or the
+    /// disk cache. One loaded from disk reports a size of 0 (the cache
+    /// keeps no bytes).
     pub fn cached(&self, digest: &Digest) -> Option<Arc<Prepared>> {
-        if let Some(p) = self.lock_cache().get(digest) {
+        self.cached_with(digest, NanMode::Canonical)
+    }
+
+    /// A component already compiled for `nan` mode, from memory or the disk
+    /// cache.
+    pub fn cached_with(&self, digest: &Digest, nan: NanMode) -> Option<Arc<Prepared>> {
+        self.cached_sized(digest, 0, nan)
+    }
+
+    /// [`Host::cached_with`], for a component of `size` bytes.
+    fn cached_sized(&self, digest: &Digest, size: usize, nan: NanMode) -> Option<Arc<Prepared>> {
+        if let Some(p) = self.lock_cache().get(&(*digest, nan)) {
             p.last_used.store(self.tick(), Ordering::Relaxed);
             return Some(p.clone());
         }
-        let path = self.cache_path(digest)?;
-        let component = self.load_cached(&path)?;
-        let prepared = self.link(*digest, component, 0).ok()?;
+        let path = self.cache_path(digest, nan)?;
+        let component = self.load_cached(&path, nan)?;
+        let prepared = self.link(*digest, component, size, nan).ok()?;
         Some(self.remember(prepared))
     }
 
@@ -362,7 +493,7 @@ impl Host {
         self.inner.clock.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<Prepared>>> {
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<(Digest, NanMode), Arc<Prepared>>> {
         // A panic while holding this lock cannot leave the map inconsistent
         // (every operation is a single insert or remove), so recover.
         self.inner.cache.lock().unwrap_or_else(|e| e.into_inner())
@@ -382,14 +513,15 @@ impl Host {
                 None => break,
             };
         }
-        cache.insert(prepared.info.digest, prepared.clone());
+        cache.insert((prepared.info.digest, prepared.nan), prepared.clone());
         prepared
     }
 
     /// Reads a serialized component from the disk cache. The file starts
     /// with the SHA-256 of the rest; a mismatch (a torn write, a corrupted
     /// disk) discards the file and the component is compiled again.
-    fn load_cached(&self, path: &Path) -> Option<Component> {
+    fn load_cached(&self, path: &Path, nan: NanMode) -> Option<Component> {
+        let engine = &self.flavour(nan).ok()?.engine;
         let bytes = std::fs::read(path).ok()?;
         if bytes.len() < 32 || Digest::of(&bytes[32..]).0 != bytes[..32] {
             tracing::warn!(path = %path.display(), "discarding corrupt compiled-component cache entry");
@@ -402,7 +534,7 @@ impl Host {
         // has just been checked over exactly these bytes, which we hold in
         // memory (no window for the file to change underneath us).
         #[allow(unsafe_code)]
-        let component = unsafe { Component::deserialize(&self.inner.engine, &bytes[32..]) };
+        let component = unsafe { Component::deserialize(engine, &bytes[32..]) };
         match component {
             Ok(c) => Some(c),
             Err(e) => {
@@ -413,8 +545,8 @@ impl Host {
         }
     }
 
-    fn store_cached(&self, digest: &Digest, component: &Component) {
-        let Some(path) = self.cache_path(digest) else {
+    fn store_cached(&self, digest: &Digest, component: &Component, nan: NanMode) {
+        let Some(path) = self.cache_path(digest, nan) else {
             return;
         };
         let Ok(serialized) = component.serialize() else {
@@ -430,30 +562,47 @@ impl Host {
         }
     }
 
-    /// Compiles (or fetches from cache) and links a component. Compilation
-    /// is paid once per digest: in memory, and across restarts through the
-    /// disk cache.
+    /// Compiles (or fetches from cache) and links a component for
+    /// canonical runs. Compilation is paid once per digest: in memory, and
+    /// across restarts through the disk cache.
     pub fn prepare(&self, component: &[u8]) -> Result<Arc<Prepared>, LoadError> {
+        self.prepare_with(component, NanMode::Canonical)
+    }
+
+    /// [`Host::prepare`] for runs in `nan` mode: [`NanMode::for_manifest`]
+    /// of the tool's author-signed manifest.
+    pub fn prepare_with(&self, component: &[u8], nan: NanMode) -> Result<Arc<Prepared>, LoadError> {
         let digest = Digest::of(component);
-        if let Some(p) = self.cached(&digest) {
+        if let Some(p) = self.cached_sized(&digest, component.len(), nan) {
             return Ok(p);
         }
-        let compiled = self.compile(component)?;
-        self.store_cached(&digest, &compiled);
-        let prepared = self.link(digest, compiled, component.len())?;
+        let compiled = self.compile(component, nan)?;
+        self.store_cached(&digest, &compiled, nan);
+        let prepared = self.link(digest, compiled, component.len(), nan)?;
         Ok(self.remember(prepared))
     }
 
     /// Checks a component without keeping it: what world it implements and
-    /// what it imports and exports.
+    /// what it imports and exports. A component compiled before (in memory
+    /// or the disk cache) is not compiled again.
     pub fn inspect(&self, component: &[u8]) -> Result<ComponentInfo, LoadError> {
-        let compiled = self.compile(component)?;
+        if let Some(p) =
+            self.cached_sized(&Digest::of(component), component.len(), NanMode::Canonical)
+        {
+            return Ok(p.info.clone());
+        }
+        let compiled = self.compile(component, NanMode::Canonical)?;
         Ok(self
-            .link(Digest::of(component), compiled, component.len())?
+            .link(
+                Digest::of(component),
+                compiled,
+                component.len(),
+                NanMode::Canonical,
+            )?
             .info)
     }
 
-    fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
+    fn compile(&self, bytes: &[u8], nan: NanMode) -> Result<Component, LoadError> {
         if bytes.len() > MAX_COMPONENT_BYTES {
             return Err(LoadError::TooLarge {
                 len: bytes.len(),
@@ -465,7 +614,8 @@ impl Host {
             Some([0, b'a', b's', b'm', ..]) => {}
             _ => return Err(LoadError::NotWasm),
         }
-        Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))
+        Component::new(&self.flavour(nan)?.engine, bytes)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))
     }
 
     fn link(
@@ -473,8 +623,10 @@ impl Host {
         digest: Digest,
         component: Component,
         size: usize,
+        nan: NanMode,
     ) -> Result<Prepared, LoadError> {
-        let engine = &self.inner.engine;
+        let flavour = self.flavour(nan)?;
+        let engine = &flavour.engine;
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
         let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_owned()).collect();
@@ -497,7 +649,7 @@ impl Host {
 
         // Every import the sandbox does not implement: refused outright, or
         // (for WASI) linked to stubs that end the run as "denied".
-        let mut linker = self.inner.linker.clone();
+        let mut linker = flavour.linker.clone();
         let mut denied = Vec::new();
         // Resources of implemented interfaces, as this component sees them,
         // paired with the sandbox's types: a denied interface that re-uses
@@ -561,6 +713,9 @@ impl Host {
                 denied,
                 exports,
             },
+            nan,
+            engine: engine.clone(),
+            fingerprint: self.inner.fingerprints[nan.index()],
             pre,
             sandbox,
             run_export,
@@ -605,7 +760,7 @@ impl Host {
             limits.fuel,
             inv.keep_trace,
         );
-        let mut store = Store::new(&self.inner.engine, state);
+        let mut store = Store::new(&prepared.engine, state);
         store.limiter(|s| &mut s.limiter);
         store
             .set_fuel(limits.fuel)
@@ -707,6 +862,7 @@ impl Host {
             output.clear();
         }
         Ok(Execution {
+            engine: prepared.fingerprint,
             output_digest: Digest::of(&output),
             outcome,
             output,
@@ -828,6 +984,19 @@ fn stub_denied(
         _ => {}
     }
     Ok(())
+}
+
+impl Flavour {
+    /// The engine and linker for `nan` mode, with its epoch ticker (which
+    /// stops with `stop`).
+    fn new(config: &HostConfig, nan: NanMode, stop: &Arc<AtomicBool>) -> Result<Flavour, String> {
+        let engine = Engine::new(&engine_config(config, nan)).map_err(|e| format!("{e:#}"))?;
+        let mut linker = Linker::new(&engine);
+        Sandbox::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)
+            .map_err(|e| format!("{e:#}"))?;
+        spawn_ticker(engine.clone(), config.epoch_tick, stop.clone());
+        Ok(Flavour { engine, linker })
+    }
 }
 
 fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {

@@ -5,8 +5,9 @@
 //! sandbox metered by fuel, records every host call in a hash-chained trace,
 //! signs receipts, and replays runs to check receipts.
 //!
-//! * **Determinism.** NaN canonicalisation, deterministic relaxed SIMD, no
-//!   threads. The guest's wall clock reads the invocation time, its
+//! * **Determinism.** NaN canonicalisation (unless the tool's manifest
+//!   declares it never observes NaN bits: see [`NanMode`]), deterministic
+//!   relaxed SIMD, no threads. The guest's wall clock reads the invocation time, its
 //!   monotonic clock is derived from fuel, and its randomness is seeded from
 //!   the request. The same component, input and request replay to the same
 //!   output, fuel and trace, byte for byte.
@@ -71,7 +72,8 @@
 //!     &exec,
 //! )?;
 //! // Anyone can now check the run by executing it again.
-//! let replay = errand_host::replay(&host, receipt.body(), None, &component, b"hello", None)?;
+//! let replay =
+//!     errand_host::replay(&host, receipt.body(), None, &component, b"hello", None, None)?;
 //! assert!(replay.matched());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -103,7 +105,7 @@ pub mod testing;
 
 pub use evidence::{Embed, ReceiptInfo, Replay, ReplayError, evidence, replay};
 pub use host::{
-    ComponentInfo, Host, HostConfig, HostError, LoadError, MAX_COMPONENT_BYTES, Prepared,
-    WASMTIME_VERSION,
+    ComponentInfo, Host, HostConfig, HostError, LoadError, MAX_COMPONENT_BYTES,
+    MAX_CORE_INSTANCES_PER_COMPONENT, NanMode, Prepared, WASMTIME_VERSION,
 };
 pub use run::{Abort, Execution, Invocation, Limits, RunError, WorldKind};

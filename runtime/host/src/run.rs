@@ -110,6 +110,9 @@ impl std::fmt::Display for WorldKind {
 /// guest did; [`Execution::outcome`] says how it ended.
 #[derive(Debug, Clone)]
 pub struct Execution {
+    /// The fingerprint of the engine the run had (its settings, the
+    /// [`crate::NanMode`] included), which the receipt carries.
+    pub engine: Digest,
     /// How the run ended.
     pub outcome: Outcome,
     /// The output: the tool's return value, or a command's stdout. Empty

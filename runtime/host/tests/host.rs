@@ -260,6 +260,7 @@ fn receipt_and_evidence_verify_offline_and_replay_matches_for_every_example_tool
             t.component,
             &input,
             e.trace.as_deref(),
+            None,
         )
         .unwrap();
         assert!(replay.matched(), "{}: {:#?}", t.name, replay.report);
@@ -290,7 +291,8 @@ fn replay_after_restart_uses_the_disk_cache_and_still_matches() {
         h2.cached(&digest).is_some(),
         "compiled component not found on disk"
     );
-    let replay = errand_host::replay(&h2, receipt.body(), None, component, input, None).unwrap();
+    let replay =
+        errand_host::replay(&h2, receipt.body(), None, component, input, None, None).unwrap();
     assert!(replay.matched(), "{:#?}", replay.report);
 
     // A corrupted cache entry is discarded and the component recompiled.
@@ -303,8 +305,44 @@ fn replay_after_restart_uses_the_disk_cache_and_still_matches() {
     }
     let h3 = Host::with_config(cfg).unwrap();
     assert!(h3.cached(&digest).is_none());
-    let replay = errand_host::replay(&h3, receipt.body(), None, component, input, None).unwrap();
+    let replay =
+        errand_host::replay(&h3, receipt.body(), None, component, input, None, None).unwrap();
     assert!(replay.matched());
+}
+
+/// `errand pack` printed "(0 bytes)" for a component whose compiled code
+/// came from the disk cache, and `errand inspect` compiled a component
+/// again (half a minute for an interpreted tool) although it was cached.
+#[test]
+fn a_component_from_the_disk_cache_keeps_its_size_and_inspect_uses_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = HostConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..HostConfig::default()
+    };
+    let component = tool("text-stats");
+    Host::with_config(cfg.clone())
+        .unwrap()
+        .prepare(component)
+        .unwrap();
+    // A restart: the compiled code is on disk.
+    let h = Host::with_config(cfg.clone()).unwrap();
+    let p = h.prepare(component).unwrap();
+    assert_eq!(p.info().size, component.len());
+
+    // Another restart: inspect takes the compiled code from the disk cache
+    // (and keeps it in memory) instead of compiling.
+    let h = Host::with_config(cfg).unwrap();
+    let info = h.inspect(component).unwrap();
+    assert_eq!(info.size, component.len());
+    assert_eq!(info.digest, Digest::of(component));
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let p = h
+        .cached(&Digest::of(component))
+        .expect("inspect used the cache");
+    assert_eq!(p.info().size, component.len());
 }
 
 #[test]
@@ -320,14 +358,14 @@ fn replay_names_what_differs() {
     // A receipt claiming another output.
     let mut forged = sign(&h, &key, component, &i, &e).body().clone();
     forged.output = Digest::of(b"{\"words\":1}");
-    let r = errand_host::replay(&h, &forged, None, component, input, None).unwrap();
+    let r = errand_host::replay(&h, &forged, None, component, input, None, None).unwrap();
     assert!(!r.matched());
     assert_eq!(r.report.first_failure().unwrap().name, "replay-output");
 
     // A receipt claiming less fuel.
     let mut forged = sign(&h, &key, component, &i, &e).body().clone();
     forged.fuel_consumed -= 1;
-    let r = errand_host::replay(&h, &forged, None, component, input, None).unwrap();
+    let r = errand_host::replay(&h, &forged, None, component, input, None, None).unwrap();
     assert_eq!(r.report.first_failure().unwrap().name, "replay-fuel");
 
     // A receipt whose trace was tampered with: the first differing event is named.
@@ -336,7 +374,7 @@ fn replay_names_what_differs() {
     let (root, n) = errand_core::evidence::TraceChain::of(&trace);
     let mut forged = sign(&h, &key, component, &i, &e).body().clone();
     (forged.trace_root, forged.trace_events) = (root, n);
-    let r = errand_host::replay(&h, &forged, None, component, input, Some(&trace)).unwrap();
+    let r = errand_host::replay(&h, &forged, None, component, input, Some(&trace), None).unwrap();
     let fail = r.report.first_failure().unwrap();
     assert_eq!(fail.name, "replay-trace");
     assert!(
@@ -347,11 +385,11 @@ fn replay_names_what_differs() {
     // Replay refuses a different component or input outright.
     let other = tool("markdown");
     assert!(matches!(
-        errand_host::replay(&h, &forged, None, other, input, None),
+        errand_host::replay(&h, &forged, None, other, input, None, None),
         Err(errand_host::ReplayError::WrongComponent { .. })
     ));
     assert!(matches!(
-        errand_host::replay(&h, &forged, None, component, b"x", None),
+        errand_host::replay(&h, &forged, None, component, b"x", None, None),
         Err(errand_host::ReplayError::WrongInput { .. })
     ));
 }
@@ -421,7 +459,7 @@ fn plain_wasi_command_reads_stdin_writes_stdout_and_reports_exit_status() {
     let e = h.run(&p, &i).unwrap();
     let receipt = sign(&h, &key, c, &i, &e);
     assert!(
-        errand_host::replay(&h, receipt.body(), None, c, b"abc", None)
+        errand_host::replay(&h, receipt.body(), None, c, b"abc", None, None)
             .unwrap()
             .matched()
     );
@@ -483,6 +521,64 @@ fn components_that_are_not_tools_are_refused_with_a_clear_error() {
     assert!(
         matches!(&err, LoadError::UnsupportedImport(i) if i == "acme:evil/api"),
         "{err}"
+    );
+}
+
+/// A WASI command component that instantiates `n` core modules: the entry
+/// point's and `n - 1` empty ones, as interpreted tools link their runtime
+/// from many modules (libc, the interpreter, adapters, stubs).
+fn command_with_core_instances(n: u32) -> Vec<u8> {
+    let mut wat = String::from(
+        "(component\n  (core module $m (func (export \"run\") (result i32) i32.const 0))\n  \
+         (core module $empty)\n",
+    );
+    for _ in 1..n {
+        wat.push_str("  (core instance (instantiate $empty))\n");
+    }
+    wat.push_str(
+        "  (core instance $i (instantiate $m))\n  \
+         (func $run (result (result)) (canon lift (core func $i \"run\")))\n  \
+         (instance $inst (export \"run\" (func $run)))\n  \
+         (export \"wasi:cli/run@0.2.6\" (instance $inst))\n)",
+    );
+    wat::parse_str(&wat).unwrap()
+}
+
+/// Issue 12: `componentize-py --stub-wasi` makes components of 38 core
+/// instances, and the pooling allocator refused anything over 32 per
+/// component (and 8 per concurrent run in all). Such a component now loads
+/// and runs, even on a host sized for a single run at a time.
+#[test]
+fn components_with_as_many_core_instances_as_componentize_py_makes_load_and_run() {
+    let h = Host::with_config(HostConfig {
+        max_concurrent: 1,
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let c = command_with_core_instances(38);
+    let e = run(&h, &c, b"", &[], Limits::default());
+    assert!(e.outcome.is_ok(), "{:?}", e.outcome);
+    // Up to the limit, exactly.
+    let c = command_with_core_instances(errand_host::MAX_CORE_INSTANCES_PER_COMPONENT);
+    let e = run(&h, &c, b"", &[], Limits::default());
+    assert!(e.outcome.is_ok(), "{:?}", e.outcome);
+}
+
+/// Past the per-component bound, a component is refused when it is loaded,
+/// with an error that names the bound.
+#[test]
+fn a_component_over_the_core_instance_limit_is_refused_naming_it() {
+    let h = host();
+    let c = command_with_core_instances(errand_host::MAX_CORE_INSTANCES_PER_COMPONENT + 1);
+    let err = h.prepare(&c).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, LoadError::Invalid(_)), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "{} core module instances",
+            errand_host::MAX_CORE_INSTANCES_PER_COMPONENT + 1
+        )) && msg.contains(&errand_host::MAX_CORE_INSTANCES_PER_COMPONENT.to_string()),
+        "{msg}"
     );
 }
 
@@ -950,8 +1046,16 @@ fn replay_runs_the_request_not_the_receipts_claims() {
         limits: None,
         seed: asked.seed,
     };
-    let r =
-        errand_host::replay(&h, receipt.body(), Some(&request), component, input, None).unwrap();
+    let r = errand_host::replay(
+        &h,
+        receipt.body(),
+        Some(&request),
+        component,
+        input,
+        None,
+        None,
+    )
+    .unwrap();
     assert!(!r.matched(), "{:#?}", r.report);
     let f = r.report.first_failure().unwrap();
     assert!(
@@ -961,7 +1065,250 @@ fn replay_runs_the_request_not_the_receipts_claims() {
     // An honest run of the request matches.
     let honest = h.run(&p, &asked).unwrap();
     let receipt = sign(&h, &key, component, &asked, &honest);
-    let r =
-        errand_host::replay(&h, receipt.body(), Some(&request), component, input, None).unwrap();
+    let r = errand_host::replay(
+        &h,
+        receipt.body(),
+        Some(&request),
+        component,
+        input,
+        None,
+        None,
+    )
+    .unwrap();
     assert!(r.matched(), "{:#?}", r.report);
+}
+
+// ------------------------------------------------- NaN canonicalisation
+
+/// A WASI command that computes 0/0 and fails when the NaN it gets has its
+/// sign bit set: its outcome observes NaN bits. With canonicalisation the
+/// NaN is the positive canonical one; without, it is whatever the CPU
+/// makes (negative on x86-64).
+fn nan_sign_command() -> Vec<u8> {
+    wat::parse_str(errand_host::testing::command_wat(
+        r#"(global $zero (mut f64) (f64.const 0))
+      (func (export "run") (result i32)
+        (i32.wrap_i64 (i64.shr_u
+          (i64.reinterpret_f64 (f64.div (global.get $zero) (global.get $zero)))
+          (i64.const 63))))"#,
+    ))
+    .unwrap()
+}
+
+fn manifest_with(sandbox: &str) -> Manifest {
+    toml::from_str(&format!(
+        "name = \"nan-sign\"\nversion = \"1.0.0\"\ndescription = \"d\"\n\
+         [input]\nmedia_type = \"text/plain\"\n[output]\nmedia_type = \"text/plain\"\n{sandbox}"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn engine_fingerprint_differs_between_nan_modes() {
+    use errand_host::NanMode;
+    let h = host();
+    let canonical = h.platform_for(NanMode::Canonical).engine;
+    let native = h.platform_for(NanMode::Native).engine;
+    assert_ne!(canonical, native);
+    // The canonical engine keeps the fingerprint it always had, so
+    // receipts signed before NaN modes existed still replay on it.
+    assert_eq!(h.platform().engine, canonical);
+    assert!(h.settings().contains(";nan-canonicalization=1;"));
+    assert!(
+        h.settings_for(NanMode::Native)
+            .contains(";nan-canonicalization=0;")
+    );
+    assert_eq!(
+        h.settings_for(NanMode::Native)
+            .replace("nan-canonicalization=0", "nan-canonicalization=1"),
+        h.settings()
+    );
+    assert_eq!(h.nan_mode_of(&canonical), Some(NanMode::Canonical));
+    assert_eq!(h.nan_mode_of(&native), Some(NanMode::Native));
+    assert_eq!(h.nan_mode_of(&Digest::of(b"another engine")), None);
+    // A run and its receipt carry the engine of the mode it ran in.
+    let c = nan_sign_command();
+    let key = SecretKey::from_seed([1; 32]);
+    for (mode, engine) in [(NanMode::Canonical, canonical), (NanMode::Native, native)] {
+        let p = h.prepare_with(&c, mode).unwrap();
+        assert_eq!(p.nan_mode(), mode);
+        let i = inv(b"", &[], Limits::default());
+        let e = h.run(&p, &i).unwrap();
+        assert_eq!(e.engine, engine);
+        assert_eq!(sign(&h, &key, &c, &i, &e).body().platform.engine, engine);
+    }
+    // The manifest decides: only an explicit `observes_nan_bits = false`.
+    assert_eq!(
+        NanMode::for_manifest(&manifest_with("")),
+        NanMode::Canonical
+    );
+    assert_eq!(
+        NanMode::for_manifest(&manifest_with("[sandbox]\nobserves_nan_bits = true")),
+        NanMode::Canonical
+    );
+    assert_eq!(
+        NanMode::for_manifest(&manifest_with("[sandbox]\nobserves_nan_bits = false")),
+        NanMode::Native
+    );
+}
+
+#[test]
+fn replay_of_a_run_without_nan_canonicalisation_is_exact() {
+    use errand_host::NanMode;
+    let key = SecretKey::from_seed([1; 32]);
+    let declares = manifest_with("[sandbox]\nobserves_nan_bits = false");
+    // A tool that indeed never observes NaN bits, as its manifest declares.
+    let imagegen = tool("imagegen");
+    let manifest: Manifest = toml::from_str(include_str!(
+        "../../../examples/tools/imagegen/capability.toml"
+    ))
+    .unwrap();
+    assert_eq!(NanMode::for_manifest(&manifest), NanMode::Native);
+    let h = host();
+    let p = h.prepare_with(imagegen, NanMode::Native).unwrap();
+    let params = [("size", "64"), ("iterations", "64")];
+    let i = inv(b"a red fox at dawn", &params, Limits::default());
+    let e = h.run(&p, &i).unwrap();
+    assert!(e.outcome.is_ok(), "{:?}", e.outcome);
+    // Same picture as with canonicalisation: its output has no NaN bits.
+    let canonical = run(
+        &h,
+        imagegen,
+        b"a red fox at dawn",
+        &params,
+        Limits::default(),
+    );
+    assert_eq!(e.output, canonical.output);
+    let receipt = sign(&h, &key, imagegen, &i, &e);
+    // Replayed on another host, from the receipt alone: same engine
+    // settings, output, fuel and trace.
+    let h2 = host();
+    let r = errand_host::replay(
+        &h2,
+        receipt.body(),
+        None,
+        imagegen,
+        b"a red fox at dawn",
+        e.trace.as_deref(),
+        Some(&manifest),
+    )
+    .unwrap();
+    assert!(r.matched(), "{:#?}", r.report);
+    assert_eq!(r.execution.engine, h2.platform_for(NanMode::Native).engine);
+    for check in [
+        "nan-canonicalisation",
+        "replay-platform",
+        "replay-fuel",
+        "replay-trace",
+    ] {
+        assert!(
+            r.report
+                .checks
+                .iter()
+                .any(|c| c.name == check && matches!(c.verdict, evidence::Verdict::Pass(_))),
+            "{check}: {:#?}",
+            r.report
+        );
+    }
+
+    // A tool that does observe NaN bits: the replay must run in the
+    // recorded mode to agree. On x86-64 the two modes end differently.
+    let c = nan_sign_command();
+    for mode in [NanMode::Canonical, NanMode::Native] {
+        let p = h.prepare_with(&c, mode).unwrap();
+        let i = inv(b"", &[], Limits::default());
+        let e = h.run(&p, &i).unwrap();
+        if mode == NanMode::Canonical || !cfg!(target_arch = "x86_64") {
+            assert!(e.outcome.is_ok(), "{mode:?}: {:?}", e.outcome);
+        } else {
+            assert!(
+                matches!(e.outcome, Outcome::Failed { .. }),
+                "{:?}",
+                e.outcome
+            );
+        }
+        let receipt = sign(&h, &key, &c, &i, &e);
+        let r =
+            errand_host::replay(&h2, receipt.body(), None, &c, b"", None, Some(&declares)).unwrap();
+        assert!(r.matched(), "{mode:?}: {:#?}", r.report);
+    }
+}
+
+#[test]
+fn receipt_claiming_no_nan_canonicalisation_for_a_tool_whose_manifest_does_not_declare_it_is_refused()
+ {
+    use errand_host::NanMode;
+    let key = SecretKey::from_seed([1; 32]);
+    let h = host();
+    let c = nan_sign_command();
+    // The executor runs the tool without canonicalisation although the
+    // author's manifest does not allow it, and signs what it did.
+    let p = h.prepare_with(&c, NanMode::Native).unwrap();
+    let i = inv(b"", &[], Limits::default());
+    let e = h.run(&p, &i).unwrap();
+    let receipt = sign(&h, &key, &c, &i, &e);
+    assert_eq!(
+        h.nan_mode_of(&receipt.body().platform.engine),
+        Some(NanMode::Native)
+    );
+    for undeclared in ["", "[sandbox]\nobserves_nan_bits = true"] {
+        let manifest = manifest_with(undeclared);
+        let r =
+            errand_host::replay(&h, receipt.body(), None, &c, b"", None, Some(&manifest)).unwrap();
+        assert!(!r.matched(), "{:#?}", r.report);
+        let fail = r.report.first_failure().unwrap();
+        assert_eq!(fail.name, "nan-canonicalisation", "{:#?}", r.report);
+        // The replay itself runs as the manifest requires.
+        assert_eq!(r.execution.engine, h.platform().engine);
+    }
+    // Without the manifest the verifier cannot judge: skipped, not passed.
+    let r = errand_host::replay(&h, receipt.body(), None, &c, b"", None, None).unwrap();
+    assert!(
+        r.report
+            .checks
+            .iter()
+            .any(|c| c.name == "nan-canonicalisation"
+                && matches!(c.verdict, evidence::Verdict::Skip(_))),
+        "{:#?}",
+        r.report
+    );
+
+    // Lying about it does not help: a receipt that claims the canonical
+    // engine is replayed canonicalised, and where the NaN's bits decide
+    // the outcome (x86-64), the replay disagrees.
+    if cfg!(target_arch = "x86_64") {
+        let mut forged = receipt.body().clone();
+        forged.platform.engine = h.platform().engine;
+        let r = errand_host::replay(&h, &forged, None, &c, b"", None, Some(&manifest_with("")))
+            .unwrap();
+        assert!(!r.matched(), "{:#?}", r.report);
+        assert_eq!(r.report.first_failure().unwrap().name, "replay-outcome");
+    }
+}
+
+/// wasmtime 48 charges `memory.fill` and `memory.copy` one unit of fuel
+/// per byte (on top of the operator), so fuel bounds bulk memory work too;
+/// the epoch deadline stays as the bound on wall-clock time, which fuel
+/// does not measure (cache misses, fresh pages).
+#[test]
+fn fuel_charges_bulk_memory_operations_per_byte() {
+    let h = host();
+    let fill = |bytes: u32| {
+        let c = wat::parse_str(errand_host::testing::command_wat(&format!(
+            r#"(memory 32)
+      (func (export "run") (result i32)
+        (memory.fill (i32.const 0) (i32.const 7) (i32.const {bytes}))
+        (memory.copy (i32.const {bytes}) (i32.const 0) (i32.const {bytes}))
+        (i32.const 0))"#
+        )))
+        .unwrap();
+        let e = run(&h, &c, b"", &[], Limits::default());
+        assert!(e.outcome.is_ok(), "{:?}", e.outcome);
+        e.fuel_consumed
+    };
+    let (small, large) = (fill(1024), fill(1 << 20));
+    assert!(
+        large - small >= 2 * ((1 << 20) - 1024),
+        "1 KiB: {small} fuel, 1 MiB: {large} fuel"
+    );
 }

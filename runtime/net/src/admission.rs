@@ -22,6 +22,15 @@
 //! one NAT address share one bucket: that is the cost, and why the default
 //! is generous; an operator whose clients sit behind a large NAT raises it.
 //!
+//! **Relayed connections.** A connection through a relay circuit arrives
+//! from the circuit's virtual address, one per circuit (see
+//! [`crate::mux`]), so it is keyed instead by the relay's source and the
+//! requester's source as the relay saw it ([`Origin::Relayed`], which the
+//! relay sends when it opens the circuit): one requester's circuits
+//! through one relay share one bucket, whatever number of circuits or
+//! identities it uses, and neither its circuits nor the relay's other
+//! traffic touch anyone else's bucket.
+//!
 //! **Spoofed sources.** UDP source addresses can be forged. A forged
 //! Initial would make the node handshake with an address that never
 //! answers, and would spend the tokens of the address it names. So a new
@@ -85,6 +94,32 @@ impl Source {
             },
         }
     }
+}
+
+/// What a new connection's token bucket is keyed by: its source, or, for
+/// a connection that arrives through a relay circuit, the relay's source
+/// and the requester's as the relay saw it.
+///
+/// Each circuit arrives from a virtual address of its own (see
+/// [`crate::mux`]), which the requester could multiply at will by opening
+/// more circuits; keyed by the circuit, each would bring a full bucket. The
+/// relay tells the target the address it sees the requester at when it
+/// opens the circuit, so one requester's circuits through one relay share
+/// one bucket, as its direct connections do. A relay that lied about it
+/// would only spread its own circuits over several buckets, and circuits
+/// come only through the relays the node chose to reserve with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// A direct connection from this source.
+    Direct(Source),
+    /// A connection through the relay at `relay`, from a requester the
+    /// relay saw at `requester`.
+    Relayed {
+        /// The relay's source.
+        relay: Source,
+        /// The requester's source, as the relay saw it.
+        requester: Source,
+    },
 }
 
 /// What to do with a new connection.
@@ -178,7 +213,7 @@ const SWEEP_ABOVE: usize = 4096;
 
 #[derive(Debug)]
 struct State {
-    sources: HashMap<Source, Bucket>,
+    sources: HashMap<Origin, Bucket>,
     unproven: Bucket,
     swept: Instant,
     swept_len: usize,
@@ -224,8 +259,8 @@ impl Admission {
 
     /// Decides on a new connection from `from`; `proven` when it echoed a
     /// retry token. Counts the decision.
-    pub(crate) fn decide(&self, from: SocketAddr, proven: bool, now: Instant) -> Decision {
-        let d = self.decision(Source::of(from), proven, now);
+    pub(crate) fn decide(&self, from: Origin, proven: bool, now: Instant) -> Decision {
+        let d = self.decision(from, proven, now);
         let counter = match d {
             Decision::Admit if proven => &self.admitted_proven,
             Decision::Admit => &self.admitted_unproven,
@@ -243,7 +278,7 @@ impl Admission {
         self.refused_full.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn decision(&self, source: Source, proven: bool, now: Instant) -> Decision {
+    fn decision(&self, source: Origin, proven: bool, now: Instant) -> Decision {
         let (rate, burst) = (self.rate, self.burst);
         let mut guard = crate::lock(&self.state);
         let state = &mut *guard;
@@ -332,6 +367,10 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn decide(a: &Admission, from: SocketAddr, proven: bool, now: Instant) -> Decision {
+        a.decide(Origin::Direct(Source::of(from)), proven, now)
+    }
+
     #[test]
     fn sources_are_ipv4_addresses_and_ipv6_slash_64s() {
         assert_eq!(
@@ -359,36 +398,36 @@ mod tests {
         let from = addr("192.0.2.1:1000");
         // The upper half without proof, the lower half with it.
         let mut unproven = 0;
-        while a.decide(from, false, t0) == Decision::Admit {
+        while decide(&a, from, false, t0) == Decision::Admit {
             unproven += 1;
         }
         assert_eq!(unproven, 4);
-        assert_eq!(a.decide(from, false, t0), Decision::Retry);
+        assert_eq!(decide(&a, from, false, t0), Decision::Retry);
         for _ in 0..4 {
-            assert_eq!(a.decide(from, true, t0), Decision::Admit);
+            assert_eq!(decide(&a, from, true, t0), Decision::Admit);
         }
         assert_eq!(
-            a.decide(from, true, t0),
+            decide(&a, from, true, t0),
             Decision::Refuse(Refusal::SourceRate)
         );
         // Empty: no retry to answer; refused once a second, then ignored,
         // proven or not.
-        assert_eq!(a.decide(from, false, t0), Decision::Ignore);
-        assert_eq!(a.decide(from, true, t0), Decision::Ignore);
+        assert_eq!(decide(&a, from, false, t0), Decision::Ignore);
+        assert_eq!(decide(&a, from, true, t0), Decision::Ignore);
         // Another source is untouched.
-        assert_eq!(a.decide(addr("192.0.2.2:1"), false, t0), Decision::Admit);
+        assert_eq!(decide(&a, addr("192.0.2.2:1"), false, t0), Decision::Admit);
         // A tenth of a second later: one more token.
         let t1 = t0 + Duration::from_millis(100);
-        assert_eq!(a.decide(from, true, t1), Decision::Admit);
-        assert_eq!(a.decide(from, true, t1), Decision::Ignore);
+        assert_eq!(decide(&a, from, true, t1), Decision::Admit);
+        assert_eq!(decide(&a, from, true, t1), Decision::Ignore);
         // A second after the refusal: a full burst again (0.9 s at 10 a
         // second, capped at 8), then a refusal again.
         let t2 = t0 + Duration::from_millis(1000);
         for _ in 0..8 {
-            assert_eq!(a.decide(from, true, t2), Decision::Admit);
+            assert_eq!(decide(&a, from, true, t2), Decision::Admit);
         }
         assert_eq!(
-            a.decide(from, true, t2),
+            decide(&a, from, true, t2),
             Decision::Refuse(Refusal::SourceRate)
         );
         let s = a.stats();
@@ -404,12 +443,12 @@ mod tests {
         let victim = addr("192.0.2.7:4000");
         // Forged Initials naming the victim never prove it.
         for _ in 0..100 {
-            let _ = a.decide(victim, false, t0);
+            let _ = decide(&a, victim, false, t0);
         }
         // The victim's own peers prove their address and get the rest.
         for _ in 0..4 {
-            assert_eq!(a.decide(victim, false, t0), Decision::Retry);
-            assert_eq!(a.decide(victim, true, t0), Decision::Admit);
+            assert_eq!(decide(&a, victim, false, t0), Decision::Retry);
+            assert_eq!(decide(&a, victim, true, t0), Decision::Admit);
         }
     }
 
@@ -419,7 +458,12 @@ mod tests {
         let t0 = Instant::now();
         let mut decisions = Vec::new();
         for i in 0..6u8 {
-            decisions.push(a.decide(SocketAddr::from(([198, 51, 100, i], 1)), false, t0));
+            decisions.push(decide(
+                &a,
+                SocketAddr::from(([198, 51, 100, i], 1)),
+                false,
+                t0,
+            ));
         }
         assert_eq!(
             decisions,
@@ -434,7 +478,7 @@ mod tests {
         );
         // Proven, they are admitted on their own buckets.
         assert_eq!(
-            a.decide(SocketAddr::from(([198, 51, 100, 5], 1)), true, t0),
+            decide(&a, SocketAddr::from(([198, 51, 100, 5], 1)), true, t0),
             Decision::Admit
         );
     }
@@ -445,12 +489,12 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..5000u32 {
             let ip = Ipv4Addr::from_bits(0x0a00_0000 + i);
-            a.decide(SocketAddr::from((ip, 1)), false, t0);
+            decide(&a, SocketAddr::from((ip, 1)), false, t0);
         }
         assert!(a.sources() <= 5000);
         // Eleven seconds later every bucket is full again, and a sweep is
         // due (at most every ten): the next decision forgets them all.
-        a.decide(addr("192.0.2.1:1"), false, t0 + Duration::from_secs(11));
+        decide(&a, addr("192.0.2.1:1"), false, t0 + Duration::from_secs(11));
         assert_eq!(a.sources(), 1);
     }
 }

@@ -103,9 +103,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
 
 pub mod admission;
+pub mod mux;
+pub mod paths;
+pub mod punch;
+pub mod relay;
 #[doc(hidden)]
 pub mod testing;
 pub mod tls;
+
+use errand_core::reach::{CircuitEnd, PathKind, RelayLimits, RelayRefusal};
 
 /// QUIC close codes Errand uses.
 pub mod close {
@@ -123,6 +129,8 @@ pub mod close {
     /// This new connection is refused at a limit (the peer's connections)
     /// before anything on it was read: nothing was done; retry later.
     pub const REFUSED: VarInt = VarInt::from_u32(4);
+    /// The relay circuit under the connection ended (the reason follows).
+    pub const CIRCUIT_ENDED: VarInt = VarInt::from_u32(5);
 }
 
 /// Stream reset and stop codes Errand uses.
@@ -180,6 +188,14 @@ pub struct NetConfig {
     /// retry; past it, new clients prove theirs first (one more round
     /// trip). 0: every client proves its address.
     pub unproven_handshakes: u32,
+    /// Relay for other peers, within these limits (see [`relay`]).
+    pub relay: Option<RelayLimits>,
+    /// A relay that misbehaves on purpose (tests and demos only).
+    #[doc(hidden)]
+    pub relay_tamper: Option<relay::Tamper>,
+    /// Try to punch a hole to a peer reached through a relay, and move to
+    /// the direct path when it works (see [`punch`]).
+    pub punch: bool,
 }
 
 impl Default for NetConfig {
@@ -199,6 +215,9 @@ impl Default for NetConfig {
             handshakes_per_address: 32,
             handshake_burst_per_address: 128,
             unproven_handshakes: 256,
+            relay: None,
+            relay_tamper: None,
+            punch: true,
         }
     }
 }
@@ -278,6 +297,41 @@ pub enum NetError {
     /// We could not encode a message.
     #[error("cannot encode message: {0}")]
     Encode(String),
+    /// A relay refused a reservation or a circuit, naming why.
+    #[error("relay {relay} refused: {refusal}")]
+    RelayRefused {
+        /// The relay.
+        relay: PeerId,
+        /// Why, naming the limit when it was one.
+        refusal: RelayRefusal,
+    },
+    /// The relay circuit under a connection ended, naming why.
+    #[error("the circuit through relay {relay} ended: {end}")]
+    CircuitEnded {
+        /// The relay.
+        relay: PeerId,
+        /// Why, naming the limit when it was one.
+        end: CircuitEnd,
+    },
+    /// No path to the peer is known (it published none we can use).
+    #[error("no known path to {0}")]
+    NoPath(PeerId),
+    /// Every path to the peer failed; each failure is listed.
+    #[error("no path to {peer} worked: {}", .failures.join("; "))]
+    AllPathsFailed {
+        /// The peer.
+        peer: PeerId,
+        /// Each path and why it failed.
+        failures: Vec<String>,
+    },
+    /// A hole punch ended without a direct connection.
+    #[error("hole punch to {peer} failed: {reason}")]
+    PunchFailed {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl NetError {
@@ -392,6 +446,9 @@ pub struct Connection {
     peer: PeerId,
     config: Arc<NetConfig>,
     budget: FrameBudget,
+    kind: PathKind,
+    circuit: Option<Arc<relay::Circuit>>,
+    relay_observed: Option<SocketAddr>,
 }
 
 fn peer_of(conn: &quinn::Connection) -> Option<PeerId> {
@@ -458,6 +515,27 @@ pub async fn read_frame(
     max: usize,
     budget: &FrameBudget,
 ) -> Result<Frame, NetError> {
+    let frame = read_frame_open(recv, max, budget).await?;
+    expect_end(recv).await?;
+    Ok(frame)
+}
+
+/// Requires the stream to end here.
+async fn expect_end(recv: &mut RecvStream) -> Result<(), NetError> {
+    let mut extra = [0u8; 1];
+    match recv.read(&mut extra).await {
+        Ok(None) | Ok(Some(0)) => Ok(()),
+        Ok(Some(_)) => Err(NetError::TrailingBytes),
+        Err(e) => Err(NetError::Closed(e.to_string())),
+    }
+}
+
+/// Reads one frame as [`read_frame`] does, leaving the rest of the stream.
+async fn read_frame_open(
+    recv: &mut RecvStream,
+    max: usize,
+    budget: &FrameBudget,
+) -> Result<Frame, NetError> {
     let closed = |e: quinn::ReadError| NetError::Closed(e.to_string());
     let mut header = [0u8; 4];
     let mut got = 0;
@@ -498,12 +576,7 @@ pub async fn read_frame(
         }
         frame.bytes.extend_from_slice(&chunk.bytes);
     }
-    let mut extra = [0u8; 1];
-    match recv.read(&mut extra).await {
-        Ok(None) | Ok(Some(0)) => Ok(frame),
-        Ok(Some(_)) => Err(NetError::TrailingBytes),
-        Err(e) => Err(closed(e)),
-    }
+    Ok(frame)
 }
 
 /// How a connection ended, when that explains a failure better than the
@@ -535,6 +608,46 @@ impl Connection {
         self.conn.close_reason().is_some()
     }
 
+    /// How it was made: direct, punched or relayed.
+    pub fn kind(&self) -> PathKind {
+        self.kind
+    }
+
+    /// The relay circuit it runs on, if relayed.
+    pub fn circuit(&self) -> Option<&Arc<relay::Circuit>> {
+        self.circuit.as_ref()
+    }
+
+    /// For a relayed connection we dialled, the address the relay said it
+    /// saw us at: a punch candidate for this session only (the relay was
+    /// named by the peer's descriptor, not chosen by us, so its word never
+    /// joins [`Endpoint::observations`]).
+    pub fn relay_observed(&self) -> Option<SocketAddr> {
+        self.relay_observed
+    }
+
+    /// The circuit's end, which explains a failure better than the
+    /// connection's when the circuit under it ended.
+    fn explained(&self, e: NetError) -> NetError {
+        let Some(c) = &self.circuit else {
+            return e;
+        };
+        match (e, c.end()) {
+            (
+                NetError::Closed(_) | NetError::Timeout(_) | NetError::Truncated { .. },
+                Some(end),
+            ) if end != CircuitEnd::PeerGone => NetError::CircuitEnded {
+                relay: c.relay(),
+                end,
+            },
+            // A session through a relay that fails: say which relay.
+            (NetError::Closed(why), _) => {
+                NetError::Closed(format!("{why} (through relay {})", c.relay()))
+            }
+            (e, _) => e,
+        }
+    }
+
     /// Closes the connection.
     pub fn close(&self, code: VarInt, reason: &str) {
         self.conn.close(code, reason.as_bytes());
@@ -543,7 +656,9 @@ impl Connection {
     /// Sends `req` on a new stream and waits for the response.
     pub async fn request(&self, req: &Request) -> Result<Response, NetError> {
         let payload = signed::encode(req).map_err(|e| NetError::Encode(e.to_string()))?;
-        self.request_raw(&payload).await
+        self.request_raw(&payload)
+            .await
+            .map_err(|e| self.explained(e))
     }
 
     /// Sends raw frame bytes as a request (for tests of misbehaviour) and
@@ -626,6 +741,15 @@ struct Shared {
     budget: FrameBudget,
     /// Which new connections get a handshake.
     admission: admission::Admission,
+    /// The socket under QUIC: UDP and relay circuits.
+    mux: Arc<mux::MuxSocket>,
+    /// The relay service, if this endpoint relays.
+    relay: Option<relay::RelayService>,
+    /// What the endpoint knows of its reachability.
+    reach: Mutex<paths::ReachState>,
+    /// Known paths per peer, and the pooled connection per peer.
+    paths: Mutex<HashMap<PeerId, Vec<errand_core::descriptor::NetAddr>>>,
+    peers: Mutex<HashMap<PeerId, PoolSlot>>,
     /// Open incoming connections per peer.
     incoming: Mutex<HashMap<PeerId, Vec<quinn::Connection>>>,
     /// Outgoing connections we reuse, one slot per peer and address: a
@@ -691,16 +815,36 @@ impl Endpoint {
             QuicServerConfig::try_from(server_tls).map_err(|e| NetError::Tls(e.to_string()))?,
         ));
         server.transport_config(transport.clone());
-        let quic = quinn::Endpoint::server(server, addr)
-            .map_err(|source| NetError::Bind { addr, source })?;
+        let bind_err = |source| NetError::Bind { addr, source };
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| bind_err(std::io::Error::other("no async runtime")))?;
+        let udp = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
+        let mux = Arc::new(
+            mux::MuxSocket::new(runtime.wrap_udp_socket(udp).map_err(bind_err)?)
+                .map_err(bind_err)?,
+        );
+        let quic = quinn::Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            mux.clone(),
+            runtime,
+        )
+        .map_err(bind_err)?;
         Ok(Endpoint {
             quic,
             shared: Arc::new(Shared {
                 key,
                 budget: FrameBudget::new(config.frame_memory_bytes, config.frame_memory_wait),
                 admission: admission::Admission::new(&config),
+                relay: config
+                    .relay
+                    .map(|limits| relay::RelayService::new(limits, config.relay_tamper)),
                 config: Arc::new(config),
                 transport,
+                mux,
+                reach: Mutex::new(paths::ReachState::default()),
+                paths: Mutex::new(HashMap::new()),
+                peers: Mutex::new(HashMap::new()),
                 incoming: Mutex::new(HashMap::new()),
                 pool: Mutex::new(HashMap::new()),
             }),
@@ -740,8 +884,27 @@ impl Endpoint {
     }
 
     /// Opens a new connection to `peer` at `addr`; fails unless the remote
-    /// proves it holds `peer`'s key.
+    /// proves it holds `peer`'s key. An address in 240.0.0.0/4 is refused:
+    /// that is where this node's relay circuits live, and a dial there
+    /// would go into another session's circuit.
     pub async fn connect(&self, addr: SocketAddr, peer: PeerId) -> Result<Connection, NetError> {
+        if mux::is_virtual(addr) {
+            return Err(NetError::Connect {
+                peer,
+                addr,
+                reason: "an address in 240.0.0.0/4, where relay circuits live, not a peer's".into(),
+            });
+        }
+        self.dial(addr, peer, PathKind::Direct).await
+    }
+
+    /// [`Endpoint::connect`], recording the connection as made `kind` way.
+    async fn dial(
+        &self,
+        addr: SocketAddr,
+        peer: PeerId,
+        kind: PathKind,
+    ) -> Result<Connection, NetError> {
         let err = |reason: String| NetError::Connect { peer, addr, reason };
         let tls =
             tls::client_config(&self.shared.key, peer).map_err(|e| NetError::Tls(e.to_string()))?;
@@ -757,11 +920,15 @@ impl Endpoint {
             .await
             .map_err(|_| err("handshake timed out".into()))?
             .map_err(|e| handshake_error(e, err))?;
+        self.opened(&conn, peer, kind, false);
         Ok(Connection {
             conn,
             peer,
             config: self.shared.config.clone(),
             budget: self.shared.budget.clone(),
+            kind,
+            circuit: None,
+            relay_observed: None,
         })
     }
 
@@ -790,6 +957,10 @@ impl Endpoint {
         peer: PeerId,
         req: &Request,
     ) -> Result<Response, NetError> {
+        if self.knows_paths(peer) {
+            // Dial by peer id: every known path, preferring direct.
+            return self.request_peer(peer, Some(addr), req).await;
+        }
         let conn = self.connection(addr, peer).await?;
         match conn.request(req).await {
             Err(NetError::Closed(_)) if !matches!(req, Request::Invoke(_)) => {
@@ -845,10 +1016,11 @@ fn admit(endpoint: &Endpoint, incoming: quinn::Incoming) -> Option<quinn::Incomi
         return None;
     }
     let proven = incoming.remote_address_validated();
-    match shared
-        .admission
-        .decide(from, proven, std::time::Instant::now())
-    {
+    match shared.admission.decide(
+        shared.mux.origin_of(from),
+        proven,
+        std::time::Instant::now(),
+    ) {
         admission::Decision::Admit => Some(incoming),
         admission::Decision::Retry => {
             if let Err(e) = incoming.retry() {
@@ -931,6 +1103,11 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>) {
                 conn.close(close::REFUSED, why.as_bytes());
                 return;
             }
+            let kind = endpoint.incoming_kind(peer, conn.remote_address());
+            if kind == PathKind::Punched {
+                endpoint.punch_answered(peer);
+            }
+            endpoint.opened(&conn, peer, kind, true);
             serve_connection(&endpoint, conn.clone(), peer, handler).await;
             let mut incoming = lock(&endpoint.shared.incoming);
             if let Some(open) = incoming.get_mut(&peer) {
@@ -960,10 +1137,9 @@ async fn serve_connection<H: Handler>(
         };
         let conn = conn.clone();
         let handler = handler.clone();
-        let config = endpoint.shared.config.clone();
-        let budget = endpoint.shared.budget.clone();
+        let endpoint = endpoint.clone();
         tokio::spawn(async move {
-            serve_stream(conn, peer, send, recv, handler, config, budget).await;
+            serve_stream(&endpoint, conn, peer, send, recv, handler).await;
         });
     }
 }
@@ -982,17 +1158,20 @@ async fn respond(send: &mut SendStream, resp: &Response, limit: Duration) {
 }
 
 async fn serve_stream<H: Handler>(
+    endpoint: &Endpoint,
     conn: quinn::Connection,
     peer: PeerId,
     mut send: SendStream,
     mut recv: RecvStream,
     handler: Arc<H>,
-    config: Arc<NetConfig>,
-    budget: FrameBudget,
 ) {
+    let config = endpoint.shared.config.clone();
+    let budget = endpoint.shared.budget.clone();
+    // A relay circuit's first frame is followed by packets: the end of the
+    // stream is checked after decoding (see below).
     let frame = match timeout(
         config.request_timeout,
-        read_frame(&mut recv, config.max_frame_bytes, &budget),
+        read_frame_open(&mut recv, config.max_frame_bytes, &budget),
     )
     .await
     {
@@ -1013,7 +1192,39 @@ async fn serve_stream<H: Handler>(
             let decoded = signed::decode::<Request>(&bytes)
                 .map_err(|e| violation(ErrorCode::BadRequest, format!("malformed request: {e}")));
             drop(bytes);
-            decoded.map(|req| (req, reservation))
+            match decoded {
+                Ok(Request::Relay(errand_core::wire::RelayRequest::Connect { target })) => {
+                    drop(reservation);
+                    match &endpoint.shared.relay {
+                        Some(service) => {
+                            service
+                                .circuit((peer, conn.remote_address()), target, send, recv)
+                                .await
+                        }
+                        None => {
+                            let no = Response::Relay(errand_core::wire::RelayResponse::Refused(
+                                RelayRefusal::NotARelay,
+                            ));
+                            respond(&mut send, &no, config.write_timeout).await;
+                        }
+                    }
+                    return;
+                }
+                Ok(req) => match timeout(config.request_timeout, expect_end(&mut recv)).await {
+                    Ok(Ok(())) => Ok((req, reservation)),
+                    Ok(Err(NetError::TrailingBytes)) => Err(violation(
+                        ErrorCode::BadRequest,
+                        "bytes after the frame".into(),
+                    )),
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        let _ = recv.stop(stream::TIMED_OUT);
+                        let _ = send.reset(stream::TIMED_OUT);
+                        return;
+                    }
+                },
+                Err(e) => Err(e),
+            }
         }
         Err(e @ NetError::NoMemory { .. }) => {
             // Not the peer's fault: refuse this request, keep the connection.
@@ -1044,7 +1255,24 @@ async fn serve_stream<H: Handler>(
     };
     match request {
         Ok((req, reservation)) => {
-            let resp = handler.handle(peer, req).await;
+            let resp = match req {
+                // The connectivity plane answers these itself.
+                Request::Observe => endpoint.answer_observe(&conn),
+                Request::Relay(errand_core::wire::RelayRequest::Reserve) => {
+                    match &endpoint.shared.relay {
+                        Some(service) => service.reserve(&conn, peer),
+                        None => Response::Relay(errand_core::wire::RelayResponse::Refused(
+                            RelayRefusal::NotARelay,
+                        )),
+                    }
+                }
+                Request::Relay(_) => Response::Error(WireError::new(
+                    ErrorCode::BadRequest,
+                    "only a relay opens circuits to a peer",
+                )),
+                Request::Punch(offer) => endpoint.answer_punch(&conn, peer, &offer),
+                req => handler.handle(peer, req).await,
+            };
             drop(reservation);
             // The encoded response counts against the same budget until the
             // peer has taken it, so answers held for peers that never read

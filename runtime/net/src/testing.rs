@@ -134,6 +134,9 @@ impl Dialler {
             peer: target.peer,
             config: shared.config.clone(),
             budget: shared.budget.clone(),
+            kind: errand_core::reach::PathKind::Direct,
+            circuit: None,
+            relay_observed: None,
         })
     }
 
@@ -158,6 +161,19 @@ impl Connection {
         let (send, recv) = self.open().await?;
         Ok(Held { send, recv })
     }
+}
+
+/// Asks the relay `relay` at `relay_addr` for a circuit to `target` from
+/// `endpoint`, and holds it open without ever sending a packet on it: a
+/// requester that only wants to take the target's circuit slots.
+pub async fn hold_circuit(
+    endpoint: &Endpoint,
+    relay: PeerId,
+    relay_addr: SocketAddr,
+    target: PeerId,
+) -> Result<Held, NetError> {
+    let (send, recv, _, _) = endpoint.ask_circuit(relay, relay_addr, target).await?;
+    Ok(Held { send, recv })
 }
 
 /// Writes a frame header declaring `declared` bytes, then the first `sent`
@@ -499,6 +515,10 @@ impl Report {
             Response::Package(_) => "Package".to_owned(),
             Response::Status(_) => "Status".to_owned(),
             Response::Error(e) => format!("Error({:?})", e.code),
+            Response::Observed(_) => "Observed".to_owned(),
+            Response::Relay(_) => "Relay".to_owned(),
+            Response::Punch(_) => "Punch".to_owned(),
+            Response::Reachability(_) => "Reachability".to_owned(),
         };
         *self.answers.entry(kind).or_default() += 1;
     }

@@ -936,3 +936,917 @@ async fn forged_source_addresses_get_a_retry_not_a_handshake_and_leave_their_vic
         );
     }
 }
+
+// ------------------------------------------------------------------ relays
+
+use errand_core::descriptor::NetAddr;
+use errand_core::reach::{CircuitEnd, PathKind, RelayLimits, RelayRefusal};
+use errand_net::relay::Tamper;
+
+/// A relay (key 20), which also serves `Echo`.
+async fn relay(limits: RelayLimits, tamper: Option<Tamper>) -> Endpoint {
+    let ep = Endpoint::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        key(20),
+        NetConfig {
+            relay: Some(limits),
+            relay_tamper: tamper,
+            ..config()
+        },
+    )
+    .unwrap();
+    tokio::spawn(serve(
+        ep.clone(),
+        Arc::new(Echo {
+            seen: AtomicUsize::new(0),
+        }),
+    ));
+    ep
+}
+
+/// A server `n` that keeps a reservation with `relay`, and its handler.
+async fn reserved(
+    n: u8,
+    relay: &Endpoint,
+    cfg: NetConfig,
+) -> (Endpoint, Arc<Echo>, errand_net::relay::Reservation) {
+    let ep = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(n), cfg).unwrap();
+    let h = Arc::new(Echo {
+        seen: AtomicUsize::new(0),
+    });
+    tokio::spawn(serve(ep.clone(), h.clone()));
+    let r = ep.keep_reservation(relay.peer_id(), relay.local_addr().unwrap());
+    for _ in 0..100 {
+        if !ep.reserved_relays().is_empty() {
+            return (ep, h, r);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no reservation: {:?}", ep.relay_states());
+}
+
+fn no_punch() -> NetConfig {
+    NetConfig {
+        punch: false,
+        // Room for `big_response`.
+        max_frame_bytes: 8 << 20,
+        ..config()
+    }
+}
+
+#[tokio::test]
+async fn a_relayed_session_is_authenticated_end_to_end_and_counted_as_relayed() {
+    let r = relay(RelayLimits::default(), None).await;
+    let (b, hb, _res) = reserved(1, &r, config()).await;
+    let a = client(2);
+    let conn = a
+        .connect_relayed(r.peer_id(), r.local_addr().unwrap(), b.peer_id())
+        .await
+        .unwrap();
+    assert_eq!(conn.kind(), PathKind::Relayed);
+    assert_eq!(conn.peer(), b.peer_id());
+    assert_eq!(conn.request(&Request::Ping).await.unwrap(), Response::Pong);
+    // B saw A's key, not the relay's: the session is A's and B's.
+    match conn
+        .request(&Request::GetReceipt(Default::default()))
+        .await
+        .unwrap()
+    {
+        Response::Error(e) => assert_eq!(e.message.as_str(), a.peer_id().to_string()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(hb.seen.load(Ordering::Relaxed), 2);
+    // Both ends count the connection as relayed; the relay saw bytes go by.
+    assert_eq!(a.path_counts().relayed, 1);
+    assert_eq!(b.path_counts().relayed, 1);
+    let report = b.reachability(&[]);
+    assert!(
+        report
+            .open
+            .iter()
+            .any(|o| o.peer == a.peer_id() && o.kind == PathKind::Relayed && o.incoming),
+        "{report:?}"
+    );
+    let stats = r.reachability(&[]).relay.unwrap();
+    assert_eq!((stats.reservations, stats.circuits_total), (1, 1));
+    assert!(stats.bytes_relayed > 1000, "{stats:?}");
+    // The reservation told B the address the relay sees.
+    assert_eq!(b.observations()[0].seen, b.local_addr().unwrap());
+}
+
+#[tokio::test]
+async fn a_relay_refuses_a_circuit_to_a_peer_without_a_reservation_or_to_itself() {
+    let r = relay(RelayLimits::default(), None).await;
+    let a = client(2);
+    let ra = r.local_addr().unwrap();
+    match a.connect_relayed(r.peer_id(), ra, key(3).peer_id()).await {
+        Err(NetError::RelayRefused {
+            refusal: RelayRefusal::NoReservation { target },
+            ..
+        }) => assert_eq!(target, key(3).peer_id()),
+        other => panic!("{other:?}"),
+    }
+    // A node that does not relay says so.
+    let (plain, _) = server(config()).await;
+    match a
+        .connect_relayed(
+            plain.peer_id(),
+            plain.local_addr().unwrap(),
+            key(3).peer_id(),
+        )
+        .await
+    {
+        Err(NetError::RelayRefused {
+            refusal: RelayRefusal::NotARelay,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_relay_that_flips_bits_causes_a_failure_the_requester_detects_never_a_wrong_answer() {
+    let r = relay(RelayLimits::default(), Some(Tamper::FlipBits)).await;
+    let quick = NetConfig {
+        connect_timeout: Duration::from_secs(2),
+        response_timeout: Duration::from_secs(3),
+        ..no_punch()
+    };
+    let (b, hb, _res) = reserved(1, &r, quick.clone()).await;
+    let a = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(2), quick).unwrap();
+    let got = async {
+        let conn = a
+            .connect_relayed(r.peer_id(), r.local_addr().unwrap(), b.peer_id())
+            .await?;
+        conn.request(&Request::GetReceipt(Default::default())).await
+    }
+    .await;
+    // Every changed packet fails QUIC's authentication and is dropped: the
+    // handshake or the request times out. Nothing reaches the handler, and
+    // no answer is made up.
+    match got {
+        Err(NetError::Connect { .. } | NetError::Timeout(_) | NetError::Closed(_)) => {}
+        other => panic!("a tampering relay produced {other:?}"),
+    }
+    assert_eq!(hb.seen.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn a_relay_that_replays_packets_changes_no_answer_and_runs_nothing_twice() {
+    let r = relay(RelayLimits::default(), Some(Tamper::Replay)).await;
+    let (b, hb, _res) = reserved(1, &r, no_punch()).await;
+    let a = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(2), no_punch()).unwrap();
+    let conn = a
+        .connect_relayed(r.peer_id(), r.local_addr().unwrap(), b.peer_id())
+        .await
+        .unwrap();
+    // Each request's answer is exactly its own, and each ran once: QUIC
+    // discards the replayed packets.
+    for i in 0..5 {
+        match conn
+            .request(&Request::GetReceipt(Default::default()))
+            .await
+            .unwrap()
+        {
+            Response::Error(e) => assert_eq!(e.message.as_str(), a.peer_id().to_string()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(hb.seen.load(Ordering::Relaxed), i + 1);
+    }
+    // A large answer arrives whole and unchanged.
+    match conn
+        .request(&Request::FetchPackage(Default::default()))
+        .await
+        .unwrap()
+    {
+        r @ Response::Invoked(_) => assert_eq!(r, big_response()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(hb.seen.load(Ordering::Relaxed), 6);
+}
+
+#[tokio::test]
+async fn relay_limits_refuse_with_their_typed_errors() {
+    // Circuits per peer.
+    let limits = RelayLimits {
+        max_circuits_per_peer: 1,
+        ..RelayLimits::default()
+    };
+    let r = relay(limits, None).await;
+    let (b, _, _res) = reserved(1, &r, no_punch()).await;
+    let a = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(2), no_punch()).unwrap();
+    let ra = r.local_addr().unwrap();
+    let first = a
+        .connect_relayed(r.peer_id(), ra, b.peer_id())
+        .await
+        .unwrap();
+    match a.connect_relayed(r.peer_id(), ra, b.peer_id()).await {
+        Err(NetError::RelayRefused {
+            refusal: RelayRefusal::Circuits { max: 1, .. },
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    drop(first);
+
+    // Circuits per minute (to two targets: one address's share of a
+    // target's rate is a quarter of it, here 1).
+    let limits = RelayLimits {
+        circuits_per_minute: 2,
+        ..RelayLimits::default()
+    };
+    let r = relay(limits, None).await;
+    let (b, _, _res) = reserved(1, &r, no_punch()).await;
+    let (c, _, _res_c) = reserved(3, &r, no_punch()).await;
+    let a = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(2), no_punch()).unwrap();
+    let ra = r.local_addr().unwrap();
+    let _c1 = a
+        .connect_relayed(r.peer_id(), ra, b.peer_id())
+        .await
+        .unwrap();
+    let _c2 = a
+        .connect_relayed(r.peer_id(), ra, c.peer_id())
+        .await
+        .unwrap();
+    match a.connect_relayed(r.peer_id(), ra, b.peer_id()).await {
+        Err(NetError::RelayRefused {
+            refusal:
+                RelayRefusal::Rate {
+                    per_minute: 2,
+                    peer,
+                },
+            ..
+        }) => assert_eq!(peer, a.peer_id()),
+        other => panic!("{other:?}"),
+    }
+
+    // Bytes per circuit: a 4 MiB answer does not fit in 64 KiB.
+    let limits = RelayLimits {
+        max_circuit_bytes: 64 << 10,
+        ..RelayLimits::default()
+    };
+    let r = relay(limits, None).await;
+    let (b, _, _res) = reserved(1, &r, no_punch()).await;
+    let a = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(2), no_punch()).unwrap();
+    let conn = a
+        .connect_relayed(r.peer_id(), r.local_addr().unwrap(), b.peer_id())
+        .await
+        .unwrap();
+    assert_eq!(conn.request(&Request::Ping).await.unwrap(), Response::Pong);
+    match conn
+        .request(&Request::FetchPackage(Default::default()))
+        .await
+    {
+        Err(NetError::CircuitEnded {
+            end: CircuitEnd::Bytes { max },
+            ..
+        }) => assert_eq!(max, 64 << 10),
+        other => panic!("{other:?}"),
+    }
+
+    // Duration per circuit.
+    let limits = RelayLimits {
+        max_circuit_duration_ms: 1_000,
+        ..RelayLimits::default()
+    };
+    let r = relay(limits, None).await;
+    let (b, _, _res) = reserved(1, &r, no_punch()).await;
+    let a = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(2), no_punch()).unwrap();
+    let conn = a
+        .connect_relayed(r.peer_id(), r.local_addr().unwrap(), b.peer_id())
+        .await
+        .unwrap();
+    assert_eq!(conn.request(&Request::Ping).await.unwrap(), Response::Pong);
+    let end = conn.circuit().unwrap().ended().await;
+    assert_eq!(end, CircuitEnd::Duration { max_ms: 1_000 });
+    match conn.request(&Request::Ping).await {
+        Err(NetError::CircuitEnded {
+            end: CircuitEnd::Duration { max_ms: 1_000 },
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+
+    // Reservations in all.
+    let limits = RelayLimits {
+        max_reservations: 1,
+        ..RelayLimits::default()
+    };
+    let r = relay(limits, None).await;
+    let (_b, _, _res) = reserved(1, &r, no_punch()).await;
+    let c = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(3), no_punch()).unwrap();
+    let _held = c.keep_reservation(r.peer_id(), r.local_addr().unwrap());
+    let mut refused = String::new();
+    for _ in 0..100 {
+        if let Some(e) = c.relay_states().first().and_then(|s| s.error.clone()) {
+            refused = e.to_string();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused.contains("limit of 1 reservations"), "{refused:?}");
+}
+
+#[tokio::test]
+async fn dialling_by_peer_id_uses_any_path_that_works_preferring_direct() {
+    let r = relay(RelayLimits::default(), None).await;
+    let (b, _, _res) = reserved(1, &r, no_punch()).await;
+    let relayed = NetAddr::Relay {
+        relay: r.peer_id(),
+        addr: r.local_addr().unwrap(),
+    };
+    // A direct address that answers nothing, and the relay: the relay wins.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let a = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(2), no_punch()).unwrap();
+    a.learn_paths(
+        b.peer_id(),
+        &[NetAddr::Quic(silent.local_addr().unwrap()), relayed],
+    );
+    assert_eq!(
+        a.request_peer(b.peer_id(), None, &Request::Ping)
+            .await
+            .unwrap(),
+        Response::Pong
+    );
+    let conn = a.peer_connection(b.peer_id(), None).await.unwrap();
+    assert_eq!(conn.kind(), PathKind::Relayed);
+    // With B's real address too, the direct path is taken.
+    let a2 = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(3), no_punch()).unwrap();
+    a2.learn_paths(
+        b.peer_id(),
+        &[relayed, NetAddr::Quic(b.local_addr().unwrap())],
+    );
+    let conn = a2.peer_connection(b.peer_id(), None).await.unwrap();
+    assert_eq!(conn.kind(), PathKind::Direct);
+    // No path at all, and every path failing, are named.
+    let a3 = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(4), no_punch()).unwrap();
+    assert!(matches!(
+        a3.peer_connection(b.peer_id(), None).await,
+        Err(NetError::NoPath(_))
+    ));
+}
+
+#[tokio::test]
+async fn after_a_relayed_dial_a_punch_moves_new_requests_to_a_direct_path_without_failing_those_in_flight()
+ {
+    let r = relay(RelayLimits::default(), None).await;
+    let (b, hb, _res) = reserved(1, &r, config()).await;
+    let a = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(2), config()).unwrap();
+    a.learn_paths(
+        b.peer_id(),
+        &[NetAddr::Relay {
+            relay: r.peer_id(),
+            addr: r.local_addr().unwrap(),
+        }],
+    );
+    let relayed = a.peer_connection(b.peer_id(), None).await.unwrap();
+    assert_eq!(relayed.kind(), PathKind::Relayed);
+    // A slow request in flight on the relayed connection while the punch
+    // runs (Echo answers `Status` after 500 ms).
+    let slow = {
+        let c = relayed.clone();
+        tokio::spawn(async move { c.request(&Request::Status).await })
+    };
+    let mut moved = None;
+    for _ in 0..100 {
+        let c = a.peer_connection(b.peer_id(), None).await.unwrap();
+        if c.kind() == PathKind::Punched {
+            moved = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let direct = moved.expect("no punched connection");
+    assert_eq!(
+        direct.request(&Request::Ping).await.unwrap(),
+        Response::Pong
+    );
+    assert_eq!(slow.await.unwrap().unwrap(), Response::Pong);
+    assert!(!relayed.is_closed());
+    let report = a.reachability(&[]);
+    assert_eq!((report.punches.attempted, report.punches.succeeded), (1, 1));
+    assert_eq!((report.made.relayed, report.made.punched), (1, 1));
+    // B counts the incoming direct connection as punched.
+    assert_eq!(b.path_counts().punched, 1);
+    assert!(hb.seen.load(Ordering::Relaxed) >= 2);
+}
+
+/// A requester that goes away without its close reaching the far end
+/// through the circuit: the far end's session ends with the circuit, at
+/// once, rather than holding one of the requester's connection slots until
+/// its idle timeout (30 s here), which made repeated requesters hit their
+/// connection limit at a relayed peer.
+#[tokio::test]
+async fn a_relayed_session_ends_with_its_circuit_not_at_the_idle_timeout() {
+    let r = relay(RelayLimits::default(), None).await;
+    let (b, _, _res) = reserved(1, &r, no_punch()).await;
+    let a = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(2), no_punch()).unwrap();
+    let conn = a
+        .connect_relayed(r.peer_id(), r.local_addr().unwrap(), b.peer_id())
+        .await
+        .unwrap();
+    assert_eq!(conn.request(&Request::Ping).await.unwrap(), Response::Pong);
+    let relayed_from_a = |b: &Endpoint| {
+        b.reachability(&[])
+            .open
+            .iter()
+            .filter(|o| o.peer == a.peer_id() && o.kind == PathKind::Relayed)
+            .count()
+    };
+    assert_eq!(relayed_from_a(&b), 1);
+    // A's connection to the relay goes first, and the circuit with it.
+    conn.circuit().unwrap().close();
+    let t0 = std::time::Instant::now();
+    while relayed_from_a(&b) > 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "B still holds the session"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A punch offer makes the answering node probe whatever addresses it
+/// lists: answered punches are bounded, one per peer per 30 s and 64 in
+/// all, so that sessions cannot turn a node into a probe cannon. Offers are
+/// answered on relayed sessions only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_punches_are_bounded_per_peer_and_in_all() {
+    use errand_core::reach::PunchOffer;
+    use errand_net::punch::MAX_ANSWERED;
+    let room = u32::try_from(2 * MAX_ANSWERED).unwrap();
+    // All from one address, which may hold a quarter of B's circuits.
+    let r = relay(
+        RelayLimits {
+            max_circuits_per_peer: 4 * room,
+            circuits_per_minute: 4 * room,
+            ..RelayLimits::default()
+        },
+        None,
+    )
+    .await;
+    // Each circuit is a stream of B's connection to the relay: room for
+    // them all.
+    let (b, _, _res) = reserved(
+        1,
+        &r,
+        NetConfig {
+            max_streams_per_connection: room,
+            ..no_punch()
+        },
+    )
+    .await;
+    let target = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let offer = Request::Punch(PunchOffer::new(&[target.local_addr().unwrap()]));
+    let mut sessions = Vec::new();
+    for key in testing::identities(MAX_ANSWERED + 1) {
+        let c = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key, no_punch()).unwrap();
+        let conn = c
+            .connect_relayed(r.peer_id(), r.local_addr().unwrap(), b.peer_id())
+            .await
+            .unwrap();
+        sessions.push((c, conn));
+    }
+    // All at once, so that every answered punch is still running (each
+    // probes for about 2 s).
+    let mut asks = tokio::task::JoinSet::new();
+    for (_, conn) in &sessions {
+        let (conn, offer) = (conn.clone(), offer.clone());
+        asks.spawn(async move { conn.request(&offer).await.unwrap() });
+    }
+    let (mut answered, mut busy) = (0, 0);
+    while let Some(got) = asks.join_next().await {
+        match got.unwrap() {
+            Response::Punch(_) => answered += 1,
+            Response::Error(e) if e.code == ErrorCode::Busy => {
+                assert!(e.message.contains("hole punches under way"), "{e}");
+                busy += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((answered, busy), (MAX_ANSWERED, 1));
+}
+
+// ------------------------------------------------- address discovery, punches
+
+/// Regression (issue 13 review): a relay named in any peer's descriptor
+/// told the requester which address it saw it at, and that went into the
+/// requester's observations, so that it changed its NAT classification
+/// (a relay could make it "public" and so stop its reservations) and led
+/// the candidates of every later punch with every peer. Now what such a
+/// relay says serves the punch over its own circuit only; the NAT picture
+/// comes from the observers the node chose, and is bounded.
+#[tokio::test]
+async fn a_relay_named_by_a_descriptor_changes_neither_our_nat_nor_our_candidates() {
+    use errand_core::reach::NatMapping;
+    use errand_net::paths::MAX_OBSERVERS;
+    let r = relay(RelayLimits::default(), None).await;
+    let (b, _, _res) = reserved(1, &r, no_punch()).await;
+    let a = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(2), no_punch()).unwrap();
+    let before = (a.nat(), a.observations(), a.candidates());
+    assert_eq!(before.0, NatMapping::Unknown);
+    // B's descriptor names the relay; A dials B by peer id through it.
+    a.learn_paths(
+        b.peer_id(),
+        &[NetAddr::Relay {
+            relay: r.peer_id(),
+            addr: r.local_addr().unwrap(),
+        }],
+    );
+    let conn = a.peer_connection(b.peer_id(), None).await.unwrap();
+    assert_eq!(conn.kind(), PathKind::Relayed);
+    assert_eq!(conn.request(&Request::Ping).await.unwrap(), Response::Pong);
+    // What the relay saw is kept with the circuit, for its punch...
+    assert_eq!(conn.relay_observed(), Some(a.local_addr().unwrap()));
+    // ...and nowhere else.
+    assert_eq!((a.nat(), a.observations(), a.candidates()), before);
+    // The same relay asked as an observer A chose does count.
+    let seen = a
+        .observe(r.peer_id(), r.local_addr().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(a.observations(), vec![seen]);
+    assert_eq!(a.nat(), NatMapping::Public);
+    // Observers are bounded: the oldest goes.
+    let mut observers = Vec::new();
+    for key in testing::identities(MAX_OBSERVERS) {
+        let o = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key, config()).unwrap();
+        tokio::spawn(serve(
+            o.clone(),
+            Arc::new(Echo {
+                seen: AtomicUsize::new(0),
+            }),
+        ));
+        a.observe(o.peer_id(), o.local_addr().unwrap())
+            .await
+            .unwrap();
+        observers.push(o);
+    }
+    let kept = a.observations();
+    assert_eq!(kept.len(), MAX_OBSERVERS);
+    assert!(!kept.iter().any(|o| o.observer == r.peer_id()), "{kept:?}");
+}
+
+/// Regression (issue 13 review): a punch offer was answered on any
+/// session, direct ones too, and a new offer replaced the old one and
+/// restarted its probes, so that one peer could keep a node probing
+/// addresses of its choice without end. Now an offer is answered on a
+/// relayed session only, and once per peer per 30 s, whatever the
+/// session; other peers are still answered.
+#[tokio::test]
+async fn punch_offers_are_rate_limited_per_peer() {
+    use errand_core::reach::PunchOffer;
+    let r = relay(RelayLimits::default(), None).await;
+    let (b, _, _res) = reserved(1, &r, no_punch()).await;
+    let target = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let offer = Request::Punch(PunchOffer::new(&[target.local_addr().unwrap()]));
+    let through_relay = |n: u8| {
+        let r = r.clone();
+        let b = b.peer_id();
+        async move {
+            let c = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(n), no_punch()).unwrap();
+            let conn = c
+                .connect_relayed(r.peer_id(), r.local_addr().unwrap(), b)
+                .await
+                .unwrap();
+            (c, conn)
+        }
+    };
+    let (a, conn) = through_relay(2).await;
+    match conn.request(&offer).await.unwrap() {
+        Response::Punch(o) => assert!(!o.addrs.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    // Again at once, on this session or a new one: refused, naming the
+    // limit.
+    let again = a
+        .connect_relayed(r.peer_id(), r.local_addr().unwrap(), b.peer_id())
+        .await
+        .unwrap();
+    for c in [&conn, &again] {
+        match c.request(&offer).await.unwrap() {
+            Response::Error(e) => {
+                assert_eq!(e.code, ErrorCode::Busy, "{e}");
+                assert!(
+                    e.message.contains("one hole punch per peer every 30 s"),
+                    "{e}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Another peer is answered.
+    let (_c, other) = through_relay(3).await;
+    assert!(matches!(
+        other.request(&offer).await.unwrap(),
+        Response::Punch(_)
+    ));
+    // An offer on a direct session is refused: there is nothing to punch.
+    let d = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(4), no_punch()).unwrap();
+    match d
+        .request(b.local_addr().unwrap(), b.peer_id(), &offer)
+        .await
+        .unwrap()
+    {
+        Response::Error(e) => {
+            assert_eq!(e.code, ErrorCode::Unsupported, "{e}");
+            assert!(e.message.contains("through a relay"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // And punching over one fails at once, without asking.
+    let direct = d
+        .connect(b.local_addr().unwrap(), b.peer_id())
+        .await
+        .unwrap();
+    assert!(matches!(
+        d.punch(&direct).await,
+        Err(NetError::PunchFailed { .. })
+    ));
+}
+
+/// Regression (issue 13 review): `connect` to an address in 240.0.0.0/4
+/// sent the QUIC Initial into whichever relay circuit has that virtual
+/// address. Descriptors cannot name one any more; a dial to one (a hint, a
+/// configured address) is refused too.
+#[tokio::test]
+async fn a_dial_to_a_circuit_address_is_refused() {
+    let a = client(2);
+    match a
+        .connect("240.0.0.1:1".parse().unwrap(), key(1).peer_id())
+        .await
+    {
+        Err(NetError::Connect { reason, .. }) => {
+            assert!(reason.contains("240.0.0.0/4"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+// ------------------------------------------------- relay limits (review)
+
+/// The relay's circuit count for `r`, once it settles at `want` (within
+/// 5 s; panics otherwise).
+async fn relay_circuits_reach(r: &Endpoint, want: u64) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let open = r.reachability(&[]).relay.unwrap().circuits_open;
+        if open == want {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{open} circuits open at the relay, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The code a held circuit's stream is reset with, within 5 s.
+async fn reset_code(held: &mut testing::Held) -> Option<u64> {
+    let read = async {
+        loop {
+            match held.recv.read_chunk(1 << 16, true).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return None,
+                Err(quinn::ReadError::Reset(code)) => return Some(code.into_inner()),
+                Err(_) => return None,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("the circuit was not closed")
+}
+
+/// Regression (issue 13 review): a relay counted a target's circuit slots
+/// and rate for everyone who asked for it together, so one requester
+/// (with a few free identities, or opening and closing) took all 16 and
+/// held them without sending a packet, and honest requesters were refused
+/// `Circuits { peer: B }` for up to an hour. Now one address holds at most a
+/// quarter of a target's circuits and rate, and a refused circuit counts
+/// against no rate.
+#[tokio::test]
+async fn one_requester_cannot_take_every_circuit_slot_of_a_target() {
+    let r = relay(
+        RelayLimits {
+            max_circuits_per_peer: 16,
+            circuits_per_minute: 20,
+            ..RelayLimits::default()
+        },
+        None,
+    )
+    .await;
+    let ra = r.local_addr().unwrap();
+    let (b, _, _res) = reserved(1, &r, no_punch()).await;
+    // Sixteen identities on one address, each holding a silent circuit.
+    let mut attackers = Vec::new();
+    for key in testing::identities(16) {
+        attackers.push(Endpoint::bind("127.0.0.1:0".parse().unwrap(), key, no_punch()).unwrap());
+    }
+    let mut held = Vec::new();
+    for a in &attackers {
+        match testing::hold_circuit(a, r.peer_id(), ra, b.peer_id()).await {
+            Ok(h) => held.push(h),
+            Err(NetError::RelayRefused {
+                refusal: RelayRefusal::AddressCircuits { target, max: 4 },
+                ..
+            }) => assert_eq!(target, b.peer_id()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(held.len(), 4);
+    // An honest requester on another address is served.
+    let honest = Endpoint::bind("127.0.0.2:0".parse().unwrap(), key(3), no_punch()).unwrap();
+    let conn = honest
+        .connect_relayed(r.peer_id(), ra, b.peer_id())
+        .await
+        .unwrap();
+    assert_eq!(conn.request(&Request::Ping).await.unwrap(), Response::Pong);
+    // The twelve refusals counted against no rate: the attacker's address
+    // has opened 4 of its 5 a minute, so one more circuit opens once a slot
+    // is free, and the one after that is refused for the rate.
+    held.pop();
+    relay_circuits_reach(&r, 4).await;
+    held.push(
+        testing::hold_circuit(&attackers[0], r.peer_id(), ra, b.peer_id())
+            .await
+            .unwrap(),
+    );
+    held.pop();
+    relay_circuits_reach(&r, 4).await;
+    match testing::hold_circuit(&attackers[1], r.peer_id(), ra, b.peer_id()).await {
+        Err(NetError::RelayRefused {
+            refusal: RelayRefusal::AddressRate { per_minute: 5, .. },
+            ..
+        }) => {}
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
+/// Regression (issue 13 review): a relay kept a circuit that carried
+/// nothing until its duration limit (an hour), and so did its target. Now
+/// the relay closes one that carries nothing each way soon after opening,
+/// or goes silent one way, and the target closes one on which no session
+/// starts.
+#[tokio::test]
+async fn an_idle_circuit_is_closed_by_the_relay() {
+    let r = relay(
+        RelayLimits {
+            circuit_idle_ms: 500,
+            ..RelayLimits::default()
+        },
+        None,
+    )
+    .await;
+    let ra = r.local_addr().unwrap();
+    let (b, _, _res) = reserved(1, &r, no_punch()).await;
+    let a = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(2), no_punch()).unwrap();
+    // A circuit on which nothing is ever sent.
+    let mut held = testing::hold_circuit(&a, r.peer_id(), ra, b.peer_id())
+        .await
+        .unwrap();
+    relay_circuits_reach(&r, 1).await;
+    let no_handshake = CircuitEnd::NoHandshake { within_ms: 500 };
+    assert_eq!(
+        reset_code(&mut held).await,
+        Some(u64::from(no_handshake.code()))
+    );
+    relay_circuits_reach(&r, 0).await;
+    // A session that goes quiet (its keep-alives come every 10 s): the
+    // circuit under it is closed as idle, and the session with it.
+    let conn = a
+        .connect_relayed(r.peer_id(), ra, b.peer_id())
+        .await
+        .unwrap();
+    assert_eq!(conn.request(&Request::Ping).await.unwrap(), Response::Pong);
+    let end = tokio::time::timeout(Duration::from_secs(5), conn.circuit().unwrap().ended())
+        .await
+        .unwrap();
+    assert_eq!(end, CircuitEnd::Idle { max_ms: 500 });
+    relay_circuits_reach(&r, 0).await;
+
+    // The target, too, closes a circuit on which no session starts (here
+    // within 2 × its 500 ms connect timeout; the relay's own limit is 10 s).
+    let r = relay(RelayLimits::default(), None).await;
+    let ra = r.local_addr().unwrap();
+    let quick = NetConfig {
+        connect_timeout: Duration::from_millis(500),
+        ..no_punch()
+    };
+    let (b, _, _res) = reserved(1, &r, quick).await;
+    let mut held = testing::hold_circuit(&a, r.peer_id(), ra, b.peer_id())
+        .await
+        .unwrap();
+    // The relay passes the target's leaving on as the other end gone.
+    assert_eq!(
+        reset_code(&mut held).await,
+        Some(u64::from(CircuitEnd::PeerGone.code()))
+    );
+    relay_circuits_reach(&r, 0).await;
+}
+
+/// Regression (issue 13 review): a relay's reservations had only a
+/// node-wide cap (1024), so one host with made-up identities took them
+/// all and honest peers behind NAT had no relay. Now one address (an IPv4
+/// address or an IPv6 /64) holds at most `max_reservations_per_address`
+/// (8 by default).
+#[tokio::test]
+async fn one_source_address_cannot_hold_every_reservation() {
+    let r = relay(RelayLimits::default(), None).await;
+    let ra = r.local_addr().unwrap();
+    let mut held = Vec::new();
+    for key in testing::identities(8) {
+        let ep = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key, no_punch()).unwrap();
+        let res = ep.keep_reservation(r.peer_id(), ra);
+        held.push((ep, res));
+    }
+    let t0 = std::time::Instant::now();
+    while held.iter().any(|(ep, _)| ep.reserved_relays().is_empty()) {
+        assert!(t0.elapsed() < Duration::from_secs(5), "not all reserved");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A ninth identity on the same address is refused, by name.
+    let ninth = Endpoint::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        testing::identities(1).remove(0),
+        no_punch(),
+    )
+    .unwrap();
+    let _ninth_res = ninth.keep_reservation(r.peer_id(), ra);
+    let mut refused = String::new();
+    for _ in 0..100 {
+        if let Some(e) = ninth.relay_states().first().and_then(|s| s.error.clone()) {
+            refused = e.to_string();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let expected = RelayRefusal::AddressReservations { max: 8 }.to_string();
+    assert!(refused.contains(&expected), "{refused:?}");
+    // A peer on another address reserves.
+    let other = Endpoint::bind("127.0.0.2:0".parse().unwrap(), key(5), no_punch()).unwrap();
+    let _other_res = other.keep_reservation(r.peer_id(), ra);
+    let t0 = std::time::Instant::now();
+    while other.reserved_relays().is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            other.relay_states()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(r.reachability(&[]).relay.unwrap().reservations, 9);
+}
+
+/// Regression (issue 13 review): each relay circuit reaches its target
+/// from a virtual address of its own, which admission control took for a
+/// source of its own with a full token bucket, so a requester bypassed
+/// the per-address handshake limit by opening more circuits. Now a
+/// relayed connection counts against the relay's address and the
+/// requester's as the relay saw it: one bucket per relayed requester.
+#[tokio::test]
+async fn relayed_handshakes_share_one_bucket_per_relayed_requester() {
+    let r = relay(RelayLimits::default(), None).await;
+    let ra = r.local_addr().unwrap();
+    // B admits one new connection a second from a source, two at once.
+    let strict = NetConfig {
+        handshakes_per_address: 1,
+        handshake_burst_per_address: 2,
+        ..no_punch()
+    };
+    let (b, _, _res) = reserved(1, &r, strict).await;
+    let quick = NetConfig {
+        connect_timeout: Duration::from_secs(1),
+        ..no_punch()
+    };
+    // One requester, a new circuit for every session: its burst, then
+    // refused (before, every circuit came with a burst of its own).
+    let a = Endpoint::bind("127.0.0.1:0".parse().unwrap(), key(2), quick.clone()).unwrap();
+    let mut sessions = Vec::new();
+    let mut failed = None;
+    for _ in 0..4 {
+        match a.connect_relayed(r.peer_id(), ra, b.peer_id()).await {
+            Ok(c) => sessions.push(c),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    assert!(sessions.len() < 4, "every relayed handshake was admitted");
+    assert!(failed.is_some());
+    assert!(
+        b.admission_stats().refused() >= 1,
+        "{:?}",
+        b.admission_stats()
+    );
+    // Another requester through the same relay has a bucket of its own.
+    let c = Endpoint::bind("127.0.0.2:0".parse().unwrap(), key(3), quick).unwrap();
+    let conn = c
+        .connect_relayed(r.peer_id(), ra, b.peer_id())
+        .await
+        .unwrap();
+    assert_eq!(conn.request(&Request::Ping).await.unwrap(), Response::Pong);
+}

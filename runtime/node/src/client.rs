@@ -306,6 +306,9 @@ impl Client {
                     for d in list.into_vec() {
                         let b = d.body();
                         if d.verify().is_ok() && b.check_fresh(now).is_ok() && query.admits(b) {
+                            // Its signed paths, to dial the publisher by
+                            // peer id (see `errand_net::paths`).
+                            self.endpoint.learn_paths(b.publisher, &b.addrs);
                             ok.push(d);
                         } else {
                             rejected += 1;
@@ -339,13 +342,17 @@ impl Client {
         })
     }
 
-    /// The first advertised address of a descriptor.
+    /// The publisher of a descriptor and the address of its first path: its
+    /// first direct address, or else its first relay's. A client that found
+    /// the descriptor ([`Client::find`]) dials the publisher on every path
+    /// it published, whatever this address.
     pub fn address_of(d: &SignedDescriptor) -> Result<PeerAddr, ClientError> {
         let b = d.body();
-        match b.addrs.first() {
-            Some(errand_core::descriptor::NetAddr::Quic(a)) => Ok(PeerAddr {
+        let first = errand_core::reach::order_paths(&b.addrs);
+        match first.first() {
+            Some(p) => Ok(PeerAddr {
                 peer: b.publisher,
-                addr: *a,
+                addr: p.socket_addr(),
             }),
             None => Err(ClientError::NoAddress(b.publisher)),
         }
@@ -508,6 +515,21 @@ impl Client {
                 error,
             }),
             _ => Err(ClientError::Unexpected { peer: from.peer }),
+        }
+    }
+
+    /// A node's reachability (only its own key may ask).
+    pub async fn reachability(
+        &self,
+        to: PeerAddr,
+    ) -> Result<errand_core::reach::ReachabilityReport, ClientError> {
+        match self.request(to, &Request::Reachability).await? {
+            Response::Reachability(r) => Ok(*r),
+            Response::Error(error) => Err(ClientError::Remote {
+                peer: to.peer,
+                error,
+            }),
+            _ => Err(ClientError::Unexpected { peer: to.peer }),
         }
     }
 

@@ -7,6 +7,8 @@
 //! storage = "data"                 # receipts, reputation, compiled cache
 //! advertise = ["203.0.113.7:4433"] # addresses put in descriptors (default: the listen address, if specific);
 //!                                  # no IPv6 link-local address, scope id (`%eth0`) or flow info
+//! relays = ["errand1…@198.51.100.9:4433"] # relays to reserve a path with (default: the registries that relay)
+//! reachability = "auto"            # auto | public | private (see docs/reachability.md)
 //!
 //! [[registries]]                   # where to publish, and whom `errand find` asks
 //! peer = "errand1…"
@@ -51,11 +53,20 @@
 //! exploration = 0.1                # chance of trying a newcomer first
 //!
 //! [adversary]                      # FOR DEMOS AND TESTS ONLY: makes the node cheat
-//! behaviour = "wrong-output"       # wrong-output | forge-receipt | lazy | different-component | silent | drift
+//! behaviour = "wrong-output"       # wrong-output | forge-receipt | lazy | different-component | silent | drift | relay-flip-bits | relay-replay
 //! advertise_latency_ms = 1         # lie about QoS to attract requests
 //! advertise_cost = 0
 //! impostor = "other.wasm"          # for different-component: what really runs
 //! drift_period_ms = 2000           # for drift: alternately serve and refuse
+//!
+//! [relay]                          # present: this node relays for peers behind NAT (limits per peer)
+//! max_reservations = 1024
+//! max_reservations_per_address = 8 # per IPv4 address / IPv6 /64
+//! max_circuits_per_peer = 16       # a requester address gets a quarter of a target's
+//! max_circuit_bytes = 1073741824
+//! max_circuit_duration_ms = 3600000
+//! circuit_idle_ms = 60000          # a circuit silent one way this long is closed
+//! circuits_per_minute = 60         # a requester address gets a quarter of a target's
 //!
 //! [registry]                       # present: this node is also a registry
 //! max_entries = 1000000
@@ -81,6 +92,7 @@ use std::str::FromStr;
 use errand_core::PeerId;
 use errand_core::descriptor::{DEFAULT_REFRESH_MS, DEFAULT_TTL_MS, MAX_TTL_MS, MIN_TTL_MS};
 use errand_core::discovery::RegistryLimits;
+use errand_core::reach::{Reachability, RelayLimits};
 use serde::{Deserialize, Serialize};
 
 /// A peer and its address: `errand1…@host:port` in text.
@@ -120,6 +132,23 @@ impl FromStr for PeerAddr {
                 .map_err(|e: std::net::AddrParseError| err(format!("address: {e}")))?,
         })
     }
+}
+
+/// A list of peers, each `PEERID@ADDR` or `{ peer = …, addr = … }`.
+fn peer_addrs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PeerAddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        Table(PeerAddr),
+    }
+    Vec::<Either>::deserialize(d)?
+        .into_iter()
+        .map(|e| match e {
+            Either::Text(t) => t.parse().map_err(serde::de::Error::custom),
+            Either::Table(p) => Ok(p),
+        })
+        .collect()
 }
 
 /// Publishing settings.
@@ -281,6 +310,57 @@ impl RegistryConfig {
     }
 }
 
+/// The relay role: limits per peer (see `errand_net::relay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Peers holding a reservation, in all.
+    pub max_reservations: u32,
+    /// Reservations held from one address (IPv4 address or IPv6 /64).
+    pub max_reservations_per_address: u32,
+    /// Circuits open at once with a given peer at either end.
+    pub max_circuits_per_peer: u32,
+    /// Bytes one circuit carries, both ways together.
+    pub max_circuit_bytes: u64,
+    /// How long one circuit lasts, in milliseconds.
+    pub max_circuit_duration_ms: u64,
+    /// How long either direction of a circuit may carry nothing, in
+    /// milliseconds.
+    pub circuit_idle_ms: u64,
+    /// New circuits a given peer may open or receive per minute.
+    pub circuits_per_minute: u32,
+}
+
+impl Default for RelayConfig {
+    fn default() -> RelayConfig {
+        let d = RelayLimits::default();
+        RelayConfig {
+            max_reservations: d.max_reservations,
+            max_reservations_per_address: d.max_reservations_per_address,
+            max_circuits_per_peer: d.max_circuits_per_peer,
+            max_circuit_bytes: d.max_circuit_bytes,
+            max_circuit_duration_ms: d.max_circuit_duration_ms,
+            circuit_idle_ms: d.circuit_idle_ms,
+            circuits_per_minute: d.circuits_per_minute,
+        }
+    }
+}
+
+impl RelayConfig {
+    /// As relay limits.
+    pub fn limits(&self) -> RelayLimits {
+        RelayLimits {
+            max_reservations: self.max_reservations,
+            max_reservations_per_address: self.max_reservations_per_address,
+            max_circuits_per_peer: self.max_circuits_per_peer,
+            max_circuit_bytes: self.max_circuit_bytes,
+            max_circuit_duration_ms: self.max_circuit_duration_ms,
+            circuit_idle_ms: self.circuit_idle_ms,
+            circuits_per_minute: self.circuits_per_minute,
+        }
+    }
+}
+
 /// Requester-side trust settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -378,6 +458,11 @@ pub enum Behaviour {
     /// requester who used it would fail its own canaries and replays and
     /// blame honest executors. Author-signed packages refuse it.
     FrameTheHonest,
+    /// As a relay: flips a bit in every packet it relays after the first
+    /// few each way (the sessions' encryption makes the peers drop them).
+    RelayFlipBits,
+    /// As a relay: sends every packet twice, and the one before it again.
+    RelayReplay,
     /// One of a colluding ring: lies like `wrong-output` (every member
     /// corrupts alike, so members agree with each other when one witnesses
     /// another's cross-check) and refuses to serve the package it
@@ -454,6 +539,16 @@ pub struct NodeConfig {
     /// The registry role, if enabled.
     #[serde(default)]
     pub registry: Option<RegistryConfig>,
+    /// The relay role, if enabled.
+    #[serde(default)]
+    pub relay: Option<RelayConfig>,
+    /// Relays to keep a reservation with when unreachable (default: the
+    /// registries, those of them that relay), as `PEERID@ADDR`.
+    #[serde(default, deserialize_with = "peer_addrs")]
+    pub relays: Vec<PeerAddr>,
+    /// Whether the node may be dialled at its own addresses.
+    #[serde(default)]
+    pub reachability: Reachability,
     /// Requester-side trust settings.
     #[serde(default)]
     pub trust: TrustConfig,
@@ -660,6 +755,39 @@ impl NodeConfig {
                 "is required for behaviour different-component".into(),
             ));
         }
+        if let Some(r) = &self.relay {
+            for (field, zero) in [
+                ("relay.max_reservations", r.max_reservations == 0),
+                (
+                    "relay.max_reservations_per_address",
+                    r.max_reservations_per_address == 0,
+                ),
+                ("relay.max_circuits_per_peer", r.max_circuits_per_peer == 0),
+                ("relay.circuit_idle_ms", r.circuit_idle_ms == 0),
+                ("relay.max_circuit_bytes", r.max_circuit_bytes == 0),
+                (
+                    "relay.max_circuit_duration_ms",
+                    r.max_circuit_duration_ms == 0,
+                ),
+                ("relay.circuits_per_minute", r.circuits_per_minute == 0),
+            ] {
+                if zero {
+                    return Err(bad(field, "must be above 0".into()));
+                }
+            }
+        }
+        if let Some(a) = &self.adversary
+            && matches!(
+                a.behaviour,
+                Behaviour::RelayFlipBits | Behaviour::RelayReplay
+            )
+            && self.relay.is_none()
+        {
+            return Err(bad(
+                "adversary.behaviour",
+                "relay-flip-bits and relay-replay need a [relay] section".into(),
+            ));
+        }
         if let Some(r) = &self.registry
             && (r.max_entries == 0
                 || r.max_per_publisher == 0
@@ -671,9 +799,10 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// The addresses to put in descriptors. One that no descriptor can
-    /// carry (see [`unadvertisable`]; [`NodeConfig::load`] refuses them) is
-    /// left out, with a warning.
+    /// The addresses to put in descriptors (with
+    /// `reachability = "private"`, only those `advertise` lists). One that
+    /// no descriptor can carry (see [`unadvertisable`]; [`NodeConfig::load`]
+    /// refuses them) is left out, with a warning.
     pub fn advertised(&self, bound: SocketAddr) -> Vec<SocketAddr> {
         let mut addrs = self.advertised_unchecked(bound);
         addrs.retain(|a| match unadvertisable(a) {
@@ -690,6 +819,9 @@ impl NodeConfig {
         if !self.advertise.is_empty() {
             return self.advertise.clone();
         }
+        if self.reachability == Reachability::Private {
+            return Vec::new();
+        }
         if bound.ip().is_unspecified() {
             // Listening on every interface: advertise loopback, the one
             // address sure to reach us; set `advertise` for anything else.
@@ -705,7 +837,7 @@ impl NodeConfig {
 
 /// Why `addr` cannot be put in a descriptor, if it cannot: what
 /// [`errand_core::descriptor::check_addr`] refuses (port 0, an IPv6 scope
-/// id or flow info), and IPv6 link-local addresses, which reach the node
+/// id or flow info, 240.0.0.0/4), and IPv6 link-local addresses, which reach the node
 /// only through an interface that no descriptor can name.
 pub fn unadvertisable(addr: &SocketAddr) -> Option<String> {
     if let Err(e) = errand_core::descriptor::check_addr(addr) {
@@ -768,6 +900,35 @@ mod tests {
         std::fs::write(&p, "[registry]\nranking = \"relevant\"\n").unwrap();
         let e = format!("{:#}", NodeConfig::load(&p).unwrap_err());
         assert!(e.contains("relevant") && e.contains("sampled"), "{e}");
+    }
+
+    #[test]
+    fn relay_settings_default_and_zero_limits_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("node.toml");
+        std::fs::write(&p, "").unwrap();
+        let c = NodeConfig::load(&p).unwrap();
+        assert!(c.relay.is_none() && c.relays.is_empty());
+        assert_eq!(c.reachability, Reachability::Auto);
+        let id = errand_core::SecretKey::from_seed([1; 32]).peer_id();
+        std::fs::write(
+            &p,
+            format!(
+                "reachability = \"private\"\nrelays = [\"{id}@127.0.0.1:4433\"]\n[relay]\ncircuits_per_minute = 5\n"
+            ),
+        )
+        .unwrap();
+        let c = NodeConfig::load(&p).unwrap();
+        assert_eq!(c.relay.unwrap().limits().circuits_per_minute, 5);
+        assert_eq!(c.relays[0].peer, id);
+        // Private: no direct address unless one is listed.
+        assert!(c.advertised("127.0.0.1:4433".parse().unwrap()).is_empty());
+        std::fs::write(&p, "[relay]\nmax_circuit_bytes = 0\n").unwrap();
+        let e = NodeConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("relay.max_circuit_bytes"), "{e}");
+        std::fs::write(&p, "reachability = \"hidden\"\n").unwrap();
+        let e = NodeConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("hidden") && e.contains("private"), "{e}");
     }
 
     #[test]

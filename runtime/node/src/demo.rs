@@ -553,7 +553,7 @@ fn audit(
     };
     let asked = ev.request.as_ref().map(|q| q.body());
     matches!(
-        errand_host::replay(host, r, asked, component, input, None),
+        errand_host::replay(host, r, asked, component, input, None, None),
         Ok(replay) if replay.matched()
     )
 }

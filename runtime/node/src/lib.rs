@@ -27,5 +27,6 @@ pub mod keystore;
 pub mod mcp;
 pub mod node;
 pub mod packaging;
+pub mod scaffold;
 pub mod store;
 pub mod workflow;

@@ -29,6 +29,10 @@ enum Command {
     ///
     /// Exit status: 0 verified, 1 verification failed, 2 unusable input.
     Verify(cli::verify::VerifyArgs),
+    /// Start a tool: a working scaffold in Rust, Python or JavaScript.
+    New(cli::author::NewArgs),
+    /// Build a tool from its sources (Rust, Python or JavaScript) and pack it.
+    Build(cli::author::BuildArgs),
     /// Package a tool: component, manifest and a signed descriptor template.
     Pack(cli::tools::PackArgs),
     /// Show what a tool package or component holds.
@@ -54,6 +58,11 @@ enum Command {
     Mcp(Box<cli::mcp::McpArgs>),
     /// Report on a running node (asks with the node's own key).
     Status(cli::network::StatusArgs),
+    /// Reach a peer by its id over every path it publishes (direct,
+    /// relayed), report how, and wait for a hole punch if asked.
+    ///
+    /// Exit status: 0 if every ping was answered, 1 otherwise.
+    Ping(cli::network::PingArgs),
     /// List or export the receipts a (stopped) node has signed, with the
     /// signed requests they answer, for an auditor.
     Receipts(cli::receipts::ReceiptsArgs),
@@ -81,6 +90,8 @@ fn main() -> ExitCode {
         Command::Keygen(a) => cli::keys::keygen(a),
         Command::Id(a) => cli::keys::id(a),
         Command::Verify(a) => cli::verify::run(a),
+        Command::New(a) => cli::author::new(a),
+        Command::Build(a) => cli::author::build(a),
         Command::Pack(a) => cli::tools::pack(a),
         Command::Inspect(a) => cli::tools::inspect(a),
         Command::Run(a) => cli::tools::run(a),
@@ -89,6 +100,7 @@ fn main() -> ExitCode {
         Command::Invoke(a) => cli::network::invoke(*a),
         Command::Mcp(a) => cli::mcp::mcp(*a),
         Command::Status(a) => cli::network::status(a),
+        Command::Ping(a) => cli::network::ping(a),
         Command::Receipts(a) => cli::receipts::receipts(a),
         Command::Workflow(c) => cli::trust::workflow(c),
         Command::Demo(a) => cli::trust::demo(a),
@@ -110,15 +122,54 @@ fn main() -> ExitCode {
             ExitCode::from(BROKEN_PIPE)
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(1)
         }
     }
 }
 
+/// An error and its causes on one line, as `{:#}` writes them, but with a
+/// cause left out when the text so far already ends with it: many error
+/// types put their source in their own message too, and the reader should
+/// not get `…: File exists (os error 17): File exists (os error 17)`.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    /// Regression (review): `errand new x --dir FILE` said `cannot write
+    /// FILE: File exists (os error 17): File exists (os error 17)`, an
+    /// error whose message holds its source, printed with its chain.
+    #[test]
+    fn an_error_that_names_its_source_is_not_printed_twice() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot write afile: {source}")]
+        struct Write {
+            source: std::io::Error,
+        }
+        let io = std::io::Error::from_raw_os_error(17);
+        let shown = io.to_string();
+        let e = anyhow::Error::new(Write { source: io }).context("errand new");
+        assert_eq!(
+            super::error_text(&e),
+            format!("errand new: cannot write afile: {shown}")
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::error_text(&plain), "outer: inner");
+    }
 
     /// clap checks argument names and the like only at run time; this makes
     /// a malformed command fail the build's tests instead of a user's run.

@@ -20,6 +20,15 @@
 //!   the declared one by more than `publish.drift_ratio`.
 //! * **Registry** (with `[registry]`): checks and indexes published
 //!   descriptors, answers queries, and drops expired entries every second.
+//! * **Relay** (with `[relay]`): carries circuits for peers behind NAT,
+//!   within its per-peer limits (see `errand_net::relay`).
+//! * **Reachability**: every 30 s the node asks its registries and relays
+//!   which address they see it at, and classifies its NAT from their
+//!   answers only (observers it chose; a relay that some peer's
+//!   descriptor names never counts, see `errand_net::paths`). Unless it is
+//!   public (`reachability`, see `docs/reachability.md`), it keeps a
+//!   reservation with its relays (`relays`, or the registries that relay)
+//!   and publishes them as paths; a change of paths is republished at once.
 //!
 //! An invocation's receipt is stored durably before the result is returned.
 //! On SIGINT or SIGTERM the node withdraws its descriptors (best effort),
@@ -46,6 +55,7 @@ use errand_core::wire::{
 };
 use errand_core::{Digest, PeerId, SecretKey, UnixMillis};
 use errand_host::{Host, HostConfig, Invocation, Limits, Prepared, ReceiptInfo};
+use errand_net::relay::{Reservation, Tamper};
 use errand_net::{Endpoint, Handler, NetConfig};
 
 use crate::config::{Behaviour, NodeConfig};
@@ -134,6 +144,9 @@ struct Inner {
     impostor: Option<Arc<Prepared>>,
     /// Publish messages and bytes received as a registry.
     publish_traffic: (AtomicU64, AtomicU64),
+    /// The paths published now: direct addresses, then relays holding a
+    /// reservation for this node.
+    paths: Mutex<Vec<NetAddr>>,
 }
 
 /// A running node. Dropping it does not stop it: call [`Node::shutdown`].
@@ -188,6 +201,12 @@ impl Node {
                 handshakes_per_address: l.handshakes_per_address,
                 handshake_burst_per_address: l.handshake_burst_per_address,
                 unproven_handshakes: l.unproven_handshakes,
+                relay: config.relay.map(|r| r.limits()),
+                relay_tamper: match config.adversary.as_ref().map(|a| a.behaviour) {
+                    Some(Behaviour::RelayFlipBits) => Some(Tamper::FlipBits),
+                    Some(Behaviour::RelayReplay) => Some(Tamper::Replay),
+                    _ => None,
+                },
                 ..NetConfig::default()
             },
         )?;
@@ -204,7 +223,7 @@ impl Node {
                     seed: random_seed(),
                 },
             };
-            Mutex::new(Index::with_ranking(r.limits(), ranking))
+            Mutex::new(Index::keyed(r.limits(), ranking, random_seed()))
         });
         let impostor = match config.adversary.as_ref().and_then(|a| a.impostor.as_ref()) {
             Some(path) => {
@@ -225,8 +244,10 @@ impl Node {
         if let Some(a) = &config.adversary {
             tracing::warn!(behaviour = ?a.behaviour, "ADVERSARY MODE: this node cheats on purpose (demos and tests only)");
         }
+        let advertised = config.advertised(bound);
         let inner = Arc::new(Inner {
-            advertised: config.advertised(bound),
+            paths: Mutex::new(advertised.iter().map(|a| NetAddr::Quic(*a)).collect()),
+            advertised,
             invocation_slots: tokio::sync::Semaphore::new(config.limits.max_concurrent_invocations),
             config,
             key,
@@ -253,6 +274,7 @@ impl Node {
         ));
         tokio::spawn(publisher(node.inner.clone()));
         tokio::spawn(scanner(node.inner.clone()));
+        tokio::spawn(reacher(node.inner.clone()));
         if node.inner.registry.is_some() {
             tokio::spawn(expirer(node.inner.clone()));
         }
@@ -291,6 +313,16 @@ impl Node {
     /// The addresses it advertises.
     pub fn advertised(&self) -> &[SocketAddr] {
         &self.inner.advertised
+    }
+
+    /// The paths it publishes now (direct addresses and relays).
+    pub fn paths(&self) -> Vec<NetAddr> {
+        lock(&self.inner.paths).clone()
+    }
+
+    /// The node's network endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.inner.endpoint
     }
 
     /// Names of the hosted capabilities.
@@ -434,9 +466,14 @@ impl Inner {
             .map_err(|e| format!("author signature of {}: {e}", package.author()))?;
         let manifest =
             packaging::parse_manifest(path, &package.manifest).map_err(|e| e.to_string())?;
+        // Without NaN canonicalisation only if the author-signed manifest
+        // declares the tool never observes NaN bits.
         let prepared = self
             .host
-            .prepare(&package.component)
+            .prepare_with(
+                &package.component,
+                errand_host::NanMode::for_manifest(&manifest),
+            )
             .map_err(|e| e.to_string())?;
         let limits = packaging::manifest_limits(&manifest);
         let mut template = package.descriptor.body().clone();
@@ -1016,6 +1053,18 @@ impl Handler for Inner {
                 ErrorCode::Forbidden,
                 "status is only for the node's own key",
             ),
+            Request::Reachability if peer == self.key.peer_id() => {
+                let paths = lock(&self.paths).clone();
+                Response::Reachability(Box::new(self.endpoint.reachability(&paths)))
+            }
+            Request::Reachability => err(
+                ErrorCode::Forbidden,
+                "reachability is only for the node's own key",
+            ),
+            // The connectivity plane answers these before they get here.
+            Request::Observe | Request::Relay(_) | Request::Punch(_) => {
+                err(ErrorCode::Unsupported, "not handled by this node")
+            }
         }
     }
 }
@@ -1042,7 +1091,7 @@ async fn publish_once(inner: &Arc<Inner>, live: bool) {
             return;
         }
     };
-    let addrs: Vec<NetAddr> = inner.advertised.iter().map(|a| NetAddr::Quic(*a)).collect();
+    let addrs: Vec<NetAddr> = lock(&inner.paths).clone();
     let mut seq = seqs.start;
     let mut batch = Vec::new();
     let sign = |mut d: Descriptor, seq: u64, withdrawn: bool| {
@@ -1136,6 +1185,85 @@ async fn scanner(inner: Arc<Inner>) {
             Ok(Err(e)) => tracing::warn!(error = %e, "package scan failed"),
             Err(e) => tracing::warn!(error = %e, "package scan task failed"),
         }
+    }
+}
+
+/// How often the node asks its observers which address they see it at.
+const OBSERVE_EVERY: Duration = Duration::from_secs(30);
+
+/// Keeps the node reachable (see the module docs): observes its address
+/// (asking its configured registries and relays only: what they see
+/// decides its NAT classification, so whether it reserves, and its punch
+/// candidates), holds relay reservations when it is not public, and keeps
+/// the published paths current.
+async fn reacher(inner: Arc<Inner>) {
+    use errand_core::reach::wants_relay;
+    let mut reservations: HashMap<PeerId, Reservation> = HashMap::new();
+    let mut last_observed: Option<Instant> = None;
+    let config = &inner.config;
+    let mut observers: Vec<crate::config::PeerAddr> = config.registries.clone();
+    for r in &config.relays {
+        if !observers.iter().any(|o| o.peer == r.peer) {
+            observers.push(*r);
+        }
+    }
+    observers.retain(|o| o.peer != inner.key.peer_id());
+    let relays: Vec<crate::config::PeerAddr> = if config.relays.is_empty() {
+        config.registries.clone()
+    } else {
+        config.relays.clone()
+    };
+    loop {
+        if last_observed.is_none_or(|t| t.elapsed() >= OBSERVE_EVERY) && !observers.is_empty() {
+            last_observed = Some(Instant::now());
+            let mut asks = tokio::task::JoinSet::new();
+            for o in observers.clone() {
+                let endpoint = inner.endpoint.clone();
+                asks.spawn(async move {
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        endpoint.observe(o.peer, o.addr),
+                    )
+                    .await;
+                    (o, r)
+                });
+            }
+            while let Some(Ok((o, r))) = asks.join_next().await {
+                match r {
+                    Ok(Ok(seen)) => tracing::debug!(observer = %o, seen = %seen.seen, "observed"),
+                    Ok(Err(e)) => tracing::debug!(observer = %o, error = %e, "cannot observe"),
+                    Err(_) => tracing::debug!(observer = %o, "observing timed out"),
+                }
+            }
+            tracing::debug!(nat = %inner.endpoint.nat(), "NAT mapping");
+        }
+        if wants_relay(config.reachability, inner.endpoint.nat()) {
+            for r in &relays {
+                if r.peer != inner.key.peer_id() {
+                    reservations
+                        .entry(r.peer)
+                        .or_insert_with(|| inner.endpoint.keep_reservation(r.peer, r.addr));
+                }
+            }
+        } else {
+            reservations.clear();
+        }
+        let mut paths: Vec<NetAddr> = inner.advertised.iter().map(|a| NetAddr::Quic(*a)).collect();
+        for (relay, addr) in inner.endpoint.reserved_relays() {
+            paths.push(NetAddr::Relay { relay, addr });
+        }
+        paths.truncate(8);
+        let changed = {
+            let mut held = lock(&inner.paths);
+            let changed = *held != paths;
+            *held = paths;
+            changed
+        };
+        if changed {
+            tracing::info!(paths = ?lock(&inner.paths).iter().map(|p| p.to_string()).collect::<Vec<_>>(), "paths changed; republishing");
+            inner.changed.notify_one();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -152,7 +152,7 @@ pub fn tool_crate(manifest_path: &Path) -> Option<PathBuf> {
 }
 
 /// Reads and parses `capability.toml`, without checking it.
-fn read_manifest(manifest_path: &Path) -> Result<Manifest, PackError> {
+pub fn read_manifest(manifest_path: &Path) -> Result<Manifest, PackError> {
     let text = String::from_utf8(files::read_bounded(
         manifest_path,
         MAX_MANIFEST_BYTES as u64,
@@ -267,7 +267,9 @@ pub fn pack(
         path: component_path.clone(),
         source,
     };
-    let prepared = host.prepare(&component).map_err(comp_err)?;
+    let prepared = host
+        .prepare_with(&component, errand_host::NanMode::for_manifest(&manifest))
+        .map_err(comp_err)?;
     let info = prepared.info().clone();
 
     let limits = manifest_limits(&manifest);

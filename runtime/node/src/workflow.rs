@@ -721,6 +721,33 @@ impl Runner {
         own.or_else(|| self.package_with_component(component, d.package.map(|p| p.author)))
     }
 
+    /// Refuses a receipt whose engine is this host's engine without NaN
+    /// canonicalisation when the tool's author-signed manifest (in a package
+    /// held here) does not declare `observes_nan_bits = false`: the
+    /// executor's own signature says it ran the tool in a mode its author
+    /// did not allow. Without the package there is nothing to judge by.
+    fn nan_allowed(
+        &self,
+        d: &errand_core::descriptor::Descriptor,
+        receipt: &errand_core::receipt::Receipt,
+    ) -> Result<(), String> {
+        if self.host.nan_mode_of(&receipt.platform.engine) != Some(errand_host::NanMode::Native) {
+            return Ok(());
+        }
+        let manifest = self
+            .runnable(d)
+            .and_then(|p| toml::from_str::<Manifest>(&p.manifest).ok());
+        match manifest {
+            Some(m) if m.observes_nan_bits() => Err(format!(
+                "the receipt's engine {} ran without NaN canonicalisation, which the manifest \
+                 of {} does not allow",
+                receipt.platform.engine.short(),
+                d.name
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// A checked package holding component `digest`, if one is cached: by
     /// `author` if there is one, otherwise the one with the lowest package
     /// digest, so the choice never depends on map order.
@@ -1082,8 +1109,13 @@ impl Runner {
                         Ok(Ok((done, binding))) => {
                             traffic.data_bytes += done.bytes;
                             let outcome = done.response.receipt.body().outcome.clone();
-                            let binding_view =
-                                binding.as_ref().map_err(|e| e.to_string()).map(|_| ());
+                            let binding_view = binding
+                                .as_ref()
+                                .map_err(|e| e.to_string())
+                                .map(|_| ())
+                                .and_then(|()| {
+                                    self.nan_allowed(d.body(), done.response.receipt.body())
+                                });
                             last = Some((done, binding));
                             // A run that failed is no answer, whatever the
                             // policy: even the optimistic one moves on.
@@ -1277,9 +1309,10 @@ impl Runner {
             return ReplayOutcome::Inconclusive("the component's package is not held".into());
         };
         let receipt = done.response.receipt.body();
-        // Fuel and traces are only comparable on the same engine settings;
-        // a difference there proves nothing against the executor.
-        if receipt.platform.engine != self.host.platform().engine {
+        // Fuel and traces are only comparable on the same engine settings
+        // (either NaN mode of this host's); a difference there proves
+        // nothing against the executor.
+        if self.host.nan_mode_of(&receipt.platform.engine).is_none() {
             return ReplayOutcome::Inconclusive(format!(
                 "the executor ran engine {}, this host is {}",
                 receipt.platform.engine.short(),
@@ -1287,6 +1320,10 @@ impl Runner {
             ));
         }
         let recorded: Option<Vec<_>> = done.response.trace.as_ref().map(|t| t.as_slice().to_vec());
+        // The author-signed manifest decides whether the run could go
+        // without NaN canonicalisation; a receipt that did when it may not
+        // fails replay (the executor's signature says so).
+        let manifest: Option<Manifest> = toml::from_str(&pkg.manifest).ok();
         match errand_host::replay(
             &self.host,
             receipt,
@@ -1294,6 +1331,7 @@ impl Runner {
             &pkg.component,
             input,
             recorded.as_deref(),
+            manifest.as_ref(),
         ) {
             Ok(r) if r.matched() => ReplayOutcome::Matched,
             Ok(r) => ReplayOutcome::Mismatch(
@@ -1412,7 +1450,12 @@ fn run_with(
     asked: Option<(u64, Option<RunLimits>)>,
 ) -> Option<Vec<u8>> {
     let manifest: Manifest = toml::from_str(&pkg.manifest).ok()?;
-    let prepared = host.prepare(&pkg.component).ok()?;
+    let prepared = host
+        .prepare_with(
+            &pkg.component,
+            errand_host::NanMode::for_manifest(&manifest),
+        )
+        .ok()?;
     let mut limits = crate::packaging::manifest_limits(&manifest);
     if let Some((fuel, stated)) = asked {
         limits.fuel = fuel;

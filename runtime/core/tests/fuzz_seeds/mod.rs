@@ -27,6 +27,7 @@ use errand_core::descriptor::*;
 use errand_core::evidence::{Blob, Evidence, TraceBlob, TraceChain};
 use errand_core::manifest::{Manifest, Publication};
 use errand_core::package::{Package, SignedAuthorship};
+use errand_core::reach;
 use errand_core::receipt::*;
 use errand_core::request::{CapabilityTarget, SignedRequest};
 use errand_core::signed::{self, Object};
@@ -155,6 +156,17 @@ fn descriptors() -> Named<SignedDescriptor> {
     .unwrap();
     addrs.ttl_ms = MAX_TTL_MS;
     out.push(("ipv6-addrs".into(), sign(addrs)));
+
+    let mut relayed = testing::descriptor(&k);
+    relayed.addrs = BVec::new(vec![
+        NetAddr::Quic("10.0.1.2:4433".parse().unwrap()),
+        NetAddr::Relay {
+            relay: key(5).peer_id(),
+            addr: "198.51.100.9:4433".parse().unwrap(),
+        },
+    ])
+    .unwrap();
+    out.push(("relay-path".into(), sign(relayed)));
 
     for (name, manifest) in EXAMPLE_MANIFESTS {
         out.push((
@@ -344,6 +356,33 @@ fn wire_messages(
             Q::FetchPackage(Digest::of(b"imagegen package")),
         ),
         ("status".into(), Q::Status),
+        ("observe".into(), Q::Observe),
+        (
+            "relay-reserve".into(),
+            Q::Relay(wire::RelayRequest::Reserve),
+        ),
+        (
+            "relay-connect".into(),
+            Q::Relay(wire::RelayRequest::Connect {
+                target: key(1).peer_id(),
+            }),
+        ),
+        (
+            "relay-incoming".into(),
+            Q::Relay(wire::RelayRequest::Incoming {
+                from: key(3).peer_id(),
+                seen: "203.0.113.7:40000".parse().unwrap(),
+            }),
+        ),
+        (
+            "punch".into(),
+            Q::Punch(reach::PunchOffer::new(&[
+                "203.0.113.5:40000".parse().unwrap(),
+                "10.0.1.2:4433".parse().unwrap(),
+                "[2001:db8::1]:4433".parse().unwrap(),
+            ])),
+        ),
+        ("reachability".into(), Q::Reachability),
     ];
     let (name, manifest) = EXAMPLE_MANIFESTS[0];
     let package = example_package(name, manifest, &key(9));
@@ -401,6 +440,81 @@ fn wire_messages(
             })),
         ),
     ];
+    let limits = reach::RelayLimits::default();
+    responses.extend([
+        (
+            "observed".into(),
+            A::Observed("203.0.113.5:40000".parse().unwrap()),
+        ),
+        (
+            "relay-reserved".into(),
+            A::Relay(wire::RelayResponse::Reserved {
+                observed: "203.0.113.5:40000".parse().unwrap(),
+                limits,
+            }),
+        ),
+        (
+            "relay-connected".into(),
+            A::Relay(wire::RelayResponse::Connected {
+                observed: "203.0.113.6:4433".parse().unwrap(),
+                limits,
+            }),
+        ),
+        (
+            "relay-accepted".into(),
+            A::Relay(wire::RelayResponse::Accepted),
+        ),
+        (
+            "punch".into(),
+            A::Punch(reach::PunchOffer::new(&["198.51.100.77:4433"
+                .parse()
+                .unwrap()])),
+        ),
+        (
+            "reachability".into(),
+            A::Reachability(Box::new(testing::reachability_report())),
+        ),
+    ]);
+    for (name, refusal) in [
+        ("not-a-relay", reach::RelayRefusal::NotARelay),
+        (
+            "no-reservation",
+            reach::RelayRefusal::NoReservation {
+                target: key(1).peer_id(),
+            },
+        ),
+        (
+            "reservations",
+            reach::RelayRefusal::Reservations { max: 1024 },
+        ),
+        (
+            "circuits",
+            reach::RelayRefusal::Circuits {
+                peer: key(3).peer_id(),
+                max: 16,
+            },
+        ),
+        (
+            "rate",
+            reach::RelayRefusal::Rate {
+                peer: key(3).peer_id(),
+                per_minute: 60,
+            },
+        ),
+        ("to-self", reach::RelayRefusal::ToSelf),
+        (
+            "unreachable",
+            reach::RelayRefusal::Unreachable {
+                target: key(1).peer_id(),
+                reason: s("timed out"),
+            },
+        ),
+    ] {
+        responses.push((
+            format!("relay-refused-{name}"),
+            A::Relay(wire::RelayResponse::Refused(refusal)),
+        ));
+    }
     for code in [
         ErrorCode::BadRequest,
         ErrorCode::TooLarge,
@@ -509,6 +623,22 @@ fn corpora() -> Corpora {
     for (name, t) in texts() {
         add(&mut c, "parse_text", name, t);
     }
+
+    // Circuit streams (after a first byte that sets the piece size) and
+    // probes.
+    let mut stream = vec![7u8];
+    for p in [vec![0xc3u8; 1200], vec![0x41; 48], vec![0x5a; 1452]] {
+        reach::frame_packet(&mut stream, &p);
+    }
+    add(&mut c, "decode_circuit", "packets", stream.clone());
+    stream.extend_from_slice(&[0x08, 0x01, 0xff]);
+    add(&mut c, "decode_circuit", "packets-then-oversized", stream);
+    add(
+        &mut c,
+        "decode_circuit",
+        "probe",
+        reach::probe(key(1).peer_id()).to_vec(),
+    );
 
     // The structure-aware target reads any bytes; a few lengths of plain
     // patterns give it room to build messages from the start.

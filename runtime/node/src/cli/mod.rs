@@ -25,6 +25,7 @@ macro_rules! out {
     };
 }
 
+pub mod author;
 pub mod card;
 pub mod keys;
 pub mod mcp;

@@ -746,6 +746,143 @@ async fn invoke_by_intent(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Arguments of `errand ping`.
+#[derive(Debug, Args)]
+pub struct PingArgs {
+    /// The peer: `PEERID`, whose paths the registries know from its
+    /// descriptors, or `PEERID@ADDR` to dial one address.
+    target: String,
+    #[command(flatten)]
+    registries: RegistryArgs,
+    /// Pings to send in all.
+    #[arg(long, default_value_t = 1)]
+    count: u32,
+    /// Between pings, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+    /// When the peer was first reached through a relay, wait up to this
+    /// long for a direct path (a hole punch), in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    wait_direct_ms: u64,
+    /// Your key [default: the default key if there is one, else a one-off
+    /// identity].
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Print a JSON summary at the end.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Dials a peer by id (every path it publishes, preferring direct), pings
+/// it, reports how it was reached, and waits for a hole punch if asked.
+pub fn ping(args: PingArgs) -> anyhow::Result<ExitCode> {
+    use errand_core::reach::PathKind;
+    use errand_core::wire::{Request, Response};
+    let (peer, hint): (errand_core::PeerId, Option<std::net::SocketAddr>) =
+        match args.target.split_once('@') {
+            Some(_) => {
+                let pa: PeerAddr = args.target.parse()?;
+                (pa.peer, Some(pa.addr))
+            }
+            None => (args.target.trim().parse()?, None),
+        };
+    let key = match args.key.clone() {
+        Some(path) => keys::load_key(Some(path))?,
+        None => keys::load_default_or_ephemeral()?,
+    };
+    let registries = if hint.is_none() {
+        args.registries.resolve()?
+    } else {
+        Vec::new()
+    };
+    let count = args.count.max(1);
+    super::runtime()?.block_on(async move {
+        let c = Client::new(key)?;
+        let done = async {
+            if hint.is_none() {
+                let q = Query {
+                    publisher: Some(peer),
+                    limit: 1,
+                    ..Query::default()
+                };
+                let found = c.find(&registries, &q, now()).await?;
+                if found.candidates.is_empty() {
+                    bail!("no registry lists {peer}");
+                }
+            }
+            let ep = c.endpoint();
+            let t0 = std::time::Instant::now();
+            let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
+            let first = ep.peer_connection(peer, hint).await?;
+            match first.request(&Request::Ping).await? {
+                Response::Pong => {}
+                other => bail!("{peer} answered {other:?}"),
+            }
+            let first_ms = ms(t0);
+            outln!("reached {peer} {} in {first_ms:.1} ms", first.kind());
+            let mut direct: Option<(PathKind, f64)> = None;
+            if first.kind() == PathKind::Relayed && args.wait_direct_ms > 0 {
+                let until = t0 + Duration::from_millis(args.wait_direct_ms);
+                while std::time::Instant::now() < until {
+                    let now_conn = ep.peer_connection(peer, hint).await?;
+                    if now_conn.kind() != PathKind::Relayed {
+                        if let Ok(Response::Pong) = now_conn.request(&Request::Ping).await {
+                            direct = Some((now_conn.kind(), ms(t0)));
+                        }
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                match direct {
+                    Some((kind, at)) => outln!("direct ({kind}) after {at:.1} ms"),
+                    None => outln!(
+                        "stayed relayed: no direct path within {} ms",
+                        args.wait_direct_ms
+                    ),
+                }
+            }
+            let mut answered = 1u32;
+            for i in 2..=count {
+                tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
+                let t = std::time::Instant::now();
+                let got = async {
+                    let conn = ep.peer_connection(peer, hint).await?;
+                    let kind = conn.kind();
+                    Ok::<_, errand_net::NetError>((conn.request(&Request::Ping).await?, kind))
+                }
+                .await;
+                match got {
+                    Ok((Response::Pong, kind)) => {
+                        answered += 1;
+                        outln!("ping {i}: {:.1} ms {kind}", ms(t));
+                    }
+                    Ok((other, _)) => outln!("ping {i}: answered {other:?}"),
+                    Err(e) => outln!("ping {i}: failed: {e}"),
+                }
+            }
+            outln!("{answered} of {count} answered");
+            if args.json {
+                let json = serde_json::json!({
+                    "peer": peer.to_string(),
+                    "first": { "kind": first.kind(), "ms": first_ms },
+                    "direct": direct.map(|(kind, at)| serde_json::json!({ "kind": kind, "ms": at })),
+                    "answered": answered,
+                    "count": count,
+                });
+                outln!("{}", serde_json::to_string(&json)?);
+            }
+            Ok(answered == count)
+        }
+        .await;
+        c.close().await;
+        Ok(if done? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    })
+}
+
 /// Arguments of `errand status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -783,17 +920,20 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let key = keys::load_key(key_path)?;
-    let s = super::runtime()?.block_on(async move {
+    let (s, reach) = super::runtime()?.block_on(async move {
         let c = Client::new(key)?;
         let s = c.status(target).await;
+        // Older nodes do not report reachability.
+        let reach = c.reachability(target).await.ok();
         c.close().await;
-        s
+        s.map(|s| (s, reach))
     })?;
     if args.json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::to_value(&s)?)?
-        );
+        let mut v = serde_json::to_value(&s)?;
+        if let (Some(r), Some(o)) = (&reach, v.as_object_mut()) {
+            o.insert("reachability".into(), serde_json::to_value(r)?);
+        }
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     outln!("node       {}", s.peer);
@@ -822,5 +962,65 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     outln!("receipts   {} stored", s.receipts_stored);
     outln!("served     {} invocations", s.invocations_served);
+    if let Some(r) = reach {
+        print_reachability(&r)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The reachability part of `errand status` (see docs/reachability.md).
+fn print_reachability(r: &errand_core::reach::ReachabilityReport) -> anyhow::Result<()> {
+    outln!("nat        {}", r.nat);
+    for o in r.observed.iter() {
+        outln!(
+            "           seen as {} by {} at {}{}",
+            o.seen,
+            o.observer,
+            o.observer_addr,
+            o.local.map(|l| format!(" (local {l})")).unwrap_or_default()
+        );
+    }
+    outln!("paths      {} published", r.paths.len());
+    for p in r.paths.iter() {
+        outln!("           {p}");
+    }
+    for x in r.relays.iter() {
+        match (&x.error, x.reserved) {
+            (_, true) => outln!("relay      reserved with {}@{}", x.relay, x.addr),
+            (Some(e), false) => outln!("relay      not reserved with {}@{}: {e}", x.relay, x.addr),
+            (None, false) => outln!("relay      reserving with {}@{}", x.relay, x.addr),
+        }
+    }
+    outln!(
+        "made       {} direct, {} punched, {} relayed connections",
+        r.made.direct,
+        r.made.punched,
+        r.made.relayed
+    );
+    outln!(
+        "punches    {} attempted, {} succeeded",
+        r.punches.attempted,
+        r.punches.succeeded
+    );
+    outln!("open       {} connections", r.open.len());
+    for o in r.open.iter() {
+        outln!(
+            "           {} {} {} {}",
+            o.kind,
+            if o.incoming { "from" } else { "to" },
+            o.peer,
+            o.remote
+        );
+    }
+    if let Some(x) = &r.relay {
+        outln!(
+            "relaying   {} reservations, {} circuits open, {} in all, {} bytes, {} refused",
+            x.reservations,
+            x.circuits_open,
+            x.circuits_total,
+            x.bytes_relayed,
+            x.refused
+        );
+    }
+    Ok(())
 }

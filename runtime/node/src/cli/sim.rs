@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use errand_sim::scenario::{self, Options, Progress, SETTINGS, Scenario};
+use errand_sim::scenario::{self, Options, Progress, RunRate, SETTINGS, Scenario};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Arguments of `errand sim`.
@@ -21,7 +21,7 @@ pub struct SimArgs {
     /// Base seed: the same seed and settings give the same output files.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Independent runs per point [default: 10; at most 3 above 10,000 peers].
+    /// Independent runs per point [default: 10; at most 3 from 10,000 peers, 2 from 1,000,000].
     #[arg(long)]
     runs: Option<usize>,
     /// Override a setting, e.g. `--set alpha=0,0.25,0.5 --set workflows=500`
@@ -94,6 +94,48 @@ impl Progress for Bar {
     }
 }
 
+/// Runs listed one per line; above this, a summary of their rates.
+const RUNS_LISTED: usize = 60;
+
+/// Each run's events and events per second (one run is one thread), on
+/// stderr: one line per run, or for more than [`RUNS_LISTED`] runs the
+/// median and range.
+fn print_rates(runs: &[RunRate]) {
+    if runs.len() <= RUNS_LISTED {
+        for r in runs {
+            eprintln!(
+                "run {} {} {}={} #{}: {} events in {:.2} s, {:.2} M events/s",
+                r.sweep,
+                r.series,
+                r.x_label,
+                r.x,
+                r.run + 1,
+                r.events,
+                r.seconds,
+                r.events_per_second() / 1e6
+            );
+        }
+        return;
+    }
+    let mut rates: Vec<f64> = runs.iter().map(RunRate::events_per_second).collect();
+    rates.sort_by(f64::total_cmp);
+    let mut events: Vec<u64> = runs.iter().map(|r| r.events).collect();
+    events.sort_unstable();
+    let (Some(lo), Some(hi)) = (rates.first(), rates.last()) else {
+        return;
+    };
+    eprintln!(
+        "{} runs: {} to {} events per run (median {}); per run {:.2} M events/s median ({:.2} to {:.2} M)",
+        runs.len(),
+        events[0],
+        events[events.len() - 1],
+        events[events.len() / 2],
+        rates[rates.len() / 2] / 1e6,
+        lo / 1e6,
+        hi / 1e6
+    );
+}
+
 pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let which = Scenario::parse(&args.scenario)?;
     let out = args.out.unwrap_or_else(|| match which {
@@ -126,6 +168,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     for f in &outcome.files {
         outln!("  {}", f.display());
     }
+    print_rates(&outcome.runs);
     eprintln!(
         "simulated {} events in {:.1} s on {} threads ({:.2} M events/s)",
         outcome.events,

@@ -32,10 +32,10 @@ fn host() -> anyhow::Result<errand_host::Host> {
 pub struct PackArgs {
     /// The tool's capability.toml.
     manifest: PathBuf,
-    /// The component [default: found next to the manifest or under
-    /// target/wasm32-wasip2/; if there is none and the manifest's folder
-    /// holds the tool's Cargo.toml, built there with `cargo build --release
-    /// --target wasm32-wasip2`].
+    /// The component [default: when the manifest's folder holds the tool's
+    /// Cargo.toml, built there with `cargo build --release --target
+    /// wasm32-wasip2` (nothing to do when fresh); else found next to the
+    /// manifest or under target/wasm32-wasip2/].
     #[arg(long)]
     component: Option<PathBuf>,
     /// The tool author's key; keep it apart from your node's key. It signs
@@ -53,12 +53,22 @@ pub fn pack(args: PackArgs) -> anyhow::Result<ExitCode> {
         Some(c) => c,
         None => locate_or_build(&args.manifest)?,
     };
+    pack_and_write(&args.manifest, &component, &key, args.out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Packs `component` with `manifest`, signed by `key`, writes the package
+/// to `out` (default `NAME-VERSION.errand`) and prints what it holds.
+pub fn pack_and_write(
+    manifest: &Path,
+    component: &Path,
+    key: &errand_core::SecretKey,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let host = host()?;
-    let report = packaging::pack(&host, &args.manifest, Some(&component), &key, now())?;
+    let report = packaging::pack(&host, manifest, Some(component), key, now())?;
     let d = report.package.descriptor.body();
-    let out = args
-        .out
-        .unwrap_or_else(|| PathBuf::from(format!("{}-{}.errand", d.name, d.version)));
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("{}-{}.errand", d.name, d.version)));
     let bytes = signed::encode(&report.package)?;
     errand::files::write_atomic(&out, &bytes)
         .with_context(|| format!("writing {}", out.display()))?;
@@ -92,29 +102,42 @@ pub fn pack(args: PackArgs) -> anyhow::Result<ExitCode> {
             ex.output_bytes
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-/// The component `errand pack` uses when given none: the one found near the
-/// manifest, else one built from the tool's crate (see [`errand::build`]).
+/// The component `errand pack` uses when given none: built from the tool's
+/// crate whenever the manifest's folder holds one (cargo does nothing when
+/// the build is fresh, so sources newer than the component are never left
+/// out: issue 11), else the one found near the manifest (see
+/// [`errand::build`]).
 fn locate_or_build(manifest: &Path) -> anyhow::Result<PathBuf> {
-    match packaging::locate_component(manifest) {
-        Err(packaging::PackError::NoComponent { name, looked }) => {
-            let Some(dir) = packaging::tool_crate(manifest) else {
-                return Err(packaging::PackError::NoComponent { name, looked }.into());
-            };
-            eprintln!(
-                "no component for `{name}` yet: building it with `cargo build --release \
-                 --target {}` in {} (cargo runs the crate's build scripts, outside any sandbox)",
-                errand::build::TARGET,
-                dir.display()
-            );
-            let built = errand::build::build_component(&dir, &name)?;
-            eprintln!("built {}", built.display());
-            Ok(built)
-        }
-        found => Ok(found?),
-    }
+    let Some(dir) = packaging::tool_crate(manifest) else {
+        return match packaging::locate_component(manifest) {
+            Err(e @ packaging::PackError::NoComponent { .. }) => {
+                let dir = manifest.parent().unwrap_or(Path::new("."));
+                match errand::build::Lang::detect(dir) {
+                    // A Python or JavaScript tool: say how to build it.
+                    Ok(lang) => Err(anyhow::Error::new(e).context(format!(
+                        "this is a {lang} tool: build and pack it with `errand build {}`",
+                        dir.display()
+                    ))),
+                    Err(_) => Err(e.into()),
+                }
+            }
+            found => Ok(found?),
+        };
+    };
+    let name = packaging::read_manifest(manifest)?.name;
+    eprintln!(
+        "{name}: building it with `cargo build --release --target {}` in {} (nothing to \
+         do when the build is fresh; cargo runs the crate's build scripts, outside any \
+         sandbox)",
+        errand::build::TARGET,
+        dir.display()
+    );
+    let built = errand::build::build_component(&dir, &name)?;
+    eprintln!("built {}", built.display());
+    Ok(built)
 }
 
 /// Arguments of `errand inspect`.
@@ -336,12 +359,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let input = read_input(&args.input, limits.max_input)?;
     let host = host()?;
-    let prepared = host
-        .prepare(&component)
-        .map_err(|source| packaging::PackError::Component {
-            path: args.tool.clone(),
-            source,
-        })?;
+    let nan = manifest
+        .as_ref()
+        .map(errand_host::NanMode::for_manifest)
+        .unwrap_or_default();
+    let prepared =
+        host.prepare_with(&component, nan)
+            .map_err(|source| packaging::PackError::Component {
+                path: args.tool.clone(),
+                source,
+            })?;
     let (request_id, seed) = errand::client::Ask::fresh_ids();
     let context =
         InvocationContext::from_pairs(args.time.map(UnixMillis).unwrap_or_else(now), &args.params)

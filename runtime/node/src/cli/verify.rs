@@ -181,7 +181,7 @@ fn many(args: &VerifyArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 scope.spawn(move || {
                     for (r, l) in rs.iter_mut().zip(ls) {
                         if let (Ok(report), Ok(ev)) = (r, l) {
-                            replay_with(&host, ev, supplied, report);
+                            replay_with(&host, ev, supplied, None, report);
                         }
                     }
                 });
@@ -325,10 +325,17 @@ fn single(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
     // --component may name a tool package: compare its component, and
     // check its author's signature (the `author` check).
     let mut author = None;
+    // Its manifest, when the author's signature holds: whether the tool may
+    // run without NaN canonicalisation.
+    let mut manifest = None;
     let component = match (component, &args.component) {
         (Some(c), Some(path)) if !c.starts_with(b"\0asm") => {
             match errand::packaging::decode_package(path, &c) {
                 Ok(p) => {
+                    if p.verify_author().is_ok() {
+                        manifest =
+                            toml::from_str::<errand_core::manifest::Manifest>(&p.manifest).ok();
+                    }
                     author = Some(match p.verify_author() {
                         Ok(()) => Verdict::Pass(format!(
                             "package sha256:{} signed by its author {}",
@@ -368,7 +375,7 @@ fn single(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
         report.push("author", verdict);
     }
     if args.replay {
-        replay(&evidence, &supplied, &mut report);
+        replay(&evidence, &supplied, manifest.as_ref(), &mut report);
     }
     print_report(args, path, &report, Some(&evidence))?;
     Ok(if !report.verified() {
@@ -391,9 +398,14 @@ fn skipped(report: &Report, name: &str) -> bool {
 }
 
 /// Re-executes the run and appends the `replay-*` checks.
-fn replay(ev: &evidence::Evidence, supplied: &Supplied<'_>, report: &mut Report) {
+fn replay(
+    ev: &evidence::Evidence,
+    supplied: &Supplied<'_>,
+    manifest: Option<&errand_core::manifest::Manifest>,
+    report: &mut Report,
+) {
     match errand::packaging::default_host() {
-        Ok(host) => replay_with(&host, ev, supplied, report),
+        Ok(host) => replay_with(&host, ev, supplied, manifest, report),
         Err(e) => report.push(
             "replay",
             Verdict::Skip(format!(
@@ -407,6 +419,7 @@ fn replay_with(
     host: &errand_host::Host,
     ev: &evidence::Evidence,
     supplied: &Supplied<'_>,
+    manifest: Option<&errand_core::manifest::Manifest>,
     report: &mut Report,
 ) {
     // A component the package embeds is the executor's word for what ran;
@@ -450,7 +463,15 @@ fn replay_with(
         .as_ref()
         .filter(|q| q.verify().is_ok())
         .map(|q| q.body());
-    match errand_host::replay(host, ev.receipt.body(), asked, component, input, recorded) {
+    match errand_host::replay(
+        host,
+        ev.receipt.body(),
+        asked,
+        component,
+        input,
+        recorded,
+        manifest,
+    ) {
         Ok(r) => report.checks.extend(r.report.checks),
         // This side could not replay: that says nothing about the executor.
         Err(e) => report.push("replay", Verdict::Skip(format!("not replayed here: {e}"))),

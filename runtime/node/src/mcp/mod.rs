@@ -12,7 +12,10 @@
 //!   whatever matches an intent). The set is soft state ([`catalog`]):
 //!   it is refreshed periodically and clients are told when it changes
 //!   (`notifications/tools/list_changed`, on a `subscriptions/listen`
-//!   stream for clients of protocol 2026-07-28).
+//!   stream for clients of protocol 2026-07-28). It is bounded, and what
+//!   a tool says and where its calls go is decided by the node's own
+//!   packages and the requester's reputation of publishers, never by a
+//!   field a publisher sets freely ([`catalog`]'s docs).
 //! * **Calls.** Arguments are checked against the schema before anything
 //!   is sent. Every call then runs as one step of the workflow runner
 //!   ([`crate::workflow::Runner::run_step`]), the same path as
@@ -21,7 +24,7 @@
 //!   policy decides per tool, and evidence written to a file. The output
 //!   comes back as MCP content, with a summary of the evidence in `_meta`
 //!   ([`result`]); a failure is a result with `isError` that says what to
-//!   do.
+//!   do. A call the client cancels (`notifications/cancelled`) stops.
 //! * **Protocol.** Both lifecycles rmcp implements: the `initialize`
 //!   handshake (up to protocol 2025-11-25) and the stateless
 //!   `server/discover` lifecycle of 2026-07-28.

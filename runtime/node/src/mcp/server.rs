@@ -13,14 +13,14 @@ use rmcp::{ErrorData, ServerHandler, ServiceExt as _};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use errand_core::descriptor::Descriptor;
-use errand_core::trust::{Policy, Risk};
+use errand_core::digest::Digest;
+use errand_core::trust::{Policy, Reputation, ReputationConfig, Risk};
 use errand_core::wire::{MAX_CANDIDATES, Query};
 
 use crate::client::Client;
 use crate::workflow::{InputSpec, Runner, RunnerConfig, StepSpec};
 
-use super::catalog::{CapabilityTool, Catalog};
+use super::catalog::{self, CapabilityTool, Catalog, Facts, Judge, Skipped};
 use super::schema::{self, Checks, InputKind};
 use super::{McpConfig, ServeError, ToolPolicy, names, object, result};
 
@@ -49,6 +49,13 @@ struct Inner {
     /// `None` without a lasting identity: calls are refused.
     runner: Option<tokio::sync::Mutex<Runner>>,
     catalog: Mutex<Catalog>,
+    /// The runner's reputation as of its last call, which the catalog
+    /// weighs publishers by (the runner itself is busy during calls).
+    reputation: Mutex<Reputation>,
+    /// The secret tie-break salt (see [`Judge`]).
+    salt: Digest,
+    /// The skip list last logged, to log changes only.
+    skipped: Mutex<Vec<Skipped>>,
     snapshot: RwLock<Arc<Snapshot>>,
     /// Bumped whenever the listing changes.
     changes: watch::Sender<u64>,
@@ -96,8 +103,19 @@ impl Server {
         let client = Client::new(config.identity.key.clone())?;
         let runner = match &config.identity.one_off {
             Some(_) => None,
-            None => Some(tokio::sync::Mutex::new(runner(&config, client.clone())?)),
+            None => Some(runner(&config, client.clone())?),
         };
+        let reputation = runner.as_ref().map_or_else(
+            || Reputation::new(ReputationConfig::default()),
+            |r| r.reputation().clone(),
+        );
+        let runner = runner.map(tokio::sync::Mutex::new);
+        // Only this server's key can make this signature: publishers can
+        // neither predict nor grind the tie-breaks salted with it.
+        let salt = Digest::of_parts(&[
+            b"errand mcp tie-break",
+            &config.identity.key.sign(b"errand mcp tie-break salt v1").0,
+        ]);
         let find = generic_tool(
             names::FIND,
             "Find capabilities on the Errand network by intent: what you want done, in words. Lists who offers what (name, version, publisher, media types, declared latency and cost, verification tiers) and the tool that calls each. Runs nothing.",
@@ -115,6 +133,9 @@ impl Server {
                 client,
                 runner,
                 catalog: Mutex::new(Catalog::default()),
+                reputation: Mutex::new(reputation),
+                salt,
+                skipped: Mutex::new(Vec::new()),
                 snapshot: RwLock::new(Arc::new(Snapshot::default())),
                 changes,
                 failing: Mutex::new(Vec::new()),
@@ -226,10 +247,22 @@ impl Server {
     fn publish_snapshot(&self) {
         let (tools, skipped) = {
             let catalog = lock(&self.inner.catalog);
-            catalog.tools(&|name, d| self.describe(name, d))
+            let reputation = lock(&self.inner.reputation);
+            let judge = Judge {
+                reputation: &reputation,
+                now: crate::node::now(),
+                salt: &self.inner.salt,
+            };
+            catalog.tools(&judge, &|facts| self.describe(facts))
         };
-        for s in skipped {
-            tracing::debug!(capability = %s.capability, reason = %s.reason, "no tool");
+        {
+            let mut last = lock(&self.inner.skipped);
+            if *last != skipped {
+                for s in &skipped {
+                    tracing::info!(capability = %s.capability, reason = %s.reason, "no tool");
+                }
+                *last = skipped;
+            }
         }
         let mut listing = vec![self.inner.find.0.clone(), self.inner.invoke.0.clone()];
         listing.extend(tools.values().map(|t| t.tool.clone()));
@@ -248,19 +281,11 @@ impl Server {
         }
     }
 
-    /// A capability tool's description: the publisher's words, then what
-    /// the tool runs and how calls are checked.
-    fn describe(&self, name: &str, d: &Descriptor) -> String {
-        let (risk, tiers) = self.policy(name, Some(d.name.as_str()), None);
-        format!(
-            "{}\n\nErrand capability `{}` {} (input {}, output {}), run on a peer of the network. Calls are verified with {}.",
-            d.description,
-            d.name,
-            d.version,
-            d.input.media_type,
-            d.output.media_type,
-            self.tiers_label(risk, tiers.as_deref()),
-        )
+    /// A capability tool's description ([`catalog::description`]): the
+    /// server's facts first, the publisher's claim last.
+    fn describe(&self, facts: &Facts<'_>) -> String {
+        let (risk, tiers) = self.policy(facts.tool, Some(facts.descriptor.name.as_str()), None);
+        catalog::description(facts, &self.tiers_label(risk, tiers.as_deref()))
     }
 
     /// The risk and tier override of a call to `tool` (capability
@@ -349,7 +374,9 @@ impl Server {
             capability: Some(tool.capability.clone()),
             compatible: Some(format!("{}.0.0", tool.major)),
             fuel: self.inner.config.fuel,
-            author: None,
+            // The listed variant's author: executors claiming another
+            // author's package are not this tool (see `catalog`).
+            author: tool.author.map(|a| a.to_string()),
             component: None,
         };
         self.run(&tool.name, &spec, &input, Some(&tool.checks))
@@ -428,6 +455,7 @@ impl Server {
             if let Err(e) = runner.save() {
                 tracing::warn!(error = %e, "saving the reputation");
             }
+            *lock(&self.inner.reputation) = runner.reputation().clone();
             done
         };
         tracing::info!(
@@ -650,25 +678,37 @@ impl ServerHandler for Server {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let args = Value::Object(request.arguments.unwrap_or_default());
-        let result = match request.name.as_ref() {
-            names::FIND => self.call_find(args).await,
-            names::INVOKE => self.call_invoke(args).await,
-            name => {
-                let Some(tool) = self.snapshot().by_name.get(name).cloned() else {
-                    return Err(ErrorData::invalid_params(
-                        format!(
-                            "unknown tool {name:?}: no capability by that name is offered now (descriptors expire when executors stop). List the tools again, or use `find`."
-                        ),
-                        None,
-                    ));
-                };
-                self.call_capability(&tool, args).await
+        let name = request.name.as_ref();
+        let call = async {
+            match name {
+                names::FIND => Ok(self.call_find(args).await),
+                names::INVOKE => Ok(self.call_invoke(args).await),
+                name => {
+                    let Some(tool) = self.snapshot().by_name.get(name).cloned() else {
+                        return Err(ErrorData::invalid_params(
+                            format!(
+                                "unknown tool {name:?}: no capability by that name is offered now (descriptors expire when executors stop). List the tools again, or use `find`."
+                            ),
+                            None,
+                        ));
+                    };
+                    Ok(self.call_capability(&tool, args).await)
+                }
             }
         };
-        Ok(CallToolResponse::from(result))
+        // `notifications/cancelled` cancels the context: stop waiting for
+        // the runner or the network, so the calls queued behind this one
+        // need not wait for it. What the runner learnt so far is kept.
+        tokio::select! {
+            result = call => result.map(CallToolResponse::from),
+            () = context.ct.cancelled() => {
+                tracing::info!(tool = name, "call cancelled by the client; stopped");
+                Err(ErrorData::internal_error("the client cancelled the call", None))
+            }
+        }
     }
 
     fn accepted_subscription_filter(

@@ -1,0 +1,274 @@
+//! The peers: the catalogue of capability kinds, what each peer hosts,
+//! the descriptors it publishes and its refreshes to its registry.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use errand_core::bounded::{BString, BVec};
+use errand_core::descriptor::{
+    Descriptor, Intent, MediaSpec, MediaType, Name, NetAddr, Qos, SignedDescriptor, Tiers, Version,
+};
+use errand_core::discovery::RegistryLimits;
+use errand_core::wire::Query;
+use errand_core::{Digest, PeerId};
+
+use super::{Attack, Ev, World};
+
+/// Kinds of capability in the catalogue, most popular first: the paper's two
+/// steps (image generation, publishing), then others.
+const CATALOGUE: &[(&str, &str, [&str; 2])] = &[
+    (
+        "imagegen",
+        "Generates images from text prompts",
+        ["generate image", "text to image"],
+    ),
+    (
+        "publish",
+        "Publishes content with a content address",
+        ["publish content", "share"],
+    ),
+    (
+        "thumbnail",
+        "Resizes images to thumbnails",
+        ["resize image", "thumbnail"],
+    ),
+    (
+        "markdown",
+        "Renders Markdown as HTML",
+        ["render markdown", "html"],
+    ),
+    (
+        "text-stats",
+        "Counts words and terms",
+        ["word count", "statistics"],
+    ),
+    (
+        "translate",
+        "Translates text",
+        ["translate text", "language"],
+    ),
+    (
+        "transcribe",
+        "Transcribes speech",
+        ["speech to text", "audio"],
+    ),
+    ("summarize", "Summarizes documents", ["summarize", "digest"]),
+    ("ocr", "Reads text in images", ["ocr", "scan to text"]),
+    ("classify", "Labels images", ["classify image", "labels"]),
+    (
+        "geocode",
+        "Finds coordinates",
+        ["geocode", "address lookup"],
+    ),
+    ("forecast", "Forecasts weather", ["weather", "forecast"]),
+];
+
+/// Kind `k`'s capability name.
+pub fn kind_name(k: usize) -> String {
+    match CATALOGUE.get(k) {
+        Some(c) => c.0.to_owned(),
+        None => format!("kind{k}"),
+    }
+}
+
+/// The intent text a requester uses for kind `k`.
+pub fn intent(k: usize) -> String {
+    match CATALOGUE.get(k) {
+        Some(c) => format!("{} {}", c.2[0], c.1.to_lowercase()),
+        None => format!("kind{k} service"),
+    }
+}
+
+/// The query a requester sends for kind `k`: its intent, constrained to the
+/// kind's capability name.
+pub fn query(k: usize, limit: u16) -> Query {
+    let mut q = Query::intent(&intent(k), limit.clamp(1, 100));
+    q.name = Some(BString::truncate_from(&kind_name(k)));
+    q
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Cap {
+    pub(super) kind: u16,
+    pub(super) version: u32,
+    pub(super) seq: u64,
+    pub(super) alive: bool,
+    pub(super) slow: bool,
+    pub(super) public: bool,
+    /// The host's speed: processing time is scaled by this.
+    pub(super) speed: f32,
+    /// Bumped when the capability disappears or comes back, so that its
+    /// old refresh and drift timers are ignored.
+    pub(super) epoch: u32,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Peer {
+    pub(super) id: PeerId,
+    pub(super) generation: u32,
+    pub(super) region: u16,
+    /// The registry it publishes to.
+    pub(super) registry: u16,
+    pub(super) sybil: Option<Attack>,
+    pub(super) served: u32,
+    pub(super) caps: Vec<Cap>,
+}
+
+/// Hashes the simulator's peer ids (digests it made itself, so not chosen
+/// by an adversary) by their first bytes, not with SipHash.
+#[derive(Default, Clone, Copy)]
+pub(super) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        self.0 = (self.0 ^ u64::from_le_bytes(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+pub(super) type IdMap = HashMap<PeerId, u32, std::hash::BuildHasherDefault<IdHasher>>;
+
+pub(super) fn peer_id(index: u32, generation: u32) -> PeerId {
+    let d = Digest::of_parts(&[
+        b"errand-sim/peer",
+        &index.to_le_bytes(),
+        &generation.to_le_bytes(),
+    ]);
+    PeerId(d.0)
+}
+
+/// Registry quotas for simulated registries: sized for the whole network,
+/// with rate limits out of the way (publishers here are well behaved about
+/// rates; the attack is in what they publish).
+pub(super) fn sim_limits() -> RegistryLimits {
+    RegistryLimits {
+        max_entries: 4_000_000,
+        max_per_publisher: 1_024,
+        publish_rate: 1e9,
+        publish_burst: 1e9,
+    }
+}
+
+/// The words of kind `k`'s descriptors, built once per run: an honest
+/// peer's, or an attractive Sybil's (stuffed with every word a requester
+/// might use, twice).
+#[derive(Debug, Clone)]
+pub(super) struct Words {
+    name: Name,
+    description: BString<1024>,
+    intents: BVec<Intent, 32>,
+    media: MediaType,
+    component: Digest,
+}
+
+impl Words {
+    /// Kind `k`'s words, honest (`[0]`) and attractive (`[1]`).
+    pub(super) fn of_kind(k: usize) -> [Words; 2] {
+        let (desc, intents): (String, Vec<String>) = match CATALOGUE.get(k) {
+            Some(e) => (
+                e.1.to_owned(),
+                e.2.iter().map(|s| (*s).to_owned()).collect(),
+            ),
+            None => (format!("Serves kind {k}"), vec![format!("kind{k} service")]),
+        };
+        // Keyword stuffing: every word a requester might use, twice.
+        let stuffed = format!("{desc}. {}. {}", intents.join(". "), intent(k));
+        let mut stuffed_intents = intents.clone();
+        stuffed_intents.extend(intents.iter().cloned());
+        stuffed_intents.push("fast".into());
+        stuffed_intents.push("best quality".into());
+        let words = |desc: &str, intents: &[String]| Words {
+            name: BString::truncate_from(&kind_name(k)),
+            description: BString::truncate_from(desc),
+            intents: BVec::new(intents.iter().map(|s| BString::truncate_from(s)).collect())
+                .unwrap_or_default(),
+            media: BString::truncate_from("application/octet-stream"),
+            component: Digest::of_parts(&[b"component", &(k as u64).to_le_bytes()]),
+        };
+        [words(&desc, &intents), words(&stuffed, &stuffed_intents)]
+    }
+}
+
+impl World {
+    pub(super) fn processing_ms(&self, cap: &Cap) -> f64 {
+        let kind = f64::from(cap.kind % 4);
+        self.p.processing_ms
+            * (1.0 + kind * 0.5)
+            * f64::from(cap.speed)
+            * if cap.slow { 4.0 } else { 1.0 }
+    }
+
+    pub(super) fn descriptor(&self, peer: usize, cap: usize) -> Descriptor {
+        let p = &self.peers[peer];
+        let c = &p.caps[cap];
+        let k = c.kind as usize;
+        let attractive = p.sybil.is_some() && self.p.sybil_attractive;
+        let words = &self.words[k][usize::from(attractive)];
+        let declared = self.processing_ms(c);
+        Descriptor {
+            publisher: p.id,
+            name: words.name.clone(),
+            version: Version::new(c.version, 0, 0),
+            description: words.description.clone(),
+            intents: words.intents.clone(),
+            input: MediaSpec {
+                media_type: words.media.clone(),
+                schema: None,
+            },
+            output: MediaSpec {
+                media_type: words.media.clone(),
+                schema: None,
+            },
+            component: c.public.then_some(words.component),
+            package: None,
+            qos: Qos {
+                latency_ms: if attractive { 1 } else { declared as u32 },
+                cost: if attractive { 0 } else { 1 + (k % 5) as u32 },
+                fuel: 0,
+                max_input_bytes: 1 << 20,
+            },
+            tiers: Tiers {
+                canary: true,
+                receipts: true,
+                replay: c.public,
+            },
+            addrs: BVec::new(vec![NetAddr::Quic(SocketAddr::from((
+                Ipv4Addr::from(0x0a00_0000 + peer as u32),
+                4433,
+            )))])
+            .unwrap_or_default(),
+            seq: c.seq,
+            issued_at: self.wall(self.now),
+            ttl_ms: self.p.ttl_ms,
+            withdrawn: false,
+        }
+    }
+
+    pub(super) fn publish(&mut self, peer: usize, cap: usize) {
+        self.peers[peer].caps[cap].seq += 1;
+        let Ok(d) = SignedDescriptor::with_placeholder_signature(self.descriptor(peer, cap)) else {
+            return;
+        };
+        // Descriptor, signature, framing; then a small acknowledgement.
+        let bytes = d.encoded_len() as u64 + 16;
+        self.metrics.publish_messages += 2;
+        self.metrics.publish_bytes += bytes + 16;
+        let region = self.peers[peer].region;
+        let r = self.peers[peer].registry;
+        let lat = self.latency(region, self.registries[r as usize].0);
+        self.at(
+            self.now + lat,
+            Ev::Arrive {
+                registry: r,
+                desc: Arc::new(d),
+            },
+        );
+    }
+}
