@@ -7,7 +7,9 @@
 //!    network, query latency over the network, resident memory.
 //! 3. Resident memory of idle nodes.
 //!
-//! `cargo bench -p errand --bench network`
+//! `cargo bench -p errand --bench network` runs all three;
+//! `cargo bench -p errand --bench network -- invocation` (or `registry`,
+//! `memory`) runs one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -162,12 +164,25 @@ fn node_dir(extra: &str, tools: &[&str]) -> (tempfile::TempDir, SecretKey) {
 }
 
 fn main() {
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let run = |section: &str| only.as_deref().is_none_or(|o| o == section);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
+    if run("invocation") {
+        remote_invocation(&rt);
+    }
+    if run("memory") {
+        idle_memory();
+    }
+    if run("registry") {
+        registry(&rt);
+    }
+}
 
+fn remote_invocation(rt: &tokio::runtime::Runtime) {
     // ------------------------------------------------ remote invocation
     let (dir, node_key) = node_dir(
         "[limits]\nmax_concurrent_invocations = 16\n",
@@ -213,12 +228,12 @@ fn main() {
     let prepared = host.prepare(errand_example_tools::TEXT_STATS).unwrap();
     let store_dir = tempfile::tempdir().unwrap();
     let store = Store::open(store_dir.path()).unwrap();
-    let mut local_id: u128 = 1 << 100;
-    let mut local = |durable: bool| {
-        local_id += 1;
+    let local_id = std::cell::Cell::new(1u128 << 100);
+    let local = |durable: bool| {
+        local_id.set(local_id.get() + 1);
         let inv = Invocation {
             input: &input,
-            request_id: RequestId(local_id.to_le_bytes()),
+            request_id: RequestId(local_id.get().to_le_bytes()),
             seed: Seed([7; 32]),
             context: InvocationContext::default(),
             limits: Limits::default(),
@@ -255,25 +270,35 @@ fn main() {
         rt.block_on(echo_call(&echo_conn, &req_payload));
     };
     let mut local_plain = || local(false);
-    let times = benchkit::interleaved(30, 40, &mut [&mut remote, &mut echo, &mut local_plain]);
-    let (remote_t, echo_t, local_t) = (&times[0], &times[1], &times[2]);
-    // `local` is borrowed by the set above, so the durable variant and the
-    // disk's floor (a raw 512-byte write + fsync) are interleaved on their own.
     let mut durable = || local(true);
+    // The disk's floor: a raw 512-byte append + fdatasync.
     let mut raw_file = std::fs::File::create(store_dir.path().join("fsync-floor")).unwrap();
     let mut raw_fsync = || {
         use std::io::Write as _;
         raw_file.write_all(&[7u8; 512]).unwrap();
         raw_file.sync_data().unwrap();
     };
-    let disk = benchkit::interleaved(30, 40, &mut [&mut durable, &mut raw_fsync]);
-    let (local_d, fsync_t) = (&disk[0], &disk[1]);
-    let ratios: Vec<f64> = (0..remote_t.len())
-        .map(|i| remote_t[i] / (echo_t[i] + local_t[i]))
-        .collect();
-    let ratios_d: Vec<f64> = (0..remote_t.len())
-        .map(|i| remote_t[i] / (echo_t[i] + local_d[i]))
-        .collect();
+    let times = benchkit::interleaved(
+        30,
+        40,
+        &mut [
+            &mut remote,
+            &mut echo,
+            &mut local_plain,
+            &mut durable,
+            &mut raw_fsync,
+        ],
+    );
+    let (remote_t, echo_t, local_t, local_d, fsync_t) =
+        (&times[0], &times[1], &times[2], &times[3], &times[4]);
+    let ratio = |floor: &dyn Fn(usize) -> f64| -> Vec<f64> {
+        (0..remote_t.len())
+            .map(|i| remote_t[i] / floor(i))
+            .collect()
+    };
+    let ratios = ratio(&|i| echo_t[i] + local_t[i]);
+    let ratios_f = ratio(&|i| echo_t[i] + local_t[i] + fsync_t[i]);
+    let ratios_d = ratio(&|i| echo_t[i] + local_d[i]);
     println!(
         "## Remote invocation vs the floor (text-stats on {:?}, request {req_len} B, response {resp_len} B)\n",
         "hi"
@@ -288,23 +313,30 @@ fn main() {
         benchkit::fmt_ns(benchkit::median(local_t))
     );
     println!(
-        "| local invocation + durable receipt (redb, fsync) | {} |",
+        "| local invocation + durable receipt (the node's store) | {} |",
         benchkit::fmt_ns(benchkit::median(local_d))
     );
     println!(
-        "| floor: raw 512 B write + fsync on the same disk | {} |",
+        "| floor: raw 512 B append + fdatasync on the same disk | {} |",
         benchkit::fmt_ns(benchkit::median(fsync_t))
     );
     println!(
         "| **errand remote invocation** (verified receipt, durable store) | {} |",
         benchkit::fmt_ns(benchkit::median(remote_t))
     );
+    let show = |r: &[f64]| {
+        format!(
+            "{:.2} (p10 {:.2}, p90 {:.2})",
+            benchkit::median(r),
+            benchkit::quantile(r, 0.1),
+            benchkit::quantile(r, 0.9)
+        )
+    };
     println!(
-        "\nremote / (echo + local) = {:.2} (p10 {:.2}, p90 {:.2}); remote / (echo + local + durable store) = {:.2} (target <= 1.5)",
-        benchkit::median(&ratios),
-        benchkit::quantile(&ratios, 0.1),
-        benchkit::quantile(&ratios, 0.9),
-        benchkit::median(&ratios_d),
+        "\nremote / (echo + local + fsync floor) = {} (target <= 1.5)\nremote / (echo + local) = {}\nremote / (echo + local with durable store) = {}",
+        show(&ratios_f),
+        show(&ratios),
+        show(&ratios_d),
     );
 
     // Throughput with 64 requests in flight.
@@ -353,8 +385,10 @@ fn main() {
         invoke_tp / seq_tp
     );
     rt.block_on(node.shutdown());
+    drop((dir, store_dir));
+}
 
-    // ------------------------------------------------ memory: idle nodes
+fn idle_memory() {
     let (bare_dir, _) = node_dir("", &[]);
     let (mut bare, _) = spawn_node(bare_dir.path());
     let (tools_dir, _) = node_dir(
@@ -366,9 +400,22 @@ fn main() {
     let (bare_rss, tools_rss) = (rss_kib(bare.id()), rss_kib(tools.id()));
     let _ = bare.kill();
     let _ = tools.kill();
+    println!("\n## Idle node memory (real process)\n");
+    println!("| node | RSS |\n|---|---|");
+    println!(
+        "| bare node (no packages, not a registry) | {:.1} MiB |",
+        bare_rss as f64 / 1024.0
+    );
+    println!(
+        "| node hosting the 5 example tools (compiled) | {:.1} MiB |",
+        tools_rss as f64 / 1024.0
+    );
+    drop((bare_dir, tools_dir));
+}
 
-    // ------------------------------------------------ registry with 100,000 descriptors
-    // One registry process per ranking, the same descriptors and queries.
+/// One registry process per ranking, the same descriptors and queries.
+fn registry(rt: &tokio::runtime::Runtime) {
+    let client = rt.block_on(async { Client::new(key(7)).unwrap() });
     println!("\n## Registry node with 100000 descriptors (real process, over QUIC)\n");
     println!(
         "| ranking | ingest, 100 per publish message, 8 in flight | query p50 over the network (incl. round trip) | query p95 | RSS empty | RSS full |"
@@ -465,17 +512,6 @@ fn main() {
         );
         drop(reg_dir);
     }
-    println!("\n## Idle node memory (real process)\n");
-    println!("| node | RSS |\n|---|---|");
-    println!(
-        "| bare node (no packages, not a registry) | {:.1} MiB |",
-        bare_rss as f64 / 1024.0
-    );
-    println!(
-        "| node hosting the 5 example tools (compiled) | {:.1} MiB |",
-        tools_rss as f64 / 1024.0
-    );
-    drop((dir, bare_dir, tools_dir, store_dir));
 }
 
 fn rand_salt() -> u128 {
