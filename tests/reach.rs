@@ -760,15 +760,6 @@ fn a_hostile_relay_is_detected() {
 
 // -------------------------------------------------------------- benchmark
 
-/// Median of `v` (0 when empty).
-fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// The figures of BENCHMARKS.md, "Reaching peers behind NAT": in the
 /// namespace topology, from every side of every NAT type, time to the first
 /// answer, time to the direct path and how often a punch succeeds; then,
@@ -865,12 +856,12 @@ fn reach_benchmark() {
             println!(
                 "| {from} | {to_name} | {} | {:.1} ms | {} | {} | {success} |",
                 first.len(),
-                median(&mut first),
+                benchkit::median(&first),
                 kinds.join(", "),
                 if n_direct == 0 {
                     "—".to_owned()
                 } else {
-                    format!("{:.1} ms", median(&mut direct))
+                    format!("{:.1} ms", benchkit::median(&direct))
                 },
             );
         }
@@ -880,15 +871,13 @@ fn reach_benchmark() {
 
     println!("\n### Relayed throughput against direct (loopback, in-process)\n");
     let (direct_mbs, relayed_mbs, ratios) = crate::support::rt().block_on(throughput(rounds));
-    let mut ratios = ratios;
-    let p = |q: f64, v: &[f64]| v[((v.len() - 1) as f64 * q).round() as usize];
-    let med = median(&mut ratios);
+    let med = benchkit::median(&ratios);
     println!("| transfer | direct | relayed | relayed / direct, median (p10–p90) |");
     println!("|---|---|---|---|");
     println!(
         "| 4 MiB answers, {rounds} paired rounds of 3 each | {direct_mbs:.0} MB/s | {relayed_mbs:.0} MB/s | **{med:.2}** ({:.2}–{:.2}) |",
-        p(0.1, &ratios),
-        p(0.9, &ratios)
+        benchkit::quantile(&ratios, 0.1),
+        benchkit::quantile(&ratios, 0.9)
     );
 }
 
@@ -992,5 +981,5 @@ async fn throughput(rounds: usize) -> (f64, f64, Vec<f64>) {
         r.push(b);
         ratios.push(b / a);
     }
-    (median(&mut d), median(&mut r), ratios)
+    (benchkit::median(&d), benchkit::median(&r), ratios)
 }
