@@ -201,6 +201,10 @@ fn check_activity(activity: &Mutex<CircuitActivity>) -> Result<Instant, CircuitE
 }
 
 /// Waits until `activity` says the circuit has sat idle, and says how.
+/// How much later than the relay an end of a circuit applies the relay's
+/// idle and handshake limits itself.
+const END_GRACE_MS: u64 = 1_000;
+
 async fn idle(activity: &Mutex<CircuitActivity>) -> CircuitEnd {
     loop {
         match check_activity(activity) {
@@ -232,7 +236,19 @@ fn run_circuit(
         close: Notify::new(),
         closing: Mutex::new(None),
     });
-    let activity = Mutex::new(CircuitActivity::new(&limits, Instant::now()));
+    // This end enforces the relay's limits only as a backstop (against a
+    // relay that does not), [`END_GRACE_MS`] later than the relay: the relay
+    // owns the limits and ends the circuit first, so both ends learn its
+    // reason. Racing it, a loaded end would close first and the other end
+    // would hear only "peer gone".
+    let backstop = RelayLimits {
+        circuit_idle_ms: limits.circuit_idle_ms.saturating_add(END_GRACE_MS),
+        ..limits
+    };
+    let activity = Mutex::new(CircuitActivity::new(
+        &backstop,
+        Instant::now() + Duration::from_millis(END_GRACE_MS),
+    ));
     let c = circuit.clone();
     let m = mux.clone();
     let ep = endpoint.clone();
