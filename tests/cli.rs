@@ -1341,6 +1341,12 @@ fn readme_quick_start_runs_as_written() {
     assert!(out.contains("T1+T2+T3"), "{out}");
 }
 
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// Every other shell block of the README, then each guide's (the CLI
 /// walkthroughs: node, find, invoke, workflow, verify, MCP, cards), each
 /// file in order as one script, one after the other in one fresh folder, exactly as
@@ -1396,10 +1402,15 @@ fn guides_commands_run_as_written() {
     // warm (README_CARGO_TARGET).
     for (file, script) in &scripts {
         let (status, out, err) = run_readme_script(dir.path(), script, Duration::from_secs(900));
+        // The tails last: a log that keeps only a failure's first and last
+        // lines still shows what the failing command printed.
         assert_eq!(
             status,
             Some(0),
-            "{file}:\n{script}\n--- stdout\n{out}\n--- stderr (`+` lines are the commands)\n{err}"
+            "{file}:\n{script}\n--- stdout\n{out}\n--- stderr (`+` lines are the commands)\n{err}\n\
+             --- the last lines of stderr, then of stdout\n{}\n--\n{}",
+            tail(&err, 6),
+            tail(&out, 40),
         );
     }
 }

@@ -18,7 +18,10 @@ use wasmtime::{
 };
 
 use crate::bindings::{Sandbox, SandboxPre};
-use crate::run::{Abort, Execution, Invocation, Limiter, Limits, RunError, WorldKind, classify};
+use crate::run::{
+    Abort, Execution, Invocation, Limiter, Limits, RunError, WorldKind, classify, host_failure,
+    instantiation_error,
+};
 use crate::sandbox::{GuestState, NS_PER_FUEL, SandboxLimits};
 
 /// The wasmtime version this crate is pinned to (see the workspace manifest).
@@ -796,7 +799,7 @@ impl Host {
                             .collect(),
                     };
                     match pre.instantiate(&mut store) {
-                        Err(e) => Err(e),
+                        Err(e) => Err(instantiation_error(e)),
                         Ok(sandbox) => sandbox
                             .errand_capability_tool()
                             .call_invoke(&mut store, inv.input, &ctx)
@@ -814,7 +817,7 @@ impl Host {
                     }
                 }
                 (None, Some(run)) => match prepared.pre.instantiate(&mut store) {
-                    Err(e) => Err(e),
+                    Err(e) => Err(instantiation_error(e)),
                     Ok(instance) => instance
                         .get_typed_func::<(), (Result<(), ()>,)>(&mut store, run)
                         .and_then(|f| f.call(&mut store, ()))
@@ -834,10 +837,15 @@ impl Host {
         let elapsed = t0.elapsed();
         let finished_at = unix_now();
 
-        if let Err(e) = &result
-            && e.is::<wasmtime::PoolConcurrencyLimitError>()
-        {
-            return Err(RunError::Busy(e.to_string()));
+        if let Err(e) = &result {
+            if e.is::<wasmtime::PoolConcurrencyLimitError>() {
+                return Err(RunError::Busy(e.to_string()));
+            }
+            // Never signed: another host would not see it, so a receipt
+            // saying so could not be replayed.
+            if let Some(m) = host_failure(e) {
+                return Err(RunError::Host(m));
+            }
         }
         let fuel_consumed = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let state = store.into_data();

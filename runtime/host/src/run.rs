@@ -204,6 +204,12 @@ pub enum Abort {
     /// A host-detected protocol violation by the guest.
     #[error("{0}")]
     Trap(String),
+    /// This host failed under the guest (the operating system refused
+    /// memory, say): not the guest's doing, and not what another host
+    /// would see, so the run ends with [`RunError::Host`] and nothing is
+    /// signed.
+    #[error("{0}")]
+    HostFailure(String),
 }
 
 /// The store's resource limiter: refuses growth past the limits with an
@@ -230,7 +236,31 @@ impl Limiter {
     }
 }
 
+/// What wasmtime 48 says when growth fails for a reason in the module
+/// itself, the same on every host: past the memory's declared maximum, or
+/// past what its type can address. The guest sees `-1` from `memory.grow`,
+/// as the Wasm specification says. `a_guest_growing_past_its_memory_maximum_sees_minus_one_on_every_host`
+/// pins these words against the wasmtime in use.
+const DETERMINISTIC_GROW_FAILURES: [&str; 2] = [
+    "Memory maximum size exceeded",
+    "memory growth exceeds memory type's limits",
+];
+
 impl wasmtime::ResourceLimiter for Limiter {
+    /// Growth the limits allowed failed anyway. Past the module's own
+    /// bounds, the guest sees `-1` on any host. Anything else is this
+    /// host's failure (the operating system refusing to map memory): the
+    /// guest must not see it, or its run would depend on how busy the
+    /// executor was, a replay would differ, and an honest executor would
+    /// be blamed for it. It ends the run with [`Abort::HostFailure`].
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        let text = format!("{error:#}");
+        if DETERMINISTIC_GROW_FAILURES.iter().any(|m| text.contains(m)) {
+            return Ok(());
+        }
+        Err(Abort::HostFailure(format!("memory growth failed on this host: {text}")).into())
+    }
+
     fn memory_growing(
         &mut self,
         _current: usize,
@@ -310,6 +340,32 @@ fn last_line(stderr: &[u8]) -> Option<String> {
         .map(|l| (*l).to_owned())
 }
 
+/// The host failure behind `err`, if it is one ([`Abort::HostFailure`]).
+pub(crate) fn host_failure(err: &wasmtime::Error) -> Option<String> {
+    match err.downcast_ref::<Abort>() {
+        Some(Abort::HostFailure(m)) => Some(m.clone()),
+        _ => None,
+    }
+}
+
+/// An error out of instantiating a component that loaded and linked: the
+/// guest's doing (a trap, one of the store's limits) as it is, or this
+/// host's (memory the operating system would not map, say) as an
+/// [`Abort::HostFailure`]. Whatever a component's shape decides was
+/// checked when it loaded.
+pub(crate) fn instantiation_error(err: wasmtime::Error) -> wasmtime::Error {
+    let guest = err.is::<Abort>()
+        || err.is::<wasmtime::Trap>()
+        || err.is::<wasmtime::PoolConcurrencyLimitError>()
+        || err.to_string().contains("resource limit exceeded");
+    if guest {
+        return err;
+    }
+    wasmtime::Error::new(Abort::HostFailure(format!(
+        "instantiation failed on this host: {err:#}"
+    )))
+}
+
 /// Maps an error raised out of the guest to how the run ended.
 pub(crate) fn classify(err: &wasmtime::Error, stderr: &[u8]) -> Outcome {
     if let Some(a) = err.downcast_ref::<Abort>() {
@@ -330,6 +386,9 @@ pub(crate) fn classify(err: &wasmtime::Error, stderr: &[u8]) -> Outcome {
             Abort::TableLimit { .. } => aborted(AbortReason::TableLimit, a),
             Abort::Denied(_) => aborted(AbortReason::CapabilityDenied, a),
             Abort::Trap(_) => aborted(AbortReason::Trap, a),
+            // Not reached: `Host::run` answers a host failure with
+            // `RunError::Host` before classifying anything.
+            Abort::HostFailure(_) => aborted(AbortReason::Trap, a),
         };
     }
     if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
@@ -363,4 +422,48 @@ pub(crate) fn classify(err: &wasmtime::Error, stderr: &[u8]) -> Outcome {
         return aborted(reason, text);
     }
     aborted(AbortReason::Trap, format!("{err:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter as _;
+
+    /// The operating system refusing memory the limits allowed is this
+    /// host's failure: the guest must not see it as `-1`, or its run would
+    /// depend on how loaded the executor was and an honest replay would
+    /// disagree with it.
+    #[test]
+    fn memory_the_host_cannot_map_ends_the_run_as_a_host_failure() {
+        let mut l = Limiter::new(&Limits::default());
+        for words in DETERMINISTIC_GROW_FAILURES {
+            assert!(
+                l.memory_grow_failed(wasmtime::format_err!("{words}"))
+                    .is_ok()
+            );
+        }
+        let os = wasmtime::Error::new(std::io::Error::from_raw_os_error(12))
+            .context("failed to make memory accessible");
+        let err = l.memory_grow_failed(os).unwrap_err();
+        let m = host_failure(&err).expect("a host failure");
+        assert!(m.contains("memory growth failed on this host"), "{m}");
+        assert!(m.contains("os error 12"), "{m}");
+    }
+
+    #[test]
+    fn instantiation_failures_of_the_host_are_not_the_guests() {
+        let os = wasmtime::Error::new(std::io::Error::from_raw_os_error(12));
+        assert!(host_failure(&instantiation_error(os)).is_some());
+        for guest in [
+            wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached),
+            wasmtime::Error::new(Abort::MemoryLimit {
+                desired: 2,
+                limit: 1,
+            }),
+            wasmtime::format_err!("resource limit exceeded: instance count too high at 9"),
+        ] {
+            let e = instantiation_error(guest);
+            assert!(host_failure(&e).is_none(), "{e:#}");
+        }
+    }
 }

@@ -836,6 +836,24 @@ fn wat_guests_cannot_escape_their_limits() {
     assert_eq!(abort_reason(&e), Some(AbortReason::Trap));
 }
 
+/// Growth past a memory's declared maximum fails the same way on every
+/// host: `memory.grow` returns -1 and the guest goes on. The host tells these apart from its own failures
+/// (which end the run unsigned, `RunError::Host`) by wasmtime's words, so
+/// this pins them against the wasmtime in use.
+#[test]
+fn a_guest_growing_past_its_memory_maximum_sees_minus_one_on_every_host() {
+    let h = host();
+    let bounded = wat::parse_str(errand_host::testing::command_wat(
+        r#"(memory 1 2) (func (export "run") (result i32)
+              (if (i32.ne (memory.grow (i32.const 1)) (i32.const 1)) (then (return (i32.const 1))))
+              (if (i32.ne (memory.grow (i32.const 1)) (i32.const -1)) (then (return (i32.const 2))))
+              i32.const 0)"#,
+    ))
+    .unwrap();
+    let e = run(&h, &bounded, b"", &[], small());
+    assert_eq!(e.outcome, Outcome::Ok, "{:?}", e.outcome);
+}
+
 /// While hostile guests run on other threads, honest work is still served.
 #[test]
 fn the_host_keeps_serving_while_hostile_guests_run() {

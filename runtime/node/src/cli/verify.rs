@@ -379,6 +379,19 @@ fn single(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
     }
     print_report(args, path, &report, Some(&evidence))?;
     Ok(if !report.verified() {
+        // Also on stderr, for whoever reads only that (a script, `--json`
+        // piped to a parser).
+        if let Some(c) = report.first_failure() {
+            let detail = match &c.verdict {
+                Verdict::Fail(d) => d.as_str(),
+                _ => "",
+            };
+            eprintln!(
+                "error: {} is not verified: check `{}` failed: {detail}",
+                path.display(),
+                c.name
+            );
+        }
         ExitCode::from(EXIT_FAILED)
     } else if args.replay && skipped(&report, "replay") {
         // Asked to replay and could not: not a verdict on the evidence.
