@@ -1735,9 +1735,53 @@ fn bind(
     exec: &errand_core::SecretKey,
     output: &[u8],
 ) -> Result<(), BindingError> {
-    SignedReceipt::sign(r, exec)
-        .unwrap()
-        .check_binding(&Expected { request: q, output })
+    let signed = SignedReceipt::sign(r, exec).unwrap();
+    let e = Expected { request: q, output };
+    let full = signed.check_binding(&e);
+    // The requester's own check (it signed `q` itself) decides alike on
+    // every receipt for a well-signed request: it skips only re-verifying
+    // `q`'s signature.
+    if q.verify().is_ok() {
+        assert_eq!(
+            format!("{:?}", signed.check_answer(&e)),
+            format!("{full:?}")
+        );
+    }
+    full
+}
+
+/// `check_answer` trusts only the request's signature (the requester's
+/// own); the receipt's signature, its executor and every bound field are
+/// still checked, so an executor gains nothing from it.
+#[test]
+fn check_answer_skips_only_the_requesters_own_signature() {
+    let (exec, me) = (key(2), key(3));
+    let q = SignedRequest::sign(testing::request(&exec, &me), &me).unwrap();
+    let out = b"output";
+    let honest = SignedReceipt::sign(answer(&q, &exec, out), &exec).unwrap();
+    let e = Expected {
+        request: &q,
+        output: out,
+    };
+    honest.check_answer(&e).unwrap();
+    // A receipt from anyone else than the executor asked.
+    let other = SignedReceipt::sign(answer(&q, &key(9), out), &key(9)).unwrap();
+    assert!(matches!(
+        other.check_answer(&e),
+        Err(BindingError::Field {
+            field: "executor",
+            ..
+        })
+    ));
+    // Another output than the one returned.
+    let e_other = Expected {
+        request: &q,
+        output: b"other",
+    };
+    assert!(matches!(
+        honest.check_answer(&e_other),
+        Err(BindingError::Output { .. })
+    ));
 }
 
 /// Issue 10, item 1: tier 3 did not bind what was asked. An executor asked

@@ -143,6 +143,17 @@ pub enum ReplayError {
     /// The run could not start.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// The run had more memory than this host's engine gives a run: a
+    /// replay here could stop where the run did not.
+    #[error(
+        "the run had a memory limit of {limit} bytes, over this host's cap of {cap} (HostConfig::max_memory_bytes)"
+    )]
+    OverCap {
+        /// The run's limit.
+        limit: u64,
+        /// This host's cap.
+        cap: u64,
+    },
     /// The replay hit its wall-clock backstop on this machine.
     #[error("the replay hit its wall-clock backstop of {0:?} on this machine")]
     Deadline(std::time::Duration),
@@ -283,6 +294,13 @@ pub fn replay(
             receipt.limits,
         ),
     };
+    let cap = host.config().max_memory_bytes as u64;
+    if limits.memory_bytes > cap {
+        return Err(ReplayError::OverCap {
+            limit: limits.memory_bytes,
+            cap,
+        });
+    }
     let base = Limits {
         max_input: input.len().max(Limits::default().max_input),
         deadline: replay_deadline(fuel),

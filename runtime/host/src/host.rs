@@ -20,7 +20,6 @@ use wasmtime::{
 use crate::bindings::{Sandbox, SandboxPre};
 use crate::run::{
     Abort, Execution, Invocation, Limiter, Limits, RunError, WorldKind, classify, host_failure,
-    instantiation_error,
 };
 use crate::sandbox::{GuestState, NS_PER_FUEL, SandboxLimits};
 
@@ -799,7 +798,7 @@ impl Host {
                             .collect(),
                     };
                     match pre.instantiate(&mut store) {
-                        Err(e) => Err(instantiation_error(e)),
+                        Err(e) => Err(e),
                         Ok(sandbox) => sandbox
                             .errand_capability_tool()
                             .call_invoke(&mut store, inv.input, &ctx)
@@ -817,7 +816,7 @@ impl Host {
                     }
                 }
                 (None, Some(run)) => match prepared.pre.instantiate(&mut store) {
-                    Err(e) => Err(instantiation_error(e)),
+                    Err(e) => Err(e),
                     Ok(instance) => instance
                         .get_typed_func::<(), (Result<(), ()>,)>(&mut store, run)
                         .and_then(|f| f.call(&mut store, ()))
@@ -844,7 +843,8 @@ impl Host {
             // Never signed: another host would not see it, so a receipt
             // saying so could not be replayed.
             if let Some(m) = host_failure(e) {
-                return Err(RunError::Host(m));
+                tracing::error!(error = %m, "this host failed under a run; nothing signed");
+                return Err(RunError::HostFailure(m));
             }
         }
         let fuel_consumed = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));

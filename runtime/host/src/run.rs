@@ -165,6 +165,11 @@ pub enum RunError {
     /// The engine failed in a way that is not the guest's doing.
     #[error("host error: {0}")]
     Host(String),
+    /// This host ran short of a resource under the run (the operating
+    /// system refused memory the limits allowed): not the guest's doing,
+    /// and maybe not so later or elsewhere. Nothing is signed.
+    #[error("this host failed under the run: {0}; retry later or elsewhere")]
+    HostFailure(String),
 }
 
 /// Why the host stopped a guest: the payload of our own traps.
@@ -206,8 +211,8 @@ pub enum Abort {
     Trap(String),
     /// This host failed under the guest (the operating system refused
     /// memory, say): not the guest's doing, and not what another host
-    /// would see, so the run ends with [`RunError::Host`] and nothing is
-    /// signed.
+    /// would see, so the run ends with [`RunError::HostFailure`] and
+    /// nothing is signed.
     #[error("{0}")]
     HostFailure(String),
 }
@@ -217,6 +222,9 @@ pub enum Abort {
 /// failure inside the guest.
 #[derive(Debug, Clone)]
 pub struct Limiter {
+    /// Whether the last growth asked of [`wasmtime::ResourceLimiter::memory_growing`]
+    /// was allowed: a failure after that is this host's.
+    approved: bool,
     pub(crate) memory_bytes: usize,
     pub(crate) table_elements: usize,
     pub(crate) instances: usize,
@@ -227,6 +235,7 @@ pub struct Limiter {
 impl Limiter {
     pub(crate) fn new(l: &Limits) -> Limiter {
         Limiter {
+            approved: false,
             memory_bytes: l.memory_bytes,
             table_elements: l.table_elements,
             instances: l.instances,
@@ -236,37 +245,17 @@ impl Limiter {
     }
 }
 
-/// What wasmtime 48 says when growth fails for a reason in the module
-/// itself, the same on every host: past the memory's declared maximum, or
-/// past what its type can address. The guest sees `-1` from `memory.grow`,
-/// as the Wasm specification says. `a_guest_growing_past_its_memory_maximum_sees_minus_one_on_every_host`
-/// pins these words against the wasmtime in use.
-const DETERMINISTIC_GROW_FAILURES: [&str; 2] = [
-    "Memory maximum size exceeded",
-    "memory growth exceeds memory type's limits",
-];
-
 impl wasmtime::ResourceLimiter for Limiter {
-    /// Growth the limits allowed failed anyway. Past the module's own
-    /// bounds, the guest sees `-1` on any host. Anything else is this
-    /// host's failure (the operating system refusing to map memory): the
-    /// guest must not see it, or its run would depend on how busy the
-    /// executor was, a replay would differ, and an honest executor would
-    /// be blamed for it. It ends the run with [`Abort::HostFailure`].
-    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        let text = format!("{error:#}");
-        if DETERMINISTIC_GROW_FAILURES.iter().any(|m| text.contains(m)) {
-            return Ok(());
-        }
-        Err(Abort::HostFailure(format!("memory growth failed on this host: {text}")).into())
-    }
-
+    /// Growth past the limit ends the run ([`Abort::MemoryLimit`]); past
+    /// the memory's own declared maximum, `memory.grow` returns -1, as the
+    /// Wasm specification says, on every host.
     fn memory_growing(
         &mut self,
         _current: usize,
         desired: usize,
-        _max: Option<usize>,
+        max: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        self.approved = false;
         if desired > self.memory_bytes {
             return Err(Abort::MemoryLimit {
                 desired,
@@ -274,7 +263,30 @@ impl wasmtime::ResourceLimiter for Limiter {
             }
             .into());
         }
+        if max.is_some_and(|m| desired > m) {
+            return Ok(false);
+        }
+        self.approved = true;
         Ok(true)
+    }
+
+    /// Growth that [`Limiter::memory_growing`] allowed failed anyway: that
+    /// is this host's failure (the operating system refusing to map
+    /// memory), and the guest must not see it, or its run would depend on
+    /// how busy the executor was, a replay would differ, and an honest
+    /// executor would be blamed for it. It ends the run with
+    /// [`Abort::HostFailure`]. A failure wasmtime finds before asking the
+    /// limiter is the module's own doing (a size its memory type cannot
+    /// hold; only reachable with custom page sizes, which this engine does
+    /// not enable) and returns -1 on every host.
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        if std::mem::take(&mut self.approved) || is_os_failure(&error) {
+            return Err(Abort::HostFailure(format!(
+                "memory growth failed on this host: {error:#}"
+            ))
+            .into());
+        }
+        Ok(())
     }
 
     fn table_growing(
@@ -340,30 +352,28 @@ fn last_line(stderr: &[u8]) -> Option<String> {
         .map(|l| (*l).to_owned())
 }
 
-/// The host failure behind `err`, if it is one ([`Abort::HostFailure`]).
+/// Whether `err` comes from the operating system (an I/O error, an
+/// allocation refused) rather than from anything the guest did.
+fn is_os_failure(err: &wasmtime::Error) -> bool {
+    err.chain().any(|c| {
+        c.is::<std::io::Error>()
+            || c.is::<wasmtime::OutOfMemory>()
+            // rustix's `Errno`, which wasmtime's mmap paths return as is,
+            // prints as std's `io::Error` does.
+            || c.to_string().contains("(os error ")
+    })
+}
+
+/// The host failure behind `err`, if it is one: our own
+/// [`Abort::HostFailure`], or an error of the operating system's that
+/// reached the run.
 pub(crate) fn host_failure(err: &wasmtime::Error) -> Option<String> {
     match err.downcast_ref::<Abort>() {
         Some(Abort::HostFailure(m)) => Some(m.clone()),
-        _ => None,
+        Some(_) => None,
+        None if is_os_failure(err) => Some(format!("{err:#}")),
+        None => None,
     }
-}
-
-/// An error out of instantiating a component that loaded and linked: the
-/// guest's doing (a trap, one of the store's limits) as it is, or this
-/// host's (memory the operating system would not map, say) as an
-/// [`Abort::HostFailure`]. Whatever a component's shape decides was
-/// checked when it loaded.
-pub(crate) fn instantiation_error(err: wasmtime::Error) -> wasmtime::Error {
-    let guest = err.is::<Abort>()
-        || err.is::<wasmtime::Trap>()
-        || err.is::<wasmtime::PoolConcurrencyLimitError>()
-        || err.to_string().contains("resource limit exceeded");
-    if guest {
-        return err;
-    }
-    wasmtime::Error::new(Abort::HostFailure(format!(
-        "instantiation failed on this host: {err:#}"
-    )))
 }
 
 /// Maps an error raised out of the guest to how the run ended.
@@ -436,34 +446,45 @@ mod tests {
     #[test]
     fn memory_the_host_cannot_map_ends_the_run_as_a_host_failure() {
         let mut l = Limiter::new(&Limits::default());
-        for words in DETERMINISTIC_GROW_FAILURES {
-            assert!(
-                l.memory_grow_failed(wasmtime::format_err!("{words}"))
-                    .is_ok()
-            );
+        // Past the memory's declared maximum: -1, on every host.
+        assert!(!l.memory_growing(1 << 16, 3 << 16, Some(2 << 16)).unwrap());
+        // A failure before the limiter was asked: the module's own.
+        assert!(
+            l.memory_grow_failed(wasmtime::format_err!("type limits"))
+                .is_ok()
+        );
+        // Allowed, then refused by the operating system (rustix's errno
+        // as wasmtime returns it, or std's).
+        for os in [
+            wasmtime::format_err!("Cannot allocate memory (os error 12)"),
+            wasmtime::Error::new(std::io::Error::from_raw_os_error(12)),
+        ] {
+            assert!(l.memory_growing(1 << 16, 2 << 16, None).unwrap());
+            let err = l.memory_grow_failed(os).unwrap_err();
+            let m = host_failure(&err).expect("a host failure");
+            assert!(m.contains("memory growth failed on this host"), "{m}");
+            assert!(m.contains("os error 12"), "{m}");
         }
-        let os = wasmtime::Error::new(std::io::Error::from_raw_os_error(12))
-            .context("failed to make memory accessible");
-        let err = l.memory_grow_failed(os).unwrap_err();
-        let m = host_failure(&err).expect("a host failure");
-        assert!(m.contains("memory growth failed on this host"), "{m}");
-        assert!(m.contains("os error 12"), "{m}");
     }
 
+    /// Instantiation and calls: only what comes from the operating system
+    /// is the host's; everything else (wasmtime's own checks of what the
+    /// guest did, traps, our limits) is the guest's and is signed.
     #[test]
-    fn instantiation_failures_of_the_host_are_not_the_guests() {
-        let os = wasmtime::Error::new(std::io::Error::from_raw_os_error(12));
-        assert!(host_failure(&instantiation_error(os)).is_some());
+    fn only_the_operating_systems_failures_are_the_hosts() {
+        let os = wasmtime::Error::new(std::io::Error::from_raw_os_error(12))
+            .context("failed to map the memory image");
+        assert!(host_failure(&os).is_some());
         for guest in [
             wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached),
             wasmtime::Error::new(Abort::MemoryLimit {
                 desired: 2,
                 limit: 1,
             }),
+            wasmtime::format_err!("unknown handle index 7"),
             wasmtime::format_err!("resource limit exceeded: instance count too high at 9"),
         ] {
-            let e = instantiation_error(guest);
-            assert!(host_failure(&e).is_none(), "{e:#}");
+            assert!(host_failure(&guest).is_none(), "{guest:#}");
         }
     }
 }

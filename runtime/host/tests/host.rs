@@ -345,6 +345,32 @@ fn a_component_from_the_disk_cache_keeps_its_size_and_inspect_uses_the_cache() {
     assert_eq!(p.info().size, component.len());
 }
 
+/// A verifier whose engine gives runs less memory than the run had cannot
+/// replay it faithfully (the replay could stop where the run did not): it
+/// says so, and never fails the executor for it.
+#[test]
+fn a_replay_on_a_host_with_a_smaller_memory_cap_is_not_a_verdict() {
+    let h = host();
+    let key = SecretKey::from_seed([3; 32]);
+    let component = tool("text-stats");
+    let input = b"one two two three";
+    let i = inv(input, &[], Limits::default());
+    let p = h.prepare(component).unwrap();
+    let e = h.run(&p, &i).unwrap();
+    let receipt = sign(&h, &key, component, &i, &e);
+    let small = Host::with_config(HostConfig {
+        max_memory_bytes: 4 << 20,
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let err = errand_host::replay(&small, receipt.body(), None, component, input, None, None)
+        .unwrap_err();
+    assert!(
+        matches!(err, errand_host::ReplayError::OverCap { cap, .. } if cap == 4 << 20),
+        "{err}"
+    );
+}
+
 #[test]
 fn replay_names_what_differs() {
     let h = host();
@@ -837,9 +863,9 @@ fn wat_guests_cannot_escape_their_limits() {
 }
 
 /// Growth past a memory's declared maximum fails the same way on every
-/// host: `memory.grow` returns -1 and the guest goes on. The host tells these apart from its own failures
-/// (which end the run unsigned, `RunError::Host`) by wasmtime's words, so
-/// this pins them against the wasmtime in use.
+/// host: `memory.grow` returns -1 and the guest goes on (only growth the
+/// limits allowed and the operating system refused is this host's failure,
+/// `RunError::HostFailure`, and is never signed).
 #[test]
 fn a_guest_growing_past_its_memory_maximum_sees_minus_one_on_every_host() {
     let h = host();

@@ -848,7 +848,14 @@ impl Inner {
         let (mut exec, input) = match run {
             Ok((Ok(e), input)) => (e, input),
             // Only a full host is worth retrying (requesters retry `Busy`).
-            Ok((Err(e @ errand_host::RunError::Busy(_)), _)) => return err(ErrorCode::Busy, e),
+            // A host failure (memory the OS refused) is ours, not the
+            // request's: the requester may retry, here later or elsewhere.
+            Ok((
+                Err(e @ (errand_host::RunError::Busy(_) | errand_host::RunError::HostFailure(_))),
+                _,
+            )) => {
+                return err(ErrorCode::Busy, e);
+            }
             Ok((Err(e @ errand_host::RunError::InputTooLarge { .. }), _)) => {
                 return err(ErrorCode::TooLarge, e);
             }

@@ -359,6 +359,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let input = read_input(&args.input, limits.max_input)?;
     let host = host()?;
+    // The receipt states the memory the run had: this engine's cap when
+    // the manifest allows more (as a node does), so that a replay runs
+    // with exactly that.
+    limits.memory_bytes = limits.memory_bytes.min(host.config().max_memory_bytes);
     let nan = manifest
         .as_ref()
         .map(errand_host::NanMode::for_manifest)
