@@ -143,10 +143,10 @@ pub enum ReplayError {
     /// The run could not start.
     #[error(transparent)]
     Run(#[from] RunError),
-    /// The run had more memory than this host's engine gives a run: a
-    /// replay here could stop where the run did not.
+    /// The run had more memory than this host's engine gives a run, and
+    /// the replay here ran out of it where the run did not.
     #[error(
-        "the run had a memory limit of {limit} bytes, over this host's cap of {cap} (HostConfig::max_memory_bytes)"
+        "the replay ran out of this host's memory cap of {cap} bytes (HostConfig::max_memory_bytes); the run had {limit}"
     )]
     OverCap {
         /// The run's limit.
@@ -294,13 +294,6 @@ pub fn replay(
             receipt.limits,
         ),
     };
-    let cap = host.config().max_memory_bytes as u64;
-    if limits.memory_bytes > cap {
-        return Err(ReplayError::OverCap {
-            limit: limits.memory_bytes,
-            cap,
-        });
-    }
     let base = Limits {
         max_input: input.len().max(Limits::default().max_input),
         deadline: replay_deadline(fuel),
@@ -315,6 +308,30 @@ pub fn replay(
         keep_trace: recorded_trace.is_some(),
     };
     let exec = host.run(&prepared, &inv)?;
+    // This host gives a run at most its own cap. A run that stays under it
+    // goes exactly as the original (growth past a limit always ends a run,
+    // it is never shown to the guest); one stopped by the cap where the
+    // original was not cannot be judged here.
+    let cap = host.config().max_memory_bytes as u64;
+    let stopped_by_cap = matches!(
+        exec.outcome,
+        Outcome::Aborted {
+            reason: AbortReason::MemoryLimit,
+            ..
+        }
+    ) && !matches!(
+        receipt.outcome,
+        Outcome::Aborted {
+            reason: AbortReason::MemoryLimit,
+            ..
+        }
+    );
+    if limits.memory_bytes > cap && stopped_by_cap {
+        return Err(ReplayError::OverCap {
+            limit: limits.memory_bytes,
+            cap,
+        });
+    }
     if let Outcome::Aborted {
         reason: AbortReason::Deadline,
         ..

@@ -353,24 +353,27 @@ fn last_line(stderr: &[u8]) -> Option<String> {
 }
 
 /// Whether `err` comes from the operating system (an I/O error, an
-/// allocation refused) rather than from anything the guest did.
+/// allocation refused) rather than from anything the guest did. Decided by
+/// type, and by the text of the root cause only: a trap's context carries
+/// a backtrace whose frame names are the guest's own (its `name` section),
+/// so no other layer's text may decide anything.
 fn is_os_failure(err: &wasmtime::Error) -> bool {
-    err.chain().any(|c| {
-        c.is::<std::io::Error>()
-            || c.is::<wasmtime::OutOfMemory>()
-            // rustix's `Errno`, which wasmtime's mmap paths return as is,
-            // prints as std's `io::Error` does.
-            || c.to_string().contains("(os error ")
-    })
+    err.chain()
+        .any(|c| c.is::<std::io::Error>() || c.is::<wasmtime::OutOfMemory>())
+        // rustix's `Errno`, which wasmtime's mmap paths return as is (the
+        // root cause), prints as std's `io::Error` does.
+        || err.root_cause().to_string().contains("(os error ")
 }
 
 /// The host failure behind `err`, if it is one: our own
 /// [`Abort::HostFailure`], or an error of the operating system's that
-/// reached the run.
+/// reached the run. A trap (the guest's instructions, fuel, the deadline)
+/// and our other aborts never are.
 pub(crate) fn host_failure(err: &wasmtime::Error) -> Option<String> {
     match err.downcast_ref::<Abort>() {
         Some(Abort::HostFailure(m)) => Some(m.clone()),
         Some(_) => None,
+        None if err.is::<wasmtime::Trap>() => None,
         None if is_os_failure(err) => Some(format!("{err:#}")),
         None => None,
     }
@@ -482,6 +485,12 @@ mod tests {
                 limit: 1,
             }),
             wasmtime::format_err!("unknown handle index 7"),
+            // A trap whose context names the guest's own functions.
+            wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached)
+                .context("wasm backtrace:\n    0:  0x2a - m!(os error 1)"),
+            // Text that only looks like the operating system's, above a
+            // root cause that is not.
+            wasmtime::format_err!("unknown handle index 7").context("(os error 12)"),
             wasmtime::format_err!("resource limit exceeded: instance count too high at 9"),
         ] {
             assert!(host_failure(&guest).is_none(), "{guest:#}");

@@ -345,30 +345,59 @@ fn a_component_from_the_disk_cache_keeps_its_size_and_inspect_uses_the_cache() {
     assert_eq!(p.info().size, component.len());
 }
 
-/// A verifier whose engine gives runs less memory than the run had cannot
-/// replay it faithfully (the replay could stop where the run did not): it
-/// says so, and never fails the executor for it.
+/// A verifier whose engine gives runs less memory than the run had: a run
+/// that stays under its cap replays as usual (growth past a limit always
+/// ends a run, so the guest's path is the same); one its cap stops where
+/// the original did not is not a verdict, never a failure of the executor.
 #[test]
 fn a_replay_on_a_host_with_a_smaller_memory_cap_is_not_a_verdict() {
     let h = host();
     let key = SecretKey::from_seed([3; 32]);
-    let component = tool("text-stats");
-    let input = b"one two two three";
-    let i = inv(input, &[], Limits::default());
-    let p = h.prepare(component).unwrap();
-    let e = h.run(&p, &i).unwrap();
-    let receipt = sign(&h, &key, component, &i, &e);
     let small = Host::with_config(HostConfig {
         max_memory_bytes: 4 << 20,
         ..HostConfig::default()
     })
     .unwrap();
-    let err = errand_host::replay(&small, receipt.body(), None, component, input, None, None)
-        .unwrap_err();
+    // Small: replays under the smaller cap.
+    let component = tool("text-stats");
+    let input = b"one two two three";
+    let i = inv(input, &[], Limits::default());
+    let e = h.run(&h.prepare(component).unwrap(), &i).unwrap();
+    let receipt = sign(&h, &key, component, &i, &e);
+    let r =
+        errand_host::replay(&small, receipt.body(), None, component, input, None, None).unwrap();
+    assert!(r.matched(), "{:#?}", r.report);
+    // Grows to 8 MiB, then succeeds: the smaller cap stops it.
+    let grower = wat::parse_str(errand_host::testing::command_wat(
+        r#"(memory 1) (func (export "run") (result i32)
+              (drop (memory.grow (i32.const 127))) i32.const 0)"#,
+    ))
+    .unwrap();
+    let e = h.run(&h.prepare(&grower).unwrap(), &i).unwrap();
+    assert_eq!(e.outcome, Outcome::Ok, "{:?}", e.outcome);
+    let receipt = sign(&h, &key, &grower, &i, &e);
+    let err =
+        errand_host::replay(&small, receipt.body(), None, &grower, input, None, None).unwrap_err();
     assert!(
         matches!(err, errand_host::ReplayError::OverCap { cap, .. } if cap == 4 << 20),
         "{err}"
     );
+}
+
+/// A guest that names its own function like an operating-system error and
+/// traps in it is still the guest's trap, signed and replayable: the
+/// host's failure is decided by type and root cause, never by the text of
+/// a backtrace made of the guest's names.
+#[test]
+fn a_guest_named_like_an_os_error_still_gets_its_trap_signed() {
+    let h = host();
+    let c = wat::parse_str(errand_host::testing::command_wat(
+        r#"(func (export "run") (result i32) call $f i32.const 0)
+           (func $f (@name "(os error 12)") unreachable)"#,
+    ))
+    .unwrap();
+    let e = run(&h, &c, b"", &[], small());
+    assert_eq!(abort_reason(&e), Some(AbortReason::Trap), "{:?}", e.outcome);
 }
 
 #[test]
