@@ -172,6 +172,25 @@ fn paired_ratios() {
         "\nrequester's binding check: {:.2}x the receipt signature check alone",
         bind.ratio_median
     );
+    // The requester that signed the request itself (the client) skips
+    // re-verifying its own signature; an auditor checks both.
+    let expected = Expected {
+        request: &request,
+        output,
+    };
+    let answer = benchkit::paired(
+        40,
+        200,
+        || black_box(&signed).check_binding(&expected).unwrap(),
+        || black_box(&signed).check_answer(&expected).unwrap(),
+    );
+    println!(
+        "{}",
+        answer.row(
+            "check_binding (an auditor's check)",
+            "check_answer (the requester that signed the request)"
+        )
+    );
 
     const N: usize = 10_000;
     let keys: Vec<_> = (0..100u8)
