@@ -400,7 +400,7 @@ pub(crate) fn classify(err: &wasmtime::Error, stderr: &[u8]) -> Outcome {
             Abort::Denied(_) => aborted(AbortReason::CapabilityDenied, a),
             Abort::Trap(_) => aborted(AbortReason::Trap, a),
             // Not reached: `Host::run` answers a host failure with
-            // `RunError::Host` before classifying anything.
+            // `RunError::HostFailure` before classifying anything.
             Abort::HostFailure(_) => aborted(AbortReason::Trap, a),
         };
     }

@@ -216,13 +216,7 @@ fn many(args: &VerifyArgs, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
             Ok(report) => {
                 failed += 1;
                 if !args.json {
-                    let (name, detail) = report
-                        .first_failure()
-                        .map(|c| match &c.verdict {
-                            Verdict::Fail(d) => (c.name, d.as_str()),
-                            _ => (c.name, ""),
-                        })
-                        .unwrap_or(("?", ""));
+                    let (name, detail) = first_failure(report).unwrap_or(("?", ""));
                     outln!("FAILED  {}  check `{name}`: {detail}", path.display());
                 }
             }
@@ -381,15 +375,10 @@ fn single(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
     Ok(if !report.verified() {
         // Also on stderr, for whoever reads only that (a script, `--json`
         // piped to a parser).
-        if let Some(c) = report.first_failure() {
-            let detail = match &c.verdict {
-                Verdict::Fail(d) => d.as_str(),
-                _ => "",
-            };
+        if let Some((name, detail)) = first_failure(&report) {
             eprintln!(
-                "error: {} is not verified: check `{}` failed: {detail}",
-                path.display(),
-                c.name
+                "error: {} is not verified: check `{name}` failed: {detail}",
+                path.display()
             );
         }
         ExitCode::from(EXIT_FAILED)
@@ -399,6 +388,14 @@ fn single(args: &VerifyArgs, path: &Path) -> anyhow::Result<ExitCode> {
         ExitCode::from(EXIT_UNUSABLE)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// The first failed check's name and what it says.
+fn first_failure(report: &Report) -> Option<(&'static str, &str)> {
+    report.first_failure().map(|c| match &c.verdict {
+        Verdict::Fail(d) => (c.name, d.as_str()),
+        _ => (c.name, ""),
     })
 }
 
@@ -543,15 +540,9 @@ fn print_report(
         outln!("  {:<16} {word}  {detail}", c.name);
     }
     outln!();
-    match report.first_failure() {
+    match first_failure(report) {
         None => outln!("verified: {pass} checks passed, {skip} skipped"),
-        Some(c) => {
-            let detail = match &c.verdict {
-                Verdict::Fail(d) => d.as_str(),
-                _ => "",
-            };
-            outln!("NOT VERIFIED: check `{}` failed: {detail}", c.name)
-        }
+        Some((name, detail)) => outln!("NOT VERIFIED: check `{name}` failed: {detail}"),
     }
     Ok(())
 }
