@@ -10,6 +10,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
+use std::sync::Arc;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
@@ -72,8 +73,14 @@ fn violation<E: de::Error>(kind: FieldKind, len: usize, max: usize) -> E {
 }
 
 /// A UTF-8 string of at most `MAX` bytes.
+///
+/// Immutable and shared: a clone is a reference count, not a copy, so
+/// the many descriptors that carry the same words (a publisher's refreshes,
+/// a simulated network's peers of one kind) hold one copy of them, and
+/// comparing two clones compares pointers first. Equality, order and
+/// hashing are the string's.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct BString<const MAX: usize>(String);
+pub struct BString<const MAX: usize>(Arc<str>);
 
 impl<const MAX: usize> BString<MAX> {
     /// The bound, in bytes.
@@ -89,7 +96,7 @@ impl<const MAX: usize> BString<MAX> {
                 max: MAX,
             });
         }
-        Ok(BString(s))
+        Ok(BString(s.into()))
     }
 
     /// Wraps `s`, cutting it at the last character boundary within the bound.
@@ -98,7 +105,7 @@ impl<const MAX: usize> BString<MAX> {
         while !s.is_char_boundary(end) {
             end -= 1;
         }
-        BString(s[..end].to_owned())
+        BString(s[..end].into())
     }
 
     /// The string.
@@ -106,9 +113,9 @@ impl<const MAX: usize> BString<MAX> {
         &self.0
     }
 
-    /// The owned string.
+    /// The owned string (a copy).
     pub fn into_string(self) -> String {
-        self.0
+        self.0.as_ref().to_owned()
     }
 }
 
@@ -147,13 +154,13 @@ impl<const MAX: usize> TryFrom<String> for BString<MAX> {
 
 impl<const MAX: usize> PartialEq<str> for BString<MAX> {
     fn eq(&self, other: &str) -> bool {
-        self.0 == other
+        &*self.0 == other
     }
 }
 
 impl<const MAX: usize> PartialEq<&str> for BString<MAX> {
     fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
+        &*self.0 == *other
     }
 }
 
@@ -175,7 +182,7 @@ impl<'de, const MAX: usize> Deserialize<'de> for BString<MAX> {
                 if v.len() > MAX {
                     return Err(violation(FieldKind::String, v.len(), MAX));
                 }
-                Ok(BString(v.to_owned()))
+                Ok(BString(v.into()))
             }
         }
         d.deserialize_str(V::<MAX>)
@@ -458,6 +465,25 @@ pub(crate) mod hex_array {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bstring_clones_share_one_copy_and_compare_as_strings() {
+        let a = BString::<64>::new("image/png").unwrap();
+        let b = a.clone();
+        assert!(std::ptr::eq(a.as_str(), b.as_str()), "a clone is shared");
+        let c = BString::<64>::new(String::from("image/png")).unwrap();
+        assert!(!std::ptr::eq(a.as_str(), c.as_str()));
+        // Equality, order and hashing are the string's, shared or not.
+        assert_eq!(a, c);
+        assert_eq!(a.cmp(&c), std::cmp::Ordering::Equal);
+        let state = std::hash::RandomState::new();
+        assert_eq!(
+            std::hash::BuildHasher::hash_one(&state, &a),
+            std::hash::BuildHasher::hash_one(&state, "image/png")
+        );
+        assert!(BString::<64>::new("image/jpeg").unwrap() < a);
+        assert_eq!(a.clone().into_string(), "image/png");
+    }
 
     #[test]
     fn bstring_refuses_over_bound_before_allocating() {

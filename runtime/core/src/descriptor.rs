@@ -418,8 +418,13 @@ fn validate_media(field: &'static str, m: &MediaSpec) -> Result<(), Invalid> {
     let ok = essence.split_once('/').is_some_and(|(t, s)| {
         let tok = |x: &str| {
             !x.is_empty()
-                && x.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+                && x.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(
+                            b,
+                            b'!' | b'#' | b'$' | b'&' | b'-' | b'^' | b'_' | b'.' | b'+'
+                        )
+                })
         };
         tok(t) && tok(s)
     });

@@ -245,7 +245,8 @@ struct Entry {
     seq: u64,
     /// Weighted term count (document length for BM25); 0 for tombstones.
     len: u32,
-    terms: Vec<(u32, u16)>,
+    /// Sorted by term id; exactly sized (an index holds one per entry).
+    terms: Box<[(u32, u16)]>,
     withdrawn: bool,
     /// Where this slot sits in `by_name[name]`, for O(1) removal.
     name_pos: u32,
@@ -552,12 +553,12 @@ impl Index {
             expires,
             seq: body.seq,
             len: 0,
-            terms: Vec::new(),
+            terms: Box::default(),
             withdrawn: body.withdrawn,
             name_pos: 0,
         };
         if !body.withdrawn {
-            let terms = self.weighted_terms(body);
+            let mut terms = self.weighted_terms(body);
             for &(id, n) in &terms {
                 let st = &mut self.term_state[id as usize];
                 st.postings.push(Posting {
@@ -568,9 +569,9 @@ impl Index {
                 st.df += 1;
                 entry.len += u32::from(n);
             }
-            entry.terms = terms;
             // Sorted by term, so queries merge-join against their own.
-            entry.terms.sort_unstable_by_key(|(id, _)| *id);
+            terms.sort_unstable_by_key(|(id, _)| *id);
+            entry.terms = terms.into_boxed_slice();
             self.total_len += u64::from(entry.len);
             self.live += 1;
             if let Some(p) = self.publishers.get_mut(&body.publisher) {

@@ -381,6 +381,15 @@ pub fn encode<T: Object>(value: &T) -> Result<Vec<u8>, EncodeError> {
 /// Encodes an object under format `version`, which must be one this build
 /// reads: for re-deriving the bytes an older signature covers.
 fn encode_as<T: Object>(value: &T, version: u8) -> Result<Vec<u8>, EncodeError> {
+    encode_into(value, version, Vec::with_capacity(256))
+}
+
+/// Appends the encoding of `value` under `version` to `out`.
+fn encode_into<T: Object>(
+    value: &T,
+    version: u8,
+    mut out: Vec<u8>,
+) -> Result<Vec<u8>, EncodeError> {
     let invalid = |invalid| EncodeError::Invalid {
         kind: T::KIND,
         invalid,
@@ -389,7 +398,6 @@ fn encode_as<T: Object>(value: &T, version: u8) -> Result<Vec<u8>, EncodeError> 
     if version != T::VERSION {
         value.check_version(version).map_err(invalid)?;
     }
-    let mut out = Vec::with_capacity(256);
     write_header(T::KIND, version, &mut out);
     // postcard only fails on sequences of unknown length, which none of our
     // types produce; the error is still reported rather than assumed away.
@@ -397,6 +405,24 @@ fn encode_as<T: Object>(value: &T, version: u8) -> Result<Vec<u8>, EncodeError> 
         kind: T::KIND,
         reason: e.to_string(),
     })
+}
+
+/// [`encode_as`] into an allocation of exactly the encoding's size: the
+/// bytes are written to a per-thread scratch buffer first, so a signed
+/// object costs one allocation, not a growing and then a shrinking one.
+fn encode_boxed<T: Object>(value: &T, version: u8) -> Result<Box<[u8]>, EncodeError> {
+    thread_local! {
+        static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    let mut buf = SCRATCH.take();
+    buf.clear();
+    let buf = encode_into(value, version, buf)?;
+    let boxed = Box::<[u8]>::from(buf.as_slice());
+    // Keep a buffer of ordinary size for the next object; let a huge one go.
+    if buf.capacity() <= 64 * 1024 {
+        SCRATCH.set(buf);
+    }
+    Ok(boxed)
 }
 
 /// Decodes an unsigned object, rejecting trailing bytes.
@@ -430,7 +456,7 @@ impl<T: Signable> Signed<T> {
                 actual,
             });
         }
-        let signed_bytes = encode(&body)?.into_boxed_slice();
+        let signed_bytes = encode_boxed(&body, T::VERSION)?;
         let signature = key.sign(&signed_bytes);
         Ok(Signed {
             body,
@@ -445,7 +471,7 @@ impl<T: Signable> Signed<T> {
     /// the registry's path after verification ([`crate::discovery::Index::insert_verified`]).
     /// Objects built this way are refused by anything that checks them.
     pub fn with_placeholder_signature(body: T) -> Result<Signed<T>, EncodeError> {
-        let signed_bytes = encode(&body)?.into_boxed_slice();
+        let signed_bytes = encode_boxed(&body, T::VERSION)?;
         Ok(Signed {
             body,
             signed_bytes,
@@ -562,9 +588,8 @@ impl<T: Signable> Signed<T> {
         let j: J<T> =
             serde_json::from_value(value.clone()).map_err(|e| JsonError::Syntax(e.to_string()))?;
         check_json_header::<T>(&j.kind, j.version)?;
-        let signed_bytes = encode_as(&j.body, j.version)
-            .map_err(|e| JsonError::Syntax(e.to_string()))?
-            .into_boxed_slice();
+        let signed_bytes =
+            encode_boxed(&j.body, j.version).map_err(|e| JsonError::Syntax(e.to_string()))?;
         Ok(Signed {
             body: j.body,
             signed_bytes,
@@ -1020,6 +1045,34 @@ fn torsion_free(points: &[EdwardsPoint], masks: &[u128]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Signing goes through a per-thread scratch buffer: whatever was
+    /// encoded before (larger, smaller, refused), the signed bytes are
+    /// exactly `encode`'s.
+    #[test]
+    fn signing_encodes_exactly_what_encode_gives_whatever_came_before() {
+        let key = crate::testing::key(1);
+        let small = crate::testing::descriptor(&key);
+        let mut big = small.clone();
+        big.description = crate::bounded::BString::truncate_from(&"long ".repeat(200));
+        let mut bad = small.clone();
+        bad.ttl_ms = 0;
+        for d in [&big, &small, &bad, &small, &big] {
+            let Ok(expected) = encode(d) else {
+                assert!(Signed::sign(d.clone(), &key).is_err());
+                assert!(Signed::with_placeholder_signature(d.clone()).is_err());
+                continue;
+            };
+            let signed = Signed::sign(d.clone(), &key).unwrap();
+            assert_eq!(signed.signed_bytes(), &expected[..]);
+            signed.verify().unwrap();
+            let placeholder = Signed::with_placeholder_signature(d.clone()).unwrap();
+            assert_eq!(placeholder.signed_bytes(), &expected[..]);
+            let json =
+                Signed::<crate::descriptor::Descriptor>::from_json(&signed.to_json()).unwrap();
+            assert_eq!(json.signed_bytes(), &expected[..]);
+        }
+    }
 
     /// Every kind's tag parses back to it. The `match` makes adding a kind
     /// without listing it here a compile error.
