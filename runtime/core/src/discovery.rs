@@ -71,24 +71,61 @@ use crate::time::UnixMillis;
 use crate::wire::{PublishOutcome, Query};
 
 /// Words too common to rank by.
-const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "into", "is", "it",
-    "its", "me", "my", "of", "on", "or", "please", "some", "that", "the", "this", "to", "with",
-    "i", "want", "need", "can", "you",
-];
+fn is_stop_word(w: &str) -> bool {
+    matches!(
+        w,
+        "a" | "an"
+            | "and"
+            | "are"
+            | "as"
+            | "at"
+            | "be"
+            | "by"
+            | "for"
+            | "from"
+            | "in"
+            | "into"
+            | "is"
+            | "it"
+            | "its"
+            | "me"
+            | "my"
+            | "of"
+            | "on"
+            | "or"
+            | "please"
+            | "some"
+            | "that"
+            | "the"
+            | "this"
+            | "to"
+            | "with"
+            | "i"
+            | "want"
+            | "need"
+            | "can"
+            | "you"
+    )
+}
 
 /// A light suffix stripper (see the module docs). It errs on the side of
 /// leaving words alone: stems shorter than four letters are not cut.
 pub fn stem(word: &str) -> String {
-    let w = word;
-    let cut = |suffix: &str, repl: &str| -> Option<String> {
+    let (base, repl) = stem_parts(word);
+    format!("{base}{repl}")
+}
+
+/// [`stem`] as the part of `w` it keeps and what it appends, so a caller
+/// with a buffer need not allocate.
+fn stem_parts(w: &str) -> (&str, &'static str) {
+    fn cut<'a>(w: &'a str, suffix: &str, repl: &'static str) -> Option<(&'a str, &'static str)> {
         let base = w.strip_suffix(suffix)?;
-        (base.len() >= 4 || (repl.is_empty() && base.len() >= 3)).then(|| format!("{base}{repl}"))
-    };
-    if let Some(s) = cut("ies", "y") {
+        (base.len() >= 4 || (repl.is_empty() && base.len() >= 3)).then_some((base, repl))
+    }
+    if let Some(s) = cut(w, "ies", "y") {
         return s;
     }
-    if let Some(s) = cut("sses", "ss") {
+    if let Some(s) = cut(w, "sses", "ss") {
         return s;
     }
     for (suffix, repl) in [
@@ -101,7 +138,7 @@ pub fn stem(word: &str) -> String {
         ("ed", ""),
         ("es", ""),
     ] {
-        if let Some(s) = cut(suffix, repl) {
+        if let Some(s) = cut(w, suffix, repl) {
             return s;
         }
     }
@@ -109,28 +146,30 @@ pub fn stem(word: &str) -> String {
         && !w.ends_with("ss")
         && !w.ends_with("us")
         && !w.ends_with("is")
-        && let Some(s) = cut("s", "")
+        && let Some(s) = cut(w, "s", "")
     {
         return s;
     }
-    if let Some(s) = cut("e", "") {
+    if let Some(s) = cut(w, "e", "") {
         return s;
     }
-    w.to_owned()
+    (w, "")
 }
 
 /// Splits text into matchable terms: lower-cased alphanumeric words, stop
 /// words dropped, stemmed.
 pub fn terms(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .filter(|w| !STOP_WORDS.contains(&w.as_str()))
-        .map(|w| stem(&w))
+    let mut out = Vec::new();
+    let (mut lower, mut stemmed) = (String::new(), String::new());
+    for_each_term(text, &mut lower, &mut stemmed, |t| out.push(t.to_owned()));
+    out.into_iter()
 }
 
 /// Calls `f` with each term of `text`, as [`terms`] yields them, reusing
-/// two buffers instead of allocating per word.
+/// two buffers instead of allocating per word. Indexing and queries both
+/// split words here, so a word is the same term on both sides (each
+/// letter lower-cased on its own, and a final `ς` folded to `σ`, so
+/// `ΟΔΟΣ`, `οδος` and `οδοσ` are one term).
 fn for_each_term(text: &str, lower: &mut String, stemmed: &mut String, mut f: impl FnMut(&str)) {
     for w in text
         .split(|c: char| !c.is_alphanumeric())
@@ -141,13 +180,20 @@ fn for_each_term(text: &str, lower: &mut String, stemmed: &mut String, mut f: im
             lower.push_str(w);
             lower.make_ascii_lowercase();
         } else {
-            lower.extend(w.chars().flat_map(char::to_lowercase));
+            // Final sigma folds to sigma, as Unicode case folding does.
+            lower.extend(
+                w.chars()
+                    .flat_map(char::to_lowercase)
+                    .map(|c| if c == 'ς' { 'σ' } else { c }),
+            );
         }
-        if STOP_WORDS.contains(&lower.as_str()) {
+        if is_stop_word(lower) {
             continue;
         }
+        let (base, repl) = stem_parts(lower);
         stemmed.clear();
-        stemmed.push_str(&stem(lower));
+        stemmed.push_str(base);
+        stemmed.push_str(repl);
         f(stemmed);
     }
 }
@@ -789,12 +835,13 @@ impl Index {
 
         let mut has_words = false;
         let mut qterms: Vec<u32> = Vec::new();
-        for t in terms(&q.intent) {
+        let (mut lower, mut stemmed) = (String::new(), String::new());
+        for_each_term(&q.intent, &mut lower, &mut stemmed, |t| {
             has_words = true;
-            if let Some(id) = self.term_ids.get(t.as_str()) {
+            if let Some(id) = self.term_ids.get(t) {
                 qterms.push(*id);
             }
-        }
+        });
         qterms.sort_unstable();
         qterms.dedup();
         let n = self.live.max(1) as f32;
@@ -1040,6 +1087,45 @@ mod tests {
             a.term_ids.hasher().hash_one("imag"),
             b.term_ids.hasher().hash_one("imag")
         );
+    }
+
+    /// `str::to_lowercase` spells a word-final capital sigma `ς`,
+    /// `char::to_lowercase` `σ`: the query side once used the first and the
+    /// index the second, so such a word never found itself.
+    #[test]
+    fn a_word_ending_in_capital_sigma_is_found_by_the_same_word() {
+        let key = crate::testing::key(1);
+        let mut d = crate::testing::descriptor(&key);
+        d.description = crate::bounded::BString::truncate_from("ΧΆΡΤΗΣ ΟΔΟΣ renderer");
+        d.issued_at = UnixMillis(1_000);
+        let mut ix = Index::new(RegistryLimits::default());
+        let signed = SignedDescriptor::with_placeholder_signature(d).unwrap();
+        assert_eq!(
+            ix.insert_verified(Arc::new(signed), UnixMillis(1_000)),
+            PublishOutcome::Accepted
+        );
+        for intent in ["ΟΔΟΣ", "οδος", "οδοσ", "χάρτης", "ΧΆΡΤΗΣ"] {
+            let hits = ix.query(&Query::intent(intent, 5), UnixMillis(2_000));
+            assert_eq!(hits.len(), 1, "{intent}");
+        }
+    }
+
+    #[test]
+    fn terms_split_stem_and_skip_stop_words_as_indexing_does() {
+        for text in [
+            "Generate an IMAGE of the sea, please!",
+            "resizing thumbnails; generation of images",
+            "ΟΔΟΣ Straße naïve CAFÉS",
+            "",
+            "the a an",
+        ] {
+            let mut by_index = Vec::new();
+            let (mut l, mut s) = (String::new(), String::new());
+            for_each_term(text, &mut l, &mut s, |t| by_index.push(t.to_owned()));
+            assert_eq!(terms(text).collect::<Vec<_>>(), by_index, "{text}");
+        }
+        let t: Vec<String> = terms("resizing thumbnails, the generation").collect();
+        assert_eq!(t, vec!["resiz", "thumbnail", "generat"]);
     }
 
     #[test]
