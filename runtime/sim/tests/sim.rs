@@ -240,6 +240,44 @@ fn a_descriptor_that_is_not_refreshed_stops_being_returned_after_its_ttl() {
     assert!(w.registry_answer(0, kind).contains(&other));
 }
 
+/// A node refreshes all its descriptors in one `Publish` message; the
+/// simulator once sent one message per capability, overstating refresh
+/// traffic by the number of capabilities a peer hosts.
+#[test]
+fn a_peers_refresh_is_one_message_for_all_its_capabilities() {
+    let (peers, secs) = (60u64, 20u64);
+    let run = |caps| {
+        let p = Params {
+            peers: peers as usize,
+            caps_per_peer: caps,
+            sybil_fraction: 0.0,
+            drift_rate: 0.0,
+            refresh_ms: 1_000,
+            workflows: 1_000_000,
+            ..Params::default()
+        };
+        World::new(p, 1).run(Some(secs * 1_000))
+    };
+    let (one, three) = (run(1), run(3));
+    // A message and its acknowledgement per peer per refresh, give or
+    // take each peer's first one (their phases are random).
+    let expected = 2 * peers * secs;
+    for m in [&one, &three] {
+        assert!(
+            m.publish_messages.abs_diff(expected) <= 2 * peers,
+            "{} publish messages, expected about {expected}",
+            m.publish_messages
+        );
+    }
+    // The bytes still grow with what the messages carry.
+    assert!(
+        three.publish_bytes as f64 > 2.5 * one.publish_bytes as f64,
+        "{} bytes for three capabilities a peer, {} for one",
+        three.publish_bytes,
+        one.publish_bytes
+    );
+}
+
 #[test]
 fn poisoned_relevance_ranking_starves_the_optimistic_policy_and_widening_recovers_the_tiers() {
     let run = |ranking, policy, widen| {

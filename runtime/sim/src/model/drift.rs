@@ -12,11 +12,16 @@ impl World {
         self.now + self.exp_us(1e3 / self.p.drift_rate)
     }
 
+    /// Sets the timers of a capability that just came (back) into service:
+    /// its drift, and its peer's refresh if that had lapsed.
     pub(super) fn schedule_cap(&mut self, p: usize, c: usize) {
         let epoch = self.peers[p].caps[c].epoch;
         let (peer, cap) = (p as u32, c as u16);
-        let t = self.now + us(f64::from(self.p.refresh_ms));
-        self.at(t, Ev::Refresh { peer, cap, epoch });
+        if !self.peers[p].refreshing {
+            self.peers[p].refreshing = true;
+            let t = self.now + us(f64::from(self.p.refresh_ms));
+            self.at(t, Ev::Refresh { peer });
+        }
         if self.p.drift_rate > 0.0 {
             let t = self.drift_delay();
             self.at(t, Ev::Drift { peer, cap, epoch });

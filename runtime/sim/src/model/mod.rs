@@ -282,14 +282,14 @@ fn us(t_ms: f64) -> u64 {
 }
 
 enum Ev {
+    /// A peer's refresh timer: all its live capabilities, one message.
     Refresh {
         peer: u32,
-        cap: u16,
-        epoch: u32,
     },
+    /// A `Publish` message reaches a registry.
     Arrive {
         registry: u16,
-        desc: Arc<SignedDescriptor>,
+        descs: Vec<Arc<SignedDescriptor>>,
     },
     Expire,
     Drift {
@@ -465,6 +465,7 @@ impl World {
                 sybil,
                 served: 0,
                 caps,
+                refreshing: true,
             });
         }
         let by_id = peers
@@ -530,17 +531,10 @@ impl World {
     fn schedule_initial(&mut self) {
         let refresh = us(f64::from(self.p.refresh_ms));
         for i in 0..self.peers.len() {
+            // Spread first publications over one refresh interval.
+            let t = (self.rng.unit() * refresh as f64) as u64;
+            self.at(t, Ev::Refresh { peer: i as u32 });
             for c in 0..self.peers[i].caps.len() {
-                // Spread first publications over one refresh interval.
-                let t = (self.rng.unit() * refresh as f64) as u64;
-                self.at(
-                    t,
-                    Ev::Refresh {
-                        peer: i as u32,
-                        cap: c as u16,
-                        epoch: 0,
-                    },
-                );
                 if self.peers[i].sybil.is_none() && self.p.drift_rate > 0.0 {
                     let t = self.drift_delay();
                     self.at(
@@ -675,20 +669,20 @@ impl World {
 
     fn handle(&mut self, ev: Ev) {
         match ev {
-            Ev::Refresh { peer, cap, epoch } => {
-                let (p, c) = (peer as usize, cap as usize);
-                let cur = &self.peers[p].caps[c];
-                if cur.alive && cur.epoch == epoch {
-                    self.publish(p, c);
+            Ev::Refresh { peer } => {
+                if self.publish_alive(peer as usize) {
                     let t = self.now + us(f64::from(self.p.refresh_ms));
-                    self.at(t, Ev::Refresh { peer, cap, epoch });
+                    self.at(t, Ev::Refresh { peer });
+                } else {
+                    self.peers[peer as usize].refreshing = false;
                 }
             }
-            Ev::Arrive { registry, desc } => {
+            Ev::Arrive { registry, descs } => {
                 let now = self.wall(self.now);
-                let _ = self.registries[registry as usize]
-                    .1
-                    .insert_verified(desc, now);
+                let index = &mut self.registries[registry as usize].1;
+                for d in descs {
+                    let _ = index.insert_verified(d, now);
+                }
             }
             Ev::Expire => {
                 let now = self.wall(self.now);
@@ -712,8 +706,8 @@ impl World {
                 self.by_id.insert(self.peers[p].id, peer);
                 for c in 0..self.peers[p].caps.len() {
                     self.peers[p].caps[c].seq = 0;
-                    self.publish(p, c);
                 }
+                self.publish_alive(p);
                 self.at(self.now + self.p.remint_ms * US, Ev::Remint { peer });
             }
             Ev::Start { req } => self.start(req as usize),

@@ -99,7 +99,7 @@ pub(super) struct Cap {
     /// The host's speed: processing time is scaled by this.
     pub(super) speed: f32,
     /// Bumped when the capability disappears or comes back, so that its
-    /// old refresh and drift timers are ignored.
+    /// old drift timers are ignored.
     pub(super) epoch: u32,
 }
 
@@ -113,6 +113,9 @@ pub(super) struct Peer {
     pub(super) sybil: Option<Attack>,
     pub(super) served: u32,
     pub(super) caps: Vec<Cap>,
+    /// Its refresh timer is set: one per peer, republishing all its live
+    /// capabilities in one message; it lapses when none is left alive.
+    pub(super) refreshing: bool,
 }
 
 /// Hashes the simulator's peer ids (digests it made itself, so not chosen
@@ -251,24 +254,50 @@ impl World {
         }
     }
 
-    pub(super) fn publish(&mut self, peer: usize, cap: usize) {
+    /// Signs capability `cap`'s next descriptor (its seq bumped).
+    fn next_descriptor(&mut self, peer: usize, cap: usize) -> Option<Arc<SignedDescriptor>> {
         self.peers[peer].caps[cap].seq += 1;
-        let Ok(d) = SignedDescriptor::with_placeholder_signature(self.descriptor(peer, cap)) else {
+        SignedDescriptor::with_placeholder_signature(self.descriptor(peer, cap))
+            .ok()
+            .map(Arc::new)
+    }
+
+    /// Publishes capability `cap` of `peer` at once: it changed.
+    pub(super) fn publish(&mut self, peer: usize, cap: usize) {
+        let descs: Vec<_> = self.next_descriptor(peer, cap).into_iter().collect();
+        self.send_publish(peer, descs);
+    }
+
+    /// Publishes every live capability of `peer` in one message, as a
+    /// node's refresh does. Returns whether it had any.
+    pub(super) fn publish_alive(&mut self, peer: usize) -> bool {
+        let mut descs = Vec::with_capacity(self.peers[peer].caps.len());
+        for cap in 0..self.peers[peer].caps.len() {
+            if self.peers[peer].caps[cap].alive
+                && let Some(d) = self.next_descriptor(peer, cap)
+            {
+                descs.push(d);
+            }
+        }
+        let any = !descs.is_empty();
+        self.send_publish(peer, descs);
+        any
+    }
+
+    /// One `Publish` message to the peer's registry and its acknowledgement,
+    /// whatever the number of descriptors in it.
+    fn send_publish(&mut self, peer: usize, descs: Vec<Arc<SignedDescriptor>>) {
+        if descs.is_empty() {
             return;
-        };
-        // Descriptor, signature, framing; then a small acknowledgement.
-        let bytes = d.encoded_len() as u64 + 16;
+        }
+        // Descriptors with their signatures, framing; then a small
+        // acknowledgement.
+        let bytes = descs.iter().map(|d| d.encoded_len() as u64).sum::<u64>() + 16;
         self.metrics.publish_messages += 2;
         self.metrics.publish_bytes += bytes + 16;
         let region = self.peers[peer].region;
         let r = self.peers[peer].registry;
         let lat = self.latency(region, self.registries[r as usize].0);
-        self.at(
-            self.now + lat,
-            Ev::Arrive {
-                registry: r,
-                desc: Arc::new(d),
-            },
-        );
+        self.at(self.now + lat, Ev::Arrive { registry: r, descs });
     }
 }

@@ -130,6 +130,8 @@ pub(super) fn paper(
          an honest run and contradicts a cheating run whose receipt answers the request (fraud, a ban); and it \
          fails on the requester's own side with probability `replay_fail` (default 1%), which is inconclusive: \
          the delegation moves on and nothing is held against the executor.\n\
+         * A peer refreshes all its live descriptors in one publish message to its registry, acknowledged once, \
+         as a node does; a descriptor that changes is published at once, on its own.\n\
          * Control-plane bytes are the encoded size of descriptors and candidate lists plus fixed sizes for \
          queries, acknowledgements and canaries; QUIC and TLS overhead are not counted.\n\n",
     );
@@ -283,13 +285,50 @@ pub(super) fn findings(
                 pct(size.est(0, k, |r| r.publish_share))
             );
         }
-        if let Some(j) = big {
-            let _ = write!(
-                md,
-                " Per peer it stays flat with size: {} messages/s at {} peers.",
-                val(size.est(0, j, |r| r.control_msgs), ""),
-                fmt_x(xs[j])
+        // From the first size with one requester per 100 peers to the
+        // largest: flat, or not, as the data says.
+        let first = xs.iter().position(|x| *x > 200.0);
+        if let (Some(f), Some(j)) = (first, big)
+            && f < j
+        {
+            let (a, z) = (
+                size.est(0, f, |r| r.control_msgs),
+                size.est(0, j, |r| r.control_msgs),
             );
+            let flat = (0.8..=1.25).contains(&(z.mean / a.mean.max(f64::MIN_POSITIVE)));
+            let _ = if flat {
+                write!(
+                    md,
+                    " Per peer it stays flat with size: {} messages/s at {} peers, {} at {} peers.",
+                    val(a, ""),
+                    fmt_x(xs[f]),
+                    val(z, ""),
+                    fmt_x(xs[j])
+                )
+            } else {
+                let (da, dz) = (
+                    size.est(0, f, |r| r.discovery_share),
+                    size.est(0, j, |r| r.discovery_share),
+                );
+                // Say why only when discovery is what grew.
+                let why = if dz.mean > da.mean + 0.1 {
+                    " (each requester queries every registry of its region, and a larger network has more \
+                     registries per region)"
+                } else {
+                    ""
+                };
+                write!(
+                    md,
+                    " Per peer it does not stay flat with size: {} messages/s at {} peers, {} at {} peers, where \
+                     discovery is {} of it against {}{why}.",
+                    val(a, ""),
+                    fmt_x(xs[f]),
+                    val(z, ""),
+                    fmt_x(xs[j]),
+                    pct(dz),
+                    pct(da)
+                )
+            };
         }
         md.push('\n');
     }
