@@ -414,13 +414,14 @@ fn encode_boxed<T: Object>(value: &T, version: u8) -> Result<Box<[u8]>, EncodeEr
     thread_local! {
         static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
     }
-    let mut buf = SCRATCH.take();
+    // During thread teardown the scratch may be gone: use a fresh buffer.
+    let mut buf = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
     buf.clear();
     let buf = encode_into(value, version, buf)?;
     let boxed = Box::<[u8]>::from(buf.as_slice());
     // Keep a buffer of ordinary size for the next object; let a huge one go.
     if buf.capacity() <= 64 * 1024 {
-        SCRATCH.set(buf);
+        let _ = SCRATCH.try_with(|s| s.set(buf));
     }
     Ok(boxed)
 }

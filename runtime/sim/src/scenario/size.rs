@@ -43,8 +43,8 @@ pub(super) fn size_sweep(st: &Settings, opts: &Options) -> Sweep {
         x_label: "peers",
         xs: st.sizes.iter().map(|n| *n as f64).collect(),
         // Large networks get fewer runs: each is already an average over
-        // thousands of workflows. A million peers take about 5 GB and a few
-        // minutes per run: two.
+        // thousands of workflows. A million peers take about 3.5 GB and a
+        // few minutes per run: two.
         runs: st
             .sizes
             .iter()
