@@ -5,7 +5,7 @@
 //! success under Sybil index poisoning, discovery latency against network
 //! size, control-plane overhead, the TTL trade-off under capability drift)
 //! and goes beyond it: confidence intervals over independent runs, smarter
-//! attackers, and networks of 100,000 peers.
+//! attackers, and networks of up to 1,000,000 peers.
 //!
 //! * [`model`]: the world (peers, registries, requesters, links, attacks,
 //!   drift) and its event loop. Registries are `errand_core::discovery::Index`

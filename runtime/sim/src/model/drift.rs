@@ -5,23 +5,18 @@
 use errand_core::trust::Entropy;
 
 use super::peers::Cap;
-use super::{Ev, World, us};
+use super::{Ev, World};
 
 impl World {
     pub(super) fn drift_delay(&mut self) -> u64 {
         self.now + self.exp_us(1e3 / self.p.drift_rate)
     }
 
-    /// Sets the timers of a capability that just came (back) into service:
-    /// its drift, and its peer's refresh if that had lapsed.
-    pub(super) fn schedule_cap(&mut self, p: usize, c: usize) {
+    /// Sets the drift timer of a capability that just came (back) into
+    /// service.
+    pub(super) fn schedule_drift(&mut self, p: usize, c: usize) {
         let epoch = self.peers[p].caps[c].epoch;
         let (peer, cap) = (p as u32, c as u16);
-        if !self.peers[p].refreshing {
-            self.peers[p].refreshing = true;
-            let t = self.now + us(f64::from(self.p.refresh_ms));
-            self.at(t, Ev::Refresh { peer });
-        }
         if self.p.drift_rate > 0.0 {
             let t = self.drift_delay();
             self.at(t, Ev::Drift { peer, cap, epoch });
@@ -41,6 +36,9 @@ impl World {
             let kind = self.peers[p].caps[c].kind;
             for _ in 0..8 {
                 let q = self.honest[self.rng.below(self.honest.len())] as usize;
+                if self.peers[q].stopped {
+                    continue;
+                }
                 match self.peers[q].caps.iter().position(|x| x.kind == kind) {
                     Some(i) if self.peers[q].caps[i].alive => continue,
                     Some(i) => {
@@ -49,8 +47,8 @@ impl World {
                         x.slow = false;
                         x.version += 1;
                         x.epoch += 1;
-                        self.publish(q, i);
-                        self.schedule_cap(q, i);
+                        self.republish(q);
+                        self.schedule_drift(q, i);
                     }
                     None => {
                         let public = self.rng.unit() < self.p.public_fraction;
@@ -66,8 +64,8 @@ impl World {
                             epoch: 0,
                         });
                         let i = self.peers[q].caps.len() - 1;
-                        self.publish(q, i);
-                        self.schedule_cap(q, i);
+                        self.republish(q);
+                        self.schedule_drift(q, i);
                     }
                 }
                 break;
@@ -80,7 +78,7 @@ impl World {
         } else {
             self.peers[p].caps[c].version += 1;
         }
-        self.publish(p, c);
+        self.republish(p);
         let epoch = self.peers[p].caps[c].epoch;
         let t = self.drift_delay();
         self.at(

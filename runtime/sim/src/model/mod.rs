@@ -285,6 +285,8 @@ enum Ev {
     /// A peer's refresh timer: all its live capabilities, one message.
     Refresh {
         peer: u32,
+        /// Ignored unless it is the peer's current `refresh_gen`.
+        refresh_gen: u32,
     },
     /// A `Publish` message reaches a registry.
     Arrive {
@@ -465,7 +467,8 @@ impl World {
                 sybil,
                 served: 0,
                 caps,
-                refreshing: true,
+                refresh_gen: 0,
+                stopped: false,
             });
         }
         let by_id = peers
@@ -533,7 +536,13 @@ impl World {
         for i in 0..self.peers.len() {
             // Spread first publications over one refresh interval.
             let t = (self.rng.unit() * refresh as f64) as u64;
-            self.at(t, Ev::Refresh { peer: i as u32 });
+            self.at(
+                t,
+                Ev::Refresh {
+                    peer: i as u32,
+                    refresh_gen: 0,
+                },
+            );
             for c in 0..self.peers[i].caps.len() {
                 if self.peers[i].sybil.is_none() && self.p.drift_rate > 0.0 {
                     let t = self.drift_delay();
@@ -655,6 +664,7 @@ impl World {
     /// Stops peer `i`: it no longer serves or refreshes anything (a crash).
     pub fn stop_peer(&mut self, i: usize) {
         if let Some(p) = self.peers.get_mut(i) {
+            p.stopped = true;
             for c in &mut p.caps {
                 c.alive = false;
                 c.epoch += 1;
@@ -669,12 +679,14 @@ impl World {
 
     fn handle(&mut self, ev: Ev) {
         match ev {
-            Ev::Refresh { peer } => {
-                if self.publish_alive(peer as usize) {
+            Ev::Refresh { peer, refresh_gen } => {
+                // A stale timer (the peer republished since) or a peer with
+                // nothing alive: the timer lapses; a change restarts it.
+                if self.peers[peer as usize].refresh_gen == refresh_gen
+                    && self.publish_alive(peer as usize)
+                {
                     let t = self.now + us(f64::from(self.p.refresh_ms));
-                    self.at(t, Ev::Refresh { peer });
-                } else {
-                    self.peers[peer as usize].refreshing = false;
+                    self.at(t, Ev::Refresh { peer, refresh_gen });
                 }
             }
             Ev::Arrive { registry, descs } => {
@@ -707,7 +719,7 @@ impl World {
                 for c in 0..self.peers[p].caps.len() {
                     self.peers[p].caps[c].seq = 0;
                 }
-                self.publish_alive(p);
+                self.republish(p);
                 self.at(self.now + self.p.remint_ms * US, Ev::Remint { peer });
             }
             Ev::Start { req } => self.start(req as usize),

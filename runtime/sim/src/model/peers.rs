@@ -113,9 +113,13 @@ pub(super) struct Peer {
     pub(super) sybil: Option<Attack>,
     pub(super) served: u32,
     pub(super) caps: Vec<Cap>,
-    /// Its refresh timer is set: one per peer, republishing all its live
-    /// capabilities in one message; it lapses when none is left alive.
-    pub(super) refreshing: bool,
+    /// Its refresh timer's generation: one timer per peer, republishing
+    /// all its live capabilities in one message. A republish on a change
+    /// starts a new generation, so the old timer is ignored; the timer
+    /// lapses when no capability is left alive.
+    pub(super) refresh_gen: u32,
+    /// Stopped by [`World::stop_peer`]: no capability comes back on it.
+    pub(super) stopped: bool,
 }
 
 /// Hashes the simulator's peer ids (digests it made itself, so not chosen
@@ -262,26 +266,39 @@ impl World {
             .map(Arc::new)
     }
 
-    /// Publishes capability `cap` of `peer` at once: it changed.
-    pub(super) fn publish(&mut self, peer: usize, cap: usize) {
-        let descs: Vec<_> = self.next_descriptor(peer, cap).into_iter().collect();
-        self.send_publish(peer, descs);
-    }
-
     /// Publishes every live capability of `peer` in one message, as a
-    /// node's refresh does. Returns whether it had any.
+    /// node's refresh does. Returns whether it has any live capability.
     pub(super) fn publish_alive(&mut self, peer: usize) -> bool {
         let mut descs = Vec::with_capacity(self.peers[peer].caps.len());
+        let mut any = false;
         for cap in 0..self.peers[peer].caps.len() {
-            if self.peers[peer].caps[cap].alive
-                && let Some(d) = self.next_descriptor(peer, cap)
-            {
-                descs.push(d);
+            if self.peers[peer].caps[cap].alive {
+                any = true;
+                if let Some(d) = self.next_descriptor(peer, cap) {
+                    descs.push(d);
+                }
             }
         }
-        let any = !descs.is_empty();
         self.send_publish(peer, descs);
         any
+    }
+
+    /// What a node does when one of its capabilities changes (or comes
+    /// back, or it takes a new identity): it republishes all of them at
+    /// once, in one message, and restarts its refresh timer from there.
+    pub(super) fn republish(&mut self, peer: usize) {
+        self.peers[peer].refresh_gen = self.peers[peer].refresh_gen.wrapping_add(1);
+        if self.publish_alive(peer) {
+            let refresh_gen = self.peers[peer].refresh_gen;
+            let t = self.now + super::us(f64::from(self.p.refresh_ms));
+            self.at(
+                t,
+                Ev::Refresh {
+                    peer: peer as u32,
+                    refresh_gen,
+                },
+            );
+        }
     }
 
     /// One `Publish` message to the peer's registry and its acknowledgement,

@@ -131,7 +131,8 @@ pub(super) fn paper(
          fails on the requester's own side with probability `replay_fail` (default 1%), which is inconclusive: \
          the delegation moves on and nothing is held against the executor.\n\
          * A peer refreshes all its live descriptors in one publish message to its registry, acknowledged once, \
-         as a node does; a descriptor that changes is published at once, on its own.\n\
+         as a node does; when one of its capabilities changes it republishes them all at once and restarts its \
+         refresh timer, as a node does.\n\
          * Control-plane bytes are the encoded size of descriptors and candidate lists plus fixed sizes for \
          queries, acknowledgements and canaries; QUIC and TLS overhead are not counted.\n\n",
     );
@@ -260,8 +261,8 @@ pub(super) fn findings(
         let share = size.est(0, i, |r| r.publish_share);
         let disc = size.est(0, i, |r| r.discovery_share);
         let verify = size.est(0, i, |r| r.verify_share);
-        // "Driven by refresh": publishing is the largest part, and its
-        // share grows as the network outgrows its requesters.
+        // "Driven by refresh": publishing is the largest part at the
+        // paper's size (the size sweep's table shows how that changes).
         let agree = c.mean < 10.0 && share.mean > disc.mean && share.mean > verify.mean;
         let big = xs.len().checked_sub(1).filter(|j| xs[*j] > 200.0);
         let _ = write!(
