@@ -1,10 +1,11 @@
 //! The engine, the compile cache and the run loop.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use errand_core::bounded::BString;
 use errand_core::receipt::{Outcome, Platform, RunLimits};
@@ -25,6 +26,11 @@ use crate::sandbox::{GuestState, NS_PER_FUEL, SandboxLimits};
 
 /// The wasmtime version this crate is pinned to (see the workspace manifest).
 pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// Stack a run's fiber has beyond [`HostConfig::max_wasm_stack`], for the
+/// host functions and wasmtime's own frames (wasmtime's default leaves
+/// 1.5 MiB beside its 512 KiB guest stack).
+const HOST_STACK_HEADROOM: usize = 3 << 19;
 
 /// Largest component accepted: 64 MiB.
 pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
@@ -120,8 +126,11 @@ pub struct HostConfig {
     pub max_memory_bytes: usize,
     /// Compiled components kept in memory.
     pub memory_cache_entries: usize,
-    /// Epoch tick for wall-clock deadlines.
-    pub epoch_tick: Duration,
+    /// Fuel between two checks of the wall-clock deadline. A run yields to
+    /// the host each time it has used this much; the host then checks the
+    /// clock (see [`Limits::deadline`]). Smaller checks sooner and costs
+    /// more; it never changes what a run computes or the fuel it uses.
+    pub deadline_check_fuel: u64,
     /// Maximum WebAssembly stack. Part of the engine fingerprint, because it
     /// decides where deep recursion traps.
     pub max_wasm_stack: usize,
@@ -134,7 +143,10 @@ impl Default for HostConfig {
             max_concurrent: 16,
             max_memory_bytes: Limits::default().memory_bytes,
             memory_cache_entries: 64,
-            epoch_tick: Duration::from_millis(5),
+            // About 0.1 ms of typical compute: a yield costs well under
+            // a microsecond, and even at a page fault per few units the
+            // deadline is seen within tens of milliseconds.
+            deadline_check_fuel: 100_000,
             max_wasm_stack: 512 << 10,
         }
     }
@@ -143,6 +155,9 @@ impl Default for HostConfig {
 /// Why a host could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
+    /// A [`HostConfig`] field is out of range; the message names it.
+    #[error("invalid host configuration: {0}")]
+    Config(String),
     /// wasmtime refused the configuration.
     #[error("cannot configure the WebAssembly engine: {0}")]
     Engine(String),
@@ -291,13 +306,6 @@ struct Inner {
     config: HostConfig,
     cache: Mutex<HashMap<(Digest, NanMode), Arc<Prepared>>>,
     clock: AtomicU64,
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
 }
 
 /// The execution host: compiles components once per digest and runs them
@@ -337,7 +345,9 @@ fn engine_config(config: &HostConfig, nan: NanMode) -> Config {
     let mut c = Config::new();
     c.wasm_component_model(true)
         .consume_fuel(true)
-        .epoch_interruption(true)
+        // No epoch interruption: it would add a check at every loop header
+        // beside fuel's. The deadline is checked when a run yields, every
+        // `deadline_check_fuel` (see `drive`).
         .cranelift_nan_canonicalization(nan == NanMode::Canonical)
         // Stated, not defaulted: with custom page sizes, wasmtime refuses
         // some growth before asking the limiter, which `Limiter`'s
@@ -349,6 +359,9 @@ fn engine_config(config: &HostConfig, nan: NanMode) -> Config {
         // `threads` feature), so there is no shared state to race on.
         .shared_memory(false)
         .max_wasm_stack(config.max_wasm_stack)
+        // Runs are async calls on a fiber of this size: the guest's stack
+        // plus room for the host functions it calls at its deepest.
+        .async_stack_size(config.max_wasm_stack.saturating_add(HOST_STACK_HEADROOM))
         .parallel_compilation(true);
     let n = config.max_concurrent.max(1);
     let mut pool = PoolingAllocationConfig::new();
@@ -356,6 +369,7 @@ fn engine_config(config: &HostConfig, nan: NanMode) -> Config {
     // MAX_CORE_INSTANCES_PER_COMPONENT): allow every slot a large component.
     pool.total_component_instances(n)
         .total_core_instances(n * MAX_CORE_INSTANCES_PER_COMPONENT)
+        .total_stacks(n)
         .total_memories(n * 2)
         .total_tables(n * 8)
         .max_memories_per_component(4)
@@ -396,9 +410,12 @@ impl Host {
                 source,
             })?;
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let canonical =
-            Flavour::new(&config, NanMode::Canonical, &stop).map_err(HostError::Engine)?;
+        if config.deadline_check_fuel == 0 {
+            return Err(HostError::Config(
+                "deadline_check_fuel must be at least 1".into(),
+            ));
+        }
+        let canonical = Flavour::new(&config, NanMode::Canonical).map_err(HostError::Engine)?;
         let flavours = [OnceLock::new(), OnceLock::new()];
         let _ = flavours[NanMode::Canonical.index()].set(Ok(canonical));
         let fingerprints = NanMode::ALL.map(|m| Digest::of(settings(&config, m).as_bytes()));
@@ -409,7 +426,6 @@ impl Host {
                 config,
                 cache: Mutex::new(HashMap::new()),
                 clock: AtomicU64::new(0),
-                stop,
             }),
         })
     }
@@ -449,7 +465,7 @@ impl Host {
     /// The engine for `nan` mode, built on first use.
     fn flavour(&self, nan: NanMode) -> Result<&Flavour, LoadError> {
         self.inner.flavours[nan.index()]
-            .get_or_init(|| Flavour::new(&self.inner.config, nan, &self.inner.stop))
+            .get_or_init(|| Flavour::new(&self.inner.config, nan))
             .as_ref()
             .map_err(|reason| LoadError::Engine {
                 mode: nan,
@@ -771,9 +787,9 @@ impl Host {
         store
             .set_fuel(limits.fuel)
             .map_err(|e| RunError::Host(format!("{e:#}")))?;
-        let tick = self.inner.config.epoch_tick.as_nanos().max(1);
-        store.set_epoch_deadline((limits.deadline.as_nanos() / tick) as u64 + 1);
-        store.epoch_deadline_trap();
+        store
+            .fuel_async_yield_interval(Some(self.inner.config.deadline_check_fuel))
+            .map_err(|e| RunError::Host(format!("{e:#}")))?;
         store.call_hook(|mut ctx, hook| {
             if let CallHook::CallingHost = hook {
                 let remaining = ctx.get_fuel()?;
@@ -783,11 +799,21 @@ impl Host {
             Ok(())
         });
 
+        let entry = match (&prepared.sandbox, prepared.run_export) {
+            (Some(pre), _) => Entry::Sandbox(pre),
+            (None, Some(run)) => Entry::Run(run),
+            (None, None) => {
+                return Err(RunError::Host(
+                    "prepared component has no entry point".into(),
+                ));
+            }
+        };
         let started_at = unix_now();
         let t0 = Instant::now();
-        let result: Result<Result<Vec<u8>, Outcome>, wasmtime::Error> =
-            match (&prepared.sandbox, prepared.run_export) {
-                (Some(pre), _) => {
+        let deadline = t0.checked_add(limits.deadline);
+        let call = async {
+            match entry {
+                Entry::Sandbox(pre) => {
                     let ctx = crate::bindings::errand::capability::types::RequestContext {
                         request_id: inv.request_id.0.to_vec(),
                         time_ms: inv.context.time.0,
@@ -801,11 +827,12 @@ impl Host {
                             })
                             .collect(),
                     };
-                    match pre.instantiate(&mut store) {
+                    match pre.instantiate_async(&mut store).await {
                         Err(e) => Err(e),
                         Ok(sandbox) => sandbox
                             .errand_capability_tool()
                             .call_invoke(&mut store, inv.input, &ctx)
+                            .await
                             .map(|r| {
                                 use crate::bindings::errand::capability::types::ToolError;
                                 r.map_err(|e| match e {
@@ -819,24 +846,24 @@ impl Host {
                             }),
                     }
                 }
-                (None, Some(run)) => match prepared.pre.instantiate(&mut store) {
+                Entry::Run(run) => match prepared.pre.instantiate_async(&mut store).await {
                     Err(e) => Err(e),
-                    Ok(instance) => instance
-                        .get_typed_func::<(), (Result<(), ()>,)>(&mut store, run)
-                        .and_then(|f| f.call(&mut store, ()))
-                        .map(|(r,)| match r {
-                            Ok(()) => Ok(Vec::new()),
-                            Err(()) => Err(Outcome::Failed {
-                                message: BString::truncate_from("exited with status 1"),
+                    Ok(instance) => {
+                        match instance.get_typed_func::<(), (Result<(), ()>,)>(&mut store, run) {
+                            Err(e) => Err(e),
+                            Ok(f) => f.call_async(&mut store, ()).await.map(|(r,)| match r {
+                                Ok(()) => Ok(Vec::new()),
+                                Err(()) => Err(Outcome::Failed {
+                                    message: BString::truncate_from("exited with status 1"),
+                                }),
                             }),
-                        }),
+                        }
+                    }
                 },
-                (None, None) => {
-                    return Err(RunError::Host(
-                        "prepared component has no entry point".into(),
-                    ));
-                }
-            };
+            }
+        };
+        let result: Result<Result<Vec<u8>, Outcome>, wasmtime::Error> =
+            drive(call, deadline).unwrap_or_else(|| Err(wasmtime::Trap::Interrupt.into()));
         let elapsed = t0.elapsed();
         let finished_at = unix_now();
 
@@ -891,6 +918,35 @@ impl Host {
             finished_at,
             elapsed,
         })
+    }
+}
+
+/// Where a run enters its component.
+enum Entry<'a> {
+    /// An Errand tool: the sandbox world's `invoke`.
+    Sandbox(&'a SandboxPre<GuestState>),
+    /// A WASI command: its `run`.
+    Run(ComponentExportIndex),
+}
+
+/// Polls a run to completion on this thread, checking the wall-clock
+/// `deadline` each time it yields (every `deadline_check_fuel`). `None`
+/// when the deadline passed first: the run is dropped, which unwinds the
+/// guest off its fiber and leaves the store usable.
+///
+/// Nothing else makes a run's future pending: host functions are
+/// synchronous, so the waker is never needed and a pending poll always
+/// means "used its interval of fuel".
+fn drive<F: Future>(call: F, deadline: Option<Instant>) -> Option<F::Output> {
+    let mut call = std::pin::pin!(call);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(out) = call.as_mut().poll(&mut cx) {
+            return Some(out);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
     }
 }
 
@@ -999,30 +1055,12 @@ fn stub_denied(
 }
 
 impl Flavour {
-    /// The engine and linker for `nan` mode, with its epoch ticker (which
-    /// stops with `stop`).
-    fn new(config: &HostConfig, nan: NanMode, stop: &Arc<AtomicBool>) -> Result<Flavour, String> {
+    /// The engine and linker for `nan` mode.
+    fn new(config: &HostConfig, nan: NanMode) -> Result<Flavour, String> {
         let engine = Engine::new(&engine_config(config, nan)).map_err(|e| format!("{e:#}"))?;
         let mut linker = Linker::new(&engine);
         Sandbox::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)
             .map_err(|e| format!("{e:#}"))?;
-        spawn_ticker(engine.clone(), config.epoch_tick, stop.clone());
         Ok(Flavour { engine, linker })
-    }
-}
-
-fn spawn_ticker(engine: Engine, tick: Duration, stop: Arc<AtomicBool>) {
-    let spawned = std::thread::Builder::new()
-        .name("errand-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(tick);
-                engine.increment_epoch();
-            }
-        });
-    if let Err(e) = spawned {
-        // Without the ticker, deadlines never fire; fuel still bounds
-        // every run, so this degrades the backstop only.
-        tracing::error!(error = %e, "cannot start the epoch ticker; wall-clock deadlines disabled");
     }
 }

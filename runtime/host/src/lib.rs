@@ -20,6 +20,9 @@
 //!   backstop, input and output size, trace events and captured stdio. A
 //!   guest that breaks one ends *its* run with a typed
 //!   [`AbortReason`](errand_core::receipt::AbortReason); the host carries on.
+//!   The backstop costs the guest nothing per loop: a run yields to the
+//!   calling thread every [`HostConfig::deadline_check_fuel`] units of fuel,
+//!   which checks the clock and drops the run once its deadline has passed.
 //! * **Compile once.** Components are cached per digest as `InstancePre` on
 //!   the pooling allocator, and serialized to disk so a restart does not
 //!   recompile.
@@ -86,6 +89,9 @@ mod bindings {
         path: "../../wit",
         world: "errand:capability/sandbox",
         imports: { default: trappable },
+        // Driven by `host::drive`, which checks the wall-clock deadline
+        // whenever the run yields (every `HostConfig::deadline_check_fuel`).
+        exports: { default: async },
         with: {
             "wasi:io/poll.pollable": crate::sandbox::Pollable,
             "wasi:io/streams.input-stream": crate::sandbox::InputStream,

@@ -61,7 +61,11 @@ fn run(
 }
 
 fn abort_reason(e: &Execution) -> Option<AbortReason> {
-    match &e.outcome {
+    abort_reason_of(&e.outcome)
+}
+
+fn abort_reason_of(outcome: &Outcome) -> Option<AbortReason> {
+    match outcome {
         Outcome::Aborted { reason, .. } => Some(*reason),
         _ => None,
     }
@@ -678,6 +682,85 @@ fn infinite_loop_with_unbounded_fuel_hits_the_deadline() {
     let e = hostile(&host(), "loop", l);
     assert_eq!(abort_reason(&e), Some(AbortReason::Deadline));
     assert!(e.elapsed < Duration::from_secs(5), "{:?}", e.elapsed);
+}
+
+/// Issue 14, part 3: the deadline is checked each time a run yields (every
+/// `HostConfig::deadline_check_fuel`), not by an epoch check at every loop
+/// header. Instantiation yields too, so a start function that never returns
+/// is cut off like any other loop.
+#[test]
+fn a_start_function_that_never_returns_hits_the_deadline() {
+    let c = wat::parse_str(errand_host::testing::command_wat(
+        r#"(func $spin (loop $l (br $l))) (start $spin)
+           (func (export "run") (result i32) i32.const 0)"#,
+    ))
+    .unwrap();
+    let l = Limits {
+        fuel: u64::MAX / 2,
+        deadline: Duration::from_millis(200),
+        ..small()
+    };
+    let e = run(&host(), &c, b"", &[], l);
+    assert_eq!(
+        abort_reason(&e),
+        Some(AbortReason::Deadline),
+        "{:?}",
+        e.outcome
+    );
+    assert!(e.elapsed < Duration::from_secs(5), "{:?}", e.elapsed);
+}
+
+/// Issue 14, part 3: how often a run yields to check its deadline changes
+/// nothing it computes. Output, trace and fuel are the same at every
+/// interval, and so is the point where a short fuel limit stops it.
+#[test]
+fn fuel_and_outcome_do_not_depend_on_the_deadline_check_interval() {
+    let input = b"The quick brown fox jumps over the lazy dog.\n".repeat(20);
+    let text_stats = tool("text-stats");
+    let reference_host = host();
+    let at = |h: &Host, fuel: u64| {
+        let e = run(h, text_stats, &input, &[], Limits { fuel, ..small() });
+        (
+            e.outcome,
+            e.output,
+            e.fuel_consumed,
+            e.trace_root,
+            e.trace_events,
+        )
+    };
+    let reference = at(&reference_host, small().fuel);
+    assert!(reference.0.is_ok(), "{:?}", reference.0);
+    let used = reference.2;
+    assert!(used > 10_000, "{used}");
+    let short = [used / 2, used - 1];
+    let reference_short = short.map(|f| at(&reference_host, f));
+    assert_eq!(
+        abort_reason_of(&reference_short[0].0),
+        Some(AbortReason::OutOfFuel)
+    );
+    for check in [1, 7, 4096, u64::MAX] {
+        let h = Host::with_config(HostConfig {
+            deadline_check_fuel: check,
+            ..HostConfig::default()
+        })
+        .unwrap();
+        assert_eq!(at(&h, small().fuel), reference, "check every {check}");
+        assert_eq!(
+            short.map(|f| at(&h, f)),
+            reference_short,
+            "check every {check}"
+        );
+    }
+}
+
+#[test]
+fn a_deadline_check_interval_of_zero_is_refused() {
+    let err = Host::with_config(HostConfig {
+        deadline_check_fuel: 0,
+        ..HostConfig::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("deadline_check_fuel"), "{err}");
 }
 
 #[test]
