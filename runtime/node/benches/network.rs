@@ -384,6 +384,79 @@ fn remote_invocation(rt: &tokio::runtime::Runtime) {
         "\nconcurrency speed-up {:.2}x over one at a time",
         invoke_tp / seq_tp
     );
+
+    // The CPU every invocation needs whatever the transport, store or
+    // threading: the requester signs the request, the executor checks it,
+    // runs the tool and signs the receipt, the requester checks the
+    // receipt. Two threads (the machine's cores; the bench's client and
+    // node share them too), no I/O, no hand-offs: a ceiling on throughput.
+    let ceiling = |with_run: bool| -> f64 {
+        let per_thread: usize = if with_run { 1_500 } else { 3_000 };
+        let t0 = Instant::now();
+        std::thread::scope(|s| {
+            for t in 0..2u128 {
+                let (host, prepared, node_key, input) = (&host, &prepared, &node_key, &input);
+                s.spawn(move || {
+                    let requester = key(7);
+                    let (requester_id, executor_id) = (requester.peer_id(), node_key.peer_id());
+                    let request = vec![1u8; req_len];
+                    let answer = vec![2u8; resp_len];
+                    for i in 0..per_thread as u128 {
+                        let sig = requester.sign(&request);
+                        requester_id.verify(&request, &sig).unwrap();
+                        if with_run {
+                            let inv = Invocation {
+                                input,
+                                request_id: RequestId(((t << 100) + (1 << 90) + i).to_le_bytes()),
+                                seed: Seed([7; 32]),
+                                context: InvocationContext::default(),
+                                limits: Limits::default(),
+                                keep_trace: false,
+                            };
+                            let exec = host.run(prepared, &inv).unwrap();
+                            let r = host
+                                .sign_receipt(
+                                    &ReceiptInfo {
+                                        executor: node_key,
+                                        requester: requester_id,
+                                        request_id: inv.request_id,
+                                        request: errand_core::Digest::of(&request),
+                                        seed: inv.seed,
+                                        capability: None,
+                                        component: prepared.digest(),
+                                        context: inv.context.clone(),
+                                        limits: inv.limits,
+                                    },
+                                    &exec,
+                                )
+                                .unwrap();
+                            r.verify().unwrap();
+                        } else {
+                            let sig = node_key.sign(&answer);
+                            executor_id.verify(&answer, &sig).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        (2 * per_thread) as f64 / t0.elapsed().as_secs_f64()
+    };
+    let sig_ceiling = ceiling(false);
+    let run_ceiling = ceiling(true);
+    println!("\n## Ceiling: the CPU an invocation cannot do without, 2 threads, no I/O\n");
+    println!("| what | requests/s | / raw quinn, 64 in flight |\n|---|---|---|");
+    println!(
+        "| four ed25519 operations (request signed and checked, receipt signed and checked) | {sig_ceiling:.0} | {:.2} |",
+        sig_ceiling / echo_tp
+    );
+    println!(
+        "| the same four, with the trivial tool run in between (instantiate, invoke, trace) | {run_ceiling:.0} | {:.2} |",
+        run_ceiling / echo_tp
+    );
+    println!(
+        "| errand remote invocation, 64 in flight (above) | {invoke_tp:.0} | {:.2} |",
+        invoke_tp / echo_tp
+    );
     rt.block_on(node.shutdown());
     drop((dir, store_dir));
 }
