@@ -22,7 +22,10 @@
 //!   [`AbortReason`](errand_core::receipt::AbortReason); the host carries on.
 //!   The backstop costs the guest nothing per loop: a run yields to the
 //!   calling thread every [`HostConfig::deadline_check_fuel`] units of fuel,
-//!   which checks the clock and drops the run once its deadline has passed.
+//!   which checks the clock and drops the run once its deadline has passed;
+//!   the clock is also checked at every host call, and components that nest
+//!   components (whose inner calls can copy strings for one unit of fuel)
+//!   also check it at every loop header.
 //! * **Compile once.** Components are cached per digest as `InstancePre` on
 //!   the pooling allocator, and serialized to disk so a restart does not
 //!   recompile.

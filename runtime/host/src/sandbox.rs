@@ -135,6 +135,9 @@ impl Drbg {
     }
 }
 
+/// Bytes of `max_log_bytes` each log field costs beyond its key and value.
+pub(crate) const LOG_FIELD_OVERHEAD: usize = 2 * std::mem::size_of::<String>();
+
 /// Everything a guest's store holds.
 pub struct GuestState {
     pub(crate) table: ResourceTable,
@@ -288,7 +291,13 @@ impl errand_host::Host for GuestState {
                 .update(v.as_bytes());
         }
         self.record("errand:capability/host#log", args.finish(), none())?;
-        let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        // Each field is charged what it holds here beyond its text (two
+        // `String`s), so a flood of empty fields cannot hold memory free.
+        let size = message.len()
+            + fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + LOG_FIELD_OVERHEAD)
+                .sum::<usize>();
         self.log_bytes = self.log_bytes.saturating_add(size);
         if self.log_bytes > self.limits.max_log_bytes {
             return Err(Abort::StdioLimit("log", self.limits.max_log_bytes).into());

@@ -753,6 +753,106 @@ fn fuel_and_outcome_do_not_depend_on_the_deadline_check_interval() {
     }
 }
 
+/// Review of issue 14, part 3: one host call costs the guest a few units
+/// of fuel but can cost the host much more, so yields alone would let a
+/// loop of host calls run far past its deadline. The clock is also checked
+/// on every way into and out of the host: with yields switched off here,
+/// that check alone stops the loop.
+#[test]
+fn a_guest_calling_the_host_in_a_loop_hits_the_deadline_between_yields() {
+    let h = Host::with_config(HostConfig {
+        deadline_check_fuel: u64::MAX,
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let p = h.prepare(errand_test_guests::HOSTILE).unwrap();
+    let limits = Limits {
+        fuel: 20_000_000_000,
+        deadline: Duration::from_millis(200),
+        max_trace_events: u32::MAX,
+        ..small()
+    };
+    let mut i = inv(b"clock-loop", &[], limits);
+    i.keep_trace = false;
+    let e = h.run(&p, &i).unwrap();
+    assert_eq!(
+        abort_reason(&e),
+        Some(AbortReason::Deadline),
+        "{:?}",
+        e.outcome
+    );
+    assert!(e.elapsed < Duration::from_secs(5), "{:?}", e.elapsed);
+}
+
+/// Review of issue 14, part 3: calls between the inner components of a
+/// composed component go through wasmtime's adapters, which copy strings
+/// in a libcall charged one unit of fuel. Such components keep an epoch
+/// check in their loops: with yields switched off, a loop nested one
+/// component deep still stops at its deadline.
+#[test]
+fn a_component_nesting_components_keeps_loop_checks_for_its_deadline() {
+    let inner = errand_host::testing::command_wat(
+        r#"(func (export "run") (result i32) (loop $l (br $l)) i32.const 0)"#,
+    );
+    let outer = format!(
+        r#"(component
+  (component $inner {inner_body})
+  (instance $i (instantiate $inner))
+  (export "wasi:cli/run@0.2.6" (instance $i "wasi:cli/run@0.2.6"))
+)"#,
+        inner_body = inner
+            .trim()
+            .strip_prefix("(component")
+            .and_then(|b| b.strip_suffix(')'))
+            .unwrap()
+    );
+    let c = wat::parse_str(&outer).unwrap();
+    let h = Host::with_config(HostConfig {
+        deadline_check_fuel: u64::MAX,
+        ..HostConfig::default()
+    })
+    .unwrap();
+    assert!(h.prepare(&c).unwrap().checks_deadline_in_loops());
+    // The nested components wit-component adds to name an export's types
+    // hold no code: tools built from Rust keep fuel-only checks.
+    for t in errand_example_tools::ALL {
+        let p = h.prepare(t.component).unwrap();
+        assert!(!p.checks_deadline_in_loops(), "{}", t.name);
+    }
+    let limits = Limits {
+        fuel: 20_000_000_000,
+        deadline: Duration::from_millis(200),
+        ..small()
+    };
+    let e = run(&h, &c, b"", &[], limits);
+    assert_eq!(
+        abort_reason(&e),
+        Some(AbortReason::Deadline),
+        "{:?}",
+        e.outcome
+    );
+    assert!(e.elapsed < Duration::from_secs(5), "{:?}", e.elapsed);
+}
+
+/// Review of issue 14, part 3 (found in passing): the log limit counted
+/// only the text of fields, so one call with a million empty fields held
+/// tens of megabytes of host memory within a 64 KiB limit.
+#[test]
+fn empty_log_fields_count_toward_the_log_limit() {
+    let e = run(
+        &host(),
+        errand_test_guests::HOSTILE,
+        b"log-fields",
+        &[("fields", "100000")],
+        Limits {
+            fuel: 2_000_000_000,
+            ..small()
+        },
+    );
+    assert_aborted(&e, AbortReason::StdioLimit, "log");
+    assert!(e.logs.is_empty(), "{} log lines kept", e.logs.len());
+}
+
 #[test]
 fn a_deadline_check_interval_of_zero_is_refused() {
     let err = Host::with_config(HostConfig {
@@ -1444,8 +1544,8 @@ fn receipt_claiming_no_nan_canonicalisation_for_a_tool_whose_manifest_does_not_d
 
 /// wasmtime 48 charges `memory.fill` and `memory.copy` one unit of fuel
 /// per byte (on top of the operator), so fuel bounds bulk memory work too;
-/// the epoch deadline stays as the bound on wall-clock time, which fuel
-/// does not measure (cache misses, fresh pages).
+/// the deadline stays as the bound on wall-clock time, which fuel does not
+/// measure (cache misses, fresh pages).
 #[test]
 fn fuel_charges_bulk_memory_operations_per_byte() {
     let h = host();

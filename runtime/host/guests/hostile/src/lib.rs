@@ -8,6 +8,8 @@
 //! | `big-output` | returns 64 MiB, or the `bytes` parameter's count |
 //! | `panic` | panics |
 //! | `log-flood` | logs forever |
+//! | `log-fields` | logs once with the `fields` parameter's count of empty fields (default 1,000,000) |
+//! | `clock-loop` | reads the monotonic clock forever (a host call per iteration) |
 //! | `stdout-flood` | prints to stdout forever |
 //! | `read-file` | reads `/etc/passwd` |
 //! | `read-env` | reads the environment and arguments |
@@ -56,6 +58,17 @@ fn invoke(input: &[u8], ctx: &Context) -> Result<Vec<u8>, ToolError> {
         b"panic" => panic!("hostile guest panics on purpose"),
         b"log-flood" => loop {
             log::info("flood", &[("k", "v")]);
+        },
+        b"log-fields" => {
+            let n = ctx
+                .param("fields")
+                .and_then(|b| b.parse().ok())
+                .unwrap_or(1_000_000);
+            log::info("", &vec![("", ""); n]);
+            Ok(Vec::new())
+        }
+        b"clock-loop" => loop {
+            std::hint::black_box(std::time::Instant::now());
         },
         b"stdout-flood" => loop {
             println!("flooding stdout with a line of text that goes on and on");
