@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use errand_core::bounded::BString;
 use errand_core::receipt::{Outcome, Platform, RunLimits};
@@ -128,9 +128,10 @@ pub struct HostConfig {
     pub memory_cache_entries: usize,
     /// Fuel between two checks of the wall-clock deadline. A run yields to
     /// the host each time it has used this much; the host then checks the
-    /// clock (see [`Limits::deadline`]). The clock is also checked at every
-    /// host call, and components that nest components also check it at
-    /// every loop header. Smaller checks sooner and costs more; it never
+    /// clock (see [`Limits::deadline`]). The clock is also checked each time
+    /// the guest enters the host: a host function, or wasmtime's own calls
+    /// out of compiled code (string copies between component instances,
+    /// memory growth). Smaller checks sooner and costs more; it never
     /// changes what a run computes or the fuel it uses. A run whose fuel is
     /// at most this never yields: fuel and its host calls bound it.
     pub deadline_check_fuel: u64,
@@ -255,8 +256,6 @@ pub struct ComponentInfo {
 pub struct Prepared {
     info: ComponentInfo,
     nan: NanMode,
-    /// Compiled with epoch interruption: see [`Checks::Epoch`].
-    checks: Checks,
     engine: Engine,
     fingerprint: Digest,
     pre: InstancePre<GuestState>,
@@ -281,14 +280,6 @@ impl Prepared {
         self.nan
     }
 
-    /// Whether its code checks the deadline at every loop header (epoch
-    /// interruption) besides the host's checks at fuel yields and host
-    /// calls: true for components with code in a nested component, whose
-    /// inner calls can copy strings for one unit of fuel.
-    pub fn checks_deadline_in_loops(&self) -> bool {
-        self.checks == Checks::Epoch
-    }
-
     /// The fingerprint of the engine it was compiled for, which receipts
     /// of its runs carry.
     pub fn fingerprint(&self) -> Digest {
@@ -311,82 +302,15 @@ struct Flavour {
     linker: Linker<GuestState>,
 }
 
-/// How a component's code is compiled to let the host see its deadline.
-/// Neither changes what a run computes, so both share the fingerprint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Checks {
-    /// Fuel only: the run yields every `deadline_check_fuel` and the
-    /// clock is checked at each host call.
-    Fuel,
-    /// Fuel and an epoch check at every loop header and function entry,
-    /// for components with code in a nested component. Calls between
-    /// component instances go through wasmtime's adapters, which copy
-    /// strings (up to a whole memory) in a libcall charged one unit of
-    /// fuel and crossing no host call, so only a check in the guest's own
-    /// loops bounds how many such copies fit between two yields.
-    Epoch,
-}
-
-impl Checks {
-    /// The checks a component's code needs: [`Checks::Epoch`] if a nested
-    /// component, at any depth, holds a core module (or the bytes cannot be
-    /// parsed, which compiling then reports). The nested components
-    /// `wit-component` adds to name an export's types hold no code, and
-    /// without code a nested component can only forward its parent's own
-    /// functions, which the parent cannot call back into (a component
-    /// instance cannot enter itself).
-    fn for_component(bytes: &[u8]) -> Checks {
-        // For each definition we are inside, below the top level: whether
-        // it is a component (a core module's own payloads follow it).
-        let mut inside: Vec<bool> = Vec::new();
-        for payload in wasmparser::Parser::new(0).parse_all(bytes) {
-            match payload {
-                Err(_) => return Checks::Epoch,
-                Ok(wasmparser::Payload::ComponentSection { .. }) => inside.push(true),
-                Ok(wasmparser::Payload::ModuleSection { .. }) => {
-                    if inside.iter().any(|&component| component) {
-                        return Checks::Epoch;
-                    }
-                    inside.push(false);
-                }
-                Ok(wasmparser::Payload::End(_)) => {
-                    inside.pop();
-                }
-                Ok(_) => {}
-            }
-        }
-        Checks::Fuel
-    }
-
-    const ALL: [Checks; 2] = [Checks::Fuel, Checks::Epoch];
-}
-
-/// Period of the epoch ticker for [`Checks::Epoch`] engines.
-const EPOCH_TICK: Duration = Duration::from_millis(5);
-
-/// Index of the engine for `nan` mode with `checks`.
-fn flavour_index(nan: NanMode, checks: Checks) -> usize {
-    nan.index() * 2 + usize::from(checks == Checks::Epoch)
-}
-
 struct Inner {
     /// Per [`NanMode::index`]; the canonical one is built with the host,
     /// the native one on first use.
-    /// Per [`flavour_index`].
-    flavours: [OnceLock<Result<Flavour, String>>; 4],
+    flavours: [OnceLock<Result<Flavour, String>>; 2],
     /// Per [`NanMode::index`].
     fingerprints: [Digest; 2],
     config: HostConfig,
     cache: Mutex<HashMap<(Digest, NanMode), Arc<Prepared>>>,
     clock: AtomicU64,
-    /// Stops the epoch tickers of [`Checks::Epoch`] engines.
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
 }
 
 /// The execution host: compiles components once per digest and runs them
@@ -427,14 +351,13 @@ fn settings(config: &HostConfig, nan: NanMode) -> String {
     )
 }
 
-fn engine_config(config: &HostConfig, nan: NanMode, checks: Checks) -> Config {
+fn engine_config(config: &HostConfig, nan: NanMode) -> Config {
     let mut c = Config::new();
     c.wasm_component_model(true)
         .consume_fuel(true)
-        // Epoch interruption only where fuel cannot bound the time between
-        // two yields (see `Checks`): elsewhere it would add a second check
-        // at every loop header beside fuel's.
-        .epoch_interruption(checks == Checks::Epoch)
+        // No epoch interruption: it would add a second check at every loop
+        // header beside fuel's. The deadline is checked at fuel yields and
+        // host calls instead (see `Host::execute`).
         .cranelift_nan_canonicalization(nan == NanMode::Canonical)
         // Stated, not defaulted: with custom page sizes, wasmtime refuses
         // some growth before asking the limiter, which `Limiter`'s
@@ -510,11 +433,9 @@ impl Host {
                 "deadline_check_fuel must be at least 1".into(),
             ));
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let canonical = Flavour::new(&config, NanMode::Canonical, Checks::Fuel, &stop)
-            .map_err(HostError::Engine)?;
-        let flavours = [const { OnceLock::new() }; 4];
-        let _ = flavours[flavour_index(NanMode::Canonical, Checks::Fuel)].set(Ok(canonical));
+        let canonical = Flavour::new(&config, NanMode::Canonical).map_err(HostError::Engine)?;
+        let flavours = [OnceLock::new(), OnceLock::new()];
+        let _ = flavours[NanMode::Canonical.index()].set(Ok(canonical));
         let fingerprints = NanMode::ALL.map(|m| Digest::of(settings(&config, m).as_bytes()));
         Ok(Host {
             inner: Arc::new(Inner {
@@ -523,7 +444,6 @@ impl Host {
                 config,
                 cache: Mutex::new(HashMap::new()),
                 clock: AtomicU64::new(0),
-                stop,
             }),
         })
     }
@@ -560,10 +480,10 @@ impl Host {
         settings(&self.inner.config, nan)
     }
 
-    /// The engine for `nan` mode with `checks`, built on first use.
-    fn flavour(&self, nan: NanMode, checks: Checks) -> Result<&Flavour, LoadError> {
-        self.inner.flavours[flavour_index(nan, checks)]
-            .get_or_init(|| Flavour::new(&self.inner.config, nan, checks, &self.inner.stop))
+    /// The engine for `nan` mode, built on first use.
+    fn flavour(&self, nan: NanMode) -> Result<&Flavour, LoadError> {
+        self.inner.flavours[nan.index()]
+            .get_or_init(|| Flavour::new(&self.inner.config, nan))
             .as_ref()
             .map_err(|reason| LoadError::Engine {
                 mode: nan,
@@ -576,15 +496,11 @@ impl Host {
         &self.inner.config
     }
 
-    fn cache_path(&self, digest: &Digest, nan: NanMode, checks: Checks) -> Option<PathBuf> {
+    fn cache_path(&self, digest: &Digest, nan: NanMode) -> Option<PathBuf> {
         let dir = self.inner.config.cache_dir.as_ref()?;
         Some(dir.join(format!(
-            "{digest}-{}{}.cwasm",
-            self.inner.fingerprints[nan.index()].short(),
-            match checks {
-                Checks::Fuel => "",
-                Checks::Epoch => "-epoch",
-            }
+            "{digest}-{}.cwasm",
+            self.inner.fingerprints[nan.index()].short()
         )))
     }
 
@@ -607,12 +523,9 @@ impl Host {
             p.last_used.store(self.tick(), Ordering::Relaxed);
             return Some(p.clone());
         }
-        // A digest has one kind of checks; which one is on disk, if any.
-        let (component, checks) = Checks::ALL.into_iter().find_map(|checks| {
-            let path = self.cache_path(digest, nan, checks)?;
-            Some((self.load_cached(&path, nan, checks)?, checks))
-        })?;
-        let prepared = self.link(*digest, component, size, nan, checks).ok()?;
+        let path = self.cache_path(digest, nan)?;
+        let component = self.load_cached(&path, nan)?;
+        let prepared = self.link(*digest, component, size, nan).ok()?;
         Some(self.remember(prepared))
     }
 
@@ -647,9 +560,9 @@ impl Host {
     /// Reads a serialized component from the disk cache. The file starts
     /// with the SHA-256 of the rest; a mismatch (a torn write, a corrupted
     /// disk) discards the file and the component is compiled again.
-    fn load_cached(&self, path: &Path, nan: NanMode, checks: Checks) -> Option<Component> {
+    fn load_cached(&self, path: &Path, nan: NanMode) -> Option<Component> {
+        let engine = &self.flavour(nan).ok()?.engine;
         let bytes = std::fs::read(path).ok()?;
-        let engine = &self.flavour(nan, checks).ok()?.engine;
         if bytes.len() < 32 || Digest::of(&bytes[32..]).0 != bytes[..32] {
             tracing::warn!(path = %path.display(), "discarding corrupt compiled-component cache entry");
             let _ = std::fs::remove_file(path);
@@ -672,8 +585,8 @@ impl Host {
         }
     }
 
-    fn store_cached(&self, digest: &Digest, component: &Component, nan: NanMode, checks: Checks) {
-        let Some(path) = self.cache_path(digest, nan, checks) else {
+    fn store_cached(&self, digest: &Digest, component: &Component, nan: NanMode) {
+        let Some(path) = self.cache_path(digest, nan) else {
             return;
         };
         let Ok(serialized) = component.serialize() else {
@@ -703,9 +616,9 @@ impl Host {
         if let Some(p) = self.cached_sized(&digest, component.len(), nan) {
             return Ok(p);
         }
-        let (compiled, checks) = self.compile(component, nan)?;
-        self.store_cached(&digest, &compiled, nan, checks);
-        let prepared = self.link(digest, compiled, component.len(), nan, checks)?;
+        let compiled = self.compile(component, nan)?;
+        self.store_cached(&digest, &compiled, nan);
+        let prepared = self.link(digest, compiled, component.len(), nan)?;
         Ok(self.remember(prepared))
     }
 
@@ -718,19 +631,18 @@ impl Host {
         {
             return Ok(p.info.clone());
         }
-        let (compiled, checks) = self.compile(component, NanMode::Canonical)?;
+        let compiled = self.compile(component, NanMode::Canonical)?;
         Ok(self
             .link(
                 Digest::of(component),
                 compiled,
                 component.len(),
                 NanMode::Canonical,
-                checks,
             )?
             .info)
     }
 
-    fn compile(&self, bytes: &[u8], nan: NanMode) -> Result<(Component, Checks), LoadError> {
+    fn compile(&self, bytes: &[u8], nan: NanMode) -> Result<Component, LoadError> {
         if bytes.len() > MAX_COMPONENT_BYTES {
             return Err(LoadError::TooLarge {
                 len: bytes.len(),
@@ -742,10 +654,8 @@ impl Host {
             Some([0, b'a', b's', b'm', ..]) => {}
             _ => return Err(LoadError::NotWasm),
         }
-        let checks = Checks::for_component(bytes);
-        let component = Component::new(&self.flavour(nan, checks)?.engine, bytes)
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-        Ok((component, checks))
+        Component::new(&self.flavour(nan)?.engine, bytes)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))
     }
 
     fn link(
@@ -754,9 +664,8 @@ impl Host {
         component: Component,
         size: usize,
         nan: NanMode,
-        checks: Checks,
     ) -> Result<Prepared, LoadError> {
-        let flavour = self.flavour(nan, checks)?;
+        let flavour = self.flavour(nan)?;
         let engine = &flavour.engine;
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
@@ -845,7 +754,6 @@ impl Host {
                 exports,
             },
             nan,
-            checks,
             engine: engine.clone(),
             fingerprint: self.inner.fingerprints[nan.index()],
             pre,
@@ -856,7 +764,32 @@ impl Host {
     }
 
     /// Runs a prepared component (see [`Invocation`] and [`Execution`]).
+    ///
+    /// Runs on the calling thread; see [`Host::run_async`] to run on an
+    /// async task instead.
     pub fn run(&self, prepared: &Prepared, inv: &Invocation<'_>) -> Result<Execution, RunError> {
+        let run = std::pin::pin!(self.execute(prepared, inv));
+        block_on(run)
+    }
+
+    /// [`Host::run`] as a future, for an async runtime's own tasks: the run
+    /// yields every [`HostConfig::deadline_check_fuel`] units of fuel, so a
+    /// long run shares its worker thread instead of holding it, and no
+    /// hand-off to a blocking thread is needed. What it computes is the
+    /// same as [`Host::run`]'s.
+    pub async fn run_async(
+        &self,
+        prepared: &Prepared,
+        inv: &Invocation<'_>,
+    ) -> Result<Execution, RunError> {
+        self.execute(prepared, inv).await
+    }
+
+    async fn execute(
+        &self,
+        prepared: &Prepared,
+        inv: &Invocation<'_>,
+    ) -> Result<Execution, RunError> {
         let limits = inv.limits;
         if inv.input.len() > limits.max_input {
             return Err(RunError::InputTooLarge {
@@ -900,35 +833,21 @@ impl Host {
         store
             .fuel_async_yield_interval(Some(self.inner.config.deadline_check_fuel))
             .map_err(|e| RunError::Host(format!("{e:#}")))?;
-        if prepared.checks == Checks::Epoch {
-            let ticks = limits.deadline.as_nanos() / EPOCH_TICK.as_nanos();
-            store.set_epoch_deadline(
-                u64::try_from(ticks)
-                    .unwrap_or(u64::MAX / 2)
-                    .saturating_add(1),
-            );
-            store.epoch_deadline_trap();
-        }
-        // The wall clock is checked where the guest can spend it without
-        // fuel: at each yield (see `drive`), and on each way into and out
-        // of the host, where one call of a few fuel units can do much work
-        // (hashing a megabyte of randomness, say).
+        // The wall clock is checked at each yield (below) and each time the
+        // guest enters the host: a host function, or one of wasmtime's own
+        // calls out of compiled code (string transcoding between component
+        // instances, memory growth), where a few units of fuel can buy much
+        // work. Not on the way back: a host function's own error (a limit,
+        // a host failure) must reach the run's outcome as it is.
         let deadline = Instant::now().checked_add(limits.deadline);
-        let past = move || deadline.is_some_and(|d| Instant::now() >= d);
         store.call_hook(move |mut ctx, hook| {
-            match hook {
-                CallHook::CallingHost => {
-                    if past() {
-                        return Err(wasmtime::Trap::Interrupt.into());
-                    }
-                    let remaining = ctx.get_fuel()?;
-                    let s = ctx.data_mut();
-                    s.fuel_at_call = s.fuel_limit.saturating_sub(remaining);
-                }
-                CallHook::ReturningFromHost if past() => {
+            if let CallHook::CallingHost = hook {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(wasmtime::Trap::Interrupt.into());
                 }
-                _ => {}
+                let remaining = ctx.get_fuel()?;
+                let s = ctx.data_mut();
+                s.fuel_at_call = s.fuel_limit.saturating_sub(remaining);
             }
             Ok(())
         });
@@ -995,8 +914,21 @@ impl Host {
                 },
             }
         };
-        let result: Result<Result<Vec<u8>, Outcome>, wasmtime::Error> =
-            drive(call, deadline).unwrap_or_else(|| Err(wasmtime::Trap::Interrupt.into()));
+        // The run yields every `deadline_check_fuel`: the deadline is
+        // checked then. Past it, the run is dropped at the end of this
+        // block, which unwinds the guest off its fiber and leaves the store
+        // safe to read and drop.
+        let result: Result<Result<Vec<u8>, Outcome>, wasmtime::Error> = {
+            let mut call = std::pin::pin!(call);
+            std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
+                std::task::Poll::Ready(out) => std::task::Poll::Ready(out),
+                std::task::Poll::Pending if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    std::task::Poll::Ready(Err(wasmtime::Trap::Interrupt.into()))
+                }
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            })
+            .await
+        };
         let elapsed = t0.elapsed();
         let finished_at = unix_now();
 
@@ -1062,23 +994,14 @@ enum Entry<'a> {
     Run(ComponentExportIndex),
 }
 
-/// Polls a run to completion on this thread, checking the wall-clock
-/// `deadline` each time it yields (every `deadline_check_fuel`). `None`
-/// when the deadline passed first: the run is dropped, which unwinds the
-/// guest off its fiber and leaves the store safe to read and drop.
-///
-/// Nothing else makes a run's future pending: host functions are
-/// synchronous, so the waker is never needed and a pending poll always
-/// means "used its interval of fuel".
-fn drive<F: Future>(call: F, deadline: Option<Instant>) -> Option<F::Output> {
-    let mut call = std::pin::pin!(call);
+/// Polls `run` to completion on this thread. Nothing but a fuel yield
+/// makes a run pending (host functions are synchronous, and a yield wakes
+/// its waker before returning), so the waker is never needed.
+fn block_on<F: Future>(mut run: std::pin::Pin<&mut F>) -> F::Output {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     loop {
-        if let std::task::Poll::Ready(out) = call.as_mut().poll(&mut cx) {
-            return Some(out);
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return None;
+        if let std::task::Poll::Ready(out) = run.as_mut().poll(&mut cx) {
+            return out;
         }
     }
 }
@@ -1188,38 +1111,12 @@ fn stub_denied(
 }
 
 impl Flavour {
-    /// The engine and linker for `nan` mode with `checks` (and, for
-    /// [`Checks::Epoch`], its epoch ticker, which stops with `stop`).
-    fn new(
-        config: &HostConfig,
-        nan: NanMode,
-        checks: Checks,
-        stop: &Arc<AtomicBool>,
-    ) -> Result<Flavour, String> {
-        let engine =
-            Engine::new(&engine_config(config, nan, checks)).map_err(|e| format!("{e:#}"))?;
+    /// The engine and linker for `nan` mode.
+    fn new(config: &HostConfig, nan: NanMode) -> Result<Flavour, String> {
+        let engine = Engine::new(&engine_config(config, nan)).map_err(|e| format!("{e:#}"))?;
         let mut linker = Linker::new(&engine);
         Sandbox::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)
             .map_err(|e| format!("{e:#}"))?;
-        if checks == Checks::Epoch {
-            spawn_ticker(engine.clone(), stop.clone());
-        }
         Ok(Flavour { engine, linker })
-    }
-}
-
-fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) {
-    let spawned = std::thread::Builder::new()
-        .name("errand-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
-            }
-        });
-    if let Err(e) = spawned {
-        // Without the ticker, epoch deadlines never fire; yields and host
-        // calls still check the clock, and fuel bounds every run.
-        tracing::error!(error = %e, "cannot start the epoch ticker");
     }
 }

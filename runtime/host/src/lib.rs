@@ -23,9 +23,9 @@
 //!   The backstop costs the guest nothing per loop: a run yields to the
 //!   calling thread every [`HostConfig::deadline_check_fuel`] units of fuel,
 //!   which checks the clock and drops the run once its deadline has passed;
-//!   the clock is also checked at every host call, and components that nest
-//!   components (whose inner calls can copy strings for one unit of fuel)
-//!   also check it at every loop header.
+//!   the clock is also checked each time the guest enters the host (a host
+//!   function, or wasmtime's own calls out of compiled code, such as string
+//!   copies between component instances).
 //! * **Compile once.** Components are cached per digest as `InstancePre` on
 //!   the pooling allocator, and serialized to disk so a restart does not
 //!   recompile.
@@ -92,7 +92,7 @@ mod bindings {
         path: "../../wit",
         world: "errand:capability/sandbox",
         imports: { default: trappable },
-        // Driven by `host::drive`, which checks the wall-clock deadline
+        // Polled by `Host::execute`, which checks the wall-clock deadline
         // whenever the run yields (every `HostConfig::deadline_check_fuel`).
         exports: { default: async },
         with: {

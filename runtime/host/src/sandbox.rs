@@ -280,6 +280,19 @@ impl errand_host::Host for GuestState {
             Level::Warn => "warn",
             Level::Error => "error",
         };
+        // Each field is charged what it holds here beyond its text (two
+        // `String`s), so a flood of empty fields cannot hold memory free.
+        // Checked before the call is hashed into the trace, so an
+        // oversized call costs the host no more than lifting it did.
+        let size = message.len()
+            + fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + LOG_FIELD_OVERHEAD)
+                .sum::<usize>();
+        self.log_bytes = self.log_bytes.saturating_add(size);
+        if self.log_bytes > self.limits.max_log_bytes {
+            return Err(Abort::StdioLimit("log", self.limits.max_log_bytes).into());
+        }
         let mut args = Hasher::new();
         args.update(level.as_bytes())
             .update(&(message.len() as u64).to_le_bytes())
@@ -291,17 +304,6 @@ impl errand_host::Host for GuestState {
                 .update(v.as_bytes());
         }
         self.record("errand:capability/host#log", args.finish(), none())?;
-        // Each field is charged what it holds here beyond its text (two
-        // `String`s), so a flood of empty fields cannot hold memory free.
-        let size = message.len()
-            + fields
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + LOG_FIELD_OVERHEAD)
-                .sum::<usize>();
-        self.log_bytes = self.log_bytes.saturating_add(size);
-        if self.log_bytes > self.limits.max_log_bytes {
-            return Err(Abort::StdioLimit("log", self.limits.max_log_bytes).into());
-        }
         tracing::debug!(target: "errand::guest", level, %message, ?fields, "guest log");
         self.logs.push(LogLine {
             level,
