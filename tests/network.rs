@@ -1214,3 +1214,70 @@ fn concurrent_invokes_in_one_folder_each_keep_their_own_evidence() {
         stdout(&o)
     );
 }
+
+/// Issue 14, part 3: the node polls each run on its own async task, which
+/// yields every `deadline_check_fuel` units of fuel, instead of handing it
+/// to a blocking thread. Four guests spinning at once (more than the node's
+/// async workers, one per core) must not hold it: an honest call is
+/// answered while every one of them is still running.
+#[test]
+fn an_honest_call_is_answered_while_spinning_guests_outnumber_the_workers() {
+    let shipper = SecretKey::from_seed([71; 32]);
+    let exec = lone_executor(&format!(
+        "[policy]\naction_shipping = true\nshipping_allow = [\"{}\"]\nshipping_max_fuel = 4000000000\n",
+        shipper.peer_id()
+    ));
+    let hostile = errand_test_guests::HOSTILE;
+    let spin = |id: u8| Ask {
+        request_id: RequestId([id; 16]),
+        capability: None,
+        component: Some(errand_core::Digest::of(hostile)),
+        input: BBytes::new(b"loop".to_vec()).unwrap(),
+        context: InvocationContext::default(),
+        fuel: 4_000_000_000,
+        limits: None,
+        seed: Seed([id; 32]),
+        want_trace: false,
+    };
+    block_on(async {
+        let shipping = Client::new(shipper.clone()).unwrap();
+        let addr = exec.peer_addr();
+        let mut spinning = tokio::task::JoinSet::new();
+        for id in 1..=4u8 {
+            let (c, ask) = (shipping.clone(), spin(id));
+            spinning.spawn(async move {
+                let r = c
+                    .invoke_shipped(addr, &ask, Some(BBytes::new(hostile.to_vec()).unwrap()))
+                    .await;
+                (r, std::time::Instant::now())
+            });
+        }
+        // Let all four start spinning.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let honest = Client::new(SecretKey::from_seed([72; 32])).unwrap();
+        let answered = honest
+            .invoke(
+                addr,
+                &text_stats_request(RequestId([73; 16]), b"honest words"),
+            )
+            .await
+            .unwrap();
+        let honest_at = std::time::Instant::now();
+        assert!(answered.response.receipt.body().outcome.is_ok());
+        let mut ended = 0;
+        while let Some(joined) = spinning.join_next().await {
+            let (r, at) = joined.unwrap();
+            let done = r.unwrap_or_else(|e| panic!("spinning guest: {e}\n{}", exec.log()));
+            assert!(
+                !done.response.receipt.body().outcome.is_ok(),
+                "a guest that never returns cannot succeed"
+            );
+            assert!(
+                at > honest_at,
+                "a spinning guest ended before the honest call was answered"
+            );
+            ended += 1;
+        }
+        assert_eq!(ended, 4);
+    });
+}
