@@ -665,6 +665,40 @@ fn small() -> Limits {
     }
 }
 
+/// `small()` with fuel for minutes and a 200 ms deadline: only the
+/// deadline can end a run that never returns.
+fn past_fuel_to_the_deadline() -> Limits {
+    Limits {
+        fuel: 20_000_000_000,
+        deadline: Duration::from_millis(200),
+        ..small()
+    }
+}
+
+/// A host whose runs yield every `check` units of fuel (`u64::MAX`: never).
+fn host_yielding_every(check: u64) -> Host {
+    Host::with_config(HostConfig {
+        deadline_check_fuel: check,
+        ..HostConfig::default()
+    })
+    .unwrap()
+}
+
+/// Asserts the run was ended by its deadline, and soon after it.
+fn assert_ended_at_deadline(e: &Execution, what: &str) {
+    assert_eq!(
+        abort_reason(e),
+        Some(AbortReason::Deadline),
+        "{what}: {:?}",
+        e.outcome
+    );
+    assert!(
+        e.elapsed < Duration::from_secs(5),
+        "{what}: {:?}",
+        e.elapsed
+    );
+}
+
 #[test]
 fn infinite_loop_runs_out_of_fuel() {
     let e = hostile(&host(), "loop", small());
@@ -695,19 +729,8 @@ fn a_start_function_that_never_returns_hits_the_deadline() {
            (func (export "run") (result i32) i32.const 0)"#,
     ))
     .unwrap();
-    let l = Limits {
-        fuel: u64::MAX / 2,
-        deadline: Duration::from_millis(200),
-        ..small()
-    };
-    let e = run(&host(), &c, b"", &[], l);
-    assert_eq!(
-        abort_reason(&e),
-        Some(AbortReason::Deadline),
-        "{:?}",
-        e.outcome
-    );
-    assert!(e.elapsed < Duration::from_secs(5), "{:?}", e.elapsed);
+    let e = run(&host(), &c, b"", &[], past_fuel_to_the_deadline());
+    assert_ended_at_deadline(&e, "start function");
 }
 
 /// Issue 14, part 3: how often a run yields to check its deadline changes
@@ -739,11 +762,7 @@ fn fuel_and_outcome_do_not_depend_on_the_deadline_check_interval() {
         Some(AbortReason::OutOfFuel)
     );
     for check in [1, 7, 4096, u64::MAX] {
-        let h = Host::with_config(HostConfig {
-            deadline_check_fuel: check,
-            ..HostConfig::default()
-        })
-        .unwrap();
+        let h = host_yielding_every(check);
         assert_eq!(at(&h, small().fuel), reference, "check every {check}");
         assert_eq!(
             short.map(|f| at(&h, f)),
@@ -760,28 +779,16 @@ fn fuel_and_outcome_do_not_depend_on_the_deadline_check_interval() {
 /// that check alone stops the loop.
 #[test]
 fn a_guest_calling_the_host_in_a_loop_hits_the_deadline_between_yields() {
-    let h = Host::with_config(HostConfig {
-        deadline_check_fuel: u64::MAX,
-        ..HostConfig::default()
-    })
-    .unwrap();
+    let h = host_yielding_every(u64::MAX);
     let p = h.prepare(errand_test_guests::HOSTILE).unwrap();
     let limits = Limits {
-        fuel: 20_000_000_000,
-        deadline: Duration::from_millis(200),
         max_trace_events: u32::MAX,
-        ..small()
+        ..past_fuel_to_the_deadline()
     };
     let mut i = inv(b"clock-loop", &[], limits);
     i.keep_trace = false;
     let e = h.run(&p, &i).unwrap();
-    assert_eq!(
-        abort_reason(&e),
-        Some(AbortReason::Deadline),
-        "{:?}",
-        e.outcome
-    );
-    assert!(e.elapsed < Duration::from_secs(5), "{:?}", e.elapsed);
+    assert_ended_at_deadline(&e, "host calls in a loop");
 }
 
 /// Second review of issue 14, part 3: calls between sibling component
@@ -824,25 +831,12 @@ fn copying_strings_between_component_instances_in_a_loop_hits_the_deadline() {
     )
     .unwrap();
     for check in [HostConfig::default().deadline_check_fuel, u64::MAX] {
-        let h = Host::with_config(HostConfig {
-            deadline_check_fuel: check,
-            ..HostConfig::default()
-        })
-        .unwrap();
         let limits = Limits {
-            fuel: 20_000_000_000,
             memory_bytes: 64 << 20,
-            deadline: Duration::from_millis(200),
-            ..small()
+            ..past_fuel_to_the_deadline()
         };
-        let e = run(&h, &c, b"", &[], limits);
-        assert_eq!(
-            abort_reason(&e),
-            Some(AbortReason::Deadline),
-            "check every {check}: {:?}",
-            e.outcome
-        );
-        assert!(e.elapsed < Duration::from_secs(5), "{:?}", e.elapsed);
+        let e = run(&host_yielding_every(check), &c, b"", &[], limits);
+        assert_ended_at_deadline(&e, &format!("yielding every {check}"));
     }
 }
 

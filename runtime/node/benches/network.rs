@@ -231,31 +231,14 @@ fn remote_invocation(rt: &tokio::runtime::Runtime) {
     let local_id = std::cell::Cell::new(1u128 << 100);
     let local = |durable: bool| {
         local_id.set(local_id.get() + 1);
-        let inv = Invocation {
-            input: &input,
-            request_id: RequestId(local_id.get().to_le_bytes()),
-            seed: Seed([7; 32]),
-            context: InvocationContext::default(),
-            limits: Limits::default(),
-            keep_trace: false,
-        };
-        let exec = host.run(&prepared, &inv).unwrap();
-        let r = host
-            .sign_receipt(
-                &ReceiptInfo {
-                    executor: &node_key,
-                    requester: key(7).peer_id(),
-                    request_id: inv.request_id,
-                    request: errand_core::Digest::of(b"bench"),
-                    seed: inv.seed,
-                    capability: None,
-                    component: prepared.digest(),
-                    context: inv.context.clone(),
-                    limits: inv.limits,
-                },
-                &exec,
-            )
-            .unwrap();
+        let r = run_and_sign(
+            (&host, &prepared),
+            &node_key,
+            key(7).peer_id(),
+            local_id.get(),
+            &input,
+            b"bench",
+        );
         if durable {
             rt.block_on(store.put_receipt(&r, None)).unwrap();
         }
@@ -405,32 +388,17 @@ fn remote_invocation(rt: &tokio::runtime::Runtime) {
                         let sig = requester.sign(&request);
                         requester_id.verify(&request, &sig).unwrap();
                         if with_run {
-                            let inv = Invocation {
+                            let id = (t << 100) + (1 << 90) + i;
+                            run_and_sign(
+                                (host, prepared),
+                                node_key,
+                                requester_id,
+                                id,
                                 input,
-                                request_id: RequestId(((t << 100) + (1 << 90) + i).to_le_bytes()),
-                                seed: Seed([7; 32]),
-                                context: InvocationContext::default(),
-                                limits: Limits::default(),
-                                keep_trace: false,
-                            };
-                            let exec = host.run(prepared, &inv).unwrap();
-                            let r = host
-                                .sign_receipt(
-                                    &ReceiptInfo {
-                                        executor: node_key,
-                                        requester: requester_id,
-                                        request_id: inv.request_id,
-                                        request: errand_core::Digest::of(&request),
-                                        seed: inv.seed,
-                                        capability: None,
-                                        component: prepared.digest(),
-                                        context: inv.context.clone(),
-                                        limits: inv.limits,
-                                    },
-                                    &exec,
-                                )
-                                .unwrap();
-                            r.verify().unwrap();
+                                &request,
+                            )
+                            .verify()
+                            .unwrap();
                         } else {
                             let sig = node_key.sign(&answer);
                             executor_id.verify(&answer, &sig).unwrap();
@@ -585,6 +553,42 @@ fn registry(rt: &tokio::runtime::Runtime) {
         );
         drop(reg_dir);
     }
+}
+
+/// A local run of `prepared` on `input` and its signed receipt, as the
+/// executor makes them for a request with id `id` and bytes `request`.
+fn run_and_sign(
+    (host, prepared): (&Host, &errand_host::Prepared),
+    executor: &SecretKey,
+    requester: errand_core::PeerId,
+    id: u128,
+    input: &[u8],
+    request: &[u8],
+) -> errand_core::receipt::SignedReceipt {
+    let inv = Invocation {
+        input,
+        request_id: RequestId(id.to_le_bytes()),
+        seed: Seed([7; 32]),
+        context: InvocationContext::default(),
+        limits: Limits::default(),
+        keep_trace: false,
+    };
+    let exec = host.run(prepared, &inv).unwrap();
+    host.sign_receipt(
+        &ReceiptInfo {
+            executor,
+            requester,
+            request_id: inv.request_id,
+            request: errand_core::Digest::of(request),
+            seed: inv.seed,
+            capability: None,
+            component: prepared.digest(),
+            context: inv.context.clone(),
+            limits: inv.limits,
+        },
+        &exec,
+    )
+    .unwrap()
 }
 
 fn rand_salt() -> u128 {
