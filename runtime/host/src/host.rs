@@ -27,9 +27,9 @@ use crate::sandbox::{GuestState, NS_PER_FUEL, SandboxLimits};
 /// The wasmtime version this crate is pinned to (see the workspace manifest).
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
-/// Stack a run's fiber has beyond [`HostConfig::max_wasm_stack`], for the
-/// host functions and wasmtime's own frames (wasmtime's default leaves
-/// 1.5 MiB beside its 512 KiB guest stack).
+/// Stack a run's fiber has beyond twice [`HostConfig::max_wasm_stack`]
+/// (see `engine_config`), for the host functions and wasmtime's own frames
+/// (wasmtime's default leaves 1.5 MiB beside its 512 KiB guest stack).
 const HOST_STACK_HEADROOM: usize = 3 << 19;
 
 /// Largest component accepted: 64 MiB.
@@ -369,11 +369,10 @@ fn engine_config(config: &HostConfig, nan: NanMode) -> Config {
         // `threads` feature), so there is no shared state to race on.
         .shared_memory(false)
         .max_wasm_stack(config.max_wasm_stack)
-        // Runs are async calls on a fiber of this size: the guest's stack
-        // plus room for the host functions it calls at its deepest.
-        // On a fiber, wasmtime gives wasm the host calls back into (the
-        // guest's `cabi_realloc` while lowering a host call's results) a
-        // fresh `max_wasm_stack` from where it is: allow two of them.
+        // Runs are async calls on a fiber of this size. On a fiber, wasm
+        // the host calls back into (the guest's `cabi_realloc` while a host
+        // call's results are lowered) gets a fresh `max_wasm_stack` from
+        // where it is: room for two, plus the host's own frames.
         .async_stack_size(
             config
                 .max_wasm_stack
