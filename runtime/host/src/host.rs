@@ -762,28 +762,17 @@ impl Host {
         })
     }
 
-    /// Runs a prepared component (see [`Invocation`] and [`Execution`]).
-    ///
-    /// Runs on the calling thread; see [`Host::run_async`] to run on an
-    /// async task instead.
+    /// Runs a prepared component (see [`Invocation`] and [`Execution`]) on
+    /// the calling thread, which it holds until the run ends: callers in an
+    /// async runtime hand it to a blocking thread. (A run does yield every
+    /// [`HostConfig::deadline_check_fuel`], but not inside host calls, so a
+    /// guest busy in the host would hold an async worker until its deadline.)
     pub fn run(&self, prepared: &Prepared, inv: &Invocation<'_>) -> Result<Execution, RunError> {
         let run = std::pin::pin!(self.execute(prepared, inv));
         block_on(run)
     }
 
-    /// [`Host::run`] as a future, for an async runtime's own tasks: the run
-    /// yields every [`HostConfig::deadline_check_fuel`] units of fuel, so a
-    /// long run shares its worker thread instead of holding it, and no
-    /// hand-off to a blocking thread is needed. What it computes is the
-    /// same as [`Host::run`]'s.
-    pub async fn run_async(
-        &self,
-        prepared: &Prepared,
-        inv: &Invocation<'_>,
-    ) -> Result<Execution, RunError> {
-        self.execute(prepared, inv).await
-    }
-
+    /// The body of [`Host::run`], as the future [`block_on`] polls.
     async fn execute(
         &self,
         prepared: &Prepared,

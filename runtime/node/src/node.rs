@@ -824,17 +824,14 @@ impl Inner {
         };
         let lazy = behaviour == Some(Behaviour::Lazy);
         let ran_context = context.clone();
-        // On this task: the run yields every `deadline_check_fuel` units of
-        // fuel, so it shares the worker rather than holding it, and needs
-        // no hand-off to a blocking thread.
-        // A lazy adversary does half the work and claims all of it.
-        let used: &[u8] = if lazy {
-            &input[..input.len() / 2]
-        } else {
-            &input
-        };
-        let run = host
-            .run_async(
+        let run = tokio::task::spawn_blocking(move || {
+            // A lazy adversary does half the work and claims all of it.
+            let used: &[u8] = if lazy {
+                &input[..input.len() / 2]
+            } else {
+                &input
+            };
+            let exec = host.run(
                 &prepared,
                 &Invocation {
                     input: used,
@@ -844,20 +841,26 @@ impl Inner {
                     limits,
                     keep_trace: want_trace,
                 },
-            )
-            .await;
-        let mut exec = match run {
-            Ok(e) => e,
+            );
+            (exec, input)
+        })
+        .await;
+        let (mut exec, input) = match run {
+            Ok((Ok(e), input)) => (e, input),
             // Only a full host is worth retrying (requesters retry `Busy`).
             // A host failure (memory the OS refused) is ours, not the
             // request's: the requester may retry, here later or elsewhere.
-            Err(e @ (errand_host::RunError::Busy(_) | errand_host::RunError::HostFailure(_))) => {
+            Ok((
+                Err(e @ (errand_host::RunError::Busy(_) | errand_host::RunError::HostFailure(_))),
+                _,
+            )) => {
                 return err(ErrorCode::Busy, e);
             }
-            Err(e @ errand_host::RunError::InputTooLarge { .. }) => {
+            Ok((Err(e @ errand_host::RunError::InputTooLarge { .. }), _)) => {
                 return err(ErrorCode::TooLarge, e);
             }
-            Err(e) => return err(ErrorCode::Internal, e),
+            Ok((Err(e), _)) => return err(ErrorCode::Internal, e),
+            Err(e) => return err(ErrorCode::Internal, format!("invocation task failed: {e}")),
         };
         match behaviour {
             Some(Behaviour::Lazy) => exec.input_digest = Digest::of(&input),
