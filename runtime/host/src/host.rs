@@ -336,7 +336,9 @@ impl std::fmt::Debug for Host {
 /// `errand-sandbox/v2`: runs are async calls on a fiber, where wasm that
 /// the host calls back into (a guest's `cabi_realloc` while a host call's
 /// results are lowered) gets a fresh `max-wasm-stack` rather than what was
-/// left of the caller's, so where such a call overflows differs from v1.
+/// left of the caller's, so where such a call overflows differs from v1;
+/// and each log field counts 48 bytes toward `max_log_bytes`, checked
+/// before the call is traced (an over-limit `log` is no trace event).
 fn settings(config: &HostConfig, nan: NanMode) -> String {
     format!(
         "errand-engine/v1;wasmtime={WASMTIME_VERSION};arch={};nan-canonicalization={};\
@@ -821,7 +823,8 @@ impl Host {
         store
             .fuel_async_yield_interval(Some(self.inner.config.deadline_check_fuel))
             .map_err(|e| RunError::Host(format!("{e:#}")))?;
-        // The wall clock is checked at each yield (below) and each time the
+        // The wall clock is checked at each yield (a yield enters the host
+        // too, and is checked again below) and each time the
         // guest enters the host: a host function, or one of wasmtime's own
         // calls out of compiled code (string transcoding between component
         // instances, memory growth), where a few units of fuel can buy much

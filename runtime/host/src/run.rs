@@ -37,8 +37,8 @@ pub struct Limits {
     /// Most bytes captured from stderr (and from stdout for Errand tools,
     /// whose output is their return value).
     pub max_stdio: usize,
-    /// Most bytes of log messages and fields (each field also counts
-    /// `2 × size_of::<String>()`, 48 bytes on 64-bit hosts).
+    /// Most bytes of log messages and fields (each field also counts 48
+    /// bytes beyond its key and value).
     pub max_log_bytes: usize,
 }
 

@@ -135,8 +135,10 @@ impl Drbg {
     }
 }
 
-/// Bytes of `max_log_bytes` each log field costs beyond its key and value.
-pub(crate) const LOG_FIELD_OVERHEAD: usize = 2 * std::mem::size_of::<String>();
+/// Bytes of `max_log_bytes` each log field costs beyond its key and value:
+/// what its two `String`s take on a 64-bit host. A constant, not
+/// `size_of`, because it decides outcomes, which replay must reproduce.
+pub(crate) const LOG_FIELD_OVERHEAD: usize = 48;
 
 /// Everything a guest's store holds.
 pub struct GuestState {

@@ -665,7 +665,7 @@ fn small() -> Limits {
     }
 }
 
-/// `small()` with fuel for minutes and a 200 ms deadline: only the
+/// `small()` with fuel for far longer than its 200 ms deadline: only the
 /// deadline can end a run that never returns.
 fn past_fuel_to_the_deadline() -> Limits {
     Limits {
@@ -682,6 +682,18 @@ fn host_yielding_every(check: u64) -> Host {
         ..HostConfig::default()
     })
     .unwrap()
+}
+
+/// Runs `f` on its own thread and waits at most 30 s for it, so that a
+/// deadline check gone missing fails the test instead of hanging it (a
+/// run's fuel here would last minutes, or hours of host calls).
+fn within_30s(f: impl FnOnce() -> Execution + Send + 'static) -> Execution {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the run did not end within 30 s: nothing stopped it at its deadline")
 }
 
 /// Asserts the run was ended by its deadline, and soon after it.
@@ -729,7 +741,7 @@ fn a_start_function_that_never_returns_hits_the_deadline() {
            (func (export "run") (result i32) i32.const 0)"#,
     ))
     .unwrap();
-    let e = run(&host(), &c, b"", &[], past_fuel_to_the_deadline());
+    let e = within_30s(move || run(&host(), &c, b"", &[], past_fuel_to_the_deadline()));
     assert_ended_at_deadline(&e, "start function");
 }
 
@@ -775,8 +787,8 @@ fn fuel_and_outcome_do_not_depend_on_the_deadline_check_interval() {
 /// Review of issue 14, part 3: one host call costs the guest a few units
 /// of fuel but can cost the host much more, so yields alone would let a
 /// loop of host calls run far past its deadline. The clock is also checked
-/// on every way into and out of the host: with yields switched off here,
-/// that check alone stops the loop.
+/// each time the guest enters the host (not on the way back): with yields
+/// switched off here, that check alone stops the loop.
 #[test]
 fn a_guest_calling_the_host_in_a_loop_hits_the_deadline_between_yields() {
     let h = host_yielding_every(u64::MAX);
@@ -785,9 +797,11 @@ fn a_guest_calling_the_host_in_a_loop_hits_the_deadline_between_yields() {
         max_trace_events: u32::MAX,
         ..past_fuel_to_the_deadline()
     };
-    let mut i = inv(b"clock-loop", &[], limits);
-    i.keep_trace = false;
-    let e = h.run(&p, &i).unwrap();
+    let e = within_30s(move || {
+        let mut i = inv(b"clock-loop", &[], limits);
+        i.keep_trace = false;
+        h.run(&p, &i).unwrap()
+    });
     assert_ended_at_deadline(&e, "host calls in a loop");
 }
 
@@ -835,7 +849,8 @@ fn copying_strings_between_component_instances_in_a_loop_hits_the_deadline() {
             memory_bytes: 64 << 20,
             ..past_fuel_to_the_deadline()
         };
-        let e = run(&host_yielding_every(check), &c, b"", &[], limits);
+        let c = c.clone();
+        let e = within_30s(move || run(&host_yielding_every(check), &c, b"", &[], limits));
         assert_ended_at_deadline(&e, &format!("yielding every {check}"));
     }
 }
