@@ -154,7 +154,7 @@ impl Package {
         template.publisher = author.peer_id();
         template.component = Some(Digest::of(&component));
         template.package = Some(PackageRef {
-            digest: Digest::of(authorship.signed_bytes()),
+            digest: Digest::of(&authorship.signed_bytes()),
             author: author.peer_id(),
         });
         let package = Package {
@@ -180,7 +180,7 @@ impl Package {
     /// The package digest: SHA-256 of the authorship's signed bytes, which
     /// commit to author, name, version, component and manifest.
     pub fn digest(&self) -> Digest {
-        Digest::of(self.authorship.signed_bytes())
+        Digest::of(&self.authorship.signed_bytes())
     }
 
     /// The tool author the package names. Only trust it after

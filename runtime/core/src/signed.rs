@@ -333,8 +333,9 @@ fn map_postcard(kind: Kind, e: postcard::Error) -> DecodeError {
     DecodeError::Malformed { kind, reason }
 }
 
-/// Decodes `header || body` as a `T`, returning it and the unread rest.
-fn decode_prefix<T: Object>(bytes: &[u8]) -> Result<(T, usize, &[u8]), DecodeError> {
+/// Decodes `header || body` as a `T`, returning it, its version, the length
+/// of `header || body` and the unread rest.
+fn decode_prefix<T: Object>(bytes: &[u8]) -> Result<(T, u8, usize, &[u8]), DecodeError> {
     let (kind, version, body) = split_header(bytes)?;
     if kind != T::KIND {
         return Err(DecodeError::WrongKind {
@@ -370,7 +371,7 @@ fn decode_prefix<T: Object>(bytes: &[u8]) -> Result<(T, usize, &[u8]), DecodeErr
             .map_err(|invalid| DecodeError::Invalid { kind, invalid })?;
     }
     let header_len = bytes.len() - body.len();
-    Ok((value, header_len + body_len, rest))
+    Ok((value, version, header_len + body_len, rest))
 }
 
 /// Encodes an unsigned object: `header || postcard(value)`.
@@ -407,10 +408,14 @@ fn encode_into<T: Object>(
     })
 }
 
-/// [`encode_as`] into an allocation of exactly the encoding's size: the
-/// bytes are written to a per-thread scratch buffer first, so a signed
-/// object costs one allocation, not a growing and then a shrinking one.
-fn encode_boxed<T: Object>(value: &T, version: u8) -> Result<Box<[u8]>, EncodeError> {
+/// Checks and encodes `value` under `version` ([`encode_as`]) into a
+/// per-thread scratch buffer and hands the bytes to `f`: signing an object
+/// (or sizing one) allocates nothing.
+fn with_encoding<T: Object, R>(
+    value: &T,
+    version: u8,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R, EncodeError> {
     thread_local! {
         static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
     }
@@ -418,17 +423,44 @@ fn encode_boxed<T: Object>(value: &T, version: u8) -> Result<Box<[u8]>, EncodeEr
     let mut buf = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
     buf.clear();
     let buf = encode_into(value, version, buf)?;
-    let boxed = Box::<[u8]>::from(buf.as_slice());
+    let out = f(&buf);
     // Keep a buffer of ordinary size for the next object; let a huge one go.
     if buf.capacity() <= 64 * 1024 {
         let _ = SCRATCH.try_with(|s| s.set(buf));
     }
-    Ok(boxed)
+    Ok(out)
+}
+
+/// The length of a signed object's `header || body`, which [`Signed`] keeps
+/// in 32 bits: every object is bounded far below 4 GiB.
+fn signed_len<T: Object>(len: usize) -> Result<u32, EncodeError> {
+    u32::try_from(len).map_err(|_| EncodeError::Serialize {
+        kind: T::KIND,
+        reason: format!("{len} bytes is over 4 GiB"),
+    })
+}
+
+/// `header || postcard(body)` under `version`, re-derived without checks
+/// from a body that passed them when its [`Signed`] was built. Decoding
+/// accepts only the canonical encoding (it re-encodes and compares), so
+/// these are exactly the bytes that were signed or received.
+fn signed_bytes_of<T: Object>(body: &T, version: u8, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    write_header(T::KIND, version, &mut out);
+    let header = out.len();
+    // postcard fails only on sequences of unknown length, which none of our
+    // types produce. Were it ever to fail, the bytes would stop at the
+    // header, and no signature would verify over them.
+    postcard::to_extend(body, out).unwrap_or_else(|_| {
+        let mut out = Vec::with_capacity(header);
+        write_header(T::KIND, version, &mut out);
+        out
+    })
 }
 
 /// Decodes an unsigned object, rejecting trailing bytes.
 pub fn decode<T: Object>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let (value, _, rest) = decode_prefix::<T>(bytes)?;
+    let (value, _, _, rest) = decode_prefix::<T>(bytes)?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes {
             kind: T::KIND,
@@ -438,12 +470,23 @@ pub fn decode<T: Object>(bytes: &[u8]) -> Result<T, DecodeError> {
     Ok(value)
 }
 
-/// A signed object: the body, its canonical signed bytes, and the signature.
+/// A signed object: the body, the format version it was signed under, and
+/// the signature.
+///
+/// The bytes the signature covers are not kept: they are a function of the
+/// body and the version (the encoding is canonical, and decoding refuses any
+/// other), so [`Signed::signed_bytes`] re-derives them when they are needed,
+/// to verify, hash or send the object. A registry holding a million
+/// descriptors keeps each once, decoded, rather than twice.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Signed<T> {
     body: T,
-    signed_bytes: Box<[u8]>,
     signature: Signature,
+    /// The length of `header || body` (bounded far below 4 GiB: the
+    /// largest object is a few MiB).
+    signed_len: u32,
+    /// The format version: [`Object::VERSION`], or an older one still read.
+    version: u8,
 }
 
 impl<T: Signable> Signed<T> {
@@ -457,12 +500,14 @@ impl<T: Signable> Signed<T> {
                 actual,
             });
         }
-        let signed_bytes = encode_boxed(&body, T::VERSION)?;
-        let signature = key.sign(&signed_bytes);
+        let (len, signature) =
+            with_encoding(&body, T::VERSION, |bytes| (bytes.len(), key.sign(bytes)))?;
+        let signed_len = signed_len::<T>(len)?;
         Ok(Signed {
             body,
-            signed_bytes,
             signature,
+            signed_len,
+            version: T::VERSION,
         })
     }
 
@@ -472,19 +517,24 @@ impl<T: Signable> Signed<T> {
     /// the registry's path after verification ([`crate::discovery::Index::insert_verified`]).
     /// Objects built this way are refused by anything that checks them.
     pub fn with_placeholder_signature(body: T) -> Result<Signed<T>, EncodeError> {
-        let signed_bytes = encode_boxed(&body, T::VERSION)?;
+        let signed_len = signed_len::<T>(with_encoding(&body, T::VERSION, <[u8]>::len)?)?;
         Ok(Signed {
             body,
-            signed_bytes,
             signature: Signature([0; 64]),
+            signed_len,
+            version: T::VERSION,
         })
     }
 
     /// Decodes the structure without checking the signature: for tools that
     /// report each check separately. Use [`Signed::from_bytes`] otherwise.
     pub fn decode(bytes: &[u8]) -> Result<Signed<T>, DecodeError> {
-        let (body, signed_len, rest) = decode_prefix::<T>(bytes)?;
+        let (body, version, signed_len, rest) = decode_prefix::<T>(bytes)?;
         let kind = T::KIND;
+        let signed_len = u32::try_from(signed_len).map_err(|_| DecodeError::Malformed {
+            kind,
+            reason: "over 4 GiB",
+        })?;
         let signature: [u8; 64] = match rest.len() {
             64 => rest
                 .try_into()
@@ -499,15 +549,22 @@ impl<T: Signable> Signed<T> {
         };
         Ok(Signed {
             body,
-            signed_bytes: bytes[..signed_len].into(),
             signature: Signature(signature),
+            signed_len,
+            version,
         })
     }
 
     /// Decodes and verifies the signature.
     pub fn from_bytes(bytes: &[u8]) -> Result<Signed<T>, OpenError> {
-        let s = Signed::decode(bytes)?;
-        s.verify().map_err(|error| OpenError::Signature {
+        let s = Signed::<T>::decode(bytes)?;
+        // The signed bytes are at hand: check over them rather than
+        // re-deriving them (they are the same, decoding checked that).
+        let checked = match bytes.get(..s.signed_len as usize) {
+            Some(signed) => s.body.signer().verify(signed, &s.signature),
+            None => s.verify(),
+        };
+        checked.map_err(|error| OpenError::Signature {
             kind: T::KIND,
             error,
         })?;
@@ -518,7 +575,7 @@ impl<T: Signable> Signed<T> {
     pub fn verify(&self) -> Result<(), SignatureError> {
         self.body
             .signer()
-            .verify(&self.signed_bytes, &self.signature)
+            .verify(&self.signed_bytes(), &self.signature)
     }
 
     /// The body. Only trust it after [`Signed::verify`] (or when the value came
@@ -535,34 +592,30 @@ impl<T: Signable> Signed<T> {
     /// The format version it was signed under: [`Object::VERSION`], or an
     /// older one this build still reads.
     pub fn version(&self) -> u8 {
-        // The header is `tag-len tag version`, checked when decoding.
-        let at = 1 + usize::from(self.signed_bytes.first().copied().unwrap_or(0));
-        self.signed_bytes.get(at).copied().unwrap_or(T::VERSION)
+        self.version
     }
 
-    /// The bytes the signature covers: `header || body`.
-    pub fn signed_bytes(&self) -> &[u8] {
-        &self.signed_bytes
+    /// The bytes the signature covers: `header || body`, re-derived from the
+    /// body (see the type's docs).
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        signed_bytes_of(&self.body, self.version, self.signed_len as usize)
     }
 
     /// The full canonical encoding: `header || body || signature`.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.encoded_len());
-        out.extend_from_slice(&self.signed_bytes);
+        let mut out = signed_bytes_of(&self.body, self.version, self.encoded_len());
         out.extend_from_slice(&self.signature.0);
         out
     }
 
-    /// The length of [`Signed::to_bytes`].
+    /// The length of [`Signed::to_bytes`], without encoding.
     pub fn encoded_len(&self) -> usize {
-        self.signed_bytes.len() + 64
+        self.signed_len as usize + 64
     }
 
     /// The digest of the full encoding: a stable id for this exact object.
     pub fn digest(&self) -> Digest {
-        let mut h = crate::digest::Hasher::new();
-        h.update(&self.signed_bytes).update(&self.signature.0);
-        h.finish()
+        Digest::of(&self.to_bytes())
     }
 
     /// The JSON rendering, for people and scripts.
@@ -589,12 +642,14 @@ impl<T: Signable> Signed<T> {
         let j: J<T> =
             serde_json::from_value(value.clone()).map_err(|e| JsonError::Syntax(e.to_string()))?;
         check_json_header::<T>(&j.kind, j.version)?;
-        let signed_bytes =
-            encode_boxed(&j.body, j.version).map_err(|e| JsonError::Syntax(e.to_string()))?;
+        let signed_len = with_encoding(&j.body, j.version, <[u8]>::len)
+            .and_then(signed_len::<T>)
+            .map_err(|e| JsonError::Syntax(e.to_string()))?;
         Ok(Signed {
             body: j.body,
-            signed_bytes,
             signature: j.signature,
+            signed_len,
+            version: j.version,
         })
     }
 }
@@ -695,13 +750,14 @@ impl<T: Signable> Signed<T> {
         body: T,
         u: &mut arbitrary::Unstructured<'_>,
     ) -> arbitrary::Result<Signed<T>> {
-        let signed_bytes = encode(&body)
-            .map_err(|_| arbitrary::Error::IncorrectFormat)?
-            .into_boxed_slice();
+        let signed_len = with_encoding(&body, T::VERSION, <[u8]>::len)
+            .and_then(signed_len::<T>)
+            .map_err(|_| arbitrary::Error::IncorrectFormat)?;
         Ok(Signed {
             body,
-            signed_bytes,
             signature: Signature(u.arbitrary()?),
+            signed_len,
+            version: T::VERSION,
         })
     }
 }
@@ -782,10 +838,11 @@ pub const BATCH_MIN: usize = 256;
 /// otherwise the first item that fails alone, with its error.
 pub fn verify_batch<T: Signable>(items: &[&Signed<T>]) -> Result<(), BatchError> {
     let signers: Vec<PeerId> = items.iter().map(|i| i.body.signer()).collect();
+    let messages: Vec<Vec<u8>> = items.iter().map(|i| i.signed_bytes()).collect();
     let raw: Vec<BatchItem<'_>> = items
         .iter()
-        .zip(&signers)
-        .map(|(item, signer)| (signer, &*item.signed_bytes, &item.signature))
+        .zip(signers.iter().zip(&messages))
+        .map(|(item, (signer, message))| (signer, message.as_slice(), &item.signature))
         .collect();
     verify_batch_raw(&raw)
 }

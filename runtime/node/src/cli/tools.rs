@@ -167,7 +167,7 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let package_digest = tool
         .authorship
         .as_ref()
-        .map(|a| Digest::of(a.signed_bytes()));
+        .map(|a| Digest::of(&a.signed_bytes()));
     let exit = if author_ok == Some(false) {
         ExitCode::from(1)
     } else {
