@@ -59,7 +59,7 @@
 
 use std::borrow::Borrow;
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::BuildHasher as _;
 
 use foldhash::fast::FixedState;
@@ -283,19 +283,24 @@ impl Default for RegistryLimits {
     }
 }
 
+/// A held descriptor. Its sequence number, expiry and whether it is a
+/// tombstone are read from the descriptor itself; its generation and
+/// length from the slot's [`SlotMeta`]: an index holds one per entry, so
+/// nothing is kept twice.
 #[derive(Debug)]
 struct Entry {
-    generation: u32,
     descriptor: Arc<SignedDescriptor>,
-    expires: UnixMillis,
-    seq: u64,
-    /// Weighted term count (document length for BM25); 0 for tombstones.
-    len: u32,
-    /// Sorted by term id; exactly sized (an index holds one per entry).
-    terms: Box<[(u32, u16)]>,
-    withdrawn: bool,
+    /// Its weighted terms, sorted by term id: shared with every entry that
+    /// indexes the same words (see [`Index::term_lists`]).
+    terms: TermList,
     /// Where this slot sits in `by_name[name]`, for O(1) removal.
     name_pos: u32,
+}
+
+impl Entry {
+    fn withdrawn(&self) -> bool {
+        self.descriptor.body().withdrawn
+    }
 }
 
 /// What the query loops need about a slot, packed densely so scoring and
@@ -346,13 +351,28 @@ struct Publisher {
     tokens: f64,
     last: UnixMillis,
     /// Its slots (live entries and tombstones), one per name, each with
-    /// its name's keyed hash: at most a few hundred, bounded by the
-    /// quotas, so a scan finds a name without touching other entries.
-    slots: Vec<(u64, u32)>,
+    /// 32 bits of its name's keyed hash: at most a few hundred, bounded by
+    /// the quotas, so a scan finds a name without touching other entries.
+    /// Exactly sized: most publishers hold a handful.
+    slots: Box<[(u32, u32)]>,
 }
 
 /// The index's hash maps: foldhash under the index's key.
 type KeyedMap<K, V> = HashMap<K, V, FixedState>;
+
+/// An entry's `(term id, weight)` pairs, sorted by term id.
+type TermList = Arc<[(u32, u16)]>;
+
+/// Makes room for one more item in a list that grows with the index (a
+/// term's postings): by a quarter rather than doubling, so a list of a
+/// hundred thousand postings keeps about an eighth spare on average rather
+/// than a quarter to a half, at the cost of more (still amortised O(1))
+/// copying as it grows.
+fn grow_by_a_quarter<T>(v: &mut Vec<T>) {
+    if v.len() == v.capacity() {
+        v.reserve_exact(v.len() / 4 + 4);
+    }
+}
 
 /// A candidate with its score.
 #[derive(Debug, Clone)]
@@ -419,8 +439,15 @@ pub struct Index {
     term_state: Vec<TermState>,
     live: u32,
     total_len: u64,
+    /// One entry per slot generation, at or before the slot's expiry: a
+    /// refresh moves the expiry later in place, and [`Index::expire`] pushes
+    /// an entry found early back at the slot's current expiry.
     expiry: BinaryHeap<Reverse<(UnixMillis, u32, u32)>>,
     publishers: KeyedMap<PeerId, Publisher>,
+    /// Every entry's term list, once: many publishers publish the same
+    /// tool, with the same words, and every refresh of an unchanged one
+    /// keeps its list. A list leaves when its last entry does.
+    term_lists: HashSet<TermList, FixedState>,
 }
 
 /// Whether two descriptors index the same words (so a refresh can keep
@@ -460,7 +487,8 @@ impl Index {
             live: 0,
             total_len: 0,
             expiry: BinaryHeap::new(),
-            publishers: HashMap::with_hasher(hasher),
+            publishers: HashMap::with_hasher(hasher.clone()),
+            term_lists: HashSet::with_hasher(hasher),
         }
     }
 
@@ -495,8 +523,9 @@ impl Index {
             })
     }
 
-    fn name_hash(&self, name: &Name) -> u64 {
-        self.publishers.hasher().hash_one(name.as_str())
+    fn name_hash(&self, name: &Name) -> u32 {
+        // The low half: a filter before comparing names, not an identity.
+        self.publishers.hasher().hash_one(name.as_str()) as u32
     }
 
     /// Verifies the signature, then [`Index::insert_verified`].
@@ -513,7 +542,7 @@ impl Index {
             live: 0,
             tokens: l.publish_burst,
             last: now,
-            slots: Vec::new(),
+            slots: Box::default(),
         });
         let elapsed = now.since(p.last) as f64 / 1000.0;
         p.tokens = (p.tokens + elapsed * l.publish_rate).min(l.publish_burst);
@@ -534,9 +563,11 @@ impl Index {
         let existing = self.slot_of(&body.publisher, &body.name);
         if let Some(slot) = existing
             && let Some(e) = &self.slots[slot as usize]
-            && e.seq >= body.seq
+            && e.descriptor.body().seq >= body.seq
         {
-            return PublishOutcome::Stale { held: e.seq };
+            return PublishOutcome::Stale {
+                held: e.descriptor.body().seq,
+            };
         }
         if !self.take_token(body.publisher, now) {
             return PublishOutcome::OverQuota(crate::bounded::BString::truncate_from(&format!(
@@ -546,7 +577,7 @@ impl Index {
         }
         let was_live = existing
             .and_then(|s| self.slots[s as usize].as_ref())
-            .is_some_and(|e| !e.withdrawn);
+            .is_some_and(|e| !e.withdrawn());
         if !body.withdrawn && !was_live {
             let p = self.publishers.get(&body.publisher).map_or(0, |p| p.live);
             if p >= self.limits.max_per_publisher {
@@ -570,20 +601,23 @@ impl Index {
         if let Some(slot) = existing
             && !body.withdrawn
             && let Some(e) = self.slots[slot as usize].as_mut()
-            && !e.withdrawn
+            && !e.withdrawn()
             && same_words(e.descriptor.body(), body)
         {
             e.descriptor = d.clone();
-            e.seq = body.seq;
-            e.expires = body.expires_at();
-            let (expires, generation) = (e.expires, e.generation);
             let m = &mut self.meta[slot as usize];
+            let expires = body.expires_at();
+            // A later expiry (the usual refresh) leaves the slot's expiry
+            // entry where it is, and `expire` moves it when it comes up; an
+            // earlier one (a shorter TTL) needs an entry of its own.
+            if expires.0 < m.expires {
+                self.expiry.push(Reverse((expires, slot, m.generation)));
+            }
             m.expires = expires.0;
             m.latency_ms = body.qos.latency_ms;
             m.cost = body.qos.cost;
             m.tiers = tier_bits(&body.tiers);
             m.qos = qos_factor(body);
-            self.expiry.push(Reverse((expires, slot, generation)));
             return PublishOutcome::Accepted;
         }
 
@@ -594,31 +628,35 @@ impl Index {
         let generation = self.meta[slot as usize].generation;
         let expires = body.expires_at();
         let mut entry = Entry {
-            generation,
             descriptor: d.clone(),
-            expires,
-            seq: body.seq,
-            len: 0,
-            terms: Box::default(),
-            withdrawn: body.withdrawn,
+            terms: Arc::new([]),
             name_pos: 0,
         };
+        let mut len = 0u32;
         if !body.withdrawn {
             let mut terms = self.weighted_terms(body);
             for &(id, n) in &terms {
                 let st = &mut self.term_state[id as usize];
+                grow_by_a_quarter(&mut st.postings);
                 st.postings.push(Posting {
                     slot,
                     generation,
                     tf: n,
                 });
                 st.df += 1;
-                entry.len += u32::from(n);
+                len += u32::from(n);
             }
             // Sorted by term, so queries merge-join against their own.
             terms.sort_unstable_by_key(|(id, _)| *id);
-            entry.terms = terms.into_boxed_slice();
-            self.total_len += u64::from(entry.len);
+            entry.terms = match self.term_lists.get(terms.as_slice()) {
+                Some(shared) => shared.clone(),
+                None => {
+                    let list: TermList = terms.into();
+                    self.term_lists.insert(list.clone());
+                    list
+                }
+            };
+            self.total_len += u64::from(len);
             self.live += 1;
             if let Some(p) = self.publishers.get_mut(&body.publisher) {
                 p.live += 1;
@@ -628,7 +666,7 @@ impl Index {
             generation,
             live: !body.withdrawn,
             tiers: tier_bits(&body.tiers),
-            len: entry.len,
+            len,
             latency_ms: body.qos.latency_ms,
             cost: body.qos.cost,
             expires: expires.0,
@@ -640,7 +678,10 @@ impl Index {
         same_name.push(slot);
         let h = self.name_hash(&body.name);
         if let Some(p) = self.publishers.get_mut(&body.publisher) {
-            p.slots.push((h, slot));
+            let mut slots = std::mem::take(&mut p.slots).into_vec();
+            slots.reserve_exact(1);
+            slots.push((h, slot));
+            p.slots = slots.into_boxed_slice();
         }
         self.slots[slot as usize] = Some(entry);
         self.expiry.push(Reverse((expires, slot, generation)));
@@ -699,6 +740,7 @@ impl Index {
             return;
         };
         let m = &mut self.meta[slot as usize];
+        let len = m.len;
         m.generation = m.generation.wrapping_add(1);
         m.live = false;
         self.free.push(slot);
@@ -706,7 +748,9 @@ impl Index {
         if let Some(p) = self.publishers.get_mut(&body.publisher)
             && let Some(at) = p.slots.iter().position(|(_, s)| *s == slot)
         {
-            p.slots.swap_remove(at);
+            let mut slots = std::mem::take(&mut p.slots).into_vec();
+            slots.swap_remove(at);
+            p.slots = slots.into_boxed_slice();
         }
         if let Some(v) = self.by_name.get_mut(&body.name) {
             let pos = e.name_pos as usize;
@@ -722,13 +766,17 @@ impl Index {
                 self.by_name.remove(&body.name);
             }
         }
-        if !e.withdrawn {
+        if !e.withdrawn() {
             self.live -= 1;
-            self.total_len -= u64::from(e.len);
+            self.total_len -= u64::from(len);
             if let Some(p) = self.publishers.get_mut(&body.publisher) {
                 p.live = p.live.saturating_sub(1);
             }
-            for (t, _) in e.terms {
+            // The index's set and this entry held the last references.
+            if Arc::strong_count(&e.terms) == 2 {
+                self.term_lists.remove(&*e.terms);
+            }
+            for &(t, _) in e.terms.iter() {
                 let st = &mut self.term_state[t as usize];
                 st.df -= 1;
                 // Postings are dropped lazily; compact once the dead ones
@@ -752,13 +800,20 @@ impl Index {
                 break;
             }
             self.expiry.pop();
-            let current = self.slots[slot as usize]
-                .as_ref()
-                .is_some_and(|e| e.generation == generation && e.expires <= now);
-            if current {
-                self.remove_slot(slot);
-                n += 1;
+            let m = &self.meta[slot as usize];
+            if m.generation != generation || self.slots[slot as usize].is_none() {
+                continue; // the slot was emptied or reused since
             }
+            let expires = UnixMillis(m.expires);
+            if expires > at {
+                // Refreshed since this entry was pushed: it comes up again
+                // at the slot's current expiry, in the order that expiry
+                // gives it among the others.
+                self.expiry.push(Reverse((expires, slot, generation)));
+                continue;
+            }
+            self.remove_slot(slot);
+            n += 1;
         }
         n
     }
@@ -1108,6 +1163,68 @@ mod tests {
             let hits = ix.query(&Query::intent(intent, 5), UnixMillis(2_000));
             assert_eq!(hits.len(), 1, "{intent}");
         }
+    }
+
+    /// Memory: a refreshed entry keeps one expiry entry, however often it
+    /// is refreshed (each refresh once pushed another, which lingered in the
+    /// heap until its own time came).
+    #[test]
+    fn refreshes_keep_one_expiry_entry_per_slot() {
+        let key = crate::testing::key(1);
+        let mut ix = Index::new(RegistryLimits::default());
+        for seq in 1..=50u64 {
+            let mut d = crate::testing::descriptor(&key);
+            d.seq = seq;
+            d.issued_at = UnixMillis(1_000 * seq);
+            let signed = SignedDescriptor::with_placeholder_signature(d).unwrap();
+            assert_eq!(
+                ix.insert_verified(Arc::new(signed), UnixMillis(1_000 * seq)),
+                PublishOutcome::Accepted
+            );
+            ix.expire(UnixMillis(1_000 * seq));
+        }
+        assert_eq!(ix.len(), 1);
+        assert_eq!(ix.expiry.len(), 1);
+    }
+
+    /// Memory: entries indexing the same words share one term list, and
+    /// the list goes with the last of them; different words get their own.
+    #[test]
+    fn entries_with_the_same_words_share_one_term_list() {
+        let mut ix = Index::new(RegistryLimits::default());
+        let publish = |ix: &mut Index, k: u8, description: &str, seq: u64, at: u64| {
+            let mut d = crate::testing::descriptor(&crate::testing::key(k));
+            d.description = crate::bounded::BString::truncate_from(description);
+            d.seq = seq;
+            d.issued_at = UnixMillis(at);
+            let signed = SignedDescriptor::with_placeholder_signature(d).unwrap();
+            ix.insert_verified(Arc::new(signed), UnixMillis(at))
+        };
+        for k in 1..=3 {
+            assert_eq!(
+                publish(&mut ix, k, "resize images", 1, 1_000),
+                PublishOutcome::Accepted
+            );
+        }
+        assert_eq!(
+            publish(&mut ix, 4, "count words", 1, 1_000),
+            PublishOutcome::Accepted
+        );
+        assert_eq!(ix.term_lists.len(), 2);
+        let held: Vec<&Entry> = ix.slots.iter().flatten().collect();
+        assert!(Arc::ptr_eq(&held[0].terms, &held[1].terms));
+        assert!(!Arc::ptr_eq(&held[0].terms, &held[3].terms));
+        // New words for one publisher: a list of its own, the old one
+        // still shared by the other two.
+        assert_eq!(
+            publish(&mut ix, 1, "blur images", 2, 2_000),
+            PublishOutcome::Accepted
+        );
+        assert_eq!(ix.term_lists.len(), 3);
+        // Everything expires: no list is left behind.
+        ix.expire(UnixMillis(1_000_000));
+        assert!(ix.is_empty());
+        assert!(ix.term_lists.is_empty());
     }
 
     #[test]

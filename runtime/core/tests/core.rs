@@ -1294,6 +1294,59 @@ mod discovery {
         assert!(ix.is_empty());
     }
 
+    /// A refresh normally moves an entry's expiry later, which the index
+    /// applies in place; one that moves it earlier (a shorter TTL) must
+    /// still expire at the earlier time.
+    #[test]
+    fn a_refresh_with_a_shorter_ttl_expires_at_the_shorter_time() {
+        let mut ix = index();
+        ix.publish(desc(1, "a", "alpha tool", &[], 1), NOW);
+        let mut a2 = testing::descriptor(&key(1));
+        (a2.name, a2.description, a2.intents, a2.seq, a2.ttl_ms) = (
+            BString::new("a").unwrap(),
+            BString::new("alpha tool").unwrap(),
+            BVec::empty(),
+            2,
+            2_000,
+        );
+        a2.issued_at = NOW.plus_ms(1_000);
+        let a2 = SignedDescriptor::sign(a2, &key(1)).unwrap();
+        assert_eq!(ix.publish(a2, NOW.plus_ms(1_000)), PublishOutcome::Accepted);
+        assert_eq!(ix.expire(NOW.plus_ms(2_999)), 0);
+        assert_eq!(ix.len(), 1);
+        assert_eq!(ix.expire(NOW.plus_ms(3_000)), 1);
+        assert!(ix.is_empty());
+    }
+
+    /// Many refreshes of one entry, then its expiry: it goes exactly when
+    /// its last refresh's TTL ends, not at an earlier refresh's.
+    #[test]
+    fn an_entry_refreshed_many_times_expires_with_its_last_refresh() {
+        let mut ix = index();
+        ix.publish(desc(1, "a", "alpha tool", &[], 1), NOW);
+        let ttl = u64::from(DEFAULT_TTL_MS);
+        for seq in 2..=20u64 {
+            let mut d = testing::descriptor(&key(1));
+            (d.name, d.description, d.intents, d.seq) = (
+                BString::new("a").unwrap(),
+                BString::new("alpha tool").unwrap(),
+                BVec::empty(),
+                seq,
+            );
+            let at = NOW.plus_ms((seq - 1) * 1_000);
+            d.issued_at = at;
+            let d = SignedDescriptor::sign(d, &key(1)).unwrap();
+            assert_eq!(ix.publish(d, at), PublishOutcome::Accepted);
+            assert_eq!(ix.expire(at), 0, "seq {seq}");
+        }
+        let last = NOW.plus_ms(19_000 + ttl);
+        assert_eq!(ix.expire(NOW.plus_ms(ttl)), 0);
+        assert_eq!(ix.expire(UnixMillis(last.0 - 1)), 0);
+        assert_eq!(ix.len(), 1);
+        assert_eq!(ix.expire(last), 1);
+        assert!(ix.is_empty());
+    }
+
     #[test]
     fn withdrawal_removes_at_once_and_blocks_older_copies() {
         let mut ix = index();
