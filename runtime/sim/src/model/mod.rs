@@ -315,11 +315,13 @@ enum Ev {
         op: u32,
         list: Vec<Arc<SignedDescriptor>>,
     },
-    /// A decision's outcome reaches the requester.
+    /// A decision's outcome reaches the requester. Boxed: it is the largest
+    /// event, and every queued event (one refresh timer per peer) would
+    /// otherwise take its size.
     Outcome {
         req: u32,
         op: u32,
-        event: Event,
+        event: Box<Event>,
     },
 }
 
@@ -781,7 +783,7 @@ impl World {
                 if self.requesters[r].active.as_ref().map(|a| a.op) != Some(op) {
                     return; // a late answer after a timeout already decided
                 }
-                self.observe(r, event);
+                self.observe(r, *event);
             }
         }
     }

@@ -262,7 +262,7 @@ impl World {
             Ev::Outcome {
                 req: r as u32,
                 op,
-                event,
+                event: Box::new(event),
             },
         );
         Some(ans)
@@ -400,7 +400,7 @@ impl World {
                     Ev::Outcome {
                         req: r as u32,
                         op,
-                        event,
+                        event: Box::new(event),
                     },
                 );
             }
