@@ -444,18 +444,29 @@ fn signed_len<T: Object>(len: usize) -> Result<u32, EncodeError> {
 /// from a body that passed them when its [`Signed`] was built. Decoding
 /// accepts only the canonical encoding (it re-encodes and compares), so
 /// these are exactly the bytes that were signed or received.
-fn signed_bytes_of<T: Object>(body: &T, version: u8, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
+///
+/// `len` is their length when the `Signed` was built; `spare` is room for
+/// what the caller appends.
+fn signed_bytes_of<T: Object>(body: &T, version: u8, len: usize, spare: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + spare);
     write_header(T::KIND, version, &mut out);
     let header = out.len();
     // postcard fails only on sequences of unknown length, which none of our
-    // types produce. Were it ever to fail, the bytes would stop at the
+    // types produce, and the body was encoded once already when its
+    // `Signed` was built. Were it ever to fail, the bytes would stop at the
     // header, and no signature would verify over them.
-    postcard::to_extend(body, out).unwrap_or_else(|_| {
+    let out = postcard::to_extend(body, out).unwrap_or_else(|_| {
         let mut out = Vec::with_capacity(header);
         write_header(T::KIND, version, &mut out);
         out
-    })
+    });
+    debug_assert_eq!(
+        out.len(),
+        len,
+        "re-derived {} bytes differ in length",
+        T::KIND
+    );
+    out
 }
 
 /// Decodes an unsigned object, rejecting trailing bytes.
@@ -482,8 +493,7 @@ pub fn decode<T: Object>(bytes: &[u8]) -> Result<T, DecodeError> {
 pub struct Signed<T> {
     body: T,
     signature: Signature,
-    /// The length of `header || body` (bounded far below 4 GiB: the
-    /// largest object is a few MiB).
+    /// The length of `header || body` (signed kinds are a few KiB at most).
     signed_len: u32,
     /// The format version: [`Object::VERSION`], or an older one still read.
     version: u8,
@@ -598,12 +608,12 @@ impl<T: Signable> Signed<T> {
     /// The bytes the signature covers: `header || body`, re-derived from the
     /// body (see the type's docs).
     pub fn signed_bytes(&self) -> Vec<u8> {
-        signed_bytes_of(&self.body, self.version, self.signed_len as usize)
+        signed_bytes_of(&self.body, self.version, self.signed_len as usize, 0)
     }
 
     /// The full canonical encoding: `header || body || signature`.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = signed_bytes_of(&self.body, self.version, self.encoded_len());
+        let mut out = signed_bytes_of(&self.body, self.version, self.signed_len as usize, 64);
         out.extend_from_slice(&self.signature.0);
         out
     }
