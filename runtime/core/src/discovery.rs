@@ -52,10 +52,18 @@
 //!
 //! ## Complexity
 //!
-//! Inserting is `O(words)`; a refresh whose words did not change touches no
-//! postings. A query costs `O(Σ postings of its terms)`. Postings of
-//! replaced or expired entries are dropped lazily and compacted once they
-//! outnumber the live ones.
+//! Inserting is `O(words + the publisher's names)`; a refresh whose words
+//! did not change touches no postings and no expiry entry. A query costs
+//! `O(Σ postings of its terms)`. Postings of replaced or expired entries
+//! are dropped lazily and compacted once they outnumber the live ones.
+//!
+//! ## Memory
+//!
+//! Each thing is held once: a descriptor decoded, without its encoding
+//! (see [`crate::signed::Signed`]); the term lists of entries with the
+//! same words, shared; one expiry entry per slot, moved later only when
+//! it comes up. [`Index::expire`] removes entries in the order of their
+//! current expiry (then slot), whatever their refreshes.
 
 use std::borrow::Borrow;
 use std::cmp::{Ordering, Reverse};
@@ -351,9 +359,10 @@ struct Publisher {
     tokens: f64,
     last: UnixMillis,
     /// Its slots (live entries and tombstones), one per name, each with
-    /// 32 bits of its name's keyed hash: at most a few hundred, bounded by
-    /// the quotas, so a scan finds a name without touching other entries.
-    /// Exactly sized: most publishers hold a handful.
+    /// 32 bits of its name's keyed hash, so a scan finds a name without
+    /// touching other entries. Live ones are bounded by the per-publisher
+    /// quota; tombstones only by the index's bound on all slots. Exactly
+    /// sized: most publishers hold a handful.
     slots: Box<[(u32, u32)]>,
 }
 
@@ -439,15 +448,19 @@ pub struct Index {
     term_state: Vec<TermState>,
     live: u32,
     total_len: u64,
-    /// One entry per slot generation, at or before the slot's expiry: a
-    /// refresh moves the expiry later in place, and [`Index::expire`] pushes
-    /// an entry found early back at the slot's current expiry.
+    /// At least one entry per slot generation, at or before the slot's
+    /// expiry, and usually exactly one: a refresh moves the expiry later in
+    /// place, and [`Index::expire`] pushes an entry found early back at the
+    /// slot's current expiry. (A refresh to an earlier expiry pushes an
+    /// entry of its own; the later one is skipped when it comes up.)
     expiry: BinaryHeap<Reverse<(UnixMillis, u32, u32)>>,
     publishers: KeyedMap<PeerId, Publisher>,
     /// Every entry's term list, once: many publishers publish the same
     /// tool, with the same words, and every refresh of an unchanged one
     /// keeps its list. A list leaves when its last entry does.
     term_lists: HashSet<TermList, FixedState>,
+    /// The empty term list every tombstone holds.
+    no_terms: TermList,
 }
 
 /// Whether two descriptors index the same words (so a refresh can keep
@@ -489,6 +502,7 @@ impl Index {
             expiry: BinaryHeap::new(),
             publishers: HashMap::with_hasher(hasher.clone()),
             term_lists: HashSet::with_hasher(hasher),
+            no_terms: Arc::new([]),
         }
     }
 
@@ -629,7 +643,7 @@ impl Index {
         let expires = body.expires_at();
         let mut entry = Entry {
             descriptor: d.clone(),
-            terms: Arc::new([]),
+            terms: self.no_terms.clone(),
             name_pos: 0,
         };
         let mut len = 0u32;
@@ -1066,8 +1080,24 @@ pub fn merge<D: Borrow<SignedDescriptor> + Clone>(answers: Vec<Vec<D>>) -> Vec<D
         let b = flat[i].borrow().body();
         (&b.publisher, &b.name)
     };
+    // The publisher's first 8 bytes decide most comparisons without
+    // touching the descriptors; the full key, then the position, decide
+    // the rest, so the order is exactly the stable sort by key.
+    let prefix: Vec<u64> = flat
+        .iter()
+        .map(|d| {
+            let d: &SignedDescriptor = (*d).borrow();
+            let p = &d.body().publisher.0;
+            u64::from_be_bytes([p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]])
+        })
+        .collect();
     let mut order: Vec<usize> = (0..flat.len()).collect();
-    order.sort_by(|&a, &b| key(a).cmp(&key(b)));
+    order.sort_unstable_by(|&a, &b| {
+        prefix[a]
+            .cmp(&prefix[b])
+            .then_with(|| key(a).cmp(&key(b)))
+            .then(a.cmp(&b))
+    });
     // Per group: the first-seen position, and the highest seq (the earliest
     // such on a tie).
     let mut winners: Vec<(usize, usize)> = Vec::new();
@@ -1225,6 +1255,137 @@ mod tests {
         ix.expire(UnixMillis(1_000_000));
         assert!(ix.is_empty());
         assert!(ix.term_lists.is_empty());
+    }
+
+    fn placeholder(
+        k: u8,
+        description: &str,
+        seq: u64,
+        at: u64,
+        ttl_ms: u32,
+    ) -> Arc<SignedDescriptor> {
+        let mut d = crate::testing::descriptor(&crate::testing::key(k));
+        d.description = crate::bounded::BString::truncate_from(description);
+        d.seq = seq;
+        d.issued_at = UnixMillis(at);
+        d.ttl_ms = ttl_ms;
+        Arc::new(SignedDescriptor::with_placeholder_signature(d).unwrap())
+    }
+
+    /// Entries expiring in one call go in the order of their current
+    /// expiry, whatever refreshes moved it: A's first expiry (16 s) comes
+    /// before B's (20 s), but A was refreshed to 25 s, so B goes first and
+    /// its slot is freed first.
+    #[test]
+    fn expire_removes_entries_in_the_order_of_their_current_expiry() {
+        let mut ix = Index::new(RegistryLimits::default());
+        let ok = PublishOutcome::Accepted;
+        assert_eq!(
+            ix.insert_verified(
+                placeholder(1, "alpha tool", 1, 1_000, 15_000),
+                UnixMillis(1_000)
+            ),
+            ok
+        );
+        assert_eq!(
+            ix.insert_verified(
+                placeholder(2, "alpha tool", 1, 5_000, 15_000),
+                UnixMillis(5_000)
+            ),
+            ok
+        );
+        assert_eq!(
+            ix.insert_verified(
+                placeholder(1, "alpha tool", 2, 10_000, 15_000),
+                UnixMillis(10_000)
+            ),
+            ok
+        );
+        let (a, b) = (0u32, 1u32);
+        assert_eq!(ix.expire(UnixMillis(16_000)), 0);
+        assert_eq!(ix.expire(UnixMillis(30_000)), 2);
+        assert_eq!(ix.free, vec![b, a]);
+        assert!(ix.is_empty());
+    }
+
+    /// A refresh to an earlier expiry, then one back to a later expiry: the
+    /// entry lives until the last one's, and the extra heap entry is skipped.
+    #[test]
+    fn a_shorter_then_a_longer_refresh_expires_with_the_longer() {
+        let mut ix = Index::new(RegistryLimits::default());
+        let ok = PublishOutcome::Accepted;
+        assert_eq!(
+            ix.insert_verified(
+                placeholder(1, "alpha tool", 1, 1_000, 15_000),
+                UnixMillis(1_000)
+            ),
+            ok
+        );
+        assert_eq!(
+            ix.insert_verified(
+                placeholder(1, "alpha tool", 2, 2_000, 2_000),
+                UnixMillis(2_000)
+            ),
+            ok
+        );
+        assert_eq!(
+            ix.insert_verified(
+                placeholder(1, "alpha tool", 3, 3_000, 20_000),
+                UnixMillis(3_000)
+            ),
+            ok
+        );
+        assert_eq!(ix.expire(UnixMillis(22_999)), 0);
+        assert_eq!(ix.len(), 1);
+        assert_eq!(ix.expire(UnixMillis(23_000)), 1);
+        assert!(ix.is_empty());
+        assert_eq!(ix.expire(UnixMillis(100_000)), 0);
+    }
+
+    /// A refresh with new words replaces the slot: the old words' list goes
+    /// (no other entry shares it), the old slot's expiry entry is skipped,
+    /// and the new entry expires on its own time. A tombstone holds no list.
+    #[test]
+    fn a_refresh_with_new_words_drops_the_old_list_and_expiry() {
+        let mut ix = Index::new(RegistryLimits::default());
+        let ok = PublishOutcome::Accepted;
+        assert_eq!(
+            ix.insert_verified(
+                placeholder(1, "alpha tool", 1, 1_000, 15_000),
+                UnixMillis(1_000)
+            ),
+            ok
+        );
+        assert_eq!(
+            ix.insert_verified(
+                placeholder(1, "beta tool", 2, 10_000, 15_000),
+                UnixMillis(10_000)
+            ),
+            ok
+        );
+        assert_eq!(ix.term_lists.len(), 1);
+        assert_eq!(ix.expire(UnixMillis(16_000)), 0);
+        assert_eq!(ix.len(), 1);
+        assert_eq!(
+            ix.query(&Query::intent("beta", 5), UnixMillis(16_000))
+                .len(),
+            1
+        );
+        assert!(
+            ix.query(&Query::intent("alpha", 5), UnixMillis(16_000))
+                .is_empty()
+        );
+        let mut gone = crate::testing::descriptor(&crate::testing::key(1));
+        (gone.seq, gone.issued_at, gone.withdrawn) = (3, UnixMillis(20_000), true);
+        let gone = Arc::new(SignedDescriptor::with_placeholder_signature(gone).unwrap());
+        assert_eq!(
+            ix.insert_verified(gone, UnixMillis(20_000)),
+            PublishOutcome::Withdrawn
+        );
+        assert!(ix.is_empty());
+        assert!(ix.term_lists.is_empty());
+        assert_eq!(ix.expire(UnixMillis(100_000)), 1);
+        assert!(ix.slots.iter().all(Option::is_none));
     }
 
     #[test]
