@@ -278,6 +278,39 @@ fn a_peers_refresh_is_one_message_for_all_its_capabilities() {
     );
 }
 
+/// An answer carries each descriptor as encoded, signature included: the
+/// same bytes its publisher sent. The simulator once counted every
+/// answered descriptor's signature twice.
+#[test]
+fn an_answered_descriptor_costs_what_its_publisher_sent() {
+    let p = Params {
+        peers: 1,
+        kinds: 1,
+        caps_per_peer: 1,
+        requesters: 1,
+        workflows: 1,
+        steps: 1,
+        regions: 1,
+        registries: 1,
+        sybil_fraction: 0.0,
+        policy: none(),
+        ..Params::default()
+    };
+    let m = World::new(p, 1).run(None);
+    assert_eq!((m.workflows, m.successes), (1, 1));
+    // One query (a message and its answer) to the one registry.
+    assert_eq!(m.discovery_messages, 2);
+    // Each publish: the descriptor as encoded, 16 bytes of framing, and a
+    // 16-byte acknowledgement.
+    let publishes = m.publish_messages / 2;
+    assert!(publishes > 0);
+    let descriptor = m.publish_bytes / publishes - 32;
+    assert_eq!(m.publish_bytes, publishes * (descriptor + 32));
+    // The query (160 bytes with its framing), then the answer: the one
+    // descriptor and 32 bytes of framing.
+    assert_eq!(m.discovery_bytes, 160 + descriptor + 32);
+}
+
 /// A node whose capability changes republishes all its descriptors in one
 /// message and restarts its refresh timer; the simulator once sent the
 /// changed descriptor alone and kept the old timer running.

@@ -749,11 +749,9 @@ impl World {
                 .map(|c| c.descriptor)
                 .collect();
                 let service = us(self.p.registry_ms + 0.001 * index.len() as f64 / 1_000.0);
-                let bytes: u64 = list
-                    .iter()
-                    .map(|d| d.encoded_len() as u64 + 64)
-                    .sum::<u64>()
-                    + 32;
+                // The descriptors as encoded (signatures included), and
+                // the answer's framing.
+                let bytes: u64 = list.iter().map(|d| d.encoded_len() as u64).sum::<u64>() + 32;
                 self.metrics.discovery_bytes += bytes;
                 let lat = self.latency(
                     self.registries[registry as usize].0,
