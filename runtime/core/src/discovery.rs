@@ -1222,34 +1222,18 @@ mod tests {
     #[test]
     fn entries_with_the_same_words_share_one_term_list() {
         let mut ix = Index::new(RegistryLimits::default());
-        let publish = |ix: &mut Index, k: u8, description: &str, seq: u64, at: u64| {
-            let mut d = crate::testing::descriptor(&crate::testing::key(k));
-            d.description = crate::bounded::BString::truncate_from(description);
-            d.seq = seq;
-            d.issued_at = UnixMillis(at);
-            let signed = SignedDescriptor::with_placeholder_signature(d).unwrap();
-            ix.insert_verified(Arc::new(signed), UnixMillis(at))
-        };
+        let ttl = crate::descriptor::DEFAULT_TTL_MS;
         for k in 1..=3 {
-            assert_eq!(
-                publish(&mut ix, k, "resize images", 1, 1_000),
-                PublishOutcome::Accepted
-            );
+            accept(&mut ix, k, "resize images", 1, 1_000, ttl);
         }
-        assert_eq!(
-            publish(&mut ix, 4, "count words", 1, 1_000),
-            PublishOutcome::Accepted
-        );
+        accept(&mut ix, 4, "count words", 1, 1_000, ttl);
         assert_eq!(ix.term_lists.len(), 2);
         let held: Vec<&Entry> = ix.slots.iter().flatten().collect();
         assert!(Arc::ptr_eq(&held[0].terms, &held[1].terms));
         assert!(!Arc::ptr_eq(&held[0].terms, &held[3].terms));
         // New words for one publisher: a list of its own, the old one
         // still shared by the other two.
-        assert_eq!(
-            publish(&mut ix, 1, "blur images", 2, 2_000),
-            PublishOutcome::Accepted
-        );
+        accept(&mut ix, 1, "blur images", 2, 2_000, ttl);
         assert_eq!(ix.term_lists.len(), 3);
         // Everything expires: no list is left behind.
         ix.expire(UnixMillis(1_000_000));
@@ -1272,37 +1256,28 @@ mod tests {
         Arc::new(SignedDescriptor::with_placeholder_signature(d).unwrap())
     }
 
+    /// Publishes publisher `k`'s descriptor with `seq`, issued at `at`
+    /// (and received then) with `ttl_ms`, and expects it accepted.
+    fn accept(ix: &mut Index, k: u8, description: &str, seq: u64, at: u64, ttl_ms: u32) {
+        let d = placeholder(k, description, seq, at, ttl_ms);
+        assert_eq!(
+            ix.insert_verified(d, UnixMillis(at)),
+            PublishOutcome::Accepted
+        );
+    }
+
     /// Entries expiring in one call go in the order of their current
     /// expiry, whatever refreshes moved it: A's first expiry (16 s) comes
     /// before B's (20 s), but A was refreshed to 25 s, so B goes first and
-    /// its slot is freed first.
+    /// its slot is freed first. (The index once removed A first, at its
+    /// stale 16 s entry, when one call covered both.)
     #[test]
     fn expire_removes_entries_in_the_order_of_their_current_expiry() {
         let mut ix = Index::new(RegistryLimits::default());
-        let ok = PublishOutcome::Accepted;
-        assert_eq!(
-            ix.insert_verified(
-                placeholder(1, "alpha tool", 1, 1_000, 15_000),
-                UnixMillis(1_000)
-            ),
-            ok
-        );
-        assert_eq!(
-            ix.insert_verified(
-                placeholder(2, "alpha tool", 1, 5_000, 15_000),
-                UnixMillis(5_000)
-            ),
-            ok
-        );
-        assert_eq!(
-            ix.insert_verified(
-                placeholder(1, "alpha tool", 2, 10_000, 15_000),
-                UnixMillis(10_000)
-            ),
-            ok
-        );
+        accept(&mut ix, 1, "alpha tool", 1, 1_000, 15_000);
+        accept(&mut ix, 2, "alpha tool", 1, 5_000, 15_000);
+        accept(&mut ix, 1, "alpha tool", 2, 10_000, 15_000);
         let (a, b) = (0u32, 1u32);
-        assert_eq!(ix.expire(UnixMillis(16_000)), 0);
         assert_eq!(ix.expire(UnixMillis(30_000)), 2);
         assert_eq!(ix.free, vec![b, a]);
         assert!(ix.is_empty());
@@ -1313,28 +1288,9 @@ mod tests {
     #[test]
     fn a_shorter_then_a_longer_refresh_expires_with_the_longer() {
         let mut ix = Index::new(RegistryLimits::default());
-        let ok = PublishOutcome::Accepted;
-        assert_eq!(
-            ix.insert_verified(
-                placeholder(1, "alpha tool", 1, 1_000, 15_000),
-                UnixMillis(1_000)
-            ),
-            ok
-        );
-        assert_eq!(
-            ix.insert_verified(
-                placeholder(1, "alpha tool", 2, 2_000, 2_000),
-                UnixMillis(2_000)
-            ),
-            ok
-        );
-        assert_eq!(
-            ix.insert_verified(
-                placeholder(1, "alpha tool", 3, 3_000, 20_000),
-                UnixMillis(3_000)
-            ),
-            ok
-        );
+        accept(&mut ix, 1, "alpha tool", 1, 1_000, 15_000);
+        accept(&mut ix, 1, "alpha tool", 2, 2_000, 2_000);
+        accept(&mut ix, 1, "alpha tool", 3, 3_000, 20_000);
         assert_eq!(ix.expire(UnixMillis(22_999)), 0);
         assert_eq!(ix.len(), 1);
         assert_eq!(ix.expire(UnixMillis(23_000)), 1);
@@ -1348,33 +1304,14 @@ mod tests {
     #[test]
     fn a_refresh_with_new_words_drops_the_old_list_and_expiry() {
         let mut ix = Index::new(RegistryLimits::default());
-        let ok = PublishOutcome::Accepted;
-        assert_eq!(
-            ix.insert_verified(
-                placeholder(1, "alpha tool", 1, 1_000, 15_000),
-                UnixMillis(1_000)
-            ),
-            ok
-        );
-        assert_eq!(
-            ix.insert_verified(
-                placeholder(1, "beta tool", 2, 10_000, 15_000),
-                UnixMillis(10_000)
-            ),
-            ok
-        );
+        accept(&mut ix, 1, "alpha tool", 1, 1_000, 15_000);
+        accept(&mut ix, 1, "beta tool", 2, 10_000, 15_000);
         assert_eq!(ix.term_lists.len(), 1);
         assert_eq!(ix.expire(UnixMillis(16_000)), 0);
         assert_eq!(ix.len(), 1);
-        assert_eq!(
-            ix.query(&Query::intent("beta", 5), UnixMillis(16_000))
-                .len(),
-            1
-        );
-        assert!(
-            ix.query(&Query::intent("alpha", 5), UnixMillis(16_000))
-                .is_empty()
-        );
+        let at = UnixMillis(16_000);
+        assert_eq!(ix.query(&Query::intent("beta", 5), at).len(), 1);
+        assert!(ix.query(&Query::intent("alpha", 5), at).is_empty());
         let mut gone = crate::testing::descriptor(&crate::testing::key(1));
         (gone.seq, gone.issued_at, gone.withdrawn) = (3, UnixMillis(20_000), true);
         let gone = Arc::new(SignedDescriptor::with_placeholder_signature(gone).unwrap());
