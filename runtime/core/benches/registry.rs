@@ -292,7 +292,7 @@ fn main() {
     // ---- ingest: decode + verify + index, against raw verify of the same bytes
     let raw_key = SigningKey::from_bytes(&[3; 32]);
     let raw_vk = raw_key.verifying_key();
-    let msg = descriptors[0].signed_bytes().to_vec();
+    let msg = descriptors[0].signed_bytes();
     let raw_sig = raw_key.sign(&msg);
     let mut fresh = Index::new(limits);
     let mut i = 0usize;

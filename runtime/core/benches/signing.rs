@@ -18,7 +18,7 @@ fn single(c: &mut Criterion) {
     let body = testing::receipt(&executor, &testing::key(3));
     let signed = SignedReceipt::sign(body.clone(), &executor).unwrap();
     let bytes = signed.to_bytes();
-    let msg = signed.signed_bytes().to_vec();
+    let msg = signed.signed_bytes();
     let n = msg.len();
 
     let raw_key = SigningKey::from_bytes(&[2; 32]);
@@ -88,7 +88,7 @@ fn paired_ratios() {
     let signed =
         SignedReceipt::sign(testing::receipt(&executor, &testing::key(3)), &executor).unwrap();
     let bytes = signed.to_bytes();
-    let msg = signed.signed_bytes().to_vec();
+    let msg = signed.signed_bytes();
     let raw_key = SigningKey::from_bytes(&[2; 32]);
     let raw_vk = raw_key.verifying_key();
     let raw_sig = raw_key.sign(&msg);

@@ -291,10 +291,10 @@ impl Default for RegistryLimits {
     }
 }
 
-/// A held descriptor. Its sequence number, expiry and whether it is a
-/// tombstone are read from the descriptor itself; its generation and
-/// length from the slot's [`SlotMeta`]: an index holds one per entry, so
-/// nothing is kept twice.
+/// A held descriptor. Its sequence number and whether it is a tombstone
+/// are read from the descriptor itself; its generation, length and expiry
+/// from the slot's [`SlotMeta`], which copies what the query loops and
+/// `expire` need so that they touch no descriptor.
 #[derive(Debug)]
 struct Entry {
     descriptor: Arc<SignedDescriptor>,
@@ -448,11 +448,12 @@ pub struct Index {
     term_state: Vec<TermState>,
     live: u32,
     total_len: u64,
-    /// At least one entry per slot generation, at or before the slot's
-    /// expiry, and usually exactly one: a refresh moves the expiry later in
-    /// place, and [`Index::expire`] pushes an entry found early back at the
-    /// slot's current expiry. (A refresh to an earlier expiry pushes an
-    /// entry of its own; the later one is skipped when it comes up.)
+    /// Exactly one entry per live slot generation, at or before the slot's
+    /// expiry: a refresh moves the expiry later in place, and
+    /// [`Index::expire`] pushes an entry found early back at the slot's
+    /// current expiry. Entries of past generations are dropped when they
+    /// come up: at most one per removal or reindexing, which the publish
+    /// rate bounds.
     expiry: BinaryHeap<Reverse<(UnixMillis, u32, u32)>>,
     publishers: KeyedMap<PeerId, Publisher>,
     /// Every entry's term list, once: many publishers publish the same
@@ -611,23 +612,23 @@ impl Index {
             return PublishOutcome::Full;
         }
 
-        // A refresh whose words are unchanged keeps its postings.
+        // A refresh whose words are unchanged, and whose expiry is no
+        // earlier, keeps its postings and its slot's one expiry entry,
+        // which `expire` moves later when it comes up. One that expires
+        // earlier (a shorter TTL) is reindexed below like new words: its
+        // slot's new generation gets its own expiry entry, and the old one
+        // is dropped when it comes up, so a publisher alternating TTLs
+        // cannot pile up entries for one slot.
         if let Some(slot) = existing
             && !body.withdrawn
             && let Some(e) = self.slots[slot as usize].as_mut()
             && !e.withdrawn()
             && same_words(e.descriptor.body(), body)
+            && body.expires_at().0 >= self.meta[slot as usize].expires
         {
             e.descriptor = d.clone();
             let m = &mut self.meta[slot as usize];
-            let expires = body.expires_at();
-            // A later expiry (the usual refresh) leaves the slot's expiry
-            // entry where it is, and `expire` moves it when it comes up; an
-            // earlier one (a shorter TTL) needs an entry of its own.
-            if expires.0 < m.expires {
-                self.expiry.push(Reverse((expires, slot, m.generation)));
-            }
-            m.expires = expires.0;
+            m.expires = body.expires_at().0;
             m.latency_ms = body.qos.latency_ms;
             m.cost = body.qos.cost;
             m.tiers = tier_bits(&body.tiers);
@@ -1284,7 +1285,9 @@ mod tests {
     }
 
     /// A refresh to an earlier expiry, then one back to a later expiry: the
-    /// entry lives until the last one's, and the extra heap entry is skipped.
+    /// entry lives until the last one's, and the slot keeps one expiry
+    /// entry (a review found two, and a publisher alternating TTLs adding
+    /// one per pair of publishes for as long as the slot lived).
     #[test]
     fn a_shorter_then_a_longer_refresh_expires_with_the_longer() {
         let mut ix = Index::new(RegistryLimits::default());
@@ -1293,9 +1296,28 @@ mod tests {
         accept(&mut ix, 1, "alpha tool", 3, 3_000, 20_000);
         assert_eq!(ix.expire(UnixMillis(22_999)), 0);
         assert_eq!(ix.len(), 1);
+        // The first generation's entry was dropped, not moved.
+        assert_eq!(ix.expiry.len(), 1);
         assert_eq!(ix.expire(UnixMillis(23_000)), 1);
         assert!(ix.is_empty());
         assert_eq!(ix.expire(UnixMillis(100_000)), 0);
+    }
+
+    /// The attacker from the review: one publisher alternating a long and a
+    /// short TTL on every refresh. Entries of past generations go when they
+    /// come up, so the heap holds about a TTL's worth of them, however long
+    /// it keeps going (it once kept one more per pair of publishes).
+    #[test]
+    fn a_publisher_alternating_ttls_cannot_pile_up_expiry_entries() {
+        let mut ix = Index::new(RegistryLimits::default());
+        for seq in 1..=400u64 {
+            let at = 1_000 * seq;
+            let ttl = if seq % 2 == 0 { 10_000 } else { 15_000 };
+            accept(&mut ix, 1, "alpha tool", seq, at, ttl);
+            assert_eq!(ix.expire(UnixMillis(at)), 0);
+        }
+        assert_eq!(ix.len(), 1);
+        assert!(ix.expiry.len() <= 16, "{} expiry entries", ix.expiry.len());
     }
 
     /// A refresh with new words replaces the slot: the old words' list goes

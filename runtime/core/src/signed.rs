@@ -638,7 +638,8 @@ impl<T: Signable> Signed<T> {
         })
     }
 
-    /// Parses the JSON rendering back, re-deriving the canonical bytes. The
+    /// Parses the JSON rendering back, checking that the body encodes under
+    /// its stated version (the bytes themselves are re-derived when needed). The
     /// signature is not checked: call [`Signed::verify`].
     pub fn from_json(value: &serde_json::Value) -> Result<Signed<T>, JsonError> {
         #[derive(Deserialize)]
@@ -1115,8 +1116,9 @@ mod tests {
     use super::*;
 
     /// Signing goes through a per-thread scratch buffer: whatever was
-    /// encoded before (larger, smaller, refused), the signed bytes are
-    /// exactly `encode`'s.
+    /// encoded before (larger, smaller, refused), the signature is over
+    /// exactly `encode`'s bytes (`verify` checks it over the re-derived
+    /// bytes, which must equal them), and the recorded length is theirs.
     #[test]
     fn signing_encodes_exactly_what_encode_gives_whatever_came_before() {
         let key = crate::testing::key(1);
@@ -1133,7 +1135,9 @@ mod tests {
             };
             let signed = Signed::sign(d.clone(), &key).unwrap();
             assert_eq!(signed.signed_bytes(), &expected[..]);
+            assert_eq!(signed.encoded_len(), expected.len() + 64);
             signed.verify().unwrap();
+            key.peer_id().verify(&expected, signed.signature()).unwrap();
             let placeholder = Signed::with_placeholder_signature(d.clone()).unwrap();
             assert_eq!(placeholder.signed_bytes(), &expected[..]);
             let json =
