@@ -154,6 +154,17 @@ pub enum ReplayError {
         /// This host's cap.
         cap: u64,
     },
+    /// The receipt's engine is one this host has, but the component could
+    /// not be compiled for it here (a rewrite that fell back).
+    #[error(
+        "the receipt's run had NaN mode {mode:?}, which this host could not compile the component for (it would run {ran:?})"
+    )]
+    Mode {
+        /// The receipt's mode.
+        mode: NanMode,
+        /// The mode this host would have run.
+        ran: NanMode,
+    },
     /// The replay hit its wall-clock backstop on this machine.
     #[error("the replay hit its wall-clock backstop of {0:?} on this machine")]
     Deadline(std::time::Duration),
@@ -213,7 +224,7 @@ pub fn replay_deadline(fuel: u64) -> std::time::Duration {
 /// canonicalisation when the manifest does not declare
 /// `observes_nan_bits = false`: the executor's own signature says it ran
 /// the tool in a mode its author did not allow. That replay runs
-/// canonicalised, as the manifest requires. Without `manifest`, such a
+/// canonicalised ([`NanMode::for_manifest`]), as the manifest requires. Without `manifest`, such a
 /// receipt cannot be judged and the check is skipped.
 ///
 /// An `Err` means this side could not replay (wrong material, a component
@@ -246,7 +257,7 @@ pub fn replay(
     let allowed = manifest.map(NanMode::for_manifest);
     let ran = host.nan_mode_of(&receipt.platform.engine);
     let nan = match (ran, allowed) {
-        (Some(NanMode::Native), Some(NanMode::Canonical)) => {
+        (Some(NanMode::Native), Some(allowed @ (NanMode::Canonical | NanMode::Selective))) => {
             report.push(
                 "nan-canonicalisation",
                 Verdict::Fail(
@@ -255,7 +266,7 @@ pub fn replay(
                         .into(),
                 ),
             );
-            NanMode::Canonical
+            allowed
         }
         (Some(NanMode::Native), None) => {
             report.push(
@@ -275,11 +286,20 @@ pub fn replay(
             );
             NanMode::Native
         }
-        (Some(NanMode::Canonical), _) => NanMode::Canonical,
+        (Some(ran @ (NanMode::Canonical | NanMode::Selective)), _) => ran,
         // Another engine: run the tool as its manifest says it may run.
         (None, allowed) => allowed.unwrap_or_default(),
     };
     let prepared = host.prepare_with(component, nan)?;
+    // A mode this host knows, which it could not run the component in
+    // (the rewrite of `NanMode::Selective` fell back here): this side
+    // cannot replay, which says nothing about the executor.
+    if ran == Some(nan) && prepared.nan_mode() != nan {
+        return Err(ReplayError::Mode {
+            mode: nan,
+            ran: prepared.nan_mode(),
+        });
+    }
     let (context, seed, fuel, limits) = match asked {
         Some(q) => (
             q.context.clone(),
@@ -347,7 +367,7 @@ pub fn replay(
         return Err(ReplayError::Deadline(base.deadline));
     }
 
-    let platform = host.platform_for(nan);
+    let platform = host.platform_for(prepared.nan_mode());
     if platform.engine == receipt.platform.engine {
         report.push(
             "replay-platform",

@@ -75,42 +75,70 @@ const IMPLEMENTED: &[&str] = &[
 /// uses the same.
 ///
 /// WebAssembly leaves the sign and payload of a NaN that an arithmetic
-/// operation produces to the CPU. With canonicalisation, every such NaN is
-/// replaced by the one canonical NaN, so a tool computes the same bits on
-/// every architecture; that costs a check after every float operation
-/// (up to 1.7x on a tight f64 loop). A tool whose author-signed manifest
-/// declares `observes_nan_bits = false` may run without it.
+/// operation produces to the CPU. With canonicalisation, every such NaN
+/// whose bits can be observed is replaced by the one canonical NaN, so a
+/// tool computes the same bits on every architecture. A tool whose
+/// author-signed manifest declares `observes_nan_bits = false` may run
+/// without it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum NanMode {
-    /// NaN results are canonicalised: the default, and the only mode for a
-    /// tool whose manifest does not declare otherwise.
-    #[default]
+    /// NaN results are canonicalised by the engine after every float
+    /// operation (a check each time: up to 2.6x on a tight f64 loop). What
+    /// [`NanMode::Selective`] falls back to for a component it cannot
+    /// rewrite, and the mode of receipts made before it existed.
     Canonical,
     /// NaN results keep the bits the CPU gives them. Exact replay still
     /// holds on the same architecture; across architectures only for a
     /// tool that indeed never observes NaN bits.
     Native,
+    /// The default: the component is rewritten to canonicalise exactly the
+    /// NaN results whose bits can be observed (see [`crate::nan`]), and
+    /// compiled without the engine's canonicalisation. Outputs are those of
+    /// [`NanMode::Canonical`] on every architecture; what the inserted
+    /// checks cost differs (fuel, and stack frames). A component the
+    /// rewrite refuses (vector float arithmetic, say) runs as
+    /// [`NanMode::Canonical`] instead ([`Prepared::nan_mode`] says which).
+    #[default]
+    Selective,
 }
 
 impl NanMode {
     /// The mode a tool runs in: [`NanMode::Native`] only when its manifest
-    /// declares it never observes NaN bits.
+    /// declares it never observes NaN bits, [`NanMode::Selective`]
+    /// otherwise.
     pub fn for_manifest(manifest: &errand_core::manifest::Manifest) -> NanMode {
         if manifest.observes_nan_bits() {
-            NanMode::Canonical
+            NanMode::Selective
         } else {
             NanMode::Native
         }
+    }
+
+    /// Whether outputs are the same on every architecture whatever the
+    /// tool does with NaN bits.
+    pub fn is_canonical(self) -> bool {
+        self != NanMode::Native
     }
 
     fn index(self) -> usize {
         match self {
             NanMode::Canonical => 0,
             NanMode::Native => 1,
+            NanMode::Selective => 2,
         }
     }
 
-    const ALL: [NanMode; 2] = [NanMode::Canonical, NanMode::Native];
+    /// Which engine runs it: [`NanMode::Native`] and
+    /// [`NanMode::Selective`] share the one without the engine's
+    /// canonicalisation (what they compile differs, not how).
+    fn engine(self) -> usize {
+        match self {
+            NanMode::Canonical => 0,
+            NanMode::Native | NanMode::Selective => 1,
+        }
+    }
+
+    const ALL: [NanMode; 3] = [NanMode::Canonical, NanMode::Native, NanMode::Selective];
 }
 
 /// How to build a [`Host`].
@@ -230,6 +258,10 @@ pub enum LoadError {
         "component imports `{0}`, which errand does not provide (tools may import errand:capability/host and WASI)"
     )]
     UnsupportedImport(String),
+    /// [`NanMode::Selective`] could not rewrite it; [`Host::prepare_with`]
+    /// then compiles it for [`NanMode::Canonical`] instead.
+    #[error("cannot canonicalise NaNs where observable: {0}")]
+    NotRewritten(crate::nan::NanRewriteError),
     /// Imports a provided interface at an incompatible version.
     #[error("cannot link component: {0}")]
     Link(String),
@@ -296,18 +328,19 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
-/// One engine and its linker: one per [`NanMode`].
+/// One engine and its linker: one per engine configuration (see
+/// [`NanMode::engine`]).
 struct Flavour {
     engine: Engine,
     linker: Linker<GuestState>,
 }
 
 struct Inner {
-    /// Per [`NanMode::index`]; the canonical one is built with the host,
-    /// the native one on first use.
+    /// Per [`NanMode::engine`]; the default mode's is built with the host,
+    /// the canonical one on first use.
     flavours: [OnceLock<Result<Flavour, String>>; 2],
     /// Per [`NanMode::index`].
-    fingerprints: [Digest; 2],
+    fingerprints: [Digest; 3],
     config: HostConfig,
     cache: Mutex<HashMap<(Digest, NanMode), Arc<Prepared>>>,
     clock: AtomicU64,
@@ -346,8 +379,11 @@ fn settings(config: &HostConfig, nan: NanMode) -> String {
          max-wasm-stack={};ns-per-fuel={NS_PER_FUEL};sandbox=errand-sandbox/v2",
         std::env::consts::ARCH,
         match nan {
-            NanMode::Canonical => 1,
-            NanMode::Native => 0,
+            NanMode::Canonical => "1",
+            NanMode::Native => "0",
+            // The rewrite decides what a run computes (its fuel): a change
+            // to `crate::nan` that moves a single check needs a new version.
+            NanMode::Selective => "observable/v1",
         },
         config.max_wasm_stack,
     )
@@ -434,9 +470,9 @@ impl Host {
                 "deadline_check_fuel must be at least 1".into(),
             ));
         }
-        let canonical = Flavour::new(&config, NanMode::Canonical).map_err(HostError::Engine)?;
+        let default = Flavour::new(&config, NanMode::default()).map_err(HostError::Engine)?;
         let flavours = [OnceLock::new(), OnceLock::new()];
-        let _ = flavours[NanMode::Canonical.index()].set(Ok(canonical));
+        let _ = flavours[NanMode::default().engine()].set(Ok(default));
         let fingerprints = NanMode::ALL.map(|m| Digest::of(settings(&config, m).as_bytes()));
         Ok(Host {
             inner: Arc::new(Inner {
@@ -449,9 +485,10 @@ impl Host {
         })
     }
 
-    /// The platform claim receipts of canonical runs carry.
+    /// The platform claim receipts of runs in the default mode
+    /// ([`NanMode::Selective`]) carry.
     pub fn platform(&self) -> Platform {
-        self.platform_for(NanMode::Canonical)
+        self.platform_for(NanMode::default())
     }
 
     /// The platform claim receipts of runs in `nan` mode carry.
@@ -471,9 +508,10 @@ impl Host {
             .find(|m| self.inner.fingerprints[m.index()] == *engine)
     }
 
-    /// The engine settings behind the canonical fingerprint, for people.
+    /// The engine settings behind the default mode's fingerprint, for
+    /// people.
     pub fn settings(&self) -> String {
-        self.settings_for(NanMode::Canonical)
+        self.settings_for(NanMode::default())
     }
 
     /// The engine settings behind the fingerprint of `nan` mode.
@@ -483,7 +521,7 @@ impl Host {
 
     /// The engine for `nan` mode, built on first use.
     fn flavour(&self, nan: NanMode) -> Result<&Flavour, LoadError> {
-        self.inner.flavours[nan.index()]
+        self.inner.flavours[nan.engine()]
             .get_or_init(|| Flavour::new(&self.inner.config, nan))
             .as_ref()
             .map_err(|reason| LoadError::Engine {
@@ -505,11 +543,11 @@ impl Host {
         )))
     }
 
-    /// A component already compiled for canonical runs, from memory or the
-    /// disk cache. One loaded from disk reports a size of 0 (the cache
-    /// keeps no bytes).
+    /// A component already compiled for runs in the default mode, from
+    /// memory or the disk cache. One loaded from disk reports a size of 0
+    /// (the cache keeps no bytes).
     pub fn cached(&self, digest: &Digest) -> Option<Arc<Prepared>> {
-        self.cached_with(digest, NanMode::Canonical)
+        self.cached_with(digest, NanMode::default())
     }
 
     /// A component already compiled for `nan` mode, from memory or the disk
@@ -603,11 +641,11 @@ impl Host {
         }
     }
 
-    /// Compiles (or fetches from cache) and links a component for
-    /// canonical runs. Compilation is paid once per digest: in memory, and
-    /// across restarts through the disk cache.
+    /// Compiles (or fetches from cache) and links a component for runs in
+    /// the default mode ([`NanMode::Selective`]). Compilation is paid once
+    /// per digest: in memory, and across restarts through the disk cache.
     pub fn prepare(&self, component: &[u8]) -> Result<Arc<Prepared>, LoadError> {
-        self.prepare_with(component, NanMode::Canonical)
+        self.prepare_with(component, NanMode::default())
     }
 
     /// [`Host::prepare`] for runs in `nan` mode: [`NanMode::for_manifest`]
@@ -617,7 +655,18 @@ impl Host {
         if let Some(p) = self.cached_sized(&digest, component.len(), nan) {
             return Ok(p);
         }
-        let compiled = self.compile(component, nan)?;
+        let compiled = match self.compile(component, nan) {
+            Err(LoadError::NotRewritten(reason)) => {
+                // Runs under the engine's canonicalisation, which computes
+                // the same outputs. Remembered under the mode asked for, so
+                // the rewrite is not tried again for every run.
+                tracing::debug!(%digest, %reason, "running with the engine's NaN canonicalisation");
+                let p = self.prepare_with(component, NanMode::Canonical)?;
+                self.lock_cache().insert((digest, nan), p.clone());
+                return Ok(p);
+            }
+            compiled => compiled?,
+        };
         self.store_cached(&digest, &compiled, nan);
         let prepared = self.link(digest, compiled, component.len(), nan)?;
         Ok(self.remember(prepared))
@@ -627,8 +676,10 @@ impl Host {
     /// what it imports and exports. A component compiled before (in memory
     /// or the disk cache) is not compiled again.
     pub fn inspect(&self, component: &[u8]) -> Result<ComponentInfo, LoadError> {
+        // Compiled for runs (the default mode, in memory or on disk) or
+        // else compiled here as it is, with no rewrite to inspect it.
         if let Some(p) =
-            self.cached_sized(&Digest::of(component), component.len(), NanMode::Canonical)
+            self.cached_sized(&Digest::of(component), component.len(), NanMode::default())
         {
             return Ok(p.info.clone());
         }
@@ -655,8 +706,19 @@ impl Host {
             Some([0, b'a', b's', b'm', ..]) => {}
             _ => return Err(LoadError::NotWasm),
         }
-        Component::new(&self.flavour(nan)?.engine, bytes)
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))
+        let engine = &self.flavour(nan)?.engine;
+        if nan == NanMode::Selective {
+            let rewritten = crate::nan::canonicalise_where_observable(bytes)
+                .map_err(LoadError::NotRewritten)?;
+            // A rewrite wasmtime refuses (one local too many) falls back
+            // too: the original then reports its own errors, if any.
+            return Component::new(engine, &rewritten.bytes).map_err(|e| {
+                LoadError::NotRewritten(crate::nan::NanRewriteError::Reencode(format!(
+                    "the rewritten component does not compile: {e:#}"
+                )))
+            });
+        }
+        Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))
     }
 
     fn link(

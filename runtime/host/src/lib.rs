@@ -5,8 +5,9 @@
 //! sandbox metered by fuel, records every host call in a hash-chained trace,
 //! signs receipts, and replays runs to check receipts.
 //!
-//! * **Determinism.** NaN canonicalisation (unless the tool's manifest
-//!   declares it never observes NaN bits: see [`NanMode`]), deterministic
+//! * **Determinism.** NaN canonicalisation wherever a NaN's bits can be
+//!   observed (by rewriting the component, see [`nan`]; unless the tool's
+//!   manifest declares it never observes NaN bits: see [`NanMode`]), deterministic
 //!   relaxed SIMD, no threads. The guest's wall clock reads the invocation time, its
 //!   monotonic clock is derived from fuel, and its randomness is seeded from
 //!   the request. The same component, input and request replay to the same
@@ -108,6 +109,7 @@ mod bindings {
 
 mod evidence;
 mod host;
+pub mod nan;
 mod run;
 pub mod sandbox;
 pub mod testing;

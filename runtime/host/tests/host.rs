@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod nan;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -1386,27 +1388,46 @@ fn engine_fingerprint_differs_between_nan_modes() {
     let h = host();
     let canonical = h.platform_for(NanMode::Canonical).engine;
     let native = h.platform_for(NanMode::Native).engine;
+    let selective = h.platform_for(NanMode::Selective).engine;
     assert_ne!(canonical, native);
+    assert_ne!(canonical, selective);
+    assert_ne!(native, selective);
     // The canonical engine keeps the fingerprint it always had, so
-    // receipts signed before NaN modes existed still replay on it.
-    assert_eq!(h.platform().engine, canonical);
-    assert!(h.settings().contains(";nan-canonicalization=1;"));
+    // receipts signed before the other modes existed still replay on it;
+    // the default is now canonicalisation where observable.
+    assert_eq!(h.platform().engine, selective);
     assert!(
-        h.settings_for(NanMode::Native)
-            .contains(";nan-canonicalization=0;")
+        h.settings_for(NanMode::Canonical)
+            .contains(";nan-canonicalization=1;")
     );
-    assert_eq!(
-        h.settings_for(NanMode::Native)
-            .replace("nan-canonicalization=0", "nan-canonicalization=1"),
+    assert!(
         h.settings()
+            .contains(";nan-canonicalization=observable/v1;")
     );
+    for (mode, value) in [
+        (NanMode::Native, "0"),
+        (NanMode::Selective, "observable/v1"),
+    ] {
+        assert_eq!(
+            h.settings_for(mode).replace(
+                &format!("nan-canonicalization={value};"),
+                "nan-canonicalization=1;"
+            ),
+            h.settings_for(NanMode::Canonical)
+        );
+    }
     assert_eq!(h.nan_mode_of(&canonical), Some(NanMode::Canonical));
     assert_eq!(h.nan_mode_of(&native), Some(NanMode::Native));
+    assert_eq!(h.nan_mode_of(&selective), Some(NanMode::Selective));
     assert_eq!(h.nan_mode_of(&Digest::of(b"another engine")), None);
     // A run and its receipt carry the engine of the mode it ran in.
     let c = nan_sign_command();
     let key = SecretKey::from_seed([1; 32]);
-    for (mode, engine) in [(NanMode::Canonical, canonical), (NanMode::Native, native)] {
+    for (mode, engine) in [
+        (NanMode::Canonical, canonical),
+        (NanMode::Native, native),
+        (NanMode::Selective, selective),
+    ] {
         let p = h.prepare_with(&c, mode).unwrap();
         assert_eq!(p.nan_mode(), mode);
         let i = inv(b"", &[], Limits::default());
@@ -1414,14 +1435,15 @@ fn engine_fingerprint_differs_between_nan_modes() {
         assert_eq!(e.engine, engine);
         assert_eq!(sign(&h, &key, &c, &i, &e).body().platform.engine, engine);
     }
-    // The manifest decides: only an explicit `observes_nan_bits = false`.
+    // The manifest decides: only an explicit `observes_nan_bits = false`
+    // runs without canonicalisation.
     assert_eq!(
         NanMode::for_manifest(&manifest_with("")),
-        NanMode::Canonical
+        NanMode::Selective
     );
     assert_eq!(
         NanMode::for_manifest(&manifest_with("[sandbox]\nobserves_nan_bits = true")),
-        NanMode::Canonical
+        NanMode::Selective
     );
     assert_eq!(
         NanMode::for_manifest(&manifest_with("[sandbox]\nobserves_nan_bits = false")),
@@ -1491,11 +1513,11 @@ fn replay_of_a_run_without_nan_canonicalisation_is_exact() {
     // A tool that does observe NaN bits: the replay must run in the
     // recorded mode to agree. On x86-64 the two modes end differently.
     let c = nan_sign_command();
-    for mode in [NanMode::Canonical, NanMode::Native] {
+    for mode in [NanMode::Canonical, NanMode::Native, NanMode::Selective] {
         let p = h.prepare_with(&c, mode).unwrap();
         let i = inv(b"", &[], Limits::default());
         let e = h.run(&p, &i).unwrap();
-        if mode == NanMode::Canonical || !cfg!(target_arch = "x86_64") {
+        if mode.is_canonical() || !cfg!(target_arch = "x86_64") {
             assert!(e.outcome.is_ok(), "{mode:?}: {:?}", e.outcome);
         } else {
             assert!(
@@ -1536,7 +1558,10 @@ fn receipt_claiming_no_nan_canonicalisation_for_a_tool_whose_manifest_does_not_d
         let fail = r.report.first_failure().unwrap();
         assert_eq!(fail.name, "nan-canonicalisation", "{:#?}", r.report);
         // The replay itself runs as the manifest requires.
-        assert_eq!(r.execution.engine, h.platform().engine);
+        assert_eq!(
+            r.execution.engine,
+            h.platform_for(NanMode::for_manifest(&manifest)).engine
+        );
     }
     // Without the manifest the verifier cannot judge: skipped, not passed.
     let r = errand_host::replay(&h, receipt.body(), None, &c, b"", None, None).unwrap();
