@@ -255,7 +255,9 @@ pub fn replay(
     }
     let mut report = Report::default();
     let allowed = manifest.map(NanMode::for_manifest);
-    let ran = host.nan_mode_of(&receipt.platform.engine);
+    // On any architecture: a receipt from another one still says which
+    // mode its run had.
+    let ran = host.nan_mode_on_any_arch(&receipt.platform.engine);
     let nan = match (ran, allowed) {
         (Some(NanMode::Native), Some(allowed @ (NanMode::Canonical | NanMode::Selective))) => {
             report.push(

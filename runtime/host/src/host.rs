@@ -373,11 +373,20 @@ impl std::fmt::Debug for Host {
 /// and each log field counts 48 bytes toward `max_log_bytes`, checked
 /// before the call is traced (an over-limit `log` is no trace event).
 fn settings(config: &HostConfig, nan: NanMode) -> String {
+    settings_on(config, nan, std::env::consts::ARCH)
+}
+
+/// The architectures wasmtime compiles for, whose fingerprints a replay
+/// recognises (see [`Host::nan_mode_on_any_arch`]).
+const ARCHES: [&str; 4] = ["x86_64", "aarch64", "riscv64", "s390x"];
+
+/// [`settings`] on `arch`.
+fn settings_on(config: &HostConfig, nan: NanMode, arch: &str) -> String {
     format!(
         "errand-engine/v1;wasmtime={WASMTIME_VERSION};arch={};nan-canonicalization={};\
          relaxed-simd-deterministic=1;threads=0;shared-memory=0;fuel=1;\
          max-wasm-stack={};ns-per-fuel={NS_PER_FUEL};sandbox=errand-sandbox/v2",
-        std::env::consts::ARCH,
+        arch,
         match nan {
             NanMode::Canonical => "1",
             NanMode::Native => "0",
@@ -508,6 +517,19 @@ impl Host {
             .find(|m| self.inner.fingerprints[m.index()] == *engine)
     }
 
+    /// The NaN mode of engine `engine` if it is this host's settings on
+    /// any architecture wasmtime compiles for: how a replay of a receipt
+    /// from another architecture knows which mode the run had.
+    pub fn nan_mode_on_any_arch(&self, engine: &Digest) -> Option<NanMode> {
+        self.nan_mode_of(engine).or_else(|| {
+            ARCHES.iter().find_map(|arch| {
+                NanMode::ALL.into_iter().find(|m| {
+                    Digest::of(settings_on(&self.inner.config, *m, arch).as_bytes()) == *engine
+                })
+            })
+        })
+    }
+
     /// The engine settings behind the default mode's fingerprint, for
     /// people.
     pub fn settings(&self) -> String {
@@ -581,6 +603,13 @@ impl Host {
     fn remember(&self, prepared: Prepared) -> Arc<Prepared> {
         prepared.last_used.store(self.tick(), Ordering::Relaxed);
         let prepared = Arc::new(prepared);
+        let key = (prepared.info.digest, prepared.nan);
+        self.remember_as(key, prepared)
+    }
+
+    /// Keeps `prepared` in memory under `key`, evicting the least recently
+    /// used entries beyond [`HostConfig::memory_cache_entries`].
+    fn remember_as(&self, key: (Digest, NanMode), prepared: Arc<Prepared>) -> Arc<Prepared> {
         let mut cache = self.lock_cache();
         while cache.len() >= self.inner.config.memory_cache_entries.max(1) {
             let oldest = cache
@@ -592,7 +621,7 @@ impl Host {
                 None => break,
             };
         }
-        cache.insert((prepared.info.digest, prepared.nan), prepared.clone());
+        cache.insert(key, prepared.clone());
         prepared
     }
 
@@ -662,8 +691,7 @@ impl Host {
                 // the rewrite is not tried again for every run.
                 tracing::debug!(%digest, %reason, "running with the engine's NaN canonicalisation");
                 let p = self.prepare_with(component, NanMode::Canonical)?;
-                self.lock_cache().insert((digest, nan), p.clone());
-                return Ok(p);
+                return Ok(self.remember_as((digest, nan), p));
             }
             compiled => compiled?,
         };
@@ -683,13 +711,15 @@ impl Host {
         {
             return Ok(p.info.clone());
         }
-        let compiled = self.compile(component, NanMode::Canonical)?;
+        // The default mode's engine, which exists already; what a component
+        // is does not depend on how NaNs are treated.
+        let compiled = self.compile(component, NanMode::Native)?;
         Ok(self
             .link(
                 Digest::of(component),
                 compiled,
                 component.len(),
-                NanMode::Canonical,
+                NanMode::Native,
             )?
             .info)
     }

@@ -65,13 +65,13 @@ use wasm_encoder::reencode::{self, Reencode, ReencodeComponent};
 use wasmparser::{Operator, Parser, Validator, WasmFeatures};
 
 /// The analysis's budget, in units of work (an operator visited, an origin
-/// copied or compared, about 4 bytes held): this many per byte of
+/// copied or compared, about 8 bytes held): this many per byte of
 /// component, plus a base, up to a cap. The example tools need well under
 /// a tenth of theirs; a component built to make the analysis slow runs
 /// under the engine's canonicalisation instead.
 const BUDGET_PER_BYTE: u64 = 32;
 const BUDGET_BASE: u64 = 1 << 22;
-const BUDGET_MAX: u64 = 1 << 28;
+const BUDGET_MAX: u64 = 1 << 26;
 
 /// Most locals a function may have, as wasmparser validates it.
 const MAX_LOCALS: u64 = 50_000;
@@ -354,6 +354,7 @@ fn arithmetic(op: &Operator<'_>) -> Option<Width> {
 }
 
 /// How an operator treats the float operands it pops.
+#[derive(Debug, Clone, Copy)]
 enum Use {
     /// Its result does not depend on the operands' NaN bits: arithmetic
     /// (whose own result is handled in turn), comparisons, truncations to
@@ -379,6 +380,28 @@ enum Use {
     /// A stack effect the pass does not model (exceptions, typed function
     /// references, GC): the component is not rewritten.
     Barrier,
+}
+
+/// The control flow `analyse` follows itself.
+fn is_control(op: &Operator<'_>) -> bool {
+    use Operator as O;
+    matches!(
+        op,
+        O::Block { .. }
+            | O::Loop { .. }
+            | O::If { .. }
+            | O::Else
+            | O::End
+            | O::Br { .. }
+            | O::BrIf { .. }
+            | O::BrTable { .. }
+            | O::Return
+            | O::Unreachable
+            | O::ReturnCall { .. }
+            | O::ReturnCallIndirect { .. }
+            | O::Call { .. }
+            | O::CallIndirect { .. }
+    )
 }
 
 fn classify(op: &Operator<'_>) -> Result<Use, NanRewriteError> {
@@ -439,9 +462,17 @@ fn classify(op: &Operator<'_>) -> Result<Use, NanRewriteError> {
         O::LocalTee { local_index } => Use::Set(*local_index, true),
         O::F32Const { value } => Use::Const(f32::from_bits(value.bits()).is_nan()),
         O::F64Const { value } => Use::Const(f64::from_bits(value.bits()).is_nan()),
-        // Control flow is `analyse`'s; any other operator whose stack
-        // effect depends on the module (exceptions, typed references, GC)
-        // is not rewritten.
+        // Control flow is `analyse`'s; exceptions, and any other operator
+        // whose stack effect depends on the module (typed references, GC),
+        // are not rewritten.
+        O::TryTable { .. }
+        | O::Try { .. }
+        | O::Catch { .. }
+        | O::CatchAll
+        | O::Delegate { .. }
+        | O::Throw { .. }
+        | O::Rethrow { .. }
+        | O::ThrowRef => Use::Barrier,
         _ => {
             let name = format!("{op:?}");
             if name.starts_with("F32x4") || name.starts_with("F64x2") || name.starts_with("F16") {
@@ -542,28 +573,41 @@ type State = Option<Vec<Origins>>;
 const MAX_ORIGINS: usize = 32;
 
 /// What the analysis of one function does, counted: each operator visited,
-/// each origin copied or compared, each local's state cloned. Bounded by
-/// [`Pass::budget`].
+/// each origin copied or compared, each local's state cloned, in units of
+/// about 8 bytes held or one step taken. Bounded by [`Pass::budget`]:
+/// every charge is checked before the work it pays for.
 struct Work {
     /// Units done so far, in the whole component.
     done: u64,
+    /// The most allowed.
+    budget: u64,
     /// Arithmetic operators canonicalised whatever observes them (saturated
     /// sets), by index, kept across passes.
     forced: Vec<bool>,
 }
 
 impl Work {
-    /// Adds `from` to `into`; whether `into` grew.
-    fn union(&mut self, into: &mut Origins, from: &[u32]) -> bool {
-        self.done += from.len() as u64 + 1;
-        if from.iter().all(|o| into.binary_search(o).is_ok()) {
-            return false;
+    /// Pays for `n` units, or fails when that would pass the budget.
+    fn charge(&mut self, n: u64) -> Result<(), NanRewriteError> {
+        self.done = self.done.saturating_add(n);
+        if self.done > self.budget {
+            return Err(NanRewriteError::Budget(self.budget));
         }
+        Ok(())
+    }
+
+    /// Adds `from` to `into`; whether `into` grew.
+    fn union(&mut self, into: &mut Origins, from: &[u32]) -> Result<bool, NanRewriteError> {
+        self.charge(from.len() as u64 + 1)?;
+        if from.iter().all(|o| into.binary_search(o).is_ok()) {
+            return Ok(false);
+        }
+        self.charge(from.len() as u64 + 4)?;
         into.extend_from_slice(from);
         into.sort_unstable();
         into.dedup();
         self.saturate(into);
-        true
+        Ok(true)
     }
 
     /// Saturates `set` if it is over [`MAX_ORIGINS`].
@@ -578,39 +622,40 @@ impl Work {
         }
         let opaque = set.last() == Some(&OPAQUE);
         set.clear();
+        set.shrink_to_fit();
         if opaque {
             set.push(OPAQUE);
         }
     }
 
     /// A copy of `v`, counted.
-    fn copy(&mut self, v: &[u32]) -> Origins {
-        self.done += v.len() as u64 + 1;
-        v.to_vec()
+    fn copy(&mut self, v: &[u32]) -> Result<Origins, NanRewriteError> {
+        self.charge(v.len() as u64 + 4)?;
+        Ok(v.to_vec())
     }
 
     /// A copy of `state`, counted.
-    fn copy_state(&mut self, state: &State) -> State {
+    fn copy_state(&mut self, state: &State) -> Result<State, NanRewriteError> {
         if let Some(s) = state {
-            self.done += s.iter().map(|v| v.len() as u64 + 6).sum::<u64>();
+            self.charge(s.iter().map(|v| v.len() as u64 + 4).sum::<u64>() + 4)?;
         }
-        state.clone()
+        Ok(state.clone())
     }
 
     /// Joins `from` into `into`; whether `into` changed.
-    fn join(&mut self, into: &mut State, from: &State) -> bool {
+    fn join(&mut self, into: &mut State, from: &State) -> Result<bool, NanRewriteError> {
         match (into.as_mut(), from) {
-            (_, None) => false,
+            (_, None) => Ok(false),
             (None, Some(_)) => {
-                *into = self.copy_state(from);
-                true
+                *into = self.copy_state(from)?;
+                Ok(true)
             }
             (Some(a), Some(b)) => {
                 let mut changed = false;
                 for (a, b) in a.iter_mut().zip(b) {
-                    changed |= self.union(a, b);
+                    changed |= self.union(a, b)?;
                 }
-                changed
+                Ok(changed)
             }
         }
     }
@@ -643,9 +688,9 @@ fn branch(
         .ok_or_else(|| NanRewriteError::Reencode("branch out of range".into()))?;
     let f = &mut frames[k];
     Ok(match f.head {
-        Some(h) => work.join(back.entry(h).or_default(), state),
+        Some(h) => work.join(back.entry(h).or_default(), state)?,
         None => {
-            work.join(&mut f.exit, state);
+            work.join(&mut f.exit, state)?;
             false
         }
     })
@@ -675,8 +720,23 @@ fn analyse(
     }
     let mut work = Work {
         done: *done,
-        forced: vec![false; ops.len()],
+        budget,
+        forced: Vec::new(),
     };
+    // The operators held, the locals' tables and the marks.
+    work.charge(ops.len() as u64 * 8 + floats.len() as u64 / 4 + 1)?;
+    work.forced = vec![false; ops.len()];
+    // How each operator uses its operands; `None` for control flow.
+    let uses = ops
+        .iter()
+        .map(|op| {
+            if is_control(op) {
+                Ok(None)
+            } else {
+                classify(op).map(Some)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     // Dense slots for the float locals.
     let mut slots = Vec::with_capacity(floats.len());
     let mut n = 0usize;
@@ -700,7 +760,7 @@ fn analyse(
     for _ in 0..MAX_PASSES {
         let mut changed = false;
         let mut sinks: Vec<Sink> = Vec::new();
-        let mut state = work.copy_state(&initial);
+        let mut state = work.copy_state(&initial)?;
         let mut frames = vec![Frame {
             head: None,
             entry: None,
@@ -710,27 +770,35 @@ fn analyse(
         let mut stack: Vec<Origins> = Vec::new();
         // Below what the simulation has seen: a block's or call's values.
         let pop = |stack: &mut Vec<Origins>| stack.pop().unwrap_or_else(|| vec![OPAQUE]);
-        let sink = |sinks: &mut Vec<Sink>, work: &mut Work, at: u32, value: Origins, top| {
-            work.done += value.len() as u64 + 1;
+        let sink = |sinks: &mut Vec<Sink>,
+                    work: &mut Work,
+                    at: u32,
+                    value: Origins,
+                    top|
+         -> Result<(), NanRewriteError> {
+            work.charge(value.len() as u64 + 4)?;
             sinks.push(Sink { at, value, top });
+            Ok(())
         };
-        let flush = |stack: &mut Vec<Origins>, sinks: &mut Vec<Sink>, work: &mut Work, at: u32| {
+        let flush = |stack: &mut Vec<Origins>,
+                     sinks: &mut Vec<Sink>,
+                     work: &mut Work,
+                     at: u32|
+         -> Result<(), NanRewriteError> {
             for value in stack.drain(..) {
-                sink(sinks, work, at, value, None);
+                sink(sinks, work, at, value, None)?;
             }
+            Ok(())
         };
 
         for (i, op) in ops.iter().enumerate() {
             use Operator as O;
-            work.done += 1;
-            if work.done > budget {
-                return Err(NanRewriteError::Budget(budget));
-            }
+            work.charge(1)?;
             let at = i as u32;
             // Control flow first: where locals' states go.
             match op {
                 O::Block { .. } => {
-                    flush(&mut stack, &mut sinks, &mut work, at);
+                    flush(&mut stack, &mut sinks, &mut work, at)?;
                     frames.push(Frame {
                         head: None,
                         entry: None,
@@ -740,9 +808,9 @@ fn analyse(
                     continue;
                 }
                 O::Loop { .. } => {
-                    flush(&mut stack, &mut sinks, &mut work, at);
+                    flush(&mut stack, &mut sinks, &mut work, at)?;
                     if let Some(b) = back.get(&i) {
-                        work.join(&mut state, b);
+                        work.join(&mut state, b)?;
                     }
                     frames.push(Frame {
                         head: Some(i),
@@ -754,62 +822,67 @@ fn analyse(
                 }
                 O::If { .. } => {
                     let cond = pop(&mut stack);
-                    sink(&mut sinks, &mut work, at, cond, None);
-                    flush(&mut stack, &mut sinks, &mut work, at);
+                    sink(&mut sinks, &mut work, at, cond, None)?;
+                    flush(&mut stack, &mut sinks, &mut work, at)?;
                     frames.push(Frame {
                         head: None,
-                        entry: work.copy_state(&state),
+                        entry: work.copy_state(&state)?,
                         has_else: false,
                         exit: None,
                     });
                     continue;
                 }
                 O::Else => {
-                    flush(&mut stack, &mut sinks, &mut work, at);
+                    flush(&mut stack, &mut sinks, &mut work, at)?;
                     let f = frames
                         .last_mut()
                         .ok_or_else(|| NanRewriteError::Reencode("else outside if".into()))?;
-                    work.join(&mut f.exit, &state);
+                    work.join(&mut f.exit, &state)?;
                     state = f.entry.take();
                     f.has_else = true;
                     continue;
                 }
                 O::End => {
-                    flush(&mut stack, &mut sinks, &mut work, at);
+                    flush(&mut stack, &mut sinks, &mut work, at)?;
                     let f = frames
                         .pop()
                         .ok_or_else(|| NanRewriteError::Reencode("unbalanced end".into()))?;
                     if f.head.is_none() {
-                        work.join(&mut state, &f.exit);
+                        work.join(&mut state, &f.exit)?;
                         if !f.has_else {
                             // An `if` without `else` (a block's entry is
                             // `None`, so this adds nothing for it).
-                            work.join(&mut state, &f.entry);
+                            work.join(&mut state, &f.entry)?;
                         }
                     }
                     continue;
                 }
                 O::Br { relative_depth } => {
-                    flush(&mut stack, &mut sinks, &mut work, at);
+                    flush(&mut stack, &mut sinks, &mut work, at)?;
                     changed |= branch(*relative_depth, &state, &mut frames, &mut back, &mut work)?;
                     state = None;
                     continue;
                 }
                 O::BrIf { relative_depth } => {
                     let cond = pop(&mut stack);
-                    sink(&mut sinks, &mut work, at, cond, None);
-                    flush(&mut stack, &mut sinks, &mut work, at);
+                    sink(&mut sinks, &mut work, at, cond, None)?;
+                    flush(&mut stack, &mut sinks, &mut work, at)?;
                     changed |= branch(*relative_depth, &state, &mut frames, &mut back, &mut work)?;
                     continue;
                 }
                 O::BrTable { targets } => {
-                    flush(&mut stack, &mut sinks, &mut work, at);
+                    flush(&mut stack, &mut sinks, &mut work, at)?;
+                    // Each label once: a second join adds nothing.
+                    let mut labels = vec![targets.default()];
                     for t in targets.targets() {
-                        let t = t.map_err(|e| NanRewriteError::Reencode(e.to_string()))?;
+                        labels.push(t.map_err(|e| NanRewriteError::Reencode(e.to_string()))?);
+                    }
+                    work.charge(labels.len() as u64)?;
+                    labels.sort_unstable();
+                    labels.dedup();
+                    for t in labels {
                         changed |= branch(t, &state, &mut frames, &mut back, &mut work)?;
                     }
-                    changed |=
-                        branch(targets.default(), &state, &mut frames, &mut back, &mut work)?;
                     state = None;
                     continue;
                 }
@@ -817,18 +890,23 @@ fn analyse(
                 | O::Unreachable
                 | O::ReturnCall { .. }
                 | O::ReturnCallIndirect { .. } => {
-                    flush(&mut stack, &mut sinks, &mut work, at);
+                    flush(&mut stack, &mut sinks, &mut work, at)?;
                     state = None;
                     continue;
                 }
                 O::Call { .. } | O::CallIndirect { .. } => {
-                    flush(&mut stack, &mut sinks, &mut work, at);
+                    flush(&mut stack, &mut sinks, &mut work, at)?;
                     continue;
                 }
                 _ => {}
             }
             let local = |l: u32| slots.get(l as usize).copied().flatten();
-            match classify(op)? {
+            let Some(use_) = uses[i] else {
+                return Err(NanRewriteError::Reencode(format!(
+                    "unexpected control flow: {op:?}"
+                )));
+            };
+            match use_ {
                 Use::Absorbs(pops, pushes) => {
                     for _ in 0..pops {
                         pop(&mut stack);
@@ -844,27 +922,27 @@ fn analyse(
                 Use::PassesOn => {
                     // The sign may change: a canonical NaN is no longer one.
                     let value = pop(&mut stack);
-                    sink(&mut sinks, &mut work, at, value, None);
+                    sink(&mut sinks, &mut work, at, value, None)?;
                     stack.push(vec![OPAQUE]);
                 }
                 Use::CopySign => {
                     let sign = pop(&mut stack);
-                    sink(&mut sinks, &mut work, at, sign, observes_top(op));
+                    sink(&mut sinks, &mut work, at, sign, observes_top(op))?;
                     let value = pop(&mut stack);
-                    sink(&mut sinks, &mut work, at, value, None);
+                    sink(&mut sinks, &mut work, at, value, None)?;
                     stack.push(vec![OPAQUE]);
                 }
                 Use::Select => {
                     pop(&mut stack);
                     let mut b = pop(&mut stack);
                     let a = pop(&mut stack);
-                    work.union(&mut b, &a);
+                    work.union(&mut b, &a)?;
                     stack.push(b);
                 }
                 Use::Const(nan) => stack.push(if nan { vec![OPAQUE] } else { Vec::new() }),
                 Use::Get(l) => {
                     let v = match (local(l), &state) {
-                        (Some(s), Some(st)) => work.copy(&st[s]),
+                        (Some(s), Some(st)) => work.copy(&st[s])?,
                         // An integer local, or code control cannot reach.
                         _ => Vec::new(),
                     };
@@ -872,7 +950,7 @@ fn analyse(
                 }
                 Use::Set(l, tee) => {
                     let v = pop(&mut stack);
-                    let kept = tee.then(|| work.copy(&v));
+                    let kept = if tee { Some(work.copy(&v)?) } else { None };
                     if let (Some(s), Some(st)) = (local(l), state.as_mut()) {
                         st[s] = v;
                     }
@@ -890,7 +968,7 @@ fn analyse(
                             at,
                             value,
                             if k == 0 { top } else { None },
-                        );
+                        )?;
                     }
                     for _ in 0..pushes {
                         stack.push(vec![OPAQUE]);
