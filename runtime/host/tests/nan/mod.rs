@@ -758,9 +758,8 @@ fn a_receipt_from_another_architecture_is_replayed_in_the_mode_it_ran_in() {
         let here = h.settings_for(mode);
         let arch = format!("arch={};", std::env::consts::ARCH);
         assert!(here.contains(&arch), "{here}");
-        let there = errand_core::Digest::of(
-            here.replace(&arch, &format!("arch={other};")).as_bytes(),
-        );
+        let there =
+            errand_core::Digest::of(here.replace(&arch, &format!("arch={other};")).as_bytes());
         assert_eq!(h.nan_mode_of(&there), None);
         assert_eq!(h.nan_mode_on_any_arch(&there), Some(mode));
     }
