@@ -440,7 +440,7 @@ fn main() {
         }
         let counts = errand_host::nan::canonicalise_where_observable(w.component).unwrap();
         cells.push(format!(
-            "{} of {}, + {} stores",
+            "{} of {}, + {} at a store or reinterpretation",
             counts.after_arithmetic, counts.arithmetic, counts.at_observation
         ));
         println!("| {} | {} |", w.name, cells.join(" | "));

@@ -114,12 +114,6 @@ impl NanMode {
         }
     }
 
-    /// Whether outputs are the same on every architecture whatever the
-    /// tool does with NaN bits.
-    pub fn is_canonical(self) -> bool {
-        self != NanMode::Native
-    }
-
     fn index(self) -> usize {
         match self {
             NanMode::Canonical => 0,

@@ -363,7 +363,7 @@ enum Use {
     /// Returns its one operand with at most the sign changed: `fneg`,
     /// `fabs`. The operand is observed (the sign of a canonical NaN is no
     /// longer the canonical one's) and the result is opaque.
-    PassesOn,
+    ChangesSign,
     /// `copysign`: both operands are observed (the sign operand's sign shows
     /// in a result that need not be NaN) and the result is opaque.
     CopySign,
@@ -453,7 +453,7 @@ fn classify(op: &Operator<'_>) -> Result<Use, NanRewriteError> {
         | O::I64TruncSatF64S
         | O::I64TruncSatF64U => Use::Absorbs(1, 1),
         O::Drop => Use::Absorbs(1, 0),
-        O::F32Neg | O::F32Abs | O::F64Neg | O::F64Abs => Use::PassesOn,
+        O::F32Neg | O::F32Abs | O::F64Neg | O::F64Abs => Use::ChangesSign,
         O::F32Copysign | O::F64Copysign => Use::CopySign,
         O::Select => Use::Select,
         O::TypedSelect { ty } if !matches!(ty, wasmparser::ValType::V128) => Use::Select,
@@ -919,7 +919,7 @@ fn analyse(
                         });
                     }
                 }
-                Use::PassesOn => {
+                Use::ChangesSign => {
                     // The sign may change: a canonical NaN is no longer one.
                     let value = pop(&mut stack);
                     sink(&mut sinks, &mut work, at, value, None)?;
