@@ -1402,15 +1402,16 @@ fn guides_commands_run_as_written() {
     // warm (README_CARGO_TARGET).
     for (file, script) in &scripts {
         let (status, out, err) = run_readme_script(dir.path(), script, Duration::from_secs(900));
-        // The tails last: a log that keeps only a failure's first and last
-        // lines still shows what the failing command printed.
+        // The tails last, stderr's at the very end: a log that keeps only a
+        // failure's first and last lines still shows the failing command
+        // and what it said.
         assert_eq!(
             status,
             Some(0),
             "{file}:\n{script}\n--- stdout\n{out}\n--- stderr (`+` lines are the commands)\n{err}\n\
-             --- the last lines of stderr, then of stdout\n{}\n--\n{}",
-            tail(&err, 6),
-            tail(&out, 40),
+             --- the last lines of stdout, then of stderr\n{}\n--\n{}",
+            tail(&out, 8),
+            tail(&err, 12),
         );
     }
 }
