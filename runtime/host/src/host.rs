@@ -392,6 +392,31 @@ fn settings_on(config: &HostConfig, nan: NanMode, arch: &str) -> String {
     )
 }
 
+/// Writes a file of the disk cache whole or not at all (a temporary file,
+/// then a rename), so a concurrent reader never sees half of it. Failure
+/// only costs a later compile: it is logged, not returned.
+fn write_cache_file(path: &Path, bytes: &[u8]) {
+    use std::io::Write as _;
+    // Unique to this write, in this process and among processes: two
+    // threads preparing one component never share a temporary file.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let tmp = path.with_extension(format!(
+        "tmp.{}.{}",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::warn!(path = %path.display(), error = %e, "cannot write to the compiled-component cache");
+    }
+}
+
 fn engine_config(config: &HostConfig, nan: NanMode) -> Config {
     let mut c = Config::new();
     c.wasm_component_model(true)
@@ -559,6 +584,32 @@ impl Host {
         )))
     }
 
+    /// The disk cache's note that `digest` could not be rewritten for
+    /// [`NanMode::Selective`] (it holds why, for people; deleting it only
+    /// costs the analysis again). Named after what decides that: the
+    /// rewrite's engine settings and [`crate::nan::verdicts`].
+    fn fallback_path(&self, digest: &Digest) -> Option<PathBuf> {
+        let dir = self.inner.config.cache_dir.as_ref()?;
+        let verdict = format!(
+            "{};{}",
+            self.inner.fingerprints[NanMode::Selective.index()],
+            crate::nan::verdicts()
+        );
+        Some(dir.join(format!(
+            "{digest}-{}.fallback",
+            Digest::of(verdict.as_bytes()).short()
+        )))
+    }
+
+    /// Whether the disk cache notes that `digest`'s rewrite fell back.
+    fn fell_back(&self, digest: &Digest) -> bool {
+        let noted = self.fallback_path(digest).filter(|p| p.is_file());
+        if let Some(path) = &noted {
+            tracing::debug!(%digest, note = %path.display(), "the rewrite fell back before: running with the engine's NaN canonicalisation");
+        }
+        noted.is_some()
+    }
+
     /// A component already compiled for runs in the default mode, from
     /// memory or the disk cache. One loaded from disk reports a size of 0
     /// (the cache keeps no bytes).
@@ -567,7 +618,10 @@ impl Host {
     }
 
     /// A component already compiled for `nan` mode, from memory or the disk
-    /// cache.
+    /// cache; never compiled here. For [`NanMode::Selective`], a component
+    /// whose rewrite fell back is the one compiled for
+    /// [`NanMode::Canonical`]: [`Prepared::nan_mode`] and
+    /// [`Prepared::fingerprint`] say which ran.
     pub fn cached_with(&self, digest: &Digest, nan: NanMode) -> Option<Arc<Prepared>> {
         self.cached_sized(digest, 0, nan)
     }
@@ -578,10 +632,22 @@ impl Host {
             p.last_used.store(self.tick(), Ordering::Relaxed);
             return Some(p.clone());
         }
-        let path = self.cache_path(digest, nan)?;
-        let component = self.load_cached(&path, nan)?;
-        let prepared = self.link(*digest, component, size, nan).ok()?;
-        Some(self.remember(prepared))
+        let loaded = self
+            .cache_path(digest, nan)
+            .and_then(|path| self.load_cached(&path, nan));
+        match loaded {
+            Some(component) => {
+                let prepared = self.link(*digest, component, size, nan).ok()?;
+                Some(self.remember(prepared))
+            }
+            // A rewrite that fell back before, in this process or another:
+            // the engine's canonicalisation, without trying it again.
+            None if nan == NanMode::Selective && self.fell_back(digest) => {
+                let p = self.cached_sized(digest, size, NanMode::Canonical)?;
+                Some(self.remember_as((*digest, nan), p))
+            }
+            None => None,
+        }
     }
 
     fn tick(&self) -> u64 {
@@ -656,11 +722,19 @@ impl Host {
         };
         let mut bytes = Digest::of(&serialized).0.to_vec();
         bytes.extend_from_slice(&serialized);
-        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        let written = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            tracing::warn!(path = %path.display(), error = %e, "cannot write compiled-component cache");
+        write_cache_file(&path, &bytes);
+    }
+
+    /// Notes in the disk cache that `digest` could not be rewritten, and
+    /// why: a later process goes straight to the engine's canonicalisation
+    /// instead of repeating an analysis that may take seconds. Only the
+    /// analysis's own verdicts, which the next try would repeat.
+    fn note_fallback(&self, digest: &Digest, reason: &crate::nan::NanRewriteError) {
+        if !reason.is_the_analysis_verdict() {
+            return;
+        }
+        if let Some(path) = self.fallback_path(digest) {
+            write_cache_file(&path, format!("{reason}\n").as_bytes());
         }
     }
 
@@ -678,13 +752,21 @@ impl Host {
         if let Some(p) = self.cached_sized(&digest, component.len(), nan) {
             return Ok(p);
         }
+        if nan == NanMode::Selective && self.fell_back(&digest) {
+            // Its compiled code was evicted from the disk cache, the note
+            // of its fallback was not.
+            let p = self.prepare_with(component, NanMode::Canonical)?;
+            return Ok(self.remember_as((digest, nan), p));
+        }
         let compiled = match self.compile(component, nan) {
             Err(LoadError::NotRewritten(reason)) => {
                 // Runs under the engine's canonicalisation, which computes
-                // the same outputs. Remembered under the mode asked for, so
-                // the rewrite is not tried again for every run.
+                // the same outputs. Remembered under the mode asked for, in
+                // memory and on disk, so the rewrite is not tried again for
+                // every run, nor in every process.
                 tracing::debug!(%digest, %reason, "running with the engine's NaN canonicalisation");
                 let p = self.prepare_with(component, NanMode::Canonical)?;
+                self.note_fallback(&digest, &reason);
                 return Ok(self.remember_as((digest, nan), p));
             }
             compiled => compiled?,
@@ -737,9 +819,7 @@ impl Host {
             // A rewrite wasmtime refuses (one local too many) falls back
             // too: the original then reports its own errors, if any.
             return Component::new(engine, &rewritten.bytes).map_err(|e| {
-                LoadError::NotRewritten(crate::nan::NanRewriteError::Reencode(format!(
-                    "the rewritten component does not compile: {e:#}"
-                )))
+                LoadError::NotRewritten(crate::nan::NanRewriteError::Compile(format!("{e:#}")))
             });
         }
         Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))

@@ -66,15 +66,37 @@ use wasmparser::{Operator, Parser, Validator, WasmFeatures};
 
 /// The analysis's budget, in units of work (an operator visited, an origin
 /// copied or compared, about 8 bytes held): this many per byte of
-/// component, plus a base, up to a cap. The example tools need well under
-/// a tenth of theirs; a component built to make the analysis slow runs
-/// under the engine's canonicalisation instead.
+/// component, plus a base, up to a cap. The Rust example tools need under
+/// a quarter of theirs (a test checks it). A large interpreter may need
+/// more than the cap, and runs under the engine's canonicalisation, as
+/// does a component built to make the analysis slow: `cargo bench -p
+/// errand --bench interpreted` shows which of the Python and JavaScript
+/// tools do.
 const BUDGET_PER_BYTE: u64 = 32;
 const BUDGET_BASE: u64 = 1 << 22;
 const BUDGET_MAX: u64 = 1 << 26;
 
 /// Most locals a function may have, as wasmparser validates it.
 const MAX_LOCALS: u64 = 50_000;
+
+/// The version of which components the rewrite refuses: a change that may
+/// let a component through that it refused before, or refuse one it took
+/// (a cheaper analysis, exceptions or vector floats supported, a new
+/// wasmparser or wasm-encoder), needs a new one. Part of the name of the
+/// disk cache's notes of a fallback, with [`verdicts`].
+const VERDICTS: u32 = 1;
+
+/// What decides, beside the engine's settings (the rewrite's version,
+/// wasmtime's, the architecture), whether a component is rewritten or
+/// falls back: [`VERDICTS`] and the analysis's bounds. Part of the name of
+/// the disk cache's note of a fallback, so that an older verdict is not
+/// taken for a newer one's.
+pub(crate) fn verdicts() -> String {
+    format!(
+        "verdicts={VERDICTS};budget={BUDGET_PER_BYTE}/{BUDGET_BASE}/{BUDGET_MAX};\
+         passes={MAX_PASSES};origins={MAX_ORIGINS};locals={MAX_LOCALS}"
+    )
+}
 
 /// Whether a value type is a scalar float.
 fn is_float(ty: wasmparser::ValType) -> bool {
@@ -102,12 +124,26 @@ pub enum NanRewriteError {
     VectorFloat(String),
     /// The analysis would have taken more than its budget (this many
     /// units, in proportion to the component's size): a component built
-    /// to make it slow.
+    /// to make it slow, or a large interpreter (the JavaScript engine
+    /// componentize-js builds in).
     #[error("the analysis would take more than {0} units of work")]
     Budget(u64),
     /// The re-encoder refused a construct it cannot rewrite.
     #[error("cannot rewrite the component: {0}")]
     Reencode(String),
+    /// wasmtime refused the rewritten component (one local too many, say,
+    /// or a resource this machine lacked as it compiled it).
+    #[error("the rewritten component does not compile: {0}")]
+    Compile(String),
+}
+
+impl NanRewriteError {
+    /// Whether the refusal is the analysis's own, decided by the
+    /// component's bytes alone: the disk cache notes only those, not a
+    /// compile that may have failed for want of memory.
+    pub fn is_the_analysis_verdict(&self) -> bool {
+        !matches!(self, NanRewriteError::Compile(_))
+    }
 }
 
 /// A component rewritten by [`canonicalise_where_observable`].

@@ -653,17 +653,21 @@ fn random_programs_compute_what_canonicalisation_everywhere_does() {
     assert!(rewritten.after_arithmetic + rewritten.at_observation < rewritten.arithmetic);
 }
 
-#[test]
-fn a_component_built_to_make_the_analysis_slow_falls_back_within_its_budget() {
-    // 20,000 float locals and 3,000 loops that branch to themselves: every
-    // back edge would carry every local's state.
+/// 20,000 float locals and 3,000 loops that branch to themselves: every
+/// back edge would carry every local's state.
+fn slow_to_analyse() -> Vec<u8> {
     let locals = "f32 ".repeat(20_000);
     let loops = "(loop (br_if 0 (global.get $flag)))".repeat(3_000);
-    let c = wat::parse_str(errand_host::testing::command_wat(&format!(
+    wat::parse_str(errand_host::testing::command_wat(&format!(
         r#"(global $flag (mut i32) (i32.const 0))
       (func (export "run") (result i32) (local {locals}) {loops} (i32.const 0))"#
     )))
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn a_component_built_to_make_the_analysis_slow_falls_back_within_its_budget() {
+    let c = slow_to_analyse();
     match canonicalise_where_observable(&c) {
         Err(NanRewriteError::Budget(budget)) => {
             assert!(budget < 1 << 24, "budget {budget} for {} bytes", c.len())
@@ -685,6 +689,118 @@ fn a_component_built_to_make_the_analysis_slow_falls_back_within_its_budget() {
         let r = canonicalise_where_observable(tool).unwrap();
         assert!(r.work < tool.len() as u64 * 8, "{name}: {} units", r.work);
     }
+}
+
+/// A fallback was remembered in memory only, so every new process (each
+/// `errand run`, `errand verify --replay`, a restarted node) repeated the
+/// analysis to its budget before falling back: about 2 s of a release
+/// build's time for the JavaScript json-check, before it even loaded its
+/// compiled code from the disk cache.
+#[test]
+fn a_fallback_is_noted_in_the_disk_cache_so_a_restarted_host_does_not_rewrite_again() {
+    use errand_host::{Host, HostConfig, NanMode};
+    let dir = tempfile::tempdir().unwrap();
+    let config = || HostConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..HostConfig::default()
+    };
+    let notes = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "fallback"))
+            .collect::<Vec<_>>()
+    };
+    let c = slow_to_analyse();
+    let digest = errand_core::Digest::of(&c);
+    let first = Host::with_config(config()).unwrap();
+    assert!(first.cached_with(&digest, NanMode::Selective).is_none());
+    let p = first.prepare(&c).unwrap();
+    assert_eq!(p.nan_mode(), NanMode::Canonical);
+
+    // A restart: the new host has the component ready for the default
+    // mode from its disk cache alone (`cached_with` never compiles, so it
+    // never tries the rewrite), compiled with the engine's
+    // canonicalisation, and runs it.
+    let second = Host::with_config(config()).unwrap();
+    let again = second
+        .cached_with(&digest, NanMode::Selective)
+        .expect("the fallback is remembered across a restart");
+    assert_eq!(again.nan_mode(), NanMode::Canonical);
+    assert_eq!(
+        again.fingerprint(),
+        second.platform_for(NanMode::Canonical).engine
+    );
+    let e = second
+        .run(
+            &again,
+            &super::inv(b"", &[], errand_host::Limits::default()),
+        )
+        .unwrap();
+    assert!(e.outcome.is_ok(), "{:?}", e.outcome);
+
+    // One note, beside the compiled code, saying why.
+    let found = notes();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let name = found[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with(&digest.to_string()), "{name}");
+    let why = std::fs::read_to_string(&found[0]).unwrap();
+    assert!(why.contains("units of work"), "{why}");
+
+    // The compiled code evicted, the note kept: the component is compiled
+    // again, for the engine's canonicalisation.
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|e| e == "cwasm") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let third = Host::with_config(config()).unwrap();
+    assert!(third.cached_with(&digest, NanMode::Selective).is_none());
+    assert_eq!(third.prepare(&c).unwrap().nan_mode(), NanMode::Canonical);
+    assert!(third.cached_with(&digest, NanMode::Canonical).is_some());
+
+    // A component that rewrites leaves no note, and its own mode's code.
+    let tool = super::tool("imagegen");
+    let tool_digest = errand_core::Digest::of(tool);
+    let p = third.prepare(tool).unwrap();
+    assert_eq!(p.nan_mode(), NanMode::Selective);
+    assert_eq!(notes().len(), 1);
+    let fourth = Host::with_config(config()).unwrap();
+    let cached = fourth
+        .cached_with(&tool_digest, NanMode::Selective)
+        .unwrap();
+    assert_eq!(cached.nan_mode(), NanMode::Selective);
+
+    // A note is taken without trying the rewrite: one planted for that
+    // component (its compiled code gone) makes a new host compile it for
+    // the engine's canonicalisation, and its runs say so. That is all a
+    // planted note can do: the outputs are the same, the fingerprint true.
+    let suffix = name.strip_prefix(&digest.to_string()).unwrap();
+    let planted = dir.path().join(format!("{tool_digest}{suffix}"));
+    std::fs::write(&planted, "planted\n").unwrap();
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|e| e == "cwasm") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let fifth = Host::with_config(config()).unwrap();
+    let p = fifth.prepare(tool).unwrap();
+    assert_eq!(p.nan_mode(), NanMode::Canonical);
+    assert_eq!(
+        p.fingerprint(),
+        fifth.platform_for(NanMode::Canonical).engine
+    );
+    let i = super::inv(
+        b"a lighthouse in fog",
+        &[("size", "48")],
+        errand_host::Limits::default(),
+    );
+    let canonical = fifth.run(&p, &i).unwrap();
+    let rewritten = fourth.run(&cached, &i).unwrap();
+    assert!(canonical.outcome.is_ok(), "{:?}", canonical.outcome);
+    assert_eq!(canonical.output, rewritten.output);
 }
 
 #[test]
